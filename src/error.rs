@@ -1,0 +1,110 @@
+//! The driver's error type and the one place where errors become gRPC status
+//! codes. The sidecars and kubelet decide whether to retry from the code, so
+//! each mapping says why it was chosen.
+
+use tonic::{Code, Status};
+
+/// Errors a CSI handler can end with. Variants name the outcome the caller must
+/// act on, not the layer that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or names something unsupported.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The named volume, snapshot or path does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is taken by an object that does not match the request.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A capacity that the driver or the array cannot satisfy.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The object is in a state that forbids the operation (e.g. an imported
+    /// dataset volume that the driver must never delete).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Another call for the same volume or name is in flight.
+    #[error("{0}")]
+    Aborted(String),
+    /// The array or a mount is unreachable or overloaded for now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The operation did not finish within its deadline; it may still complete.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// This RPC is not implemented by this driver or in this mode.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// The array refused our credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A bug or an unexpected answer; the message says what happened.
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let code = match &err {
+            // Final: the sidecar records the error and will not succeed by
+            // retrying the same request.
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            // Final for the request; kubelet treats NOT_FOUND on unpublish /
+            // unstage as "already gone".
+            Error::NotFound(_) => Code::NotFound,
+            // Final: the provisioner must not retry a name that maps to a
+            // different volume.
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            // Final: the capacity request cannot be met.
+            Error::OutOfRange(_) => Code::OutOfRange,
+            // Retried with backoff by the sidecars, but only an admin action
+            // (or a state change) makes it succeed.
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            // Retried with backoff: the concurrent call will finish first.
+            Error::Aborted(_) => Code::Aborted,
+            // Retried: a transient array or network condition. Not final, so
+            // the provisioner keeps the "maybe provisioned" state and replays
+            // the same name, which our idempotent lookups resolve.
+            Error::Unavailable(_) => Code::Unavailable,
+            // Retried and not final: the work may have happened on the array.
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            // Final: the caller must not retry (per the CSI error scheme).
+            Error::Unimplemented(_) => Code::Unimplemented,
+            // Retried: fixing the credentials Secret makes it succeed.
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            // Retried by the sidecars; logged loudly.
+            Error::Internal(_) => Code::Internal,
+        };
+        Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_one_to_one() {
+        let cases = [
+            (Error::InvalidArgument("a".into()), Code::InvalidArgument),
+            (Error::NotFound("a".into()), Code::NotFound),
+            (Error::AlreadyExists("a".into()), Code::AlreadyExists),
+            (Error::OutOfRange("a".into()), Code::OutOfRange),
+            (Error::FailedPrecondition("a".into()), Code::FailedPrecondition),
+            (Error::Aborted("a".into()), Code::Aborted),
+            (Error::Unavailable("a".into()), Code::Unavailable),
+            (Error::DeadlineExceeded("a".into()), Code::DeadlineExceeded),
+            (Error::Unimplemented("a".into()), Code::Unimplemented),
+            (Error::Unauthenticated("a".into()), Code::Unauthenticated),
+            (Error::Internal("a".into()), Code::Internal),
+        ];
+        for (err, code) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            assert_eq!(status.message(), "a");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! FlashBlade REST 2.x client: TLS setup and HTTP transport. The session,
+//! retry and resource layers build on [`http_client`].
+
+pub mod tls;
+
+use std::time::Duration;
+
+use crate::config::ArrayConfig;
+
+/// Errors from talking to the array. Messages never contain tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("array {array}: TLS setup failed: {reason}")]
+    Tls { array: String, reason: String },
+    #[error("array {array}: management URL is not configured")]
+    NoUrl { array: String },
+    #[error("array {array}: {reason}")]
+    Transport { array: String, reason: String },
+}
+
+/// Builds the HTTP client for one array: TLS verified against the configured
+/// CA bundle (or, only when asked, not verified), connection reuse, and
+/// per-request deadlines set by the caller.
+pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    let url = array.management_url.as_ref().ok_or_else(|| ClientError::NoUrl {
+        array: array.name.clone(),
+    })?;
+    let builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("flashblade-csi/", env!("CARGO_PKG_VERSION")))
+        // Never follow redirects: a redirect could carry the token elsewhere.
+        .redirect(reqwest::redirect::Policy::none());
+    if url.scheme() == "http" {
+        tracing::warn!(array = %array.name, "array management URL uses plain http: the API token travels unencrypted");
+    }
+    // Always preconfigured: reqwest has no TLS provider of its own here.
+    let tls =
+        tls::client_config(array.ca_file.as_deref(), array.insecure_skip_tls_verify).map_err(|reason| {
+            ClientError::Tls {
+                array: array.name.clone(),
+                reason,
+            }
+        })?;
+    let builder = builder.use_preconfigured_tls(tls);
+    builder.build().map_err(|e| ClientError::Tls {
+        array: array.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Checks that the array answers `GET /api/api_version` (no credentials
+/// needed) within `timeout`.
+pub async fn check_reachable(
+    client: &reqwest::Client,
+    array: &ArrayConfig,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    let url = array
+        .management_url
+        .as_ref()
+        .ok_or_else(|| ClientError::NoUrl {
+            array: array.name.clone(),
+        })?
+        .join("api/api_version")
+        .map_err(|e| ClientError::Transport {
+            array: array.name.clone(),
+            reason: e.to_string(),
+        })?;
+    let resp = client
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| ClientError::Transport {
+            array: array.name.clone(),
+            reason: describe_reqwest_error(&e),
+        })?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(ClientError::Transport {
+            array: array.name.clone(),
+            reason: format!("api_version answered HTTP {}", resp.status().as_u16()),
+        })
+    }
+}
+
+/// The error with its source chain (reqwest's Display alone hides the cause,
+/// e.g. which certificate check failed).
+pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,137 @@
+//! CSI Identity service: plugin name and version, plugin capabilities, and
+//! Probe backed by a readiness check (array reachability for the controller).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use tonic::{Request, Response, Status};
+
+use crate::config::ArrayConfig;
+use crate::csi::{self, identity_server::Identity, plugin_capability};
+
+/// Whether this process can do its job right now.
+#[tonic::async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    async fn ready(&self) -> bool;
+}
+
+/// A node plugin needs nothing remote to be ready.
+pub struct AlwaysReady;
+
+#[tonic::async_trait]
+impl Readiness for AlwaysReady {
+    async fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// Ready when every configured array answers `GET /api/api_version`. The
+/// answer is cached briefly so frequent probes do not load the array.
+pub struct ArraysReachable {
+    arrays: Vec<(ArrayConfig, reqwest::Client)>,
+    timeout: Duration,
+    cache: Mutex<Option<(Instant, bool)>>,
+}
+
+const PROBE_CACHE: Duration = Duration::from_secs(5);
+
+impl ArraysReachable {
+    pub fn new(arrays: Vec<(ArrayConfig, reqwest::Client)>, timeout: Duration) -> Self {
+        Self {
+            arrays,
+            timeout,
+            cache: Mutex::new(None),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Readiness for ArraysReachable {
+    async fn ready(&self) -> bool {
+        // Holding the lock across the check makes concurrent probes share one.
+        let mut cache = self.cache.lock().await;
+        if let Some((at, ready)) = *cache
+            && at.elapsed() < PROBE_CACHE
+        {
+            return ready;
+        }
+        let mut ready = true;
+        for (array, client) in &self.arrays {
+            if let Err(e) = crate::flashblade::check_reachable(client, array, self.timeout).await {
+                tracing::warn!(error = %e, "probe: array not reachable");
+                ready = false;
+            }
+        }
+        *cache = Some((Instant::now(), ready));
+        ready
+    }
+}
+
+/// All readiness checks must pass.
+pub struct AllOf(pub Vec<Arc<dyn Readiness>>);
+
+#[tonic::async_trait]
+impl Readiness for AllOf {
+    async fn ready(&self) -> bool {
+        for r in &self.0 {
+            if !r.ready().await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The plugin-level capabilities. They describe the plugin as a whole, so a
+/// node-only and a controller-only process give the same answer (the
+/// conformance suite reads them from the node socket too).
+pub fn plugin_capabilities() -> Vec<csi::PluginCapability> {
+    use plugin_capability::{Service, Type, service};
+    vec![csi::PluginCapability {
+        r#type: Some(Type::Service(Service {
+            r#type: service::Type::ControllerService as i32,
+        })),
+    }]
+}
+
+pub struct IdentityService {
+    name: String,
+    readiness: Arc<dyn Readiness>,
+}
+
+impl IdentityService {
+    pub fn new(name: String, readiness: Arc<dyn Readiness>) -> Self {
+        Self { name, readiness }
+    }
+}
+
+#[tonic::async_trait]
+impl Identity for IdentityService {
+    async fn get_plugin_info(
+        &self,
+        _req: Request<csi::GetPluginInfoRequest>,
+    ) -> Result<Response<csi::GetPluginInfoResponse>, Status> {
+        Ok(Response::new(csi::GetPluginInfoResponse {
+            name: self.name.clone(),
+            vendor_version: env!("CARGO_PKG_VERSION").to_string(),
+            manifest: Default::default(),
+        }))
+    }
+
+    async fn get_plugin_capabilities(
+        &self,
+        _req: Request<csi::GetPluginCapabilitiesRequest>,
+    ) -> Result<Response<csi::GetPluginCapabilitiesResponse>, Status> {
+        Ok(Response::new(csi::GetPluginCapabilitiesResponse {
+            capabilities: plugin_capabilities(),
+        }))
+    }
+
+    async fn probe(&self, _req: Request<csi::ProbeRequest>) -> Result<Response<csi::ProbeResponse>, Status> {
+        // Not ready is an OK answer with ready=false: the plugin is healthy
+        // but cannot serve yet (e.g. the array is unreachable).
+        let ready = self.readiness.ready().await;
+        Ok(Response::new(csi::ProbeResponse { ready: Some(ready) }))
+    }
+}

@@ -1,0 +1,19 @@
+//! flashblade-csi: a Kubernetes CSI driver for Pure Storage FlashBlade NFS
+//! file systems.
+//!
+//! Where to start: [`app::run`] wires a validated [`config::Config`] into the
+//! gRPC [`server`]; [`identity`], [`controller`] and [`node`] hold the CSI
+//! services; [`error`] is the one place errors become gRPC status codes;
+//! [`flashblade`] talks to the array.
+
+pub mod app;
+pub mod config;
+pub mod controller;
+pub mod csi;
+pub mod error;
+pub mod flashblade;
+pub mod identity;
+pub mod node;
+pub mod secret;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,147 @@
+//! The gRPC server on a unix socket: safe socket creation (stale sockets are
+//! removed, live ones are never stolen), permissions, and graceful shutdown
+//! with a bound on how long in-flight RPCs may run.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::csi::controller_server::ControllerServer;
+use crate::csi::identity_server::IdentityServer;
+use crate::csi::node_server::NodeServer;
+use crate::{controller::ControllerService, identity::IdentityService, node::NodeService};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("socket {path}: another process is serving on it; refusing to take it over")]
+    SocketInUse { path: PathBuf },
+    #[error("socket {path}: exists and is not a socket; refusing to remove it")]
+    NotASocket { path: PathBuf },
+    #[error("socket {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Binds the unix socket at `path`, replacing a stale socket file left by a
+/// dead process but refusing to replace one that a live process answers on.
+pub fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
+    let io_err = |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if !meta.file_type().is_socket() {
+                return Err(ServerError::NotASocket {
+                    path: path.to_path_buf(),
+                });
+            }
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(ServerError::SocketInUse {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    tracing::info!(path = %path.display(), "removing stale socket");
+                    std::fs::remove_file(path).map_err(io_err)?;
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+    Ok(listener)
+}
+
+/// The services one process serves.
+pub struct Services {
+    pub identity: IdentityService,
+    pub controller: Option<ControllerService>,
+    pub node: Option<NodeService>,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// RPCs finish for up to `grace`, and removes the socket file.
+pub async fn serve(
+    listener: UnixListener,
+    socket_path: PathBuf,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<(), ServerError> {
+    let router = tonic::transport::Server::builder()
+        .layer(crate::telemetry::RpcSpanLayer)
+        .add_service(IdentityServer::new(services.identity))
+        .add_optional_service(services.controller.map(ControllerServer::new))
+        .add_optional_service(services.node.map(NodeServer::new));
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
+        UnixListenerStream::new(listener),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    tracing::info!(socket = %socket_path.display(), "serving CSI");
+
+    let result = tokio::select! {
+        res = &mut server => {
+            // The server ended on its own: that is an error.
+            Some(res)
+        }
+        () = shutdown => None,
+    };
+    let result = match result {
+        Some(res) => res.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "server task failed");
+            Ok(())
+        }),
+        None => {
+            tracing::info!(grace = ?grace, "shutting down: no new connections, waiting for in-flight RPCs");
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "server task failed during shutdown");
+                    Ok(())
+                }
+                Err(_) => {
+                    tracing::warn!("in-flight RPCs did not finish within the grace period; aborting them");
+                    server.abort();
+                    Ok(())
+                }
+            }
+        }
+    };
+    if let Err(e) = std::fs::remove_file(&socket_path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, socket = %socket_path.display(), "could not remove socket");
+    }
+    tracing::info!("stopped");
+    result.map_err(ServerError::from)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+}

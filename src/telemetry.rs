@@ -1,0 +1,76 @@
+//! Logging setup (human or JSON, env-filter) and the per-RPC span layer.
+//!
+//! This is the only module that touches the global tracing subscriber.
+
+use std::task::{Context, Poll};
+
+use tonic::codegen::http;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Installs the global subscriber. Logs go to stderr so stdout stays free for
+/// machine-readable output.
+pub fn init(log: &LogConfig) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
+        .map_err(|e| format!("invalid configuration: log-filter: {:?}: {e}", log.filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let result = match log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+    result.map_err(|e| format!("cannot install logger: {e}"))
+}
+
+/// Opens one `rpc` span per gRPC call with the method name; handlers record
+/// `volume_id` (and other ids) into it once they have validated the request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RpcSpanLayer;
+
+impl<S> Layer<S> for RpcSpanLayer {
+    type Service = RpcSpan<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcSpan { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RpcSpan<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for RpcSpan<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tracing::instrument::Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().rsplit('/').next().unwrap_or("").to_string();
+        let span = tracing::info_span!(
+            "rpc",
+            method = %method,
+            volume_id = tracing::field::Empty,
+        );
+        self.inner.call(req).instrument(span)
+    }
+}
+
+/// Records the volume id into the current RPC span.
+pub fn record_volume_id(volume_id: &str) {
+    tracing::Span::current().record("volume_id", volume_id);
+}

@@ -1,0 +1,98 @@
+//! Shared helpers for the integration tests: dial the driver's unix socket,
+//! start the driver in-process, wait for sockets.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flashblade_csi::config::{Config, Mode, ServeArgs};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A gRPC channel over the unix socket at `path`.
+pub async fn connect(path: &Path) -> Channel {
+    let path = path.to_path_buf();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .expect("connect to driver socket")
+}
+
+/// Waits until something listens on `path`.
+pub async fn wait_for_socket(path: &Path) {
+    for _ in 0..400 {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("socket {} never came up", path.display());
+}
+
+/// A running in-process driver; dropping it stops the server.
+pub struct Driver {
+    pub socket: PathBuf,
+    pub config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Driver {
+    /// Starts the driver with `args` (endpoint filled in) in `dir`.
+    pub async fn start(dir: &Path, mut args: ServeArgs) -> Driver {
+        let socket = dir.join("csi.sock");
+        args.endpoint = Some(format!("unix://{}", socket.display()));
+        let config = Config::load(&args).expect("valid test config");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let run_config = config.clone();
+        let task = tokio::spawn(async move {
+            flashblade_csi::app::run(run_config, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("driver run");
+        });
+        wait_for_socket(&socket).await;
+        Driver {
+            socket,
+            config,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        connect(&self.socket).await
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn node_args(node_id: &str) -> ServeArgs {
+    ServeArgs {
+        mode: Some(Mode::Node),
+        node_id: Some(node_id.into()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,184 @@
+//! Identity service over a real unix socket.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Driver, node_args};
+use flashblade_csi::config::{Mode, ServeArgs};
+use flashblade_csi::csi::{self, identity_client::IdentityClient};
+
+fn plugin_name_ok(name: &str) -> bool {
+    // The conformance rule: ^[a-zA-Z][A-Za-z0-9-\.\_]{0,61}[a-zA-Z]$
+    let b = name.as_bytes();
+    (2..=63).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b[b.len() - 1].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-._".contains(c))
+}
+
+#[tokio::test]
+async fn plugin_info_and_probe_on_node_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = Driver::start(dir.path(), node_args("node-a")).await;
+    let mut client = IdentityClient::new(driver.channel().await);
+
+    let info = client
+        .get_plugin_info(csi::GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.name, "flashblade.csi.dev");
+    assert!(plugin_name_ok(&info.name));
+    assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
+
+    let probe = client.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
+    assert_eq!(probe.ready, Some(true));
+    driver.stop().await;
+}
+
+#[tokio::test]
+async fn driver_name_is_overridable() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ServeArgs {
+        driver_name: Some("fb.csi.example.org".into()),
+        ..node_args("n")
+    };
+    let driver = Driver::start(dir.path(), args).await;
+    let mut client = IdentityClient::new(driver.channel().await);
+    let info = client
+        .get_plugin_info(csi::GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.name, "fb.csi.example.org");
+    driver.stop().await;
+}
+
+fn controller_args(dir: &std::path::Path, url: &str) -> ServeArgs {
+    let token = dir.join("token");
+    std::fs::write(&token, "T-00000000-0000-0000-0000-000000000000").unwrap();
+    ServeArgs {
+        mode: Some(Mode::Controller),
+        array_url: Some(url.into()),
+        api_token_file: Some(token),
+        nfs_endpoint: Some("127.0.0.1".into()),
+        ..Default::default()
+    }
+}
+
+fn cap_set(caps: &[csi::PluginCapability]) -> HashSet<String> {
+    caps.iter().map(|c| format!("{:?}", c.r#type)).collect()
+}
+
+#[tokio::test]
+async fn node_and_controller_processes_report_the_same_plugin_capabilities() {
+    let node_dir = tempfile::tempdir().unwrap();
+    let ctrl_dir = tempfile::tempdir().unwrap();
+    let node = Driver::start(node_dir.path(), node_args("n")).await;
+    // Port 9 on loopback: nothing listens, so the array is unreachable.
+    let ctrl = Driver::start(
+        ctrl_dir.path(),
+        controller_args(ctrl_dir.path(), "http://127.0.0.1:9"),
+    )
+    .await;
+
+    let node_caps = IdentityClient::new(node.channel().await)
+        .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    let ctrl_caps = IdentityClient::new(ctrl.channel().await)
+        .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    assert!(!node_caps.is_empty());
+    assert_eq!(cap_set(&node_caps), cap_set(&ctrl_caps));
+    // Only values the conformance suite knows.
+    for c in &node_caps {
+        match &c.r#type {
+            Some(csi::plugin_capability::Type::Service(s)) => {
+                assert!([1, 2, 3, 4].contains(&s.r#type), "{s:?}")
+            }
+            Some(csi::plugin_capability::Type::VolumeExpansion(v)) => assert!([1, 2].contains(&v.r#type)),
+            None => panic!("empty capability"),
+        }
+    }
+    node.stop().await;
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn controller_probe_is_ok_but_not_ready_when_array_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctrl = Driver::start(dir.path(), controller_args(dir.path(), "http://127.0.0.1:9")).await;
+    let probe = IdentityClient::new(ctrl.channel().await)
+        .probe(csi::ProbeRequest {})
+        .await
+        .expect("Probe answers OK even when not ready")
+        .into_inner();
+    assert_eq!(probe.ready, Some(false));
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn controller_probe_is_ready_when_array_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    // A minimal HTTP endpoint that answers api_version like an array.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if req.starts_with("GET /api/api_version ") {
+                    ("200 OK", r#"{"versions":["2.0"]}"#)
+                } else {
+                    ("404 Not Found", "{}")
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let ctrl = Driver::start(dir.path(), controller_args(dir.path(), &format!("http://{addr}"))).await;
+    let probe = IdentityClient::new(ctrl.channel().await)
+        .probe(csi::ProbeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(probe.ready, Some(true));
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn capabilities_match_what_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Driver::start(dir.path(), node_args("node-7")).await;
+    let ch = node.channel().await;
+    let info = csi::node_client::NodeClient::new(ch.clone())
+        .node_get_info(csi::NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.node_id, "node-7");
+    assert!(info.max_volumes_per_node >= 0);
+    assert!(info.accessible_topology.is_none());
+    // A node-only process does not serve the Controller service.
+    let err = csi::controller_client::ControllerClient::new(ch)
+        .controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    node.stop().await;
+}
