@@ -1,1 +1,351 @@
+//! mock-flashblade: a faithful, fault-injectable Pure Storage FlashBlade REST
+//! 2.x simulator.
+//!
+//! It serves the API-token login and session flow, file systems, file-system
+//! snapshots, user and group quotas, NFS export policies and rules, `arrays`
+//! and `arrays/space`, with FlashBlade's envelopes, error bodies and status
+//! codes. Each file system is a real directory under the data dir, so mounts
+//! and usage figures are real. Faults (latency, limited concurrency, rate
+//! limits, random errors, ambiguous failures, stalls, session expiry) can be
+//! set at start or at runtime, and counters record every request.
+//!
+//! Start it in-process with [`start`]; the returned [`MockHandle`] stops it
+//! when dropped.
 
+pub mod api;
+pub mod data;
+pub mod faults;
+pub mod filter;
+pub mod server;
+pub mod state;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use faults::{Counters, FaultKind, Faults, RequestCount, ScriptedFault};
+use server::Shared;
+use state::{Array, ArrayState};
+
+/// How the management port does TLS.
+#[derive(Clone, Debug, Default)]
+pub enum TlsMode {
+    /// A generated CA and server certificate; the CA goes to `state_dir/ca.pem`.
+    #[default]
+    SelfSigned,
+    /// A supplied certificate chain and key (PEM).
+    Files { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP.
+    Plain,
+}
+
+/// Start-up settings.
+#[derive(Clone, Debug)]
+pub struct MockConfig {
+    pub listen: SocketAddr,
+    /// Where state, certificates and data live; a temporary directory (removed
+    /// with the handle) when `None`.
+    pub state_dir: Option<PathBuf>,
+    /// The API token to accept; reused from `state_dir/api-token` or generated
+    /// when `None`.
+    pub api_token: Option<String>,
+    pub tls: TlsMode,
+    /// Extra subject alternative names for the generated certificate.
+    pub tls_sans: Vec<String>,
+    pub faults: Faults,
+    /// Destroyed objects are eradicated after this long (FlashBlade: 24 h).
+    pub eradication_delay: Duration,
+    /// Sessions expire this long after login.
+    pub session_ttl: Option<Duration>,
+    /// Keep array state in `state_dir/state.json` across restarts.
+    pub persist: bool,
+    /// Array capacity in bytes.
+    pub capacity: i64,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            state_dir: None,
+            api_token: None,
+            tls: TlsMode::SelfSigned,
+            tls_sans: Vec::new(),
+            faults: Faults::default(),
+            eradication_delay: Duration::from_secs(24 * 3600),
+            session_ttl: None,
+            persist: true,
+            capacity: 100 << 40,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("state dir {path}: {source}")]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct MockHandle {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub api_token: String,
+    /// PEM of the CA that signs the server certificate (generated TLS only).
+    pub ca_pem: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub state_dir: PathBuf,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for MockHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockHandle")
+            .field("url", &self.url)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockHandle {
+    /// `host:port` as the Python SDK's `target` wants it.
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn counters(&self) -> Counters {
+        let live = self.shared.live_sessions();
+        self.shared.counters.lock().unwrap().snapshot(live)
+    }
+
+    pub fn reset_counters(&self) {
+        *self.shared.counters.lock().unwrap() = Default::default();
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.lock().unwrap().clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.set_faults(faults);
+    }
+
+    /// Adds a deterministic fault for the next matching request(s).
+    pub fn push_fault(&self, fault: ScriptedFault) {
+        self.shared.faults.lock().unwrap().script.push(fault);
+    }
+
+    /// Ends every session, as an array restart or idle timeout would.
+    pub fn expire_sessions(&self) -> usize {
+        self.shared.expire_sessions()
+    }
+
+    /// Runs the eradication sweep now.
+    pub fn sweep(&self) {
+        let mut a = self.shared.array.lock().unwrap();
+        if a.sweep(state::now_ms()) {
+            a.save();
+        }
+    }
+
+    /// The directory holding a file system's content.
+    pub fn fs_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
+    /// Reads the array model (for assertions).
+    pub fn with_state<R>(&self, f: impl FnOnce(&ArrayState) -> R) -> R {
+        f(&self.shared.array.lock().unwrap().st)
+    }
+
+    /// The ready line the binary prints.
+    pub fn ready_line(&self) -> String {
+        // Fields in the documented order (serde_json would sort them).
+        let s = |v: &str| serde_json::Value::String(v.to_string()).to_string();
+        format!(
+            "{{\"url\":{},\"api_token\":{},\"ca_file\":{},\"data_dir\":{}}}",
+            s(&self.url),
+            s(&self.api_token),
+            self.ca_file
+                .as_ref()
+                .map_or("null".to_string(), |p| s(&p.to_string_lossy())),
+            s(&self.data_dir.to_string_lossy()),
+        )
+    }
+
+    /// Stops accepting and closes open connections.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for MockHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> StartError + '_ {
+    move |source| StartError::StateDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Starts the simulator; returns once it accepts connections.
+pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
+    let (state_dir, tempdir) = match &config.state_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("mock-flashblade-")
+                .tempdir()
+                .map_err(io(std::path::Path::new("/tmp")))?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    std::fs::create_dir_all(&state_dir).map_err(io(&state_dir))?;
+    let state_dir = state_dir.canonicalize().map_err(io(&state_dir))?;
+    let data_dir = state_dir.join("fs");
+    let snap_dir = state_dir.join("snapshots");
+    std::fs::create_dir_all(&data_dir).map_err(io(&data_dir))?;
+    std::fs::create_dir_all(&snap_dir).map_err(io(&snap_dir))?;
+
+    let token_file = state_dir.join("api-token");
+    let api_token = match &config.api_token {
+        Some(t) => t.clone(),
+        None => match std::fs::read_to_string(&token_file) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let t = format!("T-{}", state::new_id());
+                std::fs::write(&token_file, &t).map_err(io(&token_file))?;
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600));
+                t
+            }
+        },
+    };
+
+    let persist_path = state_dir.join("state.json");
+    let st = if config.persist {
+        Array::load(&persist_path).unwrap_or_else(|| ArrayState::new(config.capacity))
+    } else {
+        ArrayState::new(config.capacity)
+    };
+    let mut array = Array::new(
+        st,
+        data_dir.clone(),
+        snap_dir,
+        config.eradication_delay.as_millis() as i64,
+    );
+    if config.persist {
+        array.persist_path = Some(persist_path);
+        array.save();
+    }
+
+    let (tls, ca_pem) = match &config.tls {
+        TlsMode::Plain => (None, None),
+        TlsMode::SelfSigned => {
+            let t = tls::generate(&config.tls_sans).map_err(StartError::Tls)?;
+            (Some(t.config), t.ca_pem)
+        }
+        TlsMode::Files { cert, key } => {
+            let t = tls::load(cert, key).map_err(StartError::Tls)?;
+            (Some(t.config), None)
+        }
+    };
+    let ca_file = match (&ca_pem, &config.tls) {
+        (Some(pem), _) => {
+            let p = state_dir.join("ca.pem");
+            std::fs::write(&p, pem).map_err(io(&p))?;
+            Some(p)
+        }
+        (None, TlsMode::Files { cert, .. }) => Some(cert.clone()),
+        _ => None,
+    };
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = match addr.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".into(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    let url = format!("{scheme}://{host}:{}", addr.port());
+
+    let shared = Arc::new(Shared {
+        array: Mutex::new(array),
+        sessions: Mutex::new(Default::default()),
+        faults: Mutex::new(Faults::default()),
+        semaphore: Mutex::new(None),
+        bucket: Mutex::new(None),
+        counters: Mutex::new(Default::default()),
+        in_flight: AtomicU64::new(0),
+        api_token: api_token.clone(),
+        session_ttl: config.session_ttl,
+    });
+    shared.set_faults(config.faults.clone());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(server::serve(listener, acceptor, shared.clone(), stop_rx.clone()));
+
+    // Auto-eradication of destroyed objects.
+    let sweeper = shared.clone();
+    let mut stop_sweep = stop_rx;
+    let period = (config.eradication_delay / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stop_sweep.changed() => break,
+            }
+            let s = sweeper.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut a = s.array.lock().unwrap();
+                if a.sweep(state::now_ms()) {
+                    a.save();
+                }
+            })
+            .await;
+        }
+    });
+
+    Ok(MockHandle {
+        url,
+        addr,
+        api_token,
+        ca_pem,
+        ca_file,
+        data_dir,
+        state_dir,
+        shared,
+        stop: stop_tx,
+        _tempdir: tempdir,
+    })
+}

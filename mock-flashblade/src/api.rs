@@ -1,0 +1,264 @@
+//! Request/response plumbing shared by the resources: query parameters, the
+//! FlashBlade error body, and the 2.x list envelope (filter, sort, paging).
+
+use serde_json::{Value, json};
+
+use crate::filter;
+
+/// An API error as FlashBlade reports it: an HTTP status and one error item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub context: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>, context: Option<&str>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            context: context.map(str::to_string),
+        }
+    }
+
+    /// FlashBlade answers 400 for validation errors, missing objects and
+    /// conflicts alike.
+    pub fn bad(message: impl Into<String>, context: Option<&str>) -> Self {
+        Self::new(400, message, context)
+    }
+
+    pub fn body(&self) -> Value {
+        let item = json!({"context": self.context, "message": self.message});
+        if matches!(self.status, 401 | 403 | 429) {
+            // The gateway's shape (top-level message) plus the API's shape, so
+            // clients that read either find the text.
+            json!({"message": self.message, "errors": [item]})
+        } else {
+            json!({"errors": [item]})
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Decoded query parameters, in the order sent.
+#[derive(Debug, Clone, Default)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Query {
+        Query(
+            raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// A comma-separated list parameter; `None` when absent.
+    pub fn list(&self, key: &str) -> Option<Vec<String>> {
+        self.get(key).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    }
+
+    pub fn bool(&self, key: &str) -> ApiResult<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(v) => Err(ApiError::bad(format!("Invalid value for {key}: {v}."), None)),
+        }
+    }
+
+    pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| ApiError::bad(format!("Invalid value for {key}: {v}."), None)),
+        }
+    }
+
+    /// `names` and `ids` select objects; they cannot be combined.
+    pub fn names_or_ids(&self) -> ApiResult<Option<Selector>> {
+        match (self.list("names"), self.list("ids")) {
+            (Some(_), Some(_)) => Err(ApiError::bad("names and ids cannot be used together.", None)),
+            (Some(n), None) => Ok(Some(Selector::Names(n))),
+            (None, Some(i)) => Ok(Some(Selector::Ids(i))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Selector {
+    Names(Vec<String>),
+    Ids(Vec<String>),
+}
+
+/// Largest page the mock returns; larger limits are lowered silently.
+pub const MAX_LIMIT: i64 = 5000;
+const TOKEN_SALT: u64 = 0x5eed_f1a5_4b1a_de00;
+
+fn encode_token(offset: usize) -> String {
+    format!("{:016x}", (offset as u64) ^ TOKEN_SALT)
+}
+
+fn decode_token(token: &str) -> ApiResult<usize> {
+    u64::from_str_radix(token, 16)
+        .ok()
+        .filter(|_| token.len() == 16)
+        .map(|v| (v ^ TOKEN_SALT) as usize)
+        .ok_or_else(|| ApiError::bad("Invalid continuation_token.", None))
+}
+
+fn sort_key_cmp(a: &Value, b: &Value, field: &str) -> std::cmp::Ordering {
+    let get = |v: &Value| {
+        field
+            .split('.')
+            .try_fold(v, |c, k| c.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let (x, y) = (get(a), get(b));
+    match (&x, &y) {
+        (Value::Number(p), Value::Number(q)) => p
+            .as_f64()
+            .partial_cmp(&q.as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal),
+        (Value::String(p), Value::String(q)) => p.cmp(q),
+        (Value::Bool(p), Value::Bool(q)) => p.cmp(q),
+        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+        (Value::Null, _) => std::cmp::Ordering::Less,
+        (_, Value::Null) => std::cmp::Ordering::Greater,
+        _ => x.to_string().cmp(&y.to_string()),
+    }
+}
+
+/// Builds the GET envelope `{continuation_token, total_item_count, items,
+/// total}` from every matching item, applying `filter`, `sort`, `offset`,
+/// `continuation_token`, `limit` and `total_only`.
+pub fn list_envelope(
+    mut items: Vec<Value>,
+    q: &Query,
+    total: impl Fn(&[Value]) -> Value,
+) -> ApiResult<Value> {
+    if let Some(f) = q.get("filter") {
+        let expr = filter::parse(f).map_err(|e| ApiError::bad(format!("Invalid filter: {e}."), Some(f)))?;
+        items.retain(|i| filter::eval(&expr, i));
+    }
+    let sorted = if let Some(sort) = q.list("sort") {
+        for key in sort.iter().rev() {
+            let (field, desc) = match key.strip_suffix('-') {
+                Some(f) => (f.to_string(), true),
+                None => (key.clone(), false),
+            };
+            items.sort_by(|a, b| {
+                let o = sort_key_cmp(a, b, &field);
+                if desc { o.reverse() } else { o }
+            });
+        }
+        true
+    } else {
+        false
+    };
+    let count = items.len();
+    let total_value = total(&items);
+    if q.bool("total_only")? == Some(true) {
+        return Ok(
+            json!({"continuation_token": null, "total_item_count": count, "items": [], "total": total_value}),
+        );
+    }
+    let mut start = q.int("offset")?.unwrap_or(0);
+    if start < 0 {
+        return Err(ApiError::bad("offset must not be negative.", None));
+    }
+    if let Some(t) = q.get("continuation_token") {
+        start = decode_token(t)? as i64;
+    }
+    let limit = match q.int("limit")? {
+        Some(l) if l < 0 => return Err(ApiError::bad("limit must not be negative.", None)),
+        Some(l) => l.min(MAX_LIMIT) as usize,
+        None => MAX_LIMIT as usize,
+    };
+    let start = (start as usize).min(count);
+    let end = (start + limit).min(count);
+    let page: Vec<Value> = items[start..end].to_vec();
+    let token = if end < count && !sorted && limit > 0 {
+        Value::String(encode_token(end))
+    } else {
+        Value::Null
+    };
+    Ok(json!({
+        "continuation_token": token,
+        "total_item_count": count,
+        "items": page,
+        "total": total_value,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"name": format!("fs-{i:03}"), "n": i}))
+            .collect()
+    }
+
+    #[test]
+    fn paging_with_tokens_visits_every_item_once() {
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q = Query(vec![("limit".into(), "7".into())]);
+            if let Some(t) = &token {
+                q.0.push(("continuation_token".into(), t.clone()));
+            }
+            let env = list_envelope(items(30), &q, |_| json!({})).unwrap();
+            assert_eq!(env["total_item_count"], 30);
+            for i in env["items"].as_array().unwrap() {
+                seen.push(i["n"].as_u64().unwrap());
+            }
+            match env["continuation_token"].as_str() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sort_offset_total_only_and_bad_token() {
+        let q = Query(vec![
+            ("sort".into(), "n-".into()),
+            ("limit".into(), "2".into()),
+            ("offset".into(), "1".into()),
+        ]);
+        let env = list_envelope(items(5), &q, |_| json!({})).unwrap();
+        assert_eq!(env["items"][0]["n"], 3);
+        assert!(env["continuation_token"].is_null());
+        let q = Query(vec![("total_only".into(), "true".into())]);
+        let env = list_envelope(items(5), &q, |v| json!({"count": v.len()})).unwrap();
+        assert_eq!(env["items"].as_array().unwrap().len(), 0);
+        assert_eq!(env["total"]["count"], 5);
+        let q = Query(vec![("continuation_token".into(), "garbage".into())]);
+        assert_eq!(
+            list_envelope(items(5), &q, |_| json!({})).unwrap_err().status,
+            400
+        );
+        let q = Query(vec![("limit".into(), "0".into())]);
+        let env = list_envelope(items(5), &q, |_| json!({})).unwrap();
+        assert_eq!(env["total_item_count"], 5);
+        assert_eq!(env["items"].as_array().unwrap().len(), 0);
+    }
+}

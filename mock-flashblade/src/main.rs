@@ -1,0 +1,195 @@
+//! The `mock-flashblade` binary: starts the simulator, prints one JSON ready
+//! line on stdout, logs to stderr, and runs until SIGTERM / SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use mock_flashblade::{Faults, MockConfig, TlsMode};
+
+/// A fault-injectable FlashBlade REST 2.x simulator.
+#[derive(Parser, Debug)]
+#[command(name = "mock-flashblade", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Directory for state, certificates and file-system data.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// API token to accept (default: reuse STATE_DIR/api-token or generate one).
+    #[arg(long, env = "MOCK_FLASHBLADE_API_TOKEN")]
+    api_token: Option<String>,
+    /// Serve plain HTTP instead of TLS.
+    #[arg(long)]
+    plain_http: bool,
+    /// Serve TLS with this certificate chain (PEM) instead of a generated one.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra DNS name or IP for the generated certificate (repeatable).
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+    /// Delay added to every API request, e.g. 20ms.
+    #[arg(long, value_parser = parse_duration)]
+    latency: Option<Duration>,
+    /// Up to this much extra random delay, e.g. 5ms.
+    #[arg(long, value_parser = parse_duration)]
+    jitter: Option<Duration>,
+    /// Requests beyond N wait for a slot.
+    #[arg(long)]
+    max_concurrency: Option<usize>,
+    /// Rate limit, e.g. 100/s (429 with Retry-After beyond it).
+    #[arg(long, value_parser = parse_rate)]
+    rate_limit: Option<f64>,
+    /// Token-bucket burst for --rate-limit (default: one second's worth).
+    #[arg(long)]
+    rate_burst: Option<u32>,
+    /// Probability (0-1) of a random 500 busy / 502 / 503 / 504 / reset.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Probability (0-1) that a change is committed and then answered with a
+    /// 500 or a dropped connection.
+    #[arg(long, default_value_t = 0.0)]
+    ambiguous_rate: f64,
+    /// Probability (0-1) of a stall of --stall before a request is handled.
+    #[arg(long, default_value_t = 0.0)]
+    stall_rate: f64,
+    /// Length of a stall, e.g. 20s.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    stall: Duration,
+    /// Sessions expire this long after login, e.g. 1h.
+    #[arg(long, value_parser = parse_duration)]
+    session_ttl: Option<Duration>,
+    /// Destroyed file systems and snapshots are eradicated after this, e.g. 24h.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    eradication_delay: Duration,
+    /// Do not keep array state in STATE_DIR/state.json.
+    #[arg(long)]
+    no_persist: bool,
+    /// Array capacity, e.g. 100T (binary units).
+    #[arg(long, value_parser = parse_bytes, default_value = "100T")]
+    capacity: i64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or("missing unit (ms, s, m, h)")?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    })
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.strip_suffix("/s").unwrap_or(s);
+    n.parse::<f64>()
+        .ok()
+        .filter(|r| *r > 0.0)
+        .ok_or_else(|| format!("{s:?} is not a rate like 100/s"))
+}
+
+fn parse_bytes(s: &str) -> Result<i64, String> {
+    let (n, mult) = match s.chars().last() {
+        Some('K') => (&s[..s.len() - 1], 1i64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        Some('T') => (&s[..s.len() - 1], 1 << 40),
+        Some('P') => (&s[..s.len() - 1], 1 << 50),
+        _ => (s, 1),
+    };
+    n.parse::<i64>()
+        .ok()
+        .and_then(|v| v.checked_mul(mult))
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is not a size like 100T"))
+}
+
+fn probability(name: &str, p: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("--{name} must be between 0 and 1"))
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let faults = (|| -> Result<Faults, String> {
+        Ok(Faults {
+            latency_ms: args.latency.map_or(0, |d| d.as_millis() as u64),
+            jitter_ms: args.jitter.map_or(0, |d| d.as_millis() as u64),
+            max_concurrency: args.max_concurrency,
+            rate_limit: args.rate_limit,
+            rate_burst: args.rate_burst,
+            error_rate: probability("error-rate", args.error_rate)?,
+            ambiguous_rate: probability("ambiguous-rate", args.ambiguous_rate)?,
+            stall_rate: probability("stall-rate", args.stall_rate)?,
+            stall_ms: args.stall.as_millis() as u64,
+            script: Vec::new(),
+        })
+    })();
+    let faults = match faults {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("mock-flashblade: {e}");
+            std::process::exit(2);
+        }
+    };
+    let tls = if args.plain_http {
+        TlsMode::Plain
+    } else if let (Some(cert), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) {
+        TlsMode::Files { cert, key }
+    } else {
+        TlsMode::SelfSigned
+    };
+    let config = MockConfig {
+        listen: args.listen,
+        state_dir: Some(args.state_dir.clone()),
+        api_token: args.api_token.clone(),
+        tls,
+        tls_sans: args.tls_sans.clone(),
+        faults,
+        eradication_delay: args.eradication_delay,
+        session_ttl: args.session_ttl,
+        persist: !args.no_persist,
+        capacity: args.capacity,
+    };
+    let handle = match mock_flashblade::start(config).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("mock-flashblade: {e}");
+            std::process::exit(1);
+        }
+    };
+    tracing::info!(url = %handle.url, data_dir = %handle.data_dir.display(), "mock-flashblade ready");
+    // Exactly one line on stdout, for scripts and the demo.
+    println!("{}", handle.ready_line());
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping");
+    handle.stop();
+}
