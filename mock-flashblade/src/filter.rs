@@ -297,6 +297,31 @@ fn cmp_one(v: Option<&Value>, op: Op, lit: &Lit) -> bool {
     }
 }
 
+/// The only values `field` can have for `e` to match, when the expression
+/// pins it with `=` (no wildcard): lets callers skip building every object.
+pub fn pinned_values(e: &Expr, field: &str) -> Option<Vec<String>> {
+    match e {
+        Expr::Cmp(f, Op::Eq, lits) if f == field => lits
+            .iter()
+            .map(|l| match l {
+                Lit::Str(s) if !s.contains('*') => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        Expr::And(a, b) => match (pinned_values(a, field), pinned_values(b, field)) {
+            (Some(x), Some(y)) => Some(x.into_iter().filter(|v| y.contains(v)).collect()),
+            (Some(x), None) | (None, Some(x)) => Some(x),
+            (None, None) => None,
+        },
+        Expr::Or(a, b) => {
+            let (mut x, y) = (pinned_values(a, field)?, pinned_values(b, field)?);
+            x.extend(y);
+            Some(x)
+        }
+        _ => None,
+    }
+}
+
 pub fn eval(e: &Expr, item: &Value) -> bool {
     match e {
         Expr::And(a, b) => eval(a, item) && eval(b, item),
@@ -344,6 +369,13 @@ mod tests {
         assert!(m("space", &fs));
         assert!(!m("source.name", &fs));
         assert!(parse("name=").is_err());
+        let pinned = |f: &str| pinned_values(&parse(f).unwrap(), "name");
+        assert_eq!(pinned("name='a'"), Some(vec!["a".to_string()]));
+        assert_eq!(pinned("name=('a','b') and destroyed=false"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(pinned("name='a' or name='b'"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(pinned("name='a*'"), None);
+        assert_eq!(pinned("contains(name,'a')"), None);
+        assert_eq!(pinned("name='a' or destroyed=true"), None);
         assert!(parse("name='x' and").is_err());
         assert!(parse("contains(name)").is_err());
         assert!(parse("name='unterminated").is_err());

@@ -192,12 +192,16 @@ impl MockHandle {
     /// Stops accepting and closes open connections.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+        self.shared.array.lock().unwrap().flush();
     }
 }
 
 impl Drop for MockHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        if let Ok(mut a) = self.shared.array.lock() {
+            a.flush();
+        }
     }
 }
 
@@ -257,6 +261,7 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
     if config.persist {
         array.persist_path = Some(persist_path);
         array.save();
+        array.flush();
     }
 
     let (tls, ca_pem) = match &config.tls {
@@ -318,19 +323,22 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
     // Auto-eradication of destroyed objects.
     let sweeper = shared.clone();
     let mut stop_sweep = stop_rx;
-    let period = (config.eradication_delay / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let period = (config.eradication_delay / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = stop_sweep.changed() => break,
             }
+            // Eradicate what is due, then write the state if anything changed
+            // (writes are batched so a burst of changes costs one write).
             let s = sweeper.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 let mut a = s.array.lock().unwrap();
                 if a.sweep(state::now_ms()) {
                     a.save();
                 }
+                a.flush();
             })
             .await;
         }

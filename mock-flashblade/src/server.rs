@@ -676,6 +676,7 @@ async fn control(
             if a.sweep(now_ms()) {
                 a.save();
             }
+            a.flush();
             ok(json!({}))
         }
         _ => error_response(&ApiError::new(404, "Unknown control endpoint.", None)),

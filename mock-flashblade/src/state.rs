@@ -219,6 +219,8 @@ pub struct Array {
     pub snap_dir: PathBuf,
     pub eradication_delay_ms: i64,
     pub persist_path: Option<PathBuf>,
+    /// Changed since the last flush.
+    pub dirty: bool,
 }
 
 fn io_err(e: std::io::Error) -> ApiError {
@@ -324,6 +326,7 @@ impl Array {
             snap_dir,
             eradication_delay_ms,
             persist_path: None,
+            dirty: false,
         }
     }
 
@@ -335,8 +338,17 @@ impl Array {
         self.snap_dir.join(snap_id)
     }
 
-    /// Writes the state atomically (temp file + rename) when persistence is on.
-    pub fn save(&self) {
+    /// Marks the state changed; [`Array::flush`] writes it.
+    pub fn save(&mut self) {
+        self.dirty = self.persist_path.is_some();
+    }
+
+    /// Writes the state atomically (temp file + rename) if it changed.
+    pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
         let Some(path) = &self.persist_path else { return };
         let tmp = path.with_extension("json.tmp");
         let Ok(text) = serde_json::to_vec_pretty(&self.st) else {
@@ -452,7 +464,6 @@ impl Array {
     // ----------------------------------------------------------- file systems
 
     pub fn fs_json(&self, fs: &FileSystem, now: i64) -> Value {
-        let usage = data::usage(&self.fs_dir(&fs.name)).bytes as i64;
         let snaps: i64 = self
             .st
             .snapshots
@@ -460,6 +471,20 @@ impl Array {
             .filter(|s| s.owner_id == fs.id)
             .map(|s| data::usage(&self.snap_path(&s.id)).bytes as i64)
             .sum();
+        self.fs_json_with(fs, now, snaps)
+    }
+
+    /// Bytes held by each file system's snapshots, by file-system id.
+    fn snapshot_space(&self) -> std::collections::HashMap<&str, i64> {
+        let mut m = std::collections::HashMap::new();
+        for s in self.st.snapshots.values() {
+            *m.entry(s.owner_id.as_str()).or_default() += data::usage(&self.snap_path(&s.id)).bytes as i64;
+        }
+        m
+    }
+
+    fn fs_json_with(&self, fs: &FileSystem, now: i64, snaps: i64) -> Value {
+        let usage = data::usage(&self.fs_dir(&fs.name)).bytes as i64;
         let (src_id, src_name) = match &fs.source {
             Some((i, n)) => (json!(i), json!(n)),
             None => (Value::Null, Value::Null),
@@ -578,9 +603,22 @@ impl Array {
                 .map(|f| f.name.clone())
                 .collect(),
         };
+        // A filter that pins the name (the usual existence check) only needs
+        // those file systems built.
+        let names = match q.get("filter").and_then(|f| crate::filter::parse(f).ok()) {
+            Some(expr) => match crate::filter::pinned_values(&expr, "name") {
+                Some(pinned) => names.into_iter().filter(|n| pinned.contains(n)).collect(),
+                None => names,
+            },
+            None => names,
+        };
+        let snap_space = self.snapshot_space();
         let items = names
             .iter()
-            .map(|n| self.fs_json(&self.st.file_systems[n], now))
+            .map(|n| {
+                let fs = &self.st.file_systems[n];
+                self.fs_json_with(fs, now, snap_space.get(fs.id.as_str()).copied().unwrap_or(0))
+            })
             .collect();
         list_envelope(items, q, |items| {
             let sum = |k: &str| -> i64 { items.iter().filter_map(|i| i["space"][k].as_i64()).sum() };
