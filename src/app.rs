@@ -1,8 +1,11 @@
 //! Wires the services for a mode from a validated [`Config`]: builds the array
 //! clients, readiness checks and service structs, and runs the server.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+
+use crate::flashblade::ArrayClient;
 
 use crate::config::Config;
 use crate::controller::ControllerService;
@@ -16,19 +19,36 @@ pub enum AppError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Client(#[from] crate::flashblade::ClientError),
+    #[error(transparent)]
+    Array(#[from] crate::flashblade::Error),
 }
 
-/// Builds the services for `config.mode`.
-pub fn build_services(config: &Config) -> Result<Services, AppError> {
+/// Builds the services for `config.mode`, and the array clients they share
+/// (so `run` can log them out on shutdown).
+pub fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>>), AppError> {
+    let config = Arc::new(config.clone());
     let mut checks: Vec<Arc<dyn Readiness>> = Vec::new();
+    let mut clients = Vec::new();
     let controller = if config.mode.runs_controller() {
-        let mut arrays = Vec::new();
+        let mut arrays = BTreeMap::new();
+        let mut probes = Vec::new();
         for array in &config.arrays {
-            let client = crate::flashblade::http_client(array, config.timeouts.probe)?;
-            arrays.push((array.clone(), client));
+            let http = crate::flashblade::http_client(array, config.timeouts.array_request)?;
+            let client = Arc::new(ArrayClient::new(
+                array,
+                http.clone(),
+                config.limits.max_array_requests,
+                config.timeouts.array_request,
+            )?);
+            if array.default_export_rules.is_none() {
+                tracing::warn!(array = %array.name, "no default_export_rules: StorageClasses must set exportRules or exportPolicy");
+            }
+            arrays.insert(array.name.clone(), client.clone());
+            clients.push(client);
+            probes.push((array.clone(), http));
         }
-        checks.push(Arc::new(ArraysReachable::new(arrays, config.timeouts.probe)));
-        Some(ControllerService)
+        checks.push(Arc::new(ArraysReachable::new(probes, config.timeouts.probe)));
+        Some(ControllerService::new(config.clone(), arrays))
     } else {
         None
     };
@@ -38,21 +58,25 @@ pub fn build_services(config: &Config) -> Result<Services, AppError> {
     } else {
         None
     };
-    Ok(Services {
-        identity: IdentityService::new(config.driver_name.clone(), Arc::new(AllOf(checks))),
-        controller,
-        node,
-    })
+    Ok((
+        Services {
+            identity: IdentityService::new(config.driver_name.clone(), Arc::new(AllOf(checks))),
+            controller,
+            node,
+        },
+        clients,
+    ))
 }
 
-/// Runs the server for `config` until `shutdown` resolves.
+/// Runs the server for `config` until `shutdown` resolves, then logs out of
+/// the arrays.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     if config.local_export_root.is_some() {
         tracing::warn!(
             "DEVELOPMENT OPTION --local-export-root is set: NodeStage bind-mounts local directories instead of NFS exports"
         );
     }
-    let services = build_services(&config)?;
+    let (services, clients) = build_services(&config)?;
     let listener = server::bind_socket(&config.socket_path, config.socket_mode)?;
     tracing::info!(
         mode = %config.mode,
@@ -60,13 +84,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         version = env!("CARGO_PKG_VERSION"),
         "starting flashblade-csi"
     );
-    server::serve(
+    let result = server::serve(
         listener,
         config.socket_path.clone(),
         services,
         shutdown,
         config.timeouts.shutdown_grace,
     )
-    .await?;
+    .await;
+    for c in clients {
+        c.logout().await;
+    }
+    result?;
     Ok(())
 }

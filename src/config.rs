@@ -88,6 +88,14 @@ pub struct ArrayConfig {
     pub nfs_endpoint: Option<String>,
     /// File-system name prefix for dynamic volumes.
     pub name_prefix: String,
+    /// Export rules for StorageClasses that set neither `exportRules` nor
+    /// `exportPolicy`, e.g. `10.0.0.0/16(rw,root_squash)`.
+    pub default_export_rules: Option<String>,
+    /// Allow a bare `*` client (any host) in export rules.
+    pub allow_wildcard_export: bool,
+    /// Further name prefixes whose file systems ListVolumes reports (for
+    /// StorageClasses with their own `namePrefix`).
+    pub extra_name_prefixes: Vec<String>,
 }
 
 /// Deadlines. Each is shorter than the sidecar / kubelet timeout it serves.
@@ -219,6 +227,13 @@ pub struct ServeArgs {
     /// File-system name prefix for dynamic volumes.
     #[arg(long, env = "FLASHBLADE_CSI_NAME_PREFIX")]
     pub name_prefix: Option<String>,
+    /// Export rules used when a StorageClass sets neither exportRules nor
+    /// exportPolicy, e.g. "10.0.0.0/16(rw,root_squash)".
+    #[arg(long, env = "FLASHBLADE_CSI_DEFAULT_EXPORT_RULES")]
+    pub default_export_rules: Option<String>,
+    /// Allow a bare "*" client (any host) in export rules.
+    #[arg(long, env = "FLASHBLADE_CSI_ALLOW_WILDCARD_EXPORT")]
+    pub allow_wildcard_export: bool,
     /// The only directory tree under which staging and target paths are accepted.
     #[arg(long, env = "FLASHBLADE_CSI_KUBELET_DIR")]
     pub kubelet_dir: Option<PathBuf>,
@@ -281,6 +296,11 @@ struct FileArray {
     insecure_skip_tls_verify: bool,
     nfs_endpoint: Option<String>,
     name_prefix: Option<String>,
+    default_export_rules: Option<String>,
+    #[serde(default)]
+    allow_wildcard_export: bool,
+    #[serde(default)]
+    extra_name_prefixes: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -558,10 +578,15 @@ impl Config {
                 insecure_skip_tls_verify: a.insecure_skip_tls_verify,
                 nfs_endpoint: a.nfs_endpoint,
                 name_prefix: a.name_prefix.unwrap_or_else(|| DEFAULT_NAME_PREFIX.into()),
+                default_export_rules: a.default_export_rules,
+                allow_wildcard_export: a.allow_wildcard_export,
+                extra_name_prefixes: a.extra_name_prefixes,
                 name,
             });
         }
         let flag_array_given = args.array_url.is_some()
+            || args.default_export_rules.is_some()
+            || args.allow_wildcard_export
             || args.api_token_file.is_some()
             || args.ca_file.is_some()
             || args.nfs_endpoint.is_some()
@@ -584,6 +609,9 @@ impl Config {
                         insecure_skip_tls_verify: false,
                         nfs_endpoint: None,
                         name_prefix: DEFAULT_NAME_PREFIX.into(),
+                        default_export_rules: None,
+                        allow_wildcard_export: false,
+                        extra_name_prefixes: Vec::new(),
                     });
                     arrays.len() - 1
                 }
@@ -606,6 +634,12 @@ impl Config {
             }
             if let Some(p) = &args.name_prefix {
                 a.name_prefix = p.clone();
+            }
+            if let Some(r) = &args.default_export_rules {
+                a.default_export_rules = Some(r.clone());
+            }
+            if args.allow_wildcard_export {
+                a.allow_wildcard_export = true;
             }
         }
 
@@ -696,6 +730,13 @@ impl Config {
             validate_name_prefix(&format!("array {}: name_prefix", a.name), &a.name_prefix)?;
             if let Some(ep) = &a.nfs_endpoint {
                 validate_host(&format!("array {}: nfs-endpoint", a.name), ep)?;
+            }
+            for p in &a.extra_name_prefixes {
+                validate_name_prefix(&format!("array {}: extra_name_prefixes", a.name), p)?;
+            }
+            if let Some(r) = &a.default_export_rules {
+                crate::controller::params::validate_export_rules(r, a.allow_wildcard_export)
+                    .map_err(|e| bad(format!("array {}: default-export-rules", a.name), e))?;
             }
             if a.ca_file.is_some() && a.insecure_skip_tls_verify {
                 return Err(bad(

@@ -46,6 +46,30 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<crate::flashblade::Error> for Error {
+    fn from(e: crate::flashblade::Error) -> Self {
+        use crate::flashblade::Error as Fb;
+        let text = e.to_string();
+        match e {
+            _ if e.is_not_found() => Error::NotFound(text),
+            _ if e.is_already_exists() => Error::AlreadyExists(text),
+            // The array refused the request as it stands (validation or
+            // state): retrying the same request will not help until
+            // something changes.
+            Fb::Api { status: 400, .. } => Error::FailedPrecondition(text),
+            Fb::Api { .. } | Fb::Protocol { .. } => Error::Internal(text),
+            // Credentials, overload, unknown outcomes and unreachable arrays
+            // are transient from the sidecar's point of view: it retries and
+            // our idempotent lookups make the retry safe.
+            Fb::Unauthorized { .. } | Fb::Unavailable { .. } | Fb::Ambiguous { .. } => {
+                Error::Unavailable(text)
+            }
+            Fb::Timeout { .. } => Error::DeadlineExceeded(text),
+            Fb::Version { .. } | Fb::Setup { .. } => Error::FailedPrecondition(text),
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = match &err {

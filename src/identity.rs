@@ -87,12 +87,20 @@ impl Readiness for AllOf {
 /// node-only and a controller-only process give the same answer (the
 /// conformance suite reads them from the node socket too).
 pub fn plugin_capabilities() -> Vec<csi::PluginCapability> {
-    use plugin_capability::{Service, Type, service};
-    vec![csi::PluginCapability {
-        r#type: Some(Type::Service(Service {
-            r#type: service::Type::ControllerService as i32,
-        })),
-    }]
+    use plugin_capability::{Service, Type, VolumeExpansion, service, volume_expansion};
+    vec![
+        csi::PluginCapability {
+            r#type: Some(Type::Service(Service {
+                r#type: service::Type::ControllerService as i32,
+            })),
+        },
+        // A quota change applies at once, mounted or not.
+        csi::PluginCapability {
+            r#type: Some(Type::VolumeExpansion(VolumeExpansion {
+                r#type: volume_expansion::Type::Online as i32,
+            })),
+        },
+    ]
 }
 
 pub struct IdentityService {

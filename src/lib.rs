@@ -8,11 +8,13 @@
 
 pub mod app;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod csi;
 pub mod error;
 pub mod flashblade;
 pub mod identity;
+pub mod inflight;
 pub mod node;
 pub mod secret;
 pub mod server;

@@ -28,7 +28,10 @@ fn client(pem: &str) -> reqwest::Client {
 }
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -49,9 +52,16 @@ async fn main() {
         .await
         .unwrap();
     let token = login.headers()["x-auth-token"].to_str().unwrap().to_string();
-    println!("mock-flashblade throughput: {total} requests per phase, concurrency {concurrency}, TLS, no injected latency");
+    println!(
+        "mock-flashblade throughput: {total} requests per phase, concurrency {concurrency}, TLS, no injected latency"
+    );
 
-    for phase in ["POST file-systems", "GET file-systems?names=", "PATCH file-systems (resize)", "GET file-systems (filter)"] {
+    for phase in [
+        "POST file-systems",
+        "GET file-systems?names=",
+        "PATCH file-systems (resize)",
+        "GET file-systems (filter)",
+    ] {
         let start_at = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         let per_worker = total / concurrency;

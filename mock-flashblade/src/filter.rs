@@ -371,7 +371,10 @@ mod tests {
         assert!(parse("name=").is_err());
         let pinned = |f: &str| pinned_values(&parse(f).unwrap(), "name");
         assert_eq!(pinned("name='a'"), Some(vec!["a".to_string()]));
-        assert_eq!(pinned("name=('a','b') and destroyed=false"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            pinned("name=('a','b') and destroyed=false"),
+            Some(vec!["a".into(), "b".into()])
+        );
         assert_eq!(pinned("name='a' or name='b'"), Some(vec!["a".into(), "b".into()]));
         assert_eq!(pinned("name='a*'"), None);
         assert_eq!(pinned("contains(name,'a')"), None);

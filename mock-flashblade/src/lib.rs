@@ -151,6 +151,12 @@ impl MockHandle {
         self.shared.faults.lock().unwrap().script.push(fault);
     }
 
+    /// Accepts only `token` from now on (an admin rotating the API token).
+    /// Existing sessions stay valid until they expire.
+    pub fn set_api_token(&self, token: &str) {
+        *self.shared.api_token.lock().unwrap() = token.to_string();
+    }
+
     /// Ends every session, as an array restart or idle timeout would.
     pub fn expire_sessions(&self) -> usize {
         self.shared.expire_sessions()
@@ -311,7 +317,7 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
         bucket: Mutex::new(None),
         counters: Mutex::new(Default::default()),
         in_flight: AtomicU64::new(0),
-        api_token: api_token.clone(),
+        api_token: Mutex::new(api_token.clone()),
         session_ttl: config.session_ttl,
     });
     shared.set_faults(config.faults.clone());

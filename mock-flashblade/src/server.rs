@@ -46,7 +46,7 @@ pub(crate) struct Shared {
     pub bucket: Mutex<Option<Bucket>>,
     pub counters: Mutex<CounterStore>,
     pub in_flight: AtomicU64,
-    pub api_token: String,
+    pub api_token: Mutex<String>,
     pub session_ttl: Option<Duration>,
 }
 
@@ -431,7 +431,8 @@ async fn api(
             .get("api-token")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if given.is_empty() || !token_matches(given, &shared.api_token) {
+        let expected = shared.api_token.lock().unwrap().clone();
+        if given.is_empty() || !token_matches(given, &expected) {
             shared.counters.lock().unwrap().failed_logins += 1;
             return err(ApiError::new(401, "Invalid API token.", None));
         }

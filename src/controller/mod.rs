@@ -1,66 +1,164 @@
-//! CSI Controller service. Provisioning lands with the controller issue; until
-//! then every RPC but ControllerGetCapabilities answers UNIMPLEMENTED and the
-//! capability list is empty, which is exactly what is implemented.
+//! CSI Controller service: provisioning FlashBlade file systems.
+//!
+//! Handlers are thin: validate the request (before any lookup), take the
+//! in-flight guard for the volume or name, call the array client, build the
+//! response. Errors become gRPC codes in `crate::error`.
+
+pub mod ids;
+pub mod params;
+mod snapshots;
+mod volumes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::config::Config;
 use crate::csi::{self, controller_server::Controller};
+use crate::error::{Error, Result};
+use crate::flashblade::ArrayClient;
+use crate::inflight::{Guard, InFlight};
 
-pub struct ControllerService;
+/// The default size of a volume whose request gives no capacity.
+pub const DEFAULT_VOLUME_BYTES: i64 = 10 << 30;
+
+pub struct ControllerService {
+    config: Arc<Config>,
+    arrays: BTreeMap<String, Arc<ArrayClient>>,
+    inflight: InFlight,
+}
 
 /// The capabilities this controller implements.
 pub fn capabilities() -> Vec<csi::ControllerServiceCapability> {
-    Vec::new()
+    use csi::controller_service_capability::{Rpc, Type, rpc};
+    [
+        rpc::Type::CreateDeleteVolume,
+        rpc::Type::ListVolumes,
+        rpc::Type::GetCapacity,
+        rpc::Type::ExpandVolume,
+        rpc::Type::CreateDeleteSnapshot,
+        rpc::Type::ListSnapshots,
+        rpc::Type::CloneVolume,
+    ]
+    .into_iter()
+    .map(|t| csi::ControllerServiceCapability {
+        r#type: Some(Type::Rpc(Rpc { r#type: t as i32 })),
+    })
+    .collect()
+}
+
+impl ControllerService {
+    pub fn new(config: Arc<Config>, arrays: BTreeMap<String, Arc<ArrayClient>>) -> Self {
+        Self {
+            config,
+            arrays,
+            inflight: InFlight::new(),
+        }
+    }
+
+    pub fn arrays(&self) -> &BTreeMap<String, Arc<ArrayClient>> {
+        &self.arrays
+    }
+
+    fn client(&self, array: &str) -> Result<&Arc<ArrayClient>> {
+        self.arrays
+            .get(array)
+            .ok_or_else(|| Error::NotFound(format!("array {array:?} is not configured on this controller")))
+    }
+
+    fn guard(&self, key: String) -> Result<Guard> {
+        self.inflight
+            .try_acquire(key.clone())
+            .ok_or_else(|| Error::Aborted(format!("an operation on {key} is already in progress")))
+    }
+}
+
+/// Logs a failed RPC once, at the boundary, and converts it.
+fn finish<T>(method: &str, r: Result<T>) -> Result<Response<T>, Status> {
+    match r {
+        Ok(v) => Ok(Response::new(v)),
+        Err(e) => {
+            match &e {
+                Error::Internal(_) | Error::Unavailable(_) | Error::DeadlineExceeded(_) => {
+                    tracing::warn!(error = %e, "{method} failed")
+                }
+                _ => tracing::info!(error = %e, "{method} refused"),
+            }
+            Err(e.into())
+        }
+    }
 }
 
 fn unimplemented(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not implemented by this driver version"))
+    Status::unimplemented(format!("{method} is not supported by the FlashBlade driver"))
 }
 
 #[tonic::async_trait]
 impl Controller for ControllerService {
     async fn create_volume(
         &self,
-        _r: Request<csi::CreateVolumeRequest>,
+        r: Request<csi::CreateVolumeRequest>,
     ) -> Result<Response<csi::CreateVolumeResponse>, Status> {
-        Err(unimplemented("CreateVolume"))
+        let req = r.into_inner();
+        csi::log_request("CreateVolume", &req);
+        finish("CreateVolume", self.create_volume_impl(req).await)
     }
+
     async fn delete_volume(
         &self,
-        _r: Request<csi::DeleteVolumeRequest>,
+        r: Request<csi::DeleteVolumeRequest>,
     ) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
-        Err(unimplemented("DeleteVolume"))
+        let req = r.into_inner();
+        csi::log_request("DeleteVolume", &req);
+        finish("DeleteVolume", self.delete_volume_impl(req).await)
     }
+
     async fn controller_publish_volume(
         &self,
         _r: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerPublishVolume"))
+        Err(unimplemented(
+            "ControllerPublishVolume (NFS volumes need no attach)",
+        ))
     }
+
     async fn controller_unpublish_volume(
         &self,
         _r: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerUnpublishVolume"))
+        Err(unimplemented(
+            "ControllerUnpublishVolume (NFS volumes need no attach)",
+        ))
     }
+
     async fn validate_volume_capabilities(
         &self,
-        _r: Request<csi::ValidateVolumeCapabilitiesRequest>,
+        r: Request<csi::ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<csi::ValidateVolumeCapabilitiesResponse>, Status> {
-        Err(unimplemented("ValidateVolumeCapabilities"))
+        let req = r.into_inner();
+        csi::log_request("ValidateVolumeCapabilities", &req);
+        finish("ValidateVolumeCapabilities", self.validate_impl(req).await)
     }
+
     async fn list_volumes(
         &self,
-        _r: Request<csi::ListVolumesRequest>,
+        r: Request<csi::ListVolumesRequest>,
     ) -> Result<Response<csi::ListVolumesResponse>, Status> {
-        Err(unimplemented("ListVolumes"))
+        let req = r.into_inner();
+        csi::log_request("ListVolumes", &req);
+        finish("ListVolumes", self.list_volumes_impl(req).await)
     }
+
     async fn get_capacity(
         &self,
-        _r: Request<csi::GetCapacityRequest>,
+        r: Request<csi::GetCapacityRequest>,
     ) -> Result<Response<csi::GetCapacityResponse>, Status> {
-        Err(unimplemented("GetCapacity"))
+        let req = r.into_inner();
+        csi::log_request("GetCapacity", &req);
+        finish("GetCapacity", self.get_capacity_impl(req).await)
     }
+
     async fn controller_get_capabilities(
         &self,
         _r: Request<csi::ControllerGetCapabilitiesRequest>,
@@ -69,42 +167,57 @@ impl Controller for ControllerService {
             capabilities: capabilities(),
         }))
     }
+
     async fn create_snapshot(
         &self,
-        _r: Request<csi::CreateSnapshotRequest>,
+        r: Request<csi::CreateSnapshotRequest>,
     ) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
-        Err(unimplemented("CreateSnapshot"))
+        let req = r.into_inner();
+        csi::log_request("CreateSnapshot", &req);
+        finish("CreateSnapshot", self.create_snapshot_impl(req).await)
     }
+
     async fn delete_snapshot(
         &self,
-        _r: Request<csi::DeleteSnapshotRequest>,
+        r: Request<csi::DeleteSnapshotRequest>,
     ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
-        Err(unimplemented("DeleteSnapshot"))
+        let req = r.into_inner();
+        csi::log_request("DeleteSnapshot", &req);
+        finish("DeleteSnapshot", self.delete_snapshot_impl(req).await)
     }
+
     async fn list_snapshots(
         &self,
-        _r: Request<csi::ListSnapshotsRequest>,
+        r: Request<csi::ListSnapshotsRequest>,
     ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
-        Err(unimplemented("ListSnapshots"))
+        let req = r.into_inner();
+        csi::log_request("ListSnapshots", &req);
+        finish("ListSnapshots", self.list_snapshots_impl(req).await)
     }
+
     async fn get_snapshot(
         &self,
         _r: Request<csi::GetSnapshotRequest>,
     ) -> Result<Response<csi::GetSnapshotResponse>, Status> {
         Err(unimplemented("GetSnapshot"))
     }
+
     async fn controller_expand_volume(
         &self,
-        _r: Request<csi::ControllerExpandVolumeRequest>,
+        r: Request<csi::ControllerExpandVolumeRequest>,
     ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
-        Err(unimplemented("ControllerExpandVolume"))
+        let req = r.into_inner();
+        csi::log_request("ControllerExpandVolume", &req);
+        finish("ControllerExpandVolume", self.expand_impl(req).await)
     }
+
     async fn controller_get_volume(
         &self,
         _r: Request<csi::ControllerGetVolumeRequest>,
     ) -> Result<Response<csi::ControllerGetVolumeResponse>, Status> {
         Err(unimplemented("ControllerGetVolume"))
     }
+
     async fn controller_modify_volume(
         &self,
         _r: Request<csi::ControllerModifyVolumeRequest>,

@@ -1,7 +1,15 @@
-//! FlashBlade REST 2.x client: TLS setup and HTTP transport. The session,
-//! retry and resource layers build on [`http_client`].
+//! FlashBlade REST 2.x client: TLS setup, the session/retry transport
+//! ([`client`]), typed operations ([`ops`]), models and errors.
 
+pub mod client;
+pub mod error;
+pub mod models;
+pub mod ops;
 pub mod tls;
+
+pub use client::ArrayClient;
+pub use error::Error;
+pub use ops::FileSystemSpec;
 
 use std::time::Duration;
 

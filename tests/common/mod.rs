@@ -96,3 +96,81 @@ pub fn node_args(node_id: &str) -> ServeArgs {
         ..Default::default()
     }
 }
+
+/// A mock array plus a controller driver talking to it over verified TLS.
+pub struct ControllerEnv {
+    pub mock: mock_flashblade::MockHandle,
+    pub driver: Driver,
+    pub dir: tempfile::TempDir,
+    pub token_file: PathBuf,
+}
+
+pub struct ControllerOpts {
+    pub ca: bool,
+    pub default_export_rules: Option<&'static str>,
+    pub array_timeout: Option<&'static str>,
+    pub mode: Mode,
+}
+
+impl Default for ControllerOpts {
+    fn default() -> Self {
+        Self {
+            ca: true,
+            default_export_rules: Some("10.0.0.0/16(rw,root_squash)"),
+            array_timeout: None,
+            mode: Mode::Controller,
+        }
+    }
+}
+
+pub async fn controller_env(opts: ControllerOpts) -> ControllerEnv {
+    let mock = mock_flashblade::start(mock_flashblade::MockConfig::default())
+        .await
+        .expect("mock starts");
+    controller_env_for(mock, opts).await
+}
+
+pub async fn controller_env_for(mock: mock_flashblade::MockHandle, opts: ControllerOpts) -> ControllerEnv {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, &mock.api_token).unwrap();
+    let args = ServeArgs {
+        mode: Some(opts.mode),
+        array_name: Some("fb01".into()),
+        array_url: Some(mock.url.clone()),
+        api_token_file: Some(token_file.clone()),
+        ca_file: if opts.ca { mock.ca_file.clone() } else { None },
+        nfs_endpoint: Some("127.0.0.1".into()),
+        default_export_rules: opts.default_export_rules.map(str::to_string),
+        array_timeout: opts.array_timeout.map(str::to_string),
+        node_id: Some("node-1".into()),
+        ..Default::default()
+    };
+    let driver = Driver::start(dir.path(), args).await;
+    ControllerEnv {
+        mock,
+        driver,
+        dir,
+        token_file,
+    }
+}
+
+pub fn mount_cap(mode: i32) -> flashblade_csi::csi::VolumeCapability {
+    use flashblade_csi::csi::volume_capability::{AccessMode, AccessType, MountVolume};
+    flashblade_csi::csi::VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume::default())),
+        access_mode: Some(AccessMode { mode }),
+    }
+}
+
+pub fn create_req(name: &str, bytes: i64) -> flashblade_csi::csi::CreateVolumeRequest {
+    flashblade_csi::csi::CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(flashblade_csi::csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![mount_cap(5)],
+        ..Default::default()
+    }
+}

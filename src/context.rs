@@ -1,0 +1,13 @@
+//! The volume_context keys the controller writes and the node reads. The node
+//! gets everything it needs to mount from here: it never asks the array.
+
+/// NFS server (data VIP) to mount from.
+pub const SERVER: &str = "server";
+/// Export path on the server, e.g. `/k8s-pvc-1`.
+pub const SHARE: &str = "share";
+/// `3`, `4.1` or `3,4.1` (preference order for the mount).
+pub const NFS_VERSIONS: &str = "nfsVersions";
+/// The array the volume lives on (informational).
+pub const ARRAY: &str = "array";
+/// The file-system name (informational).
+pub const FS_NAME: &str = "fsName";

@@ -1,0 +1,391 @@
+//! Volume and snapshot identifiers, and the CSI-name → file-system-name map.
+//!
+//! - Managed volume: `<array>/<fs-name>/<fs-id>[/<e|r>]`: the array's
+//!   immutable file-system id lets the driver refuse a same-named file system
+//!   it did not create; the optional last part records a non-default delete
+//!   policy (`e` eradicate, `r` retain), since DeleteVolume gets no parameters.
+//! - Static (imported) volume: `<fs-name>` or `<array>/<fs-name>`.
+//! - Snapshot: `<array>/<fs-name>.<suffix>/<snapshot-id>`.
+
+use sha2::{Digest, Sha256};
+
+use super::params::DeletePolicy;
+
+/// FlashBlade file-system names (our documented assumption).
+pub fn valid_fs_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
+fn valid_array_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=20).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+fn valid_object_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+}
+
+fn valid_suffix(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=64).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// What a volume id refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumeRef {
+    Managed {
+        array: String,
+        fs_name: String,
+        fs_id: String,
+        delete: DeletePolicy,
+    },
+    Static {
+        /// `None`: the default array.
+        array: Option<String>,
+        fs_name: String,
+    },
+}
+
+impl VolumeRef {
+    pub fn fs_name(&self) -> &str {
+        match self {
+            VolumeRef::Managed { fs_name, .. } | VolumeRef::Static { fs_name, .. } => fs_name,
+        }
+    }
+
+    pub fn array(&self) -> Option<&str> {
+        match self {
+            VolumeRef::Managed { array, .. } => Some(array),
+            VolumeRef::Static { array, .. } => array.as_deref(),
+        }
+    }
+}
+
+pub fn managed_volume_id(array: &str, fs_name: &str, fs_id: &str, delete: DeletePolicy) -> String {
+    match delete {
+        DeletePolicy::Destroy => format!("{array}/{fs_name}/{fs_id}"),
+        DeletePolicy::Eradicate => format!("{array}/{fs_name}/{fs_id}/e"),
+        DeletePolicy::Retain => format!("{array}/{fs_name}/{fs_id}/r"),
+    }
+}
+
+/// Parses a volume id or static volume handle; `Err` says why it is malformed.
+pub fn parse_volume_id(id: &str) -> Result<VolumeRef, String> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let bad_fs = |n: &str| format!("{n:?} is not a FlashBlade file-system name");
+    let bad_array = |n: &str| format!("{n:?} is not an array name");
+    match parts.as_slice() {
+        [fs] => {
+            if !valid_fs_name(fs) {
+                return Err(bad_fs(fs));
+            }
+            Ok(VolumeRef::Static {
+                array: None,
+                fs_name: fs.to_string(),
+            })
+        }
+        [array, fs] => {
+            if !valid_array_name(array) {
+                return Err(bad_array(array));
+            }
+            if !valid_fs_name(fs) {
+                return Err(bad_fs(fs));
+            }
+            Ok(VolumeRef::Static {
+                array: Some(array.to_string()),
+                fs_name: fs.to_string(),
+            })
+        }
+        [array, fs, fs_id, rest @ ..] if rest.len() <= 1 => {
+            if !valid_array_name(array) {
+                return Err(bad_array(array));
+            }
+            if !valid_fs_name(fs) {
+                return Err(bad_fs(fs));
+            }
+            if !valid_object_id(fs_id) {
+                return Err(format!("{fs_id:?} is not a file-system id"));
+            }
+            let delete = match rest {
+                [] => DeletePolicy::Destroy,
+                ["e"] => DeletePolicy::Eradicate,
+                ["r"] => DeletePolicy::Retain,
+                [other] => return Err(format!("{other:?} is not a delete policy marker")),
+                _ => unreachable!(),
+            };
+            Ok(VolumeRef::Managed {
+                array: array.to_string(),
+                fs_name: fs.to_string(),
+                fs_id: fs_id.to_string(),
+                delete,
+            })
+        }
+        _ => Err("expected <array>/<fs-name>/<fs-id>, <array>/<fs-name> or <fs-name>".into()),
+    }
+}
+
+/// A parsed snapshot id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRef {
+    pub array: String,
+    pub fs_name: String,
+    pub suffix: String,
+    /// The array's snapshot id; left out of ids that would exceed 128 bytes.
+    pub snap_id: Option<String>,
+    /// DeleteSnapshot eradicates (default) or only destroys.
+    pub eradicate: bool,
+}
+
+impl SnapshotRef {
+    pub fn snap_name(&self) -> String {
+        format!("{}.{}", self.fs_name, self.suffix)
+    }
+}
+
+const DESTROY_ONLY: &str = "/destroy";
+
+/// `<array>/<fs-name>.<suffix>/<snapshot-id>[/destroy]`, without the
+/// snapshot id when the whole would exceed CSI's 128 bytes.
+pub fn snapshot_id(array: &str, snap_name: &str, snap_id: &str, eradicate: bool) -> String {
+    let tail = if eradicate { "" } else { DESTROY_ONLY };
+    let full = format!("{array}/{snap_name}/{snap_id}{tail}");
+    if full.len() <= 128 {
+        full
+    } else {
+        format!("{array}/{snap_name}{tail}")
+    }
+}
+
+pub fn parse_snapshot_id(id: &str) -> Result<SnapshotRef, String> {
+    let (rest, eradicate) = match id.strip_suffix(DESTROY_ONLY) {
+        Some(r) => (r, false),
+        None => (id, true),
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (array, name, snap_id) = match parts.as_slice() {
+        [a, n] => (*a, *n, None),
+        [a, n, i] => (*a, *n, Some(*i)),
+        _ => return Err("expected <array>/<fs-name>.<suffix>/<snapshot-id>".into()),
+    };
+    let (fs, suffix) = name
+        .split_once('.')
+        .ok_or_else(|| format!("{name:?} is not <fs-name>.<suffix>"))?;
+    if !valid_array_name(array)
+        || !valid_fs_name(fs)
+        || !valid_suffix(suffix)
+        || !snap_id.is_none_or(valid_object_id)
+    {
+        return Err(format!("{id:?} is not a snapshot id of this driver"));
+    }
+    Ok(SnapshotRef {
+        array: array.to_string(),
+        fs_name: fs.to_string(),
+        suffix: suffix.to_string(),
+        snap_id: snap_id.map(str::to_string),
+        eradicate,
+    })
+}
+
+/// Suffix of every snapshot this driver makes, so its snapshots can be told
+/// from those of the array's own snapshot policies.
+pub const SNAPSHOT_SUFFIX_PREFIX: &str = "csi-";
+
+fn short_hash(s: &str) -> String {
+    let d = Sha256::digest(s.as_bytes());
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The file-system name for a CSI volume name: `<prefix>-<name>` when that is
+/// a valid FlashBlade name, else `<prefix>-<sanitised, truncated>-<hash>`.
+/// Deterministic: the same name always gives the same file system.
+pub fn fs_name_for(prefix: &str, csi_name: &str) -> String {
+    let direct = format!("{prefix}-{csi_name}");
+    if valid_fs_name(&direct) {
+        return direct;
+    }
+    let hash = short_hash(csi_name);
+    let sanitised: String = csi_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let budget = 63usize.saturating_sub(prefix.len() + 2 + hash.len());
+    let body: String = sanitised.chars().take(budget).collect();
+    if body.is_empty() {
+        format!("{prefix}-{hash}")
+    } else {
+        format!("{prefix}-{body}-{hash}")
+    }
+}
+
+/// The snapshot suffix for a CSI snapshot name: `csi-` and a hash of the
+/// name, short so snapshot ids fit CSI's 128 bytes, and deterministic so a
+/// repeated CreateSnapshot finds its snapshot.
+pub fn snapshot_suffix_for(csi_name: &str) -> String {
+    let d = Sha256::digest(csi_name.as_bytes());
+    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{SNAPSHOT_SUFFIX_PREFIX}{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_ids_round_trip_and_stay_short() {
+        let id = managed_volume_id(
+            "fb01",
+            "k8s-pvc-1",
+            "4f0c2a8e-1d2b-4c3a-9e1f-0a1b2c3d4e5f",
+            DeletePolicy::Destroy,
+        );
+        assert_eq!(id, "fb01/k8s-pvc-1/4f0c2a8e-1d2b-4c3a-9e1f-0a1b2c3d4e5f");
+        assert_eq!(
+            parse_volume_id(&id).unwrap(),
+            VolumeRef::Managed {
+                array: "fb01".into(),
+                fs_name: "k8s-pvc-1".into(),
+                fs_id: "4f0c2a8e-1d2b-4c3a-9e1f-0a1b2c3d4e5f".into(),
+                delete: DeletePolicy::Destroy
+            }
+        );
+        for p in [DeletePolicy::Eradicate, DeletePolicy::Retain] {
+            let id = managed_volume_id("fb01", "x", "abc", p);
+            match parse_volume_id(&id).unwrap() {
+                VolumeRef::Managed { delete, .. } => assert_eq!(delete, p),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Longest possible id fits CSI's 128 bytes.
+        let longest = managed_volume_id(
+            &"a".repeat(20),
+            &"f".repeat(63),
+            &"9".repeat(36),
+            DeletePolicy::Eradicate,
+        );
+        assert!(longest.len() <= 128, "{}", longest.len());
+    }
+
+    #[test]
+    fn static_handles() {
+        assert_eq!(
+            parse_volume_id("datasets").unwrap(),
+            VolumeRef::Static {
+                array: None,
+                fs_name: "datasets".into()
+            }
+        );
+        assert_eq!(
+            parse_volume_id("fb01/datasets").unwrap(),
+            VolumeRef::Static {
+                array: Some("fb01".into()),
+                fs_name: "datasets".into()
+            }
+        );
+    }
+
+    #[test]
+    fn hostile_ids_are_refused() {
+        for bad in [
+            "",
+            "/",
+            "a//b",
+            "../etc",
+            "fb01/../x",
+            "fb01/x/id/e/extra",
+            "fb01/x/id/z",
+            "fb01/-o/id",
+            "fb01/x y/id",
+            "fb01/x/i$d",
+            "fb01/x.y",
+            &"a".repeat(64),
+            "a\u{0}b",
+        ] {
+            assert!(parse_volume_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_ids() {
+        let id = snapshot_id("fb01", "k8s-pvc-1.csi-0011223344556677", "1234-abcd", true);
+        assert_eq!(id, "fb01/k8s-pvc-1.csi-0011223344556677/1234-abcd");
+        let r = parse_snapshot_id(&id).unwrap();
+        assert_eq!(r.fs_name, "k8s-pvc-1");
+        assert_eq!(r.suffix, "csi-0011223344556677");
+        assert_eq!(r.snap_id.as_deref(), Some("1234-abcd"));
+        assert!(r.eradicate);
+        assert_eq!(r.snap_name(), "k8s-pvc-1.csi-0011223344556677");
+        let id = snapshot_id("fb01", "x.csi-1", "abc", false);
+        let r = parse_snapshot_id(&id).unwrap();
+        assert!(!r.eradicate && r.snap_id.as_deref() == Some("abc"));
+        // The longest names drop the array's snapshot id to stay within 128 bytes.
+        let long = snapshot_id(
+            &"a".repeat(20),
+            &format!("{}.csi-0011223344556677", "f".repeat(63)),
+            &"9".repeat(36),
+            false,
+        );
+        assert!(long.len() <= 128, "{}", long.len());
+        assert_eq!(parse_snapshot_id(&long).unwrap().snap_id, None);
+        for bad in [
+            "reallyfakesnapshotid",
+            "fb01/x/y",
+            "fb01/x.y/z/w",
+            "fb01/x.-y/z",
+            "fb01/x.y/z z",
+            "/destroy",
+        ] {
+            assert!(parse_snapshot_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_deterministic_and_valid() {
+        assert_eq!(
+            fs_name_for("k8s", "pvc-2bc92e91-485f-4f21-83b4-9ca73ca8401b"),
+            "k8s-pvc-2bc92e91-485f-4f21-83b4-9ca73ca8401b"
+        );
+        let long = "x".repeat(128);
+        let a = fs_name_for("k8s", &long);
+        assert_eq!(a, fs_name_for("k8s", &long));
+        assert!(valid_fs_name(&a) && a.len() <= 63, "{a}");
+        let odd = fs_name_for("k8s", "Ünïcode name/with spaces");
+        assert!(valid_fs_name(&odd), "{odd}");
+        assert_ne!(
+            fs_name_for("k8s", "a b"),
+            fs_name_for("k8s", "a.b"),
+            "distinct names stay distinct"
+        );
+        assert!(valid_fs_name(&fs_name_for(
+            "verylongprefix-abcde",
+            &"y".repeat(128)
+        )));
+        assert!(valid_fs_name(&fs_name_for("k8s", "!!!")));
+    }
+
+    #[test]
+    fn snapshot_suffixes() {
+        let s = snapshot_suffix_for("snapshot-2bc92e91-485f-4f21-83b4-9ca73ca8401b");
+        assert!(s.starts_with("csi-") && valid_suffix(&s) && s.len() == 20, "{s}");
+        assert_eq!(
+            s,
+            snapshot_suffix_for("snapshot-2bc92e91-485f-4f21-83b4-9ca73ca8401b")
+        );
+        assert_ne!(s, snapshot_suffix_for("snapshot-other"));
+        assert!(valid_suffix(&snapshot_suffix_for(&"\u{1F600}".repeat(40))));
+    }
+}

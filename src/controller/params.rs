@@ -1,0 +1,554 @@
+//! StorageClass (and VolumeSnapshotClass) parameters, parsed into typed
+//! structs. Unknown keys are refused, except the `csi.storage.k8s.io/` ones
+//! the sidecars add.
+
+use std::collections::HashMap;
+
+use crate::config::{ArrayConfig, Config, validate_host, validate_name_prefix};
+use crate::error::Error;
+
+/// What DeleteVolume does with the file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletePolicy {
+    /// Soft delete: destroyed, recoverable until the array eradicates it.
+    Destroy,
+    /// Destroyed and eradicated at once: the data is gone.
+    Eradicate,
+    /// Left untouched on the array.
+    Retain,
+}
+
+impl DeletePolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "destroy" => Some(Self::Destroy),
+            "eradicate" => Some(Self::Eradicate),
+            "retain" => Some(Self::Retain),
+            _ => None,
+        }
+    }
+}
+
+/// How the file system is exported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Export {
+    Rules(String),
+    Policy(String),
+}
+
+/// The parameters of a dynamic volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeParams {
+    pub array: String,
+    pub nfs_endpoint: String,
+    pub hard_limit: bool,
+    pub nfs_v3: bool,
+    pub nfs_v41: bool,
+    pub export: Export,
+    pub snapshot_directory: bool,
+    pub default_user_quota: Option<i64>,
+    pub default_group_quota: Option<i64>,
+    pub delete_policy: DeletePolicy,
+    pub name_prefix: String,
+}
+
+impl VolumeParams {
+    /// The `nfsVersions` value these flags stand for.
+    pub fn nfs_versions(&self) -> String {
+        nfs_versions_text(self.nfs_v3, self.nfs_v41)
+    }
+}
+
+pub fn nfs_versions_text(v3: bool, v41: bool) -> String {
+    match (v3, v41) {
+        (true, true) => "3,4.1".into(),
+        (true, false) => "3".into(),
+        (false, true) => "4.1".into(),
+        (false, false) => String::new(),
+    }
+}
+
+pub const VOLUME_KEYS: &[&str] = &[
+    "array",
+    "nfsEndpoint",
+    "hardLimit",
+    "nfsVersions",
+    "exportRules",
+    "exportPolicy",
+    "snapshotDirectory",
+    "defaultUserQuota",
+    "defaultGroupQuota",
+    "deletePolicy",
+    "namePrefix",
+];
+
+fn invalid(key: &str, value: &str, expected: &str) -> Error {
+    Error::InvalidArgument(format!("parameter {key}={value:?} is invalid: {expected}"))
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, Error> {
+    match v {
+        "true" | "True" | "TRUE" => Ok(true),
+        "false" | "False" | "FALSE" => Ok(false),
+        _ => Err(invalid(key, v, "expected true or false")),
+    }
+}
+
+/// A Kubernetes resource quantity as bytes: `10Gi`, `500M`, `1e9`, `1024`.
+pub fn parse_quantity(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, suffix) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("{text:?} is not a quantity like 10Gi"));
+    }
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        s if s.starts_with('e') || s.starts_with('E') => {
+            let exp: i32 = s[1..]
+                .parse()
+                .map_err(|_| format!("{text:?} is not a quantity like 10Gi"))?;
+            10f64.powi(exp)
+        }
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown suffix {suffix:?} (use Ki, Mi, Gi, Ti or k, M, G, T)"
+            ));
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a quantity like 10Gi"))?;
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes > i64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    if bytes.fract() != 0.0 {
+        return Err(format!("{text:?} is not a whole number of bytes"));
+    }
+    Ok(bytes as i64)
+}
+
+const RULE_OPTIONS: &[&str] = &[
+    "rw",
+    "ro",
+    "root_squash",
+    "no_root_squash",
+    "all_squash",
+    "no_all_squash",
+    "secure",
+    "insecure",
+    "atime",
+    "noatime",
+    "fileid_32bit",
+    "no_fileid_32bit",
+];
+
+/// Checks a FlashBlade export rules string (`client(opt,...) ...`). A client
+/// that admits any host (`*`, or a /0 network) is refused unless allowed.
+pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), String> {
+    if rules.trim().is_empty() {
+        return Err("no rules given".into());
+    }
+    for entry in rules.split_whitespace() {
+        let (client, rest) = entry
+            .split_once('(')
+            .ok_or_else(|| format!("{entry:?} is not client(options)"))?;
+        let opts = rest
+            .strip_suffix(')')
+            .ok_or_else(|| format!("{entry:?} is missing its closing ')'"))?;
+        if client.is_empty() {
+            return Err(format!("{entry:?} has no client"));
+        }
+        let client_ok = client == "*"
+            || client
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b".-*/:@_".contains(&c));
+        if !client_ok || client.starts_with('-') {
+            return Err(format!(
+                "{entry:?}: {client:?} is not an IP, network, host, @netgroup or *"
+            ));
+        }
+        if let Some((addr, bits)) = client.split_once('/') {
+            let bits: u8 = bits
+                .parse()
+                .map_err(|_| format!("{entry:?}: {client:?} has a bad prefix length"))?;
+            let ip: std::net::IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{entry:?}: {client:?} is not a network"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if bits > max {
+                return Err(format!("{entry:?}: prefix length {bits} is larger than {max}"));
+            }
+            if bits == 0 && !allow_wildcard {
+                return Err(format!(
+                    "{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)"
+                ));
+            }
+        }
+        if client == "*" && !allow_wildcard {
+            return Err(format!(
+                "{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)"
+            ));
+        }
+        let mut seen_access = false;
+        for opt in opts.split(',') {
+            let known = RULE_OPTIONS.contains(&opt)
+                || opt
+                    .strip_prefix("anonuid=")
+                    .or_else(|| opt.strip_prefix("anongid="))
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+                || opt.strip_prefix("sec=").is_some_and(|s| {
+                    s.split(':')
+                        .all(|x| matches!(x, "sys" | "krb5" | "krb5i" | "krb5p"))
+                });
+            if !known {
+                return Err(format!("{entry:?}: unknown option {opt:?}"));
+            }
+            if opt == "rw" || opt == "ro" {
+                if seen_access {
+                    return Err(format!("{entry:?}: give rw or ro once"));
+                }
+                seen_access = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Export policy names as FlashBlade accepts them.
+fn valid_policy_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
+fn check_keys(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Error> {
+    let mut unknown: Vec<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with("csi.storage.k8s.io/") && !known.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    Err(Error::InvalidArgument(format!(
+        "unknown parameter(s) {}; valid keys: {}",
+        unknown.join(", "),
+        known.join(", ")
+    )))
+}
+
+/// Picks the array a request names, or the default one.
+pub fn select_array<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a ArrayConfig, Error> {
+    match name {
+        Some(n) => config.array(n).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "parameter array={n:?} names no configured array (configured: {})",
+                config
+                    .arrays
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }),
+        None => config
+            .default_array()
+            .ok_or_else(|| Error::FailedPrecondition("no array is configured".into())),
+    }
+}
+
+impl VolumeParams {
+    pub fn parse(params: &HashMap<String, String>, config: &Config) -> Result<Self, Error> {
+        check_keys(params, VOLUME_KEYS)?;
+        let get = |k: &str| params.get(k).map(String::as_str);
+        let array = select_array(config, get("array"))?;
+        let nfs_endpoint = match get("nfsEndpoint") {
+            Some(e) => {
+                validate_host("nfsEndpoint", e)
+                    .map_err(|_| invalid("nfsEndpoint", e, "expected a host name or IP address"))?;
+                e.to_string()
+            }
+            None => array.nfs_endpoint.clone().ok_or_else(|| {
+                Error::FailedPrecondition(format!("array {} has no NFS endpoint configured", array.name))
+            })?,
+        };
+        let hard_limit = get("hardLimit").map_or(Ok(true), |v| parse_bool("hardLimit", v))?;
+        let (nfs_v3, nfs_v41) = match get("nfsVersions") {
+            None => (true, true),
+            Some(v) => {
+                let mut v3 = false;
+                let mut v41 = false;
+                for part in v.split(',').map(str::trim) {
+                    match part {
+                        "3" if !v3 => v3 = true,
+                        "4.1" if !v41 => v41 = true,
+                        _ => return Err(invalid("nfsVersions", v, "expected 3, 4.1 or 3,4.1")),
+                    }
+                }
+                (v3, v41)
+            }
+        };
+        let export = match (get("exportRules"), get("exportPolicy")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "parameters exportRules and exportPolicy are exclusive; give one".into(),
+                ));
+            }
+            (Some(r), None) => {
+                validate_export_rules(r, array.allow_wildcard_export)
+                    .map_err(|e| invalid("exportRules", r, &e))?;
+                Export::Rules(r.to_string())
+            }
+            (None, Some(p)) => {
+                if !valid_policy_name(p) {
+                    return Err(invalid(
+                        "exportPolicy",
+                        p,
+                        "expected a FlashBlade export policy name",
+                    ));
+                }
+                Export::Policy(p.to_string())
+            }
+            (None, None) => match &array.default_export_rules {
+                Some(r) => Export::Rules(r.clone()),
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "no export rules: set exportRules or exportPolicy in the StorageClass, or default_export_rules for array {}",
+                        array.name
+                    )));
+                }
+            },
+        };
+        let snapshot_directory =
+            get("snapshotDirectory").map_or(Ok(true), |v| parse_bool("snapshotDirectory", v))?;
+        let quota = |k: &str| -> Result<Option<i64>, Error> {
+            match get(k) {
+                None => Ok(None),
+                Some(v) => {
+                    let b = parse_quantity(v).map_err(|e| invalid(k, v, &e))?;
+                    Ok(if b == 0 { None } else { Some(b) })
+                }
+            }
+        };
+        let default_user_quota = quota("defaultUserQuota")?;
+        let default_group_quota = quota("defaultGroupQuota")?;
+        let delete_policy = match get("deletePolicy") {
+            None => DeletePolicy::Destroy,
+            Some(v) => DeletePolicy::parse(v)
+                .ok_or_else(|| invalid("deletePolicy", v, "expected destroy, eradicate or retain"))?,
+        };
+        let name_prefix = match get("namePrefix") {
+            Some(p) => {
+                validate_name_prefix("namePrefix", p).map_err(|e| invalid("namePrefix", p, &e.problem))?;
+                p.to_string()
+            }
+            None => array.name_prefix.clone(),
+        };
+        Ok(VolumeParams {
+            array: array.name.clone(),
+            nfs_endpoint,
+            hard_limit,
+            nfs_v3,
+            nfs_v41,
+            export,
+            snapshot_directory,
+            default_user_quota,
+            default_group_quota,
+            delete_policy,
+            name_prefix,
+        })
+    }
+}
+
+/// VolumeSnapshotClass parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotParams {
+    /// Eradicate on DeleteSnapshot (default), or only destroy (recoverable).
+    pub eradicate: bool,
+}
+
+pub const SNAPSHOT_KEYS: &[&str] = &["deletePolicy"];
+
+impl SnapshotParams {
+    pub fn parse(params: &HashMap<String, String>) -> Result<Self, Error> {
+        check_keys(params, SNAPSHOT_KEYS)?;
+        let eradicate = match params.get("deletePolicy").map(String::as_str) {
+            None | Some("eradicate") => true,
+            Some("destroy") => false,
+            Some(v) => return Err(invalid("deletePolicy", v, "expected eradicate or destroy")),
+        };
+        Ok(Self { eradicate })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Mode, ServeArgs};
+
+    fn config(default_rules: Option<&str>) -> Config {
+        let dir = std::env::temp_dir();
+        let token = dir.join("flashblade-csi-params-test-token");
+        std::fs::write(&token, "T-x").unwrap();
+        let mut toml = format!(
+            "[[array]]\nname = \"fb01\"\nmanagement_url = \"https://fb01\"\napi_token_file = \"{}\"\nnfs_endpoint = \"10.0.0.10\"\n",
+            token.display()
+        );
+        if let Some(r) = default_rules {
+            toml.push_str(&format!("default_export_rules = \"{r}\"\n"));
+        }
+        let args = ServeArgs {
+            mode: Some(Mode::Controller),
+            endpoint: Some("/tmp/x.sock".into()),
+            ..Default::default()
+        };
+        Config::from_parts(&args, &toml).unwrap()
+    }
+
+    fn p(kv: &[(&str, &str)]) -> HashMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(Some("10.0.0.0/16(rw,root_squash)"));
+        let v = VolumeParams::parse(&p(&[("csi.storage.k8s.io/pvc/name", "claim-alice")]), &c).unwrap();
+        assert_eq!(v.array, "fb01");
+        assert_eq!(v.nfs_endpoint, "10.0.0.10");
+        assert!(v.hard_limit && v.nfs_v3 && v.nfs_v41 && v.snapshot_directory);
+        assert_eq!(v.export, Export::Rules("10.0.0.0/16(rw,root_squash)".into()));
+        assert_eq!(v.delete_policy, DeletePolicy::Destroy);
+        assert_eq!(v.name_prefix, "k8s");
+        assert_eq!(v.nfs_versions(), "3,4.1");
+    }
+
+    #[test]
+    fn every_key() {
+        let c = config(None);
+        let v = VolumeParams::parse(
+            &p(&[
+                ("array", "fb01"),
+                ("nfsEndpoint", "fb01-data.example.com"),
+                ("hardLimit", "false"),
+                ("nfsVersions", "4.1"),
+                ("exportPolicy", "k8s-nodes"),
+                ("snapshotDirectory", "false"),
+                ("defaultUserQuota", "10Gi"),
+                ("defaultGroupQuota", "1G"),
+                ("deletePolicy", "eradicate"),
+                ("namePrefix", "hub"),
+            ]),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(v.nfs_endpoint, "fb01-data.example.com");
+        assert!(!v.hard_limit && !v.nfs_v3 && v.nfs_v41 && !v.snapshot_directory);
+        assert_eq!(v.export, Export::Policy("k8s-nodes".into()));
+        assert_eq!(v.default_user_quota, Some(10 << 30));
+        assert_eq!(v.default_group_quota, Some(1_000_000_000));
+        assert_eq!(v.delete_policy, DeletePolicy::Eradicate);
+        assert_eq!(v.name_prefix, "hub");
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let c = config(Some("10.0.0.0/16(rw)"));
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("bogus", "1")], "bogus"),
+            (&[("array", "fb99")], "array"),
+            (&[("hardLimit", "yes")], "hardLimit"),
+            (&[("nfsVersions", "4")], "nfsVersions"),
+            (&[("nfsVersions", "3,3")], "nfsVersions"),
+            (&[("exportRules", "*(rw)")], "exportRules"),
+            (&[("exportRules", "10.0.0.0/8(rw")], "exportRules"),
+            (&[("exportRules", "a(rw)"), ("exportPolicy", "p")], "exclusive"),
+            (&[("exportPolicy", "bad name")], "exportPolicy"),
+            (&[("defaultUserQuota", "10GB")], "defaultUserQuota"),
+            (&[("deletePolicy", "delete")], "deletePolicy"),
+            (&[("namePrefix", "-x")], "namePrefix"),
+            (&[("nfsEndpoint", "-o x")], "nfsEndpoint"),
+        ];
+        for (kv, needle) in cases {
+            match VolumeParams::parse(&p(kv), &c) {
+                Err(Error::InvalidArgument(m)) => assert!(m.contains(needle), "{m}"),
+                other => panic!("{kv:?}: {other:?}"),
+            }
+        }
+        // No rules anywhere: a precise error, not a wildcard export.
+        let c = config(None);
+        match VolumeParams::parse(&p(&[]), &c) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("default_export_rules"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("10Gi").unwrap(), 10 << 30);
+        assert_eq!(parse_quantity("1.5Gi").unwrap(), 3 << 29);
+        assert_eq!(parse_quantity("500M").unwrap(), 500_000_000);
+        assert_eq!(parse_quantity("1024").unwrap(), 1024);
+        assert_eq!(parse_quantity("1e3").unwrap(), 1000);
+        assert!(parse_quantity("0.5").is_err());
+        assert!(parse_quantity("10GB").is_err());
+        assert!(parse_quantity("-1").is_err());
+        assert!(parse_quantity("").is_err());
+        assert!(parse_quantity("99999Ei").is_err());
+    }
+
+    #[test]
+    fn export_rules() {
+        for ok in [
+            "10.0.0.0/16(rw,root_squash)",
+            "10.0.0.0/16(rw,no_root_squash,anonuid=1000,anongid=100) @hpc(ro) *.dom.com(ro,sec=krb5:krb5p)",
+            "fd00::/64(rw)",
+        ] {
+            validate_export_rules(ok, false).unwrap();
+        }
+        for bad in [
+            "*(rw)",
+            "0.0.0.0/0(rw)",
+            "10.0.0.0/8",
+            "10.0.0.0/8(rw",
+            "10.0.0.0/33(rw)",
+            "x(rw,ro)",
+            "x(bogus)",
+            "-x(rw)",
+            "",
+            "a;b(rw)",
+        ] {
+            assert!(validate_export_rules(bad, false).is_err(), "{bad}");
+        }
+        validate_export_rules("*(rw,no_root_squash)", true).unwrap();
+    }
+
+    #[test]
+    fn snapshot_params() {
+        assert!(SnapshotParams::parse(&p(&[])).unwrap().eradicate);
+        assert!(
+            !SnapshotParams::parse(&p(&[("deletePolicy", "destroy")]))
+                .unwrap()
+                .eradicate
+        );
+        assert!(SnapshotParams::parse(&p(&[("x", "y")])).is_err());
+    }
+}

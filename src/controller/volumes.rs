@@ -1,0 +1,703 @@
+//! Volume RPCs: create (empty, from a snapshot, from a volume), delete,
+//! expand, validate, list and capacity.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::ids::{self, VolumeRef};
+use super::params::{DeletePolicy, Export, VolumeParams, nfs_versions_text, select_array};
+use super::{ControllerService, DEFAULT_VOLUME_BYTES};
+use crate::context;
+use crate::csi;
+use crate::error::{Error, Result};
+use crate::flashblade::FileSystemSpec;
+use crate::flashblade::models::FileSystem;
+use crate::telemetry::record_volume_id;
+
+/// Checks requested capabilities: mount volumes in any access mode; block
+/// volumes are impossible on an NFS file system.
+pub(super) fn check_capabilities(caps: &[csi::VolumeCapability]) -> Result<()> {
+    if caps.is_empty() {
+        return Err(Error::InvalidArgument("volume_capabilities is required".into()));
+    }
+    for cap in caps {
+        check_capability(cap).map_err(Error::InvalidArgument)?;
+    }
+    Ok(())
+}
+
+/// Why a capability is unsupported, if it is.
+pub(crate) fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), String> {
+    use csi::volume_capability::AccessType;
+    match &cap.access_type {
+        None => return Err("a volume capability needs an access type (mount)".into()),
+        Some(AccessType::Block(_)) => {
+            return Err("block volumes are not supported: FlashBlade volumes are NFS file systems (use volumeMode: Filesystem)".into());
+        }
+        Some(AccessType::Mount(m)) => {
+            if !matches!(m.fs_type.as_str(), "" | "nfs" | "nfs4") {
+                return Err(format!(
+                    "fs_type {:?} is not supported: volumes are NFS file systems",
+                    m.fs_type
+                ));
+            }
+        }
+    }
+    let mode = cap.access_mode.as_ref().map_or(0, |m| m.mode);
+    if !(1..=7).contains(&mode) {
+        return Err("a volume capability needs a known access mode".into());
+    }
+    Ok(())
+}
+
+/// The bytes to provision for a capacity range.
+pub(super) fn requested_bytes(range: Option<&csi::CapacityRange>) -> Result<i64> {
+    let Some(r) = range else {
+        return Ok(DEFAULT_VOLUME_BYTES);
+    };
+    if r.required_bytes < 0 || r.limit_bytes < 0 {
+        return Err(Error::InvalidArgument(
+            "capacity_range must not be negative".into(),
+        ));
+    }
+    if r.limit_bytes > 0 && r.required_bytes > r.limit_bytes {
+        return Err(Error::InvalidArgument(format!(
+            "capacity_range: required_bytes {} is larger than limit_bytes {}",
+            r.required_bytes, r.limit_bytes
+        )));
+    }
+    Ok(if r.required_bytes > 0 {
+        r.required_bytes
+    } else if r.limit_bytes > 0 {
+        r.limit_bytes.min(DEFAULT_VOLUME_BYTES)
+    } else {
+        DEFAULT_VOLUME_BYTES
+    })
+}
+
+fn fits(range: Option<&csi::CapacityRange>, bytes: i64) -> bool {
+    range.is_none_or(|r| {
+        (r.required_bytes == 0 || bytes >= r.required_bytes) && (r.limit_bytes == 0 || bytes <= r.limit_bytes)
+    })
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument("name is required".into()));
+    }
+    if name.len() > 128 {
+        return Err(Error::InvalidArgument("name is longer than 128 bytes".into()));
+    }
+    if name.chars().any(
+        |c| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}'),
+    ) {
+        return Err(Error::InvalidArgument("name contains control characters".into()));
+    }
+    Ok(())
+}
+
+pub(super) fn volume_context(
+    array: &str,
+    server: &str,
+    fs_name: &str,
+    v3: bool,
+    v41: bool,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (context::SERVER.to_string(), server.to_string()),
+        (context::SHARE.to_string(), format!("/{fs_name}")),
+        (context::NFS_VERSIONS.to_string(), nfs_versions_text(v3, v41)),
+        (context::ARRAY.to_string(), array.to_string()),
+        (context::FS_NAME.to_string(), fs_name.to_string()),
+    ])
+}
+
+fn volume_response(
+    params: &VolumeParams,
+    fs: &FileSystem,
+    source: Option<csi::VolumeContentSource>,
+) -> csi::CreateVolumeResponse {
+    csi::CreateVolumeResponse {
+        volume: Some(csi::Volume {
+            capacity_bytes: fs.provisioned.unwrap_or(0),
+            volume_id: ids::managed_volume_id(&params.array, &fs.name, &fs.id, params.delete_policy),
+            volume_context: volume_context(
+                &params.array,
+                &params.nfs_endpoint,
+                &fs.name,
+                params.nfs_v3,
+                params.nfs_v41,
+            ),
+            content_source: source,
+            accessible_topology: vec![],
+        }),
+    }
+}
+
+/// Opaque list paging token: `<array index>|<last name>`, hex encoded.
+pub(super) fn encode_token(array_idx: usize, last: &str) -> String {
+    format!("v1|{array_idx}|{last}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(super) fn decode_token(token: &str) -> Result<(usize, String)> {
+    let bad = || {
+        Error::Aborted(format!(
+            "starting_token {token:?} is not a token this driver issued"
+        ))
+    };
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
+        return Err(bad());
+    }
+    let bytes: Vec<u8> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, '|');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("v1"), Some(idx), Some(last)) => Ok((idx.parse().map_err(|_| bad())?, last.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+impl ControllerService {
+    pub(super) async fn create_volume_impl(
+        &self,
+        req: csi::CreateVolumeRequest,
+    ) -> Result<csi::CreateVolumeResponse> {
+        check_name(&req.name)?;
+        check_capabilities(&req.volume_capabilities)?;
+        let size = requested_bytes(req.capacity_range.as_ref())?;
+        let params = VolumeParams::parse(&req.parameters, &self.config)?;
+        if !req.mutable_parameters.is_empty() {
+            return Err(Error::InvalidArgument(
+                "mutable_parameters are not supported (this driver does not implement ControllerModifyVolume)".into(),
+            ));
+        }
+        let _guard = self.guard(format!("create:{}", req.name))?;
+        let client = self.client(&params.array)?;
+        let fs_name = ids::fs_name_for(&params.name_prefix, &req.name);
+        tracing::Span::current().record("volume_id", fs_name.as_str());
+
+        // What the content should come from, resolved to a snapshot name.
+        let source = req.volume_content_source.clone();
+        let (mut source_snapshot, clone) = match source.as_ref().and_then(|s| s.r#type.as_ref()) {
+            None => (None, None),
+            Some(csi::volume_content_source::Type::Snapshot(s)) => (
+                Some(self.source_snapshot(&params, &s.snapshot_id, size).await?),
+                None,
+            ),
+            Some(csi::volume_content_source::Type::Volume(v)) => {
+                let plan = self.clone_plan(&params, &v.volume_id, &req.name, size).await?;
+                (Some(plan.snapshot_name()), Some(plan))
+            }
+        };
+        let temp_snapshot = clone.as_ref().map(|p| p.snapshot_name());
+
+        if let Some(existing) = client.find_file_system(&fs_name).await? {
+            if existing.destroyed {
+                return Err(Error::FailedPrecondition(format!(
+                    "file system {fs_name} exists in the destroyed state (recoverable for {} more minutes); recover it with `flashblade-csi volumes recover` or eradicate it on the array before creating this volume again",
+                    existing.time_remaining.unwrap_or(0) / 60_000
+                )));
+            }
+            let compatible = existing
+                .provisioned
+                .is_some_and(|p| fits(req.capacity_range.as_ref(), p))
+                && existing.hard_limit_enabled == params.hard_limit
+                && existing.nfs.v3_enabled.unwrap_or(false) == params.nfs_v3
+                && existing.nfs.v4_1_enabled.unwrap_or(false) == params.nfs_v41
+                && match (
+                    &source_snapshot,
+                    existing.source.as_ref().and_then(|s| s.name.as_deref()),
+                ) {
+                    (Some(want), Some(got)) => want == got,
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                };
+            if !compatible {
+                return Err(Error::AlreadyExists(format!(
+                    "file system {fs_name} for volume name {:?} exists with a different size or parameters (provisioned {:?}, hard limit {}, NFSv3 {:?}, NFSv4.1 {:?})",
+                    req.name,
+                    existing.provisioned,
+                    existing.hard_limit_enabled,
+                    existing.nfs.v3_enabled,
+                    existing.nfs.v4_1_enabled
+                )));
+            }
+            if let Some(t) = &temp_snapshot {
+                self.drop_temp_snapshot(&params.array, t).await;
+            }
+            return Ok(volume_response(&params, &existing, source));
+        }
+
+        let (rules, policy) = match &params.export {
+            Export::Rules(r) => (Some(r.clone()), None),
+            Export::Policy(p) => {
+                if client.api_minor().await? < 3 {
+                    return Err(Error::InvalidArgument(format!(
+                        "exportPolicy needs FlashBlade REST 2.3 or later; array {} offers less",
+                        params.array
+                    )));
+                }
+                if client.find_export_policy(p).await?.is_none() {
+                    return Err(Error::InvalidArgument(format!(
+                        "parameter exportPolicy={p:?}: no such NFS export policy on array {}",
+                        params.array
+                    )));
+                }
+                (None, Some(p.clone()))
+            }
+        };
+        if let Some(plan) = &clone {
+            source_snapshot = Some(self.ensure_clone_snapshot(&params.array, plan).await?);
+        }
+        let spec = FileSystemSpec {
+            provisioned: Some(size),
+            hard_limit: params.hard_limit,
+            nfs_v3: params.nfs_v3,
+            nfs_v41: params.nfs_v41,
+            rules,
+            export_policy: policy,
+            snapshot_directory: params.snapshot_directory,
+            default_user_quota: params.default_user_quota,
+            default_group_quota: params.default_group_quota,
+            source_snapshot: source_snapshot.clone(),
+        };
+        let created = client.create_file_system(&fs_name, &spec).await;
+        if let Some(t) = &temp_snapshot {
+            // The clone is a full copy; the intermediate snapshot must not
+            // outlive this call either way.
+            self.drop_temp_snapshot(&params.array, t).await;
+        }
+        let mut fs = created?;
+        // A clone keeps the source's size on some arrays: grow it to the request.
+        if fs.provisioned != Some(size) {
+            fs = client
+                .patch_file_system(
+                    &fs.id,
+                    json!({"provisioned": size}),
+                    vec![],
+                    format!("resize clone {fs_name}"),
+                )
+                .await?;
+        }
+        let resp = volume_response(&params, &fs, source);
+        if let Some(v) = &resp.volume {
+            record_volume_id(&v.volume_id);
+            tracing::info!(volume_id = %v.volume_id, bytes = size, "volume created");
+        }
+        Ok(resp)
+    }
+
+    pub(super) async fn delete_volume_impl(
+        &self,
+        req: csi::DeleteVolumeRequest,
+    ) -> Result<csi::DeleteVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        record_volume_id(&req.volume_id);
+        let _guard = self.guard(format!("volume:{}", req.volume_id))?;
+        let vref = match ids::parse_volume_id(&req.volume_id) {
+            Ok(v) => v,
+            Err(why) => {
+                // No volume of ours can have this id: nothing to delete.
+                tracing::info!(%why, "DeleteVolume of a malformed id: nothing to do");
+                return Ok(csi::DeleteVolumeResponse {});
+            }
+        };
+        match vref {
+            VolumeRef::Static { array, fs_name } => {
+                let array = select_array(&self.config, array.as_deref()).map_err(|_| {
+                    Error::FailedPrecondition(format!(
+                        "volume {} names an array that is not configured",
+                        req.volume_id
+                    ))
+                })?;
+                match self.client(&array.name)?.find_file_system(&fs_name).await? {
+                    None => Ok(csi::DeleteVolumeResponse {}),
+                    Some(_) => Err(Error::FailedPrecondition(format!(
+                        "volume {} is an imported (static) file system; the driver never deletes it — delete the PersistentVolume and manage {fs_name} on the array",
+                        req.volume_id
+                    ))),
+                }
+            }
+            VolumeRef::Managed {
+                array,
+                fs_name,
+                fs_id,
+                delete,
+            } => {
+                let client = self.arrays.get(&array).ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "volume {} lives on array {array}, which this controller is not configured for; nothing was deleted",
+                        req.volume_id
+                    ))
+                })?;
+                let Some(fs) = client.find_file_system(&fs_name).await? else {
+                    return Ok(csi::DeleteVolumeResponse {});
+                };
+                if fs.id != fs_id {
+                    return Err(Error::FailedPrecondition(format!(
+                        "file system {fs_name} on array {array} has id {} but volume {} was created as {fs_id}: it is not this volume, nothing was changed",
+                        fs.id, req.volume_id
+                    )));
+                }
+                if delete == DeletePolicy::Retain {
+                    tracing::info!(fs = %fs_name, "deletePolicy retain: file system left on the array");
+                    return Ok(csi::DeleteVolumeResponse {});
+                }
+                let snaps = self.live_driver_snapshots(client, &fs_name).await?;
+                if !snaps.is_empty() && !fs.destroyed {
+                    return Err(Error::FailedPrecondition(format!(
+                        "volume {} has {} snapshot(s) ({}); FlashBlade snapshots go with their file system, so delete the VolumeSnapshots first",
+                        req.volume_id,
+                        snaps.len(),
+                        snaps.join(", ")
+                    )));
+                }
+                let fs = if fs.destroyed {
+                    fs
+                } else {
+                    client.destroy_file_system(&fs).await?
+                };
+                if delete == DeletePolicy::Eradicate {
+                    client.eradicate_file_system(&fs).await?;
+                    tracing::info!(fs = %fs_name, "file system destroyed and eradicated");
+                } else {
+                    tracing::info!(fs = %fs_name, time_remaining_ms = ?fs.time_remaining, "file system destroyed (recoverable until eradicated)");
+                }
+                Ok(csi::DeleteVolumeResponse {})
+            }
+        }
+    }
+
+    /// Resolves any volume id or handle to its live file system; NOT_FOUND
+    /// when it is gone or is not the volume the id was made for.
+    pub(super) async fn resolve_volume(&self, volume_id: &str) -> Result<(VolumeRef, String, FileSystem)> {
+        let vref = ids::parse_volume_id(volume_id)
+            .map_err(|why| Error::NotFound(format!("volume {volume_id:?} does not exist ({why})")))?;
+        let array = match vref.array() {
+            Some(a) => a.to_string(),
+            None => select_array(&self.config, None)?.name.clone(),
+        };
+        let client = self
+            .client(&array)
+            .map_err(|_| Error::NotFound(format!("volume {volume_id:?}: array {array} is not configured")))?;
+        let fs = client
+            .find_file_system(vref.fs_name())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("volume {volume_id:?} does not exist")))?;
+        if let VolumeRef::Managed { fs_id, .. } = &vref
+            && fs.id != *fs_id
+        {
+            return Err(Error::NotFound(format!(
+                "volume {volume_id:?} does not exist (file system {} now has another id)",
+                fs.name
+            )));
+        }
+        if fs.destroyed {
+            return Err(Error::NotFound(format!("volume {volume_id:?} is destroyed")));
+        }
+        Ok((vref, array, fs))
+    }
+
+    pub(super) async fn expand_impl(
+        &self,
+        req: csi::ControllerExpandVolumeRequest,
+    ) -> Result<csi::ControllerExpandVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        let Some(range) = req.capacity_range.as_ref() else {
+            return Err(Error::InvalidArgument("capacity_range is required".into()));
+        };
+        if range.required_bytes <= 0 && range.limit_bytes <= 0 {
+            return Err(Error::InvalidArgument(
+                "capacity_range needs required_bytes or limit_bytes".into(),
+            ));
+        }
+        let new_size = requested_bytes(Some(range))?;
+        if let Some(cap) = &req.volume_capability {
+            check_capability(cap).map_err(Error::InvalidArgument)?;
+        }
+        record_volume_id(&req.volume_id);
+        let _guard = self.guard(format!("volume:{}", req.volume_id))?;
+        let (vref, array, fs) = self.resolve_volume(&req.volume_id).await?;
+        if matches!(vref, VolumeRef::Static { .. }) {
+            return Err(Error::FailedPrecondition(format!(
+                "volume {} is an imported (static) file system; the driver never resizes it",
+                req.volume_id
+            )));
+        }
+        let current = fs.provisioned.unwrap_or(i64::MAX);
+        if range.limit_bytes > 0 && current > range.limit_bytes {
+            return Err(Error::OutOfRange(format!(
+                "volume is {current} bytes, more than limit_bytes {}; shrinking is not supported",
+                range.limit_bytes
+            )));
+        }
+        if new_size < current {
+            return Err(Error::OutOfRange(format!(
+                "volume is {current} bytes; shrinking to {new_size} is not supported"
+            )));
+        }
+        let fs = if new_size == current {
+            fs
+        } else {
+            self.client(&array)?
+                .patch_file_system(
+                    &fs.id,
+                    json!({"provisioned": new_size}),
+                    vec![],
+                    format!("resize file system {}", fs.name),
+                )
+                .await?
+        };
+        tracing::info!(bytes = new_size, "volume expanded");
+        Ok(csi::ControllerExpandVolumeResponse {
+            capacity_bytes: fs.provisioned.unwrap_or(new_size),
+            // The quota is the whole story for NFS: nothing to do on the node.
+            node_expansion_required: false,
+        })
+    }
+
+    pub(super) async fn validate_impl(
+        &self,
+        req: csi::ValidateVolumeCapabilitiesRequest,
+    ) -> Result<csi::ValidateVolumeCapabilitiesResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        if req.volume_capabilities.is_empty() {
+            return Err(Error::InvalidArgument("volume_capabilities is required".into()));
+        }
+        record_volume_id(&req.volume_id);
+        self.resolve_volume(&req.volume_id).await?;
+        let unsupported: Vec<String> = req
+            .volume_capabilities
+            .iter()
+            .filter_map(|c| check_capability(c).err())
+            .collect();
+        if !unsupported.is_empty() {
+            return Ok(csi::ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: unsupported.join("; "),
+            });
+        }
+        if !req.parameters.is_empty()
+            && let Err(e) = VolumeParams::parse(&req.parameters, &self.config)
+        {
+            return Ok(csi::ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: e.to_string(),
+            });
+        }
+        if !req.mutable_parameters.is_empty() {
+            return Ok(csi::ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: "mutable_parameters are not supported".into(),
+            });
+        }
+        Ok(csi::ValidateVolumeCapabilitiesResponse {
+            confirmed: Some(csi::validate_volume_capabilities_response::Confirmed {
+                volume_context: req.volume_context,
+                volume_capabilities: req.volume_capabilities,
+                parameters: req.parameters,
+                mutable_parameters: Default::default(),
+            }),
+            message: String::new(),
+        })
+    }
+
+    pub(super) async fn list_volumes_impl(
+        &self,
+        req: csi::ListVolumesRequest,
+    ) -> Result<csi::ListVolumesResponse> {
+        if req.max_entries < 0 {
+            return Err(Error::InvalidArgument("max_entries must not be negative".into()));
+        }
+        let (start_idx, after) = if req.starting_token.is_empty() {
+            (0, String::new())
+        } else {
+            decode_token(&req.starting_token)?
+        };
+        if start_idx >= self.config.arrays.len().max(1) {
+            return Err(Error::Aborted(format!(
+                "starting_token {:?} is out of range",
+                req.starting_token
+            )));
+        }
+        let max = if req.max_entries == 0 {
+            usize::MAX
+        } else {
+            req.max_entries as usize
+        };
+        let mut entries = Vec::new();
+        for (idx, array) in self.config.arrays.iter().enumerate().skip(start_idx) {
+            let Some(client) = self.arrays.get(&array.name) else {
+                continue;
+            };
+            let mut prefixes = vec![array.name_prefix.clone()];
+            prefixes.extend(array.extra_name_prefixes.iter().cloned());
+            let filter = prefixes
+                .iter()
+                .map(|p| format!("name='{p}-*'"))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let mut all = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = client
+                    .list_file_systems(&filter, Some(false), 1000, token.as_deref())
+                    .await?;
+                all.extend(page.items);
+                match page.continuation_token {
+                    Some(t) if !t.is_empty() => token = Some(t),
+                    _ => break,
+                }
+            }
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            let server = array.nfs_endpoint.clone().unwrap_or_default();
+            for fs in all {
+                if idx == start_idx && !after.is_empty() && fs.name.as_str() <= after.as_str() {
+                    continue;
+                }
+                if entries.len() == max {
+                    let last = entries
+                        .last()
+                        .map(|(_, n): &(csi::list_volumes_response::Entry, String)| n.clone())
+                        .unwrap_or_default();
+                    return Ok(csi::ListVolumesResponse {
+                        entries: entries.into_iter().map(|(e, _)| e).collect(),
+                        next_token: encode_token(idx, &last),
+                    });
+                }
+                let v3 = fs.nfs.v3_enabled.unwrap_or(false);
+                let v41 = fs.nfs.v4_1_enabled.unwrap_or(false);
+                entries.push((
+                    csi::list_volumes_response::Entry {
+                        volume: Some(csi::Volume {
+                            capacity_bytes: fs.provisioned.unwrap_or(0),
+                            volume_id: ids::managed_volume_id(
+                                &array.name,
+                                &fs.name,
+                                &fs.id,
+                                DeletePolicy::Destroy,
+                            ),
+                            volume_context: volume_context(&array.name, &server, &fs.name, v3, v41),
+                            content_source: None,
+                            accessible_topology: vec![],
+                        }),
+                        status: None,
+                    },
+                    fs.name.clone(),
+                ));
+            }
+            // The next array starts from its beginning; a full page that ends
+            // exactly at an array boundary continues there.
+            if entries.len() == max && idx + 1 < self.config.arrays.len() {
+                return Ok(csi::ListVolumesResponse {
+                    entries: entries.into_iter().map(|(e, _)| e).collect(),
+                    next_token: encode_token(idx + 1, ""),
+                });
+            }
+        }
+        Ok(csi::ListVolumesResponse {
+            entries: entries.into_iter().map(|(e, _)| e).collect(),
+            next_token: String::new(),
+        })
+    }
+
+    pub(super) async fn get_capacity_impl(
+        &self,
+        req: csi::GetCapacityRequest,
+    ) -> Result<csi::GetCapacityResponse> {
+        for cap in &req.volume_capabilities {
+            check_capability(cap).map_err(Error::InvalidArgument)?;
+        }
+        let array = if req.parameters.is_empty() {
+            select_array(&self.config, None)?.name.clone()
+        } else {
+            VolumeParams::parse(&req.parameters, &self.config)?.array
+        };
+        let space = self.client(&array)?.array_space().await?;
+        let available = (space.capacity - space.space.used()).max(0);
+        Ok(csi::GetCapacityResponse {
+            available_capacity: available,
+            maximum_volume_size: Some(available),
+            minimum_volume_size: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(mode: i32, block: bool) -> csi::VolumeCapability {
+        use csi::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
+        csi::VolumeCapability {
+            access_type: Some(if block {
+                AccessType::Block(BlockVolume {})
+            } else {
+                AccessType::Mount(MountVolume::default())
+            }),
+            access_mode: Some(AccessMode { mode }),
+        }
+    }
+
+    #[test]
+    fn capabilities() {
+        for mode in 1..=7 {
+            check_capability(&cap(mode, false)).unwrap();
+        }
+        assert!(check_capability(&cap(0, false)).is_err());
+        assert!(check_capability(&cap(8, false)).is_err());
+        assert!(check_capability(&cap(1, true)).unwrap_err().contains("block"));
+        assert!(check_capabilities(&[]).is_err());
+    }
+
+    #[test]
+    fn capacity() {
+        let r = |req, lim| {
+            Some(csi::CapacityRange {
+                required_bytes: req,
+                limit_bytes: lim,
+            })
+        };
+        assert_eq!(requested_bytes(None).unwrap(), DEFAULT_VOLUME_BYTES);
+        assert_eq!(requested_bytes(r(5, 0).as_ref()).unwrap(), 5);
+        assert_eq!(requested_bytes(r(5, 5).as_ref()).unwrap(), 5);
+        assert_eq!(requested_bytes(r(0, 7).as_ref()).unwrap(), 7);
+        assert!(requested_bytes(r(9, 5).as_ref()).is_err());
+        assert!(requested_bytes(r(-1, 0).as_ref()).is_err());
+        assert!(fits(r(5, 10).as_ref(), 7));
+        assert!(!fits(r(5, 10).as_ref(), 11));
+        assert!(!fits(r(5, 0).as_ref(), 4));
+    }
+
+    #[test]
+    fn tokens() {
+        let t = encode_token(1, "k8s-pvc-9");
+        assert_eq!(decode_token(&t).unwrap(), (1, "k8s-pvc-9".to_string()));
+        for bad in ["invalid-token", "zz", "7631", ""] {
+            assert!(matches!(decode_token(bad), Err(Error::Aborted(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        check_name("pvc-1").unwrap();
+        check_name(&"x".repeat(128)).unwrap();
+        assert!(check_name("").is_err());
+        assert!(check_name(&"x".repeat(129)).is_err());
+        assert!(check_name("a\u{1}b").is_err());
+    }
+}

@@ -1,0 +1,500 @@
+//! Typed FlashBlade operations on top of [`ArrayClient::call`]. Changes to
+//! existing objects address them by their immutable id. A create whose outcome
+//! is unknown is resolved by reading the object by name before any retry, so a
+//! retry never makes a second object.
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::client::{ArrayClient, Call};
+use super::error::Error;
+use super::models::{ArraySpace, ExportPolicy, FileSystem, Page, QuotaEntry, Snapshot};
+
+/// How many times a create is sent when each attempt's outcome was unknown
+/// and reading back showed nothing.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// What to create.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileSystemSpec {
+    pub provisioned: Option<i64>,
+    pub hard_limit: bool,
+    pub nfs_v3: bool,
+    pub nfs_v41: bool,
+    /// Exactly one of `rules` and `export_policy` (or neither: no export).
+    pub rules: Option<String>,
+    pub export_policy: Option<String>,
+    pub snapshot_directory: bool,
+    pub default_user_quota: Option<i64>,
+    pub default_group_quota: Option<i64>,
+    /// Copy the content of this snapshot (by name).
+    pub source_snapshot: Option<String>,
+}
+
+impl FileSystemSpec {
+    fn body(&self) -> Value {
+        let mut nfs = json!({"v3_enabled": self.nfs_v3, "v4_1_enabled": self.nfs_v41});
+        if let Some(r) = &self.rules {
+            nfs["rules"] = json!(r);
+        }
+        if let Some(p) = &self.export_policy {
+            nfs["export_policy"] = json!({"name": p});
+        }
+        let mut body = json!({
+            "hard_limit_enabled": self.hard_limit,
+            "snapshot_directory_enabled": self.snapshot_directory,
+            "nfs": nfs,
+            "smb": {"enabled": false},
+            "http": {"enabled": false},
+        });
+        if let Some(p) = self.provisioned {
+            body["provisioned"] = json!(p);
+        }
+        if let Some(q) = self.default_user_quota {
+            body["default_user_quota"] = json!(q);
+        }
+        if let Some(q) = self.default_group_quota {
+            body["default_group_quota"] = json!(q);
+        }
+        if let Some(s) = &self.source_snapshot {
+            body["source"] = json!({"name": s});
+        }
+        body
+    }
+}
+
+fn parse<T: DeserializeOwned>(array: &str, what: &str, v: Value) -> Result<T, Error> {
+    serde_json::from_value(v).map_err(|e| Error::Protocol {
+        array: array.to_string(),
+        detail: format!("{what}: {e}"),
+    })
+}
+
+fn first<T: DeserializeOwned>(array: &str, what: &str, v: Value) -> Result<T, Error> {
+    let mut page: Page<T> = parse(array, what, v)?;
+    if page.items.is_empty() {
+        return Err(Error::Protocol {
+            array: array.to_string(),
+            detail: format!("{what}: the answer has no items"),
+        });
+    }
+    Ok(page.items.swap_remove(0))
+}
+
+/// FlashBlade filter string literal (names are validated before they get
+/// here; quotes are escaped anyway).
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl ArrayClient {
+    /// The file system with this name, live or destroyed, if any. Uses a
+    /// filter so a missing name is an empty answer, not an error.
+    pub async fn find_file_system(&self, name: &str) -> Result<Option<FileSystem>, Error> {
+        let v = self
+            .call(Call::get(
+                "file-systems",
+                vec![("filter", format!("name={}", quoted(name)))],
+                format!("look up file system {name}"),
+            ))
+            .await?;
+        let page: Page<FileSystem> = parse(self.name(), "file-systems", v)?;
+        Ok(page.items.into_iter().find(|f| f.name == name))
+    }
+
+    /// One page of file systems matching `filter` (FlashBlade syntax).
+    pub async fn list_file_systems(
+        &self,
+        filter: &str,
+        destroyed: Option<bool>,
+        limit: u32,
+        token: Option<&str>,
+    ) -> Result<Page<FileSystem>, Error> {
+        let mut q = vec![("filter", filter.to_string()), ("limit", limit.to_string())];
+        if let Some(d) = destroyed {
+            q.push(("destroyed", d.to_string()));
+        }
+        if let Some(t) = token {
+            q.push(("continuation_token", t.to_string()));
+        }
+        let v = self
+            .call(Call::get("file-systems", q, "list file systems"))
+            .await?;
+        parse(self.name(), "file-systems", v)
+    }
+
+    /// Creates a file system. When an attempt's outcome is unknown, reads the
+    /// name back: if it exists, that is the result; if not, sends it again.
+    pub async fn create_file_system(&self, name: &str, spec: &FileSystemSpec) -> Result<FileSystem, Error> {
+        let mut ambiguous_before = false;
+        for attempt in 1..=CREATE_ATTEMPTS {
+            let call = Call {
+                method: Method::POST,
+                resource: "file-systems",
+                query: vec![("names", name.to_string())],
+                body: Some(spec.body()),
+                idempotent: false,
+                what: format!("create file system {name}"),
+            };
+            match self.call(call).await {
+                Ok(v) => return first(self.name(), "create file system", v),
+                Err(e) if e.is_already_exists() && ambiguous_before => {
+                    // An earlier attempt did succeed after all.
+                    if let Some(fs) = self.find_file_system(name).await? {
+                        return Ok(fs);
+                    }
+                    return Err(e);
+                }
+                Err(Error::Ambiguous { reason, .. }) => {
+                    tracing::warn!(array = %self.name(), fs = %name, %reason, attempt, "create outcome unknown; reading it back");
+                    ambiguous_before = true;
+                    if let Some(fs) = self.find_file_system(name).await? {
+                        return Ok(fs);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable {
+            array: self.name().to_string(),
+            attempts: CREATE_ATTEMPTS,
+            last: format!(
+                "create file system {name}: outcome unknown on every attempt and nothing was created"
+            ),
+        })
+    }
+
+    /// Restores a file system in place from one of its snapshots
+    /// (`overwrite` + `discard_non_snapshotted_data`). Repeating it gives the
+    /// same result, so it is retried like an idempotent call.
+    pub async fn restore_file_system(&self, name: &str, snapshot: &str) -> Result<FileSystem, Error> {
+        let call = Call {
+            method: Method::POST,
+            resource: "file-systems",
+            query: vec![
+                ("names", name.to_string()),
+                ("overwrite", "true".into()),
+                ("discard_non_snapshotted_data", "true".into()),
+            ],
+            body: Some(json!({"source": {"name": snapshot}})),
+            idempotent: true,
+            what: format!("restore file system {name} from {snapshot}"),
+        };
+        first(self.name(), "restore file system", self.call(call).await?)
+    }
+
+    /// Changes a file system, addressed by id.
+    pub async fn patch_file_system(
+        &self,
+        id: &str,
+        body: Value,
+        extra: Vec<(&'static str, String)>,
+        what: String,
+    ) -> Result<FileSystem, Error> {
+        let mut query = vec![("ids", id.to_string())];
+        query.extend(extra);
+        let call = Call {
+            method: Method::PATCH,
+            resource: "file-systems",
+            query,
+            body: Some(body),
+            idempotent: true,
+            what,
+        };
+        first(self.name(), "patch file system", self.call(call).await?)
+    }
+
+    /// Soft delete: destroyed (recoverable until eradication) with every
+    /// protocol switched off, in one request as FlashBlade tooling does.
+    pub async fn destroy_file_system(&self, fs: &FileSystem) -> Result<FileSystem, Error> {
+        self.patch_file_system(
+            &fs.id,
+            json!({
+                "destroyed": true,
+                "nfs": {"v3_enabled": false, "v4_1_enabled": false},
+                "smb": {"enabled": false},
+                "http": {"enabled": false},
+            }),
+            vec![],
+            format!("destroy file system {}", fs.name),
+        )
+        .await
+    }
+
+    /// Recovers a destroyed file system (protocols stay as they were set).
+    pub async fn recover_file_system(&self, fs: &FileSystem) -> Result<FileSystem, Error> {
+        self.patch_file_system(
+            &fs.id,
+            json!({"destroyed": false}),
+            vec![],
+            format!("recover file system {}", fs.name),
+        )
+        .await
+    }
+
+    /// Eradicates a destroyed file system. Already gone is success.
+    pub async fn eradicate_file_system(&self, fs: &FileSystem) -> Result<(), Error> {
+        let call = Call {
+            method: Method::DELETE,
+            resource: "file-systems",
+            query: vec![("ids", fs.id.clone())],
+            body: None,
+            idempotent: true,
+            what: format!("eradicate file system {}", fs.name),
+        };
+        match self.call(call).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn array_space(&self) -> Result<ArraySpace, Error> {
+        let v = self
+            .call(Call::get(
+                "arrays/space",
+                vec![("type", "file-system".into())],
+                "read array space",
+            ))
+            .await?;
+        first(self.name(), "arrays/space", v)
+    }
+
+    pub async fn find_export_policy(&self, name: &str) -> Result<Option<ExportPolicy>, Error> {
+        let v = self
+            .call(Call::get(
+                "nfs-export-policies",
+                vec![("filter", format!("name={}", quoted(name)))],
+                format!("look up export policy {name}"),
+            ))
+            .await?;
+        let page: Page<ExportPolicy> = parse(self.name(), "nfs-export-policies", v)?;
+        Ok(page.items.into_iter().find(|p| p.name == name))
+    }
+
+    /// Snapshots by snapshot name or owner file-system name.
+    pub async fn snapshots_of(
+        &self,
+        names_or_owners: &str,
+        token: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Snapshot>, Error> {
+        let mut q = vec![
+            (
+                "filter",
+                format!(
+                    "name={} or owner.name={}",
+                    quoted(names_or_owners),
+                    quoted(names_or_owners)
+                ),
+            ),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(t) = token {
+            q.push(("continuation_token", t.to_string()));
+        }
+        let v = self
+            .call(Call::get("file-system-snapshots", q, "list snapshots"))
+            .await?;
+        parse(self.name(), "file-system-snapshots", v)
+    }
+
+    /// One page of snapshots matching `filter`.
+    pub async fn list_snapshots(
+        &self,
+        filter: &str,
+        limit: u32,
+        token: Option<&str>,
+    ) -> Result<Page<Snapshot>, Error> {
+        let mut q = vec![("filter", filter.to_string()), ("limit", limit.to_string())];
+        if let Some(t) = token {
+            q.push(("continuation_token", t.to_string()));
+        }
+        let v = self
+            .call(Call::get("file-system-snapshots", q, "list snapshots"))
+            .await?;
+        parse(self.name(), "file-system-snapshots", v)
+    }
+
+    /// The snapshot with this full name (`fs.suffix`), if any.
+    pub async fn find_snapshot(&self, name: &str) -> Result<Option<Snapshot>, Error> {
+        let page = self
+            .list_snapshots(&format!("name={}", quoted(name)), 10, None)
+            .await?;
+        Ok(page.items.into_iter().find(|s| s.name == name))
+    }
+
+    /// Snapshots `fs_name` with `suffix`; an unknown outcome is resolved by
+    /// reading the snapshot back.
+    pub async fn create_snapshot(&self, fs_name: &str, suffix: &str) -> Result<Snapshot, Error> {
+        let full = format!("{fs_name}.{suffix}");
+        for attempt in 1..=CREATE_ATTEMPTS {
+            let call = Call {
+                method: Method::POST,
+                resource: "file-system-snapshots",
+                query: vec![("source_names", fs_name.to_string())],
+                body: Some(json!({"suffix": suffix})),
+                idempotent: false,
+                what: format!("create snapshot {full}"),
+            };
+            match self.call(call).await {
+                Ok(v) => return first(self.name(), "create snapshot", v),
+                Err(Error::Ambiguous { reason, .. }) => {
+                    tracing::warn!(array = %self.name(), snapshot = %full, %reason, attempt, "snapshot outcome unknown; reading it back");
+                    if let Some(s) = self.find_snapshot(&full).await? {
+                        return Ok(s);
+                    }
+                }
+                Err(e) if e.is_already_exists() && attempt > 1 => {
+                    if let Some(s) = self.find_snapshot(&full).await? {
+                        return Ok(s);
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable {
+            array: self.name().to_string(),
+            attempts: CREATE_ATTEMPTS,
+            last: format!("create snapshot {full}: outcome unknown on every attempt"),
+        })
+    }
+
+    /// Destroys (if needed) and eradicates a snapshot. Already gone is success.
+    pub async fn delete_snapshot(&self, snap: &Snapshot, eradicate: bool) -> Result<(), Error> {
+        if !snap.destroyed {
+            let call = Call {
+                method: Method::PATCH,
+                resource: "file-system-snapshots",
+                query: vec![("ids", snap.id.clone())],
+                body: Some(json!({"destroyed": true})),
+                idempotent: true,
+                what: format!("destroy snapshot {}", snap.name),
+            };
+            match self.call(call).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        if eradicate {
+            let call = Call {
+                method: Method::DELETE,
+                resource: "file-system-snapshots",
+                query: vec![("ids", snap.id.clone())],
+                body: None,
+                idempotent: true,
+                what: format!("eradicate snapshot {}", snap.name),
+            };
+            match self.call(call).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// User (`users`) or group (`groups`) quotas of a file system.
+    pub async fn quotas(&self, kind: &'static str, fs_name: &str) -> Result<Vec<QuotaEntry>, Error> {
+        let resource = if kind == "users" {
+            "quotas/users"
+        } else {
+            "quotas/groups"
+        };
+        let v = self
+            .call(Call::get(
+                resource,
+                vec![("file_system_names", fs_name.to_string())],
+                format!("list {kind} quotas of {fs_name}"),
+            ))
+            .await?;
+        let page: Page<QuotaEntry> = parse(self.name(), resource, v)?;
+        Ok(page.items)
+    }
+
+    /// Sets (creates or changes) a user or group quota.
+    pub async fn set_quota(
+        &self,
+        kind: &'static str,
+        fs_name: &str,
+        principal: &str,
+        bytes: i64,
+    ) -> Result<(), Error> {
+        let (resource, by_id, by_name) = if kind == "users" {
+            ("quotas/users", "uids", "user_names")
+        } else {
+            ("quotas/groups", "gids", "group_names")
+        };
+        let key = if principal.bytes().all(|c| c.is_ascii_digit()) {
+            by_id
+        } else {
+            by_name
+        };
+        let query = vec![
+            ("file_system_names", fs_name.to_string()),
+            (key, principal.to_string()),
+        ];
+        let post = Call {
+            method: Method::POST,
+            resource,
+            query: query.clone(),
+            body: Some(json!({"quota": bytes})),
+            // A repeated POST answers "already exists", handled below.
+            idempotent: true,
+            what: format!("set {kind} quota {principal} on {fs_name}"),
+        };
+        match self.call(post).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_already_exists() => {
+                let patch = Call {
+                    method: Method::PATCH,
+                    resource,
+                    query,
+                    body: Some(json!({"quota": bytes})),
+                    idempotent: true,
+                    what: format!("change {kind} quota {principal} on {fs_name}"),
+                };
+                self.call(patch).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a user or group quota. Already gone is success.
+    pub async fn remove_quota(
+        &self,
+        kind: &'static str,
+        fs_name: &str,
+        principal: &str,
+    ) -> Result<(), Error> {
+        let (resource, by_id, by_name) = if kind == "users" {
+            ("quotas/users", "uids", "user_names")
+        } else {
+            ("quotas/groups", "gids", "group_names")
+        };
+        let key = if principal.bytes().all(|c| c.is_ascii_digit()) {
+            by_id
+        } else {
+            by_name
+        };
+        let call = Call {
+            method: Method::DELETE,
+            resource,
+            query: vec![
+                ("file_system_names", fs_name.to_string()),
+                (key, principal.to_string()),
+            ],
+            body: None,
+            idempotent: true,
+            what: format!("remove {kind} quota {principal} on {fs_name}"),
+        };
+        match self.call(call).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

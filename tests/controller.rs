@@ -1,0 +1,916 @@
+//! Controller RPCs against mock-flashblade over verified TLS, through the
+//! driver's unix socket.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{ControllerOpts, controller_env, create_req, mount_cap};
+use flashblade_csi::csi::{self, controller_client::ControllerClient};
+use mock_flashblade::{FaultKind, ScriptedFault};
+use tonic::Code;
+
+const GIB: i64 = 1 << 30;
+
+async fn client(env: &common::ControllerEnv) -> ControllerClient<tonic::transport::Channel> {
+    ControllerClient::new(env.driver.channel().await)
+}
+
+fn params(kv: &[(&str, &str)]) -> HashMap<String, String> {
+    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn capabilities_list_what_is_implemented() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let caps = client(&env)
+        .await
+        .controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    let types: Vec<i32> = caps
+        .iter()
+        .map(|c| match &c.r#type {
+            Some(csi::controller_service_capability::Type::Rpc(r)) => r.r#type,
+            None => 0,
+        })
+        .collect();
+    use csi::controller_service_capability::rpc::Type;
+    for t in [
+        Type::CreateDeleteVolume,
+        Type::ListVolumes,
+        Type::GetCapacity,
+        Type::ExpandVolume,
+        Type::CreateDeleteSnapshot,
+        Type::ListSnapshots,
+        Type::CloneVolume,
+    ] {
+        assert!(types.contains(&(t as i32)), "{t:?}");
+    }
+    assert!(!types.contains(&(Type::PublishUnpublishVolume as i32)));
+    // Not advertised means not served.
+    let e = client(&env)
+        .await
+        .controller_publish_volume(csi::ControllerPublishVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn create_validate_list_expand_capacity_delete() {
+    let env = common::controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let mut req = create_req("pvc-0001", 5 * GIB);
+    req.parameters = params(&[
+        ("csi.storage.k8s.io/pvc/name", "claim-alice"),
+        ("csi.storage.k8s.io/pvc/namespace", "jhub"),
+        ("defaultUserQuota", "1Gi"),
+        ("nfsVersions", "4.1"),
+    ]);
+    let vol = c.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+    assert_eq!(vol.capacity_bytes, 5 * GIB);
+    assert!(
+        vol.volume_id.starts_with("fb01/k8s-pvc-0001/"),
+        "{}",
+        vol.volume_id
+    );
+    assert_eq!(vol.volume_context["server"], "127.0.0.1");
+    assert_eq!(vol.volume_context["share"], "/k8s-pvc-0001");
+    assert_eq!(vol.volume_context["nfsVersions"], "4.1");
+    // On the array: one file system with the quota and the rules.
+    let fs = env.mock.with_state(|s| s.file_systems["k8s-pvc-0001"].clone());
+    assert_eq!(fs.provisioned, Some(5 * GIB));
+    assert!(fs.hard_limit_enabled);
+    assert_eq!(fs.default_user_quota, GIB);
+    assert!(!fs.nfs.v3_enabled && fs.nfs.v4_1_enabled);
+    assert_eq!(fs.nfs.rules, "10.0.0.0/16(rw,root_squash)");
+    assert!(vol.volume_id.ends_with(&fs.id));
+    assert!(env.mock.fs_dir("k8s-pvc-0001").is_dir());
+
+    let v = c
+        .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+            volume_id: vol.volume_id.clone(),
+            volume_capabilities: vec![mount_cap(1), mount_cap(3)],
+            volume_context: vol.volume_context.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.confirmed.unwrap().volume_capabilities.len(), 2);
+
+    let list = c
+        .list_volumes(csi::ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.entries.len(), 1);
+    assert_eq!(list.entries[0].volume.as_ref().unwrap().volume_id, vol.volume_id);
+
+    let cap = c
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cap.available_capacity > 0);
+
+    let exp = c
+        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+            volume_id: vol.volume_id.clone(),
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: 11 * GIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exp.capacity_bytes, 11 * GIB);
+    assert!(!exp.node_expansion_required);
+    assert_eq!(
+        env.mock
+            .with_state(|s| s.file_systems["k8s-pvc-0001"].provisioned),
+        Some(11 * GIB)
+    );
+
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: vol.volume_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Soft delete: destroyed with protocols off, data kept for recovery.
+    let fs = env.mock.with_state(|s| s.file_systems["k8s-pvc-0001"].clone());
+    assert!(fs.destroyed);
+    assert!(!fs.nfs.v3_enabled && !fs.nfs.v4_1_enabled && !fs.smb_enabled && !fs.http_enabled);
+    assert!(env.mock.fs_dir("k8s-pvc-0001").is_dir());
+    // Gone from the list; deleting again is OK.
+    assert!(
+        c.list_volumes(csi::ListVolumesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .is_empty()
+    );
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: vol.volume_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The same name cannot silently reuse (or eradicate) the destroyed one.
+    let e = c
+        .create_volume(create_req("pvc-0001", 5 * GIB))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("destroyed"));
+    assert!(env.mock.with_state(|s| s.file_systems["k8s-pvc-0001"].destroyed));
+}
+
+#[tokio::test]
+async fn delete_policies_eradicate_and_retain() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let mut req = create_req("pvc-erad", GIB);
+    req.parameters = params(&[("deletePolicy", "eradicate")]);
+    let v = c.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+    assert!(v.volume_id.ends_with("/e"));
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: v.volume_id,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        !env.mock
+            .with_state(|s| s.file_systems.contains_key("k8s-pvc-erad"))
+    );
+    assert!(!env.mock.fs_dir("k8s-pvc-erad").exists());
+
+    let mut req = create_req("pvc-keep", GIB);
+    req.parameters = params(&[("deletePolicy", "retain")]);
+    let v = c.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: v.volume_id,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(!env.mock.with_state(|s| s.file_systems["k8s-pvc-keep"].destroyed));
+}
+
+#[tokio::test]
+async fn idempotent_create_ten_times_is_one_file_system() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let v = c
+            .create_volume(create_req("pvc-same", 2 * GIB))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        ids.push(v.volume_id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(env.mock.counters().count("POST", "file-systems"), 1);
+    // Same name, other size: ALREADY_EXISTS, nothing changed.
+    let e = c
+        .create_volume(create_req("pvc-same", 4 * GIB))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    assert_eq!(
+        env.mock
+            .with_state(|s| s.file_systems["k8s-pvc-same"].provisioned),
+        Some(2 * GIB)
+    );
+    // Same name, other parameters: ALREADY_EXISTS too.
+    let mut other = create_req("pvc-same", 2 * GIB);
+    other.parameters = params(&[("hardLimit", "false")]);
+    assert_eq!(
+        c.create_volume(other).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+    // Delete ten times: one destroy.
+    for _ in 0..10 {
+        c.delete_volume(csi::DeleteVolumeRequest {
+            volume_id: ids[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(env.mock.counters().count("PATCH", "file-systems"), 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_creates_of_one_name_make_one_post() {
+    let env = controller_env(ControllerOpts::default()).await;
+    // Slow the array down so the calls really overlap.
+    env.mock.set_faults(mock_flashblade::Faults {
+        latency_ms: 50,
+        ..Default::default()
+    });
+    let channel = env.driver.channel().await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let mut c = ControllerClient::new(channel.clone());
+        set.spawn(async move { c.create_volume(create_req("pvc-burst", GIB)).await });
+    }
+    let mut ok_ids = Vec::new();
+    let mut aborted = 0;
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(v) => ok_ids.push(v.into_inner().volume.unwrap().volume_id),
+            Err(e) if e.code() == Code::Aborted => aborted += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(!ok_ids.is_empty());
+    assert!(ok_ids.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(ok_ids.len() + aborted, 50);
+    assert_eq!(env.mock.counters().count("POST", "file-systems"), 1);
+    assert_eq!(env.mock.with_state(|s| s.file_systems.len()), 1);
+}
+
+#[tokio::test]
+async fn different_volumes_proceed_in_parallel() {
+    let env = controller_env(ControllerOpts::default()).await;
+    env.mock.set_faults(mock_flashblade::Faults {
+        latency_ms: 200,
+        ..Default::default()
+    });
+    let channel = env.driver.channel().await;
+    // Warm up the session so the timing below is only the creates.
+    ControllerClient::new(channel.clone())
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let mut c = ControllerClient::new(channel.clone());
+        set.spawn(async move { c.create_volume(create_req(&format!("pvc-par-{i}"), GIB)).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    // Each create is two array calls (look-up, POST) of 200 ms: serialised,
+    // eight would take 3.2 s.
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(2000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(env.mock.with_state(|s| s.file_systems.len()), 8);
+}
+
+#[tokio::test]
+async fn one_login_for_many_calls_and_relogin_after_expiry() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    for i in 0..5 {
+        c.create_volume(create_req(&format!("pvc-l{i}"), GIB))
+            .await
+            .unwrap();
+    }
+    c.list_volumes(csi::ListVolumesRequest::default()).await.unwrap();
+    c.get_capacity(csi::GetCapacityRequest::default()).await.unwrap();
+    assert_eq!(env.mock.counters().logins, 1);
+
+    env.mock.expire_sessions();
+    // Concurrent callers that all see the refused session share one login.
+    let channel = env.driver.channel().await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let mut c = ControllerClient::new(channel.clone());
+        set.spawn(async move { c.create_volume(create_req(&format!("pvc-r{i}"), GIB)).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(env.mock.counters().logins, 2);
+}
+
+#[tokio::test]
+async fn rotated_token_is_read_again_without_restart() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    c.create_volume(create_req("pvc-t1", GIB)).await.unwrap();
+    let new_token = "T-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    env.mock.set_api_token(new_token);
+    std::fs::write(&env.token_file, format!("{new_token}\n")).unwrap();
+    env.mock.expire_sessions();
+    c.create_volume(create_req("pvc-t2", GIB)).await.unwrap();
+    assert_eq!(env.mock.counters().logins, 2);
+}
+
+#[tokio::test]
+async fn wrong_token_is_unavailable_and_never_printed() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let secret = "T-99999999-8888-7777-6666-555555555555";
+    std::fs::write(&env.token_file, secret).unwrap();
+    let mut c = client(&env).await;
+    let e = c.create_volume(create_req("pvc-x", GIB)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("API token was refused"), "{}", e.message());
+    assert!(!e.message().contains(secret));
+    assert!(!e.message().contains(&env.mock.api_token));
+}
+
+#[tokio::test]
+async fn tls_is_refused_without_the_ca() {
+    let env = controller_env(ControllerOpts {
+        ca: false,
+        ..Default::default()
+    })
+    .await;
+    let mut c = client(&env).await;
+    let e = c.create_volume(create_req("pvc-tls", GIB)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(
+        e.message().to_lowercase().contains("certificate"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(env.mock.counters().logins, 0);
+    let probe = csi::identity_client::IdentityClient::new(env.driver.channel().await)
+        .probe(csi::ProbeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(probe.ready, Some(false));
+}
+
+#[tokio::test]
+async fn retries_through_429_503_busy_and_ambiguous_500_make_one_file_system() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    c.get_capacity(csi::GetCapacityRequest::default()).await.unwrap();
+    for kind in [
+        FaultKind::RateLimited,
+        FaultKind::Unavailable,
+        FaultKind::Busy,
+        FaultKind::Ambiguous500,
+    ] {
+        env.mock
+            .push_fault(ScriptedFault::new(Some("POST"), Some("file-systems"), kind, 1));
+    }
+    let v = c
+        .create_volume(create_req("pvc-faults", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert!(v.volume_id.starts_with("fb01/k8s-pvc-faults/"));
+    assert_eq!(env.mock.with_state(|s| s.file_systems.len()), 1);
+    let counters = env.mock.counters();
+    assert_eq!(counters.count_status("POST", "file-systems", 429), 1);
+    assert_eq!(counters.count_status("POST", "file-systems", 503), 1);
+    assert_eq!(counters.count_status("POST", "file-systems", 500), 2);
+    // The ambiguous 500 had committed: the driver read the name back and
+    // found it instead of posting a fifth time.
+    assert_eq!(counters.count("POST", "file-systems"), 4);
+    assert_eq!(counters.count_status("POST", "file-systems", 200), 0);
+    assert!(env.mock.faults().script.is_empty());
+}
+
+#[tokio::test]
+async fn dropped_connection_after_commit_is_resolved_by_reading_back() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    c.get_capacity(csi::GetCapacityRequest::default()).await.unwrap();
+    env.mock.push_fault(ScriptedFault::new(
+        Some("POST"),
+        Some("file-systems"),
+        FaultKind::AmbiguousReset,
+        1,
+    ));
+    env.mock.push_fault(ScriptedFault::new(
+        Some("GET"),
+        Some("file-systems"),
+        FaultKind::BadGateway,
+        1,
+    ));
+    c.create_volume(create_req("pvc-reset", GIB)).await.unwrap();
+    assert_eq!(env.mock.with_state(|s| s.file_systems.len()), 1);
+    assert_eq!(env.mock.counters().count("POST", "file-systems"), 1);
+}
+
+#[tokio::test]
+async fn exhausted_retries_are_unavailable_and_leave_nothing() {
+    let env = controller_env(ControllerOpts {
+        array_timeout: Some("3s"),
+        ..Default::default()
+    })
+    .await;
+    let mut c = client(&env).await;
+    c.get_capacity(csi::GetCapacityRequest::default()).await.unwrap();
+    env.mock.push_fault(ScriptedFault::new(
+        Some("POST"),
+        Some("file-systems"),
+        FaultKind::Unavailable,
+        100,
+    ));
+    let e = c.create_volume(create_req("pvc-down", GIB)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert_eq!(env.mock.with_state(|s| s.file_systems.len()), 0);
+}
+
+#[tokio::test]
+async fn a_stalled_array_answers_within_the_deadline() {
+    let env = controller_env(ControllerOpts {
+        array_timeout: Some("2s"),
+        ..Default::default()
+    })
+    .await;
+    let mut c = client(&env).await;
+    c.get_capacity(csi::GetCapacityRequest::default()).await.unwrap();
+    env.mock.set_faults(mock_flashblade::Faults {
+        stall_ms: 30_000,
+        script: vec![ScriptedFault::new(
+            Some("GET"),
+            Some("arrays/space"),
+            FaultKind::Stall,
+            1,
+        )],
+        ..Default::default()
+    });
+    let start = std::time::Instant::now();
+    let e = c
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn invalid_arguments_are_refused_before_any_lookup() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let block = {
+        use csi::volume_capability::{AccessMode, AccessType, BlockVolume};
+        csi::VolumeCapability {
+            access_type: Some(AccessType::Block(BlockVolume {})),
+            access_mode: Some(AccessMode { mode: 1 }),
+        }
+    };
+    let cases: Vec<(csi::CreateVolumeRequest, &str)> = vec![
+        (
+            csi::CreateVolumeRequest {
+                name: String::new(),
+                ..create_req("x", GIB)
+            },
+            "name",
+        ),
+        (
+            csi::CreateVolumeRequest {
+                volume_capabilities: vec![],
+                ..create_req("x", GIB)
+            },
+            "volume_capabilities",
+        ),
+        (
+            csi::CreateVolumeRequest {
+                volume_capabilities: vec![block],
+                ..create_req("x", GIB)
+            },
+            "block",
+        ),
+        (
+            csi::CreateVolumeRequest {
+                parameters: params(&[("bogus", "1")]),
+                ..create_req("x", GIB)
+            },
+            "bogus",
+        ),
+        (
+            csi::CreateVolumeRequest {
+                parameters: params(&[("exportRules", "*(rw,no_root_squash)")]),
+                ..create_req("x", GIB)
+            },
+            "every host",
+        ),
+        (
+            csi::CreateVolumeRequest {
+                parameters: params(&[("exportRules", "10.0.0.0/8(rw)"), ("exportPolicy", "p")]),
+                ..create_req("x", GIB)
+            },
+            "exclusive",
+        ),
+        (
+            csi::CreateVolumeRequest {
+                parameters: params(&[("exportPolicy", "no-such-policy")]),
+                ..create_req("x", GIB)
+            },
+            "no such NFS export policy",
+        ),
+        (
+            csi::CreateVolumeRequest {
+                capacity_range: Some(csi::CapacityRange {
+                    required_bytes: 10,
+                    limit_bytes: 5,
+                }),
+                ..create_req("x", GIB)
+            },
+            "limit_bytes",
+        ),
+    ];
+    for (req, needle) in cases {
+        let e = c.create_volume(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{needle}: {e:?}");
+        assert!(e.message().contains(needle), "{needle}: {}", e.message());
+    }
+    assert_eq!(env.mock.counters().count("POST", "file-systems"), 0);
+
+    let e = c
+        .delete_volume(csi::DeleteVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+            volume_id: "fb01/x/y".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+            volume_capabilities: vec![mount_cap(1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+            volume_id: "fb01/x/y".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn unknown_volumes() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    // Delete of an unknown id is OK (conformance), for every id shape.
+    for id in [
+        "fake-vol-id",
+        "fb01/k8s-nope/0000",
+        "not/a/valid/volume/id",
+        "../../etc",
+    ] {
+        c.delete_volume(csi::DeleteVolumeRequest {
+            volume_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let e = c
+        .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+            volume_id: "fb01/k8s-nope/0000".into(),
+            volume_capabilities: vec![mount_cap(1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = c
+        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+            volume_id: "fb01/k8s-nope/0000".into(),
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: GIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn same_name_but_other_file_system_is_never_touched() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let v = c
+        .create_volume(create_req("pvc-swap", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    // Someone replaces the file system behind the driver's back.
+    let forged =
+        v.volume_id.rsplit_once('/').unwrap().0.to_string() + "/00000000-0000-0000-0000-000000000000";
+    let e = c
+        .delete_volume(csi::DeleteVolumeRequest {
+            volume_id: forged.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(!env.mock.with_state(|s| s.file_systems["k8s-pvc-swap"].destroyed));
+    let e = c
+        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+            volume_id: forged,
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: 2 * GIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(
+        env.mock
+            .with_state(|s| s.file_systems["k8s-pvc-swap"].provisioned),
+        Some(GIB)
+    );
+}
+
+#[tokio::test]
+async fn static_dataset_volumes_are_never_mutated() {
+    let env = controller_env(ControllerOpts::default()).await;
+    // An admin's existing dataset file system.
+    let mut api = ArrayAdmin::new(&env.mock).await;
+    api.post(
+        "file-systems?names=datasets",
+        serde_json::json!({"provisioned": 1i64 << 40}),
+    )
+    .await;
+    let mut c = client(&env).await;
+    for handle in ["datasets", "fb01/datasets"] {
+        let v = c
+            .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+                volume_id: handle.into(),
+                volume_capabilities: vec![mount_cap(3)],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(v.confirmed.is_some());
+        let e = c
+            .delete_volume(csi::DeleteVolumeRequest {
+                volume_id: handle.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        let e = c
+            .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+                volume_id: handle.into(),
+                capacity_range: Some(csi::CapacityRange {
+                    required_bytes: 2i64 << 40,
+                    limit_bytes: 0,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+    }
+    let fs = env.mock.with_state(|s| s.file_systems["datasets"].clone());
+    assert!(!fs.destroyed);
+    assert_eq!(fs.provisioned, Some(1i64 << 40));
+    assert_eq!(env.mock.counters().count("PATCH", "file-systems"), 0);
+    // ListVolumes reports only the driver's own volumes.
+    assert!(
+        c.list_volumes(csi::ListVolumesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn expand_rules() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let v = c
+        .create_volume(create_req("pvc-grow", 2 * GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let expand = |req, lim| csi::ControllerExpandVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: req,
+            limit_bytes: lim,
+        }),
+        ..Default::default()
+    };
+    let e = c.controller_expand_volume(expand(GIB, 0)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange);
+    let e = c.controller_expand_volume(expand(0, GIB)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange);
+    // Same size: OK without a change.
+    let r = c
+        .controller_expand_volume(expand(2 * GIB, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.capacity_bytes, 2 * GIB);
+    assert_eq!(env.mock.counters().count("PATCH", "file-systems"), 0);
+}
+
+#[tokio::test]
+async fn list_volumes_pages_and_refuses_bad_tokens() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(
+            c.create_volume(create_req(&format!("pvc-list-{i}"), GIB))
+                .await
+                .unwrap()
+                .into_inner()
+                .volume
+                .unwrap()
+                .volume_id,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c
+            .list_volumes(csi::ListVolumesRequest {
+                max_entries: 3,
+                starting_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.entries.len() <= 3);
+        seen.extend(r.entries.into_iter().map(|e| e.volume.unwrap().volume_id));
+        if r.next_token.is_empty() {
+            break;
+        }
+        token = r.next_token;
+    }
+    created.sort();
+    seen.sort();
+    assert_eq!(seen, created);
+    let e = c
+        .list_volumes(csi::ListVolumesRequest {
+            max_entries: 0,
+            starting_token: "invalid-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    let e = c
+        .list_volumes(csi::ListVolumesRequest {
+            max_entries: -1,
+            starting_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn export_policy_parameter() {
+    let env = controller_env(ControllerOpts {
+        default_export_rules: None,
+        ..Default::default()
+    })
+    .await;
+    let mut api = ArrayAdmin::new(&env.mock).await;
+    api.post(
+        "nfs-export-policies?names=k8s-nodes",
+        serde_json::json!({"rules": [{"client": "10.0.0.0/16", "permission": "rw"}]}),
+    )
+    .await;
+    let mut c = client(&env).await;
+    // No rules configured anywhere: refused precisely.
+    let e = c.create_volume(create_req("pvc-nopol", GIB)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("default_export_rules"));
+    let mut req = create_req("pvc-pol", GIB);
+    req.parameters = params(&[("exportPolicy", "k8s-nodes")]);
+    c.create_volume(req).await.unwrap();
+    let fs = env.mock.with_state(|s| s.file_systems["k8s-pvc-pol"].clone());
+    assert_eq!(fs.nfs.export_policy.as_deref(), Some("k8s-nodes"));
+    assert_eq!(fs.nfs.rules, "");
+}
+
+/// Direct array access for test setup (what a storage admin would do).
+struct ArrayAdmin {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl ArrayAdmin {
+    async fn new(mock: &mock_flashblade::MockHandle) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut mock.ca_pem.as_deref().unwrap().as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
+        let r = client
+            .post(format!("{}/api/login", mock.url))
+            .header("api-token", &mock.api_token)
+            .send()
+            .await
+            .unwrap();
+        let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
+        Self {
+            client,
+            url: mock.url.clone(),
+            token,
+        }
+    }
+
+    async fn post(&mut self, path: &str, body: serde_json::Value) {
+        let r = self
+            .client
+            .post(format!("{}/api/2.17/{path}", self.url))
+            .header("x-auth-token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+}
