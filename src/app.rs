@@ -23,6 +23,27 @@ pub enum AppError {
     Array(#[from] crate::flashblade::Error),
 }
 
+type ArrayClients = BTreeMap<String, Arc<ArrayClient>>;
+type Probes = Vec<(crate::config::ArrayConfig, reqwest::Client)>;
+
+/// One client per configured array, and the HTTP clients for the probe.
+pub fn array_clients(config: &Config) -> Result<(ArrayClients, Probes), AppError> {
+    let mut arrays = BTreeMap::new();
+    let mut probes = Vec::new();
+    for array in &config.arrays {
+        let http = crate::flashblade::http_client(array, config.timeouts.array_request)?;
+        let client = Arc::new(ArrayClient::new(
+            array,
+            http.clone(),
+            config.limits.max_array_requests,
+            config.timeouts.array_request,
+        )?);
+        arrays.insert(array.name.clone(), client);
+        probes.push((array.clone(), http));
+    }
+    Ok((arrays, probes))
+}
+
 /// Builds the services for `config.mode`, and the array clients they share
 /// (so `run` can log them out on shutdown).
 pub fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>>), AppError> {
@@ -30,23 +51,13 @@ pub fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>
     let mut checks: Vec<Arc<dyn Readiness>> = Vec::new();
     let mut clients = Vec::new();
     let controller = if config.mode.runs_controller() {
-        let mut arrays = BTreeMap::new();
-        let mut probes = Vec::new();
+        let (arrays, probes) = array_clients(&config)?;
         for array in &config.arrays {
-            let http = crate::flashblade::http_client(array, config.timeouts.array_request)?;
-            let client = Arc::new(ArrayClient::new(
-                array,
-                http.clone(),
-                config.limits.max_array_requests,
-                config.timeouts.array_request,
-            )?);
             if array.default_export_rules.is_none() {
                 tracing::warn!(array = %array.name, "no default_export_rules: StorageClasses must set exportRules or exportPolicy");
             }
-            arrays.insert(array.name.clone(), client.clone());
-            clients.push(client);
-            probes.push((array.clone(), http));
         }
+        clients.extend(arrays.values().cloned());
         checks.push(Arc::new(ArraysReachable::new(probes, config.timeouts.probe)));
         Some(ControllerService::new(config.clone(), arrays))
     } else {

@@ -516,6 +516,16 @@ impl Config {
         Self::merge(args, file)
     }
 
+    /// Configuration for a storage-admin command: the controller's settings
+    /// (arrays, timeouts) without a socket to serve on.
+    pub fn load_for_admin(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let mut args = args.clone();
+        args.mode = Some(Mode::Controller);
+        args.endpoint
+            .get_or_insert_with(|| "/run/flashblade-csi/admin-unused.sock".into());
+        Self::load(&args)
+    }
+
     /// Builds from a TOML string (used by tests and by `load`).
     pub fn from_parts(args: &ServeArgs, toml_text: &str) -> Result<Config, ConfigError> {
         let file = toml::from_str::<FileConfig>(toml_text).map_err(|e| bad("config", e.to_string()))?;

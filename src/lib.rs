@@ -6,6 +6,7 @@
 //! services; [`error`] is the one place errors become gRPC status codes;
 //! [`flashblade`] talks to the array.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod context;

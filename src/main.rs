@@ -19,12 +19,28 @@ struct Cli {
 enum Command {
     /// Serve the CSI gRPC services on a unix socket.
     Serve(ServeArgs),
+    /// Restore a volume in place from one of its snapshots (discards data
+    /// written since the snapshot). Uses the same configuration as `serve`.
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The volume (PersistentVolume spec.csi.volumeHandle).
+    #[arg(long)]
+    volume_id: String,
+    /// The snapshot (VolumeSnapshotContent status.snapshotHandle).
+    #[arg(long)]
+    snapshot_id: String,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Restore(args) => restore(args),
     };
     std::process::exit(code);
 }
@@ -56,6 +72,41 @@ fn serve(args: ServeArgs) -> i32 {
         Err(e) => {
             tracing::error!(error = %e, "exiting");
             eprintln!("flashblade-csi: {e}");
+            1
+        }
+    }
+}
+
+fn restore(args: RestoreArgs) -> i32 {
+    let config = match Config::load_for_admin(&args.serve) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("flashblade-csi: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = flashblade_csi::telemetry::init(&config.log) {
+        eprintln!("flashblade-csi: {e}");
+        return 2;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flashblade-csi: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(flashblade_csi::admin::restore(
+        config,
+        &args.volume_id,
+        &args.snapshot_id,
+    )) {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => {
+            eprintln!("flashblade-csi: restore failed: {e}");
             1
         }
     }

@@ -174,3 +174,37 @@ pub fn create_req(name: &str, bytes: i64) -> flashblade_csi::csi::CreateVolumeRe
         ..Default::default()
     }
 }
+
+/// PATCH on the array as an admin would (bypassing the driver).
+pub async fn array_patch(mock: &mock_flashblade::MockHandle, path: &str, body: serde_json::Value) {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut mock.ca_pem.as_deref().unwrap().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/api/login", mock.url))
+        .header("api-token", &mock.api_token)
+        .send()
+        .await
+        .unwrap();
+    let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
+    let r = client
+        .patch(format!("{}/api/2.17/{path}", mock.url))
+        .header("x-auth-token", token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
