@@ -65,7 +65,12 @@ pub fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>
     };
     let node = if config.mode.runs_node() {
         checks.push(Arc::new(AlwaysReady));
-        Some(NodeService::new(config.node_id.clone().unwrap_or_default()))
+        let mounter = crate::node::mounter::SystemMounter::new(
+            config.timeouts.mount,
+            config.timeouts.unmount,
+            config.timeouts.stats,
+        );
+        Some(NodeService::new(&config, Arc::new(mounter)))
     } else {
         None
     };

@@ -249,6 +249,12 @@ pub struct ServeArgs {
     /// Deadline for one mount, e.g. 30s.
     #[arg(long, env = "FLASHBLADE_CSI_MOUNT_TIMEOUT")]
     pub mount_timeout: Option<String>,
+    /// Deadline for one unmount (all escalation steps), e.g. 20s.
+    #[arg(long, env = "FLASHBLADE_CSI_UNMOUNT_TIMEOUT")]
+    pub unmount_timeout: Option<String>,
+    /// Deadline for one statfs behind NodeGetVolumeStats, e.g. 5s.
+    #[arg(long, env = "FLASHBLADE_CSI_STATS_TIMEOUT")]
+    pub stats_timeout: Option<String>,
     /// Grace period for in-flight RPCs after SIGTERM, e.g. 20s.
     #[arg(long, env = "FLASHBLADE_CSI_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -662,11 +668,11 @@ impl Config {
         if let Some(v) = pick(&args.mount_timeout, &t.mount) {
             timeouts.mount = parse_duration("mount-timeout", &v)?;
         }
-        if let Some(v) = &t.unmount {
-            timeouts.unmount = parse_duration("timeouts.unmount", v)?;
+        if let Some(v) = pick(&args.unmount_timeout, &t.unmount) {
+            timeouts.unmount = parse_duration("unmount-timeout", &v)?;
         }
-        if let Some(v) = &t.stats {
-            timeouts.stats = parse_duration("timeouts.stats", v)?;
+        if let Some(v) = pick(&args.stats_timeout, &t.stats) {
+            timeouts.stats = parse_duration("stats-timeout", &v)?;
         }
         if let Some(v) = &t.probe {
             timeouts.probe = parse_duration("timeouts.probe", v)?;
@@ -677,8 +683,8 @@ impl Config {
         // Node RPCs get 2 minutes from kubelet; ours must answer before that.
         for (setting, d) in [
             ("mount-timeout", timeouts.mount),
-            ("timeouts.unmount", timeouts.unmount),
-            ("timeouts.stats", timeouts.stats),
+            ("unmount-timeout", timeouts.unmount),
+            ("stats-timeout", timeouts.stats),
         ] {
             if d > Duration::from_secs(100) {
                 return Err(bad(

@@ -9,6 +9,8 @@ pub mod params;
 mod snapshots;
 mod volumes;
 
+pub use volumes::check_capability;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -28,7 +28,7 @@ pub(super) fn check_capabilities(caps: &[csi::VolumeCapability]) -> Result<()> {
 }
 
 /// Why a capability is unsupported, if it is.
-pub(crate) fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), String> {
+pub fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), String> {
     use csi::volume_capability::AccessType;
     match &cap.access_type {
         None => return Err("a volume capability needs an access type (mount)".into()),

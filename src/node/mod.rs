@@ -1,66 +1,526 @@
-//! CSI Node service. NodeGetInfo and NodeGetCapabilities are served now; the
-//! mount RPCs land with the node issue and answer UNIMPLEMENTED until then.
+//! CSI Node service: stages a volume once per node (NFS mount, or a bind of a
+//! local directory in development), bind-publishes it into each pod
+//! (read-only when asked), unpublishes and unstages with unmount escalation,
+//! and reports usage and health. Every mount decision reads
+//! /proc/self/mountinfo; every call that can block on a server has a deadline.
+//! The node never holds array credentials: what it mounts comes from the
+//! volume context.
+
+pub mod mounter;
+pub mod mountinfo;
+pub mod paths;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::config::Config;
+use crate::context;
+use crate::controller::ids::{self, VolumeRef};
 use crate::csi::{self, node_server::Node};
+use crate::error::{Error, Result};
+use crate::inflight::{Guard, InFlight};
+use crate::telemetry::record_volume_id;
+use mounter::{MountError, Mounter};
+
+/// How many stacked mounts an unpublish / unstage removes at most.
+const MAX_STACKED: usize = 8;
 
 pub struct NodeService {
     node_id: String,
-}
-
-impl NodeService {
-    pub fn new(node_id: String) -> Self {
-        Self { node_id }
-    }
+    kubelet_dir: PathBuf,
+    local_export_root: Option<PathBuf>,
+    /// Array name → NFS endpoint, for static volumes without a `server`.
+    endpoints: HashMap<String, String>,
+    default_endpoint: Option<String>,
+    mounter: Arc<dyn Mounter>,
+    inflight: InFlight,
 }
 
 /// The node capabilities this plugin implements.
 pub fn capabilities() -> Vec<csi::NodeServiceCapability> {
-    Vec::new()
+    use csi::node_service_capability::{Rpc, Type, rpc};
+    [
+        rpc::Type::StageUnstageVolume,
+        rpc::Type::GetVolumeStats,
+        rpc::Type::VolumeCondition,
+    ]
+    .into_iter()
+    .map(|t| csi::NodeServiceCapability {
+        r#type: Some(Type::Rpc(Rpc { r#type: t as i32 })),
+    })
+    .collect()
 }
 
-fn unimplemented(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not implemented by this driver version"))
+impl From<MountError> for Error {
+    fn from(e: MountError) -> Self {
+        match e {
+            // Retryable and not final: kubelet tries again later.
+            MountError::Timeout { .. } => Error::DeadlineExceeded(e.to_string()),
+            MountError::Failed(m) => Error::Unavailable(m),
+        }
+    }
+}
+
+fn is_reader_only(cap: &csi::VolumeCapability) -> bool {
+    use csi::volume_capability::access_mode::Mode;
+    matches!(
+        cap.access_mode.as_ref().map(|m| m.mode()),
+        Some(Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly)
+    )
+}
+
+fn mount_flags(cap: &csi::VolumeCapability) -> Vec<String> {
+    match &cap.access_type {
+        Some(csi::volume_capability::AccessType::Mount(m)) => m.mount_flags.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn check_node_capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::VolumeCapability> {
+    let cap = cap.ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
+    crate::controller::check_capability(cap).map_err(Error::InvalidArgument)?;
+    Ok(cap)
+}
+
+/// What to mount for a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Export {
+    server: String,
+    share: String,
+    fs_name: String,
+    /// Preference order, newest first.
+    versions: Vec<&'static str>,
+}
+
+impl NodeService {
+    pub fn new(config: &Config, mounter: Arc<dyn Mounter>) -> Self {
+        // Resolve a symlinked kubelet dir once (a local directory; safe to stat).
+        let kubelet_dir =
+            std::fs::canonicalize(&config.kubelet_dir).unwrap_or_else(|_| config.kubelet_dir.clone());
+        Self {
+            node_id: config.node_id.clone().unwrap_or_default(),
+            kubelet_dir,
+            local_export_root: config.local_export_root.clone(),
+            endpoints: config
+                .arrays
+                .iter()
+                .filter_map(|a| a.nfs_endpoint.clone().map(|e| (a.name.clone(), e)))
+                .collect(),
+            default_endpoint: config.default_array().and_then(|a| a.nfs_endpoint.clone()),
+            mounter,
+            inflight: InFlight::new(),
+        }
+    }
+
+    fn guard(&self, key: String) -> Result<Guard> {
+        self.inflight
+            .try_acquire(key.clone())
+            .ok_or_else(|| Error::Aborted(format!("an operation on {key} is already in progress")))
+    }
+
+    fn path(&self, what: &str, p: &str) -> Result<PathBuf> {
+        paths::check_path(what, p, &self.kubelet_dir).map_err(Error::InvalidArgument)
+    }
+
+    /// Works out server, share and NFS versions from the volume context, or
+    /// for an imported volume from its handle and the node's configuration.
+    fn export_for(&self, volume_id: &str, ctx: &HashMap<String, String>) -> Result<Export> {
+        let handle = ids::parse_volume_id(volume_id).ok();
+        let share = match ctx.get(context::SHARE) {
+            Some(s) => s.clone(),
+            None => match &handle {
+                Some(h) => format!("/{}", h.fs_name()),
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "volume {volume_id:?} has no share in its volume context and is not a file-system handle"
+                    )));
+                }
+            },
+        };
+        let fs_name = paths::check_share(&share).map_err(Error::InvalidArgument)?;
+        let server = match ctx.get(context::SERVER) {
+            Some(s) => s.clone(),
+            None => {
+                let by_array = match &handle {
+                    Some(VolumeRef::Static { array: Some(a), .. })
+                    | Some(VolumeRef::Managed { array: a, .. }) => self.endpoints.get(a).cloned(),
+                    _ => None,
+                };
+                by_array.or_else(|| self.default_endpoint.clone()).ok_or_else(|| {
+                    Error::FailedPrecondition(format!(
+                        "volume {volume_id:?} names no server and this node has no --nfs-endpoint configured"
+                    ))
+                })?
+            }
+        };
+        paths::check_server(&server).map_err(Error::InvalidArgument)?;
+        let versions = match ctx.get(context::NFS_VERSIONS).map(String::as_str) {
+            None | Some("") => vec!["4.1", "3"],
+            Some(v) => {
+                let mut out = Vec::new();
+                for part in v.split(',').map(str::trim) {
+                    match part {
+                        "4.1" => out.push("4.1"),
+                        "3" => out.push("3"),
+                        other => {
+                            return Err(Error::InvalidArgument(format!(
+                                "nfsVersions {other:?} is not 3 or 4.1"
+                            )));
+                        }
+                    }
+                }
+                out.sort_by_key(|v| if *v == "4.1" { 0 } else { 1 });
+                out.dedup();
+                out
+            }
+        };
+        Ok(Export {
+            server,
+            share,
+            fs_name,
+            versions,
+        })
+    }
+
+    async fn stage(&self, req: csi::NodeStageVolumeRequest) -> Result<csi::NodeStageVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        if req.staging_target_path.is_empty() {
+            return Err(Error::InvalidArgument("staging_target_path is required".into()));
+        }
+        let cap = check_node_capability(req.volume_capability.as_ref())?;
+        let staging = self.path("staging_target_path", &req.staging_target_path)?;
+        let flags = paths::check_mount_flags(&mount_flags(cap)).map_err(Error::InvalidArgument)?;
+        let export = self.export_for(&req.volume_id, &req.volume_context)?;
+        let readonly = is_reader_only(cap);
+        record_volume_id(&req.volume_id);
+        let _guard = self.guard(format!("volume:{}", req.volume_id))?;
+
+        let mounts = self.mounter.mounts().await?;
+        if let Some(m) = mountinfo::top_mount_at(&mounts, &staging) {
+            let same = match &self.local_export_root {
+                Some(_) => m.root.ends_with(&export.fs_name),
+                None => {
+                    m.source == format!("{}:{}", export.server, export.share)
+                        || m.source == format!("[{}]:{}", export.server, export.share)
+                }
+            };
+            if same {
+                return Ok(csi::NodeStageVolumeResponse {});
+            }
+            return Err(Error::AlreadyExists(format!(
+                "staging path {} already holds another mount ({})",
+                staging.display(),
+                m.source
+            )));
+        }
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| Error::Internal(format!("cannot create staging path {}: {e}", staging.display())))?;
+
+        if let Some(root) = &self.local_export_root {
+            let source = root.join(&export.fs_name);
+            if !source.is_dir() {
+                return Err(Error::NotFound(format!(
+                    "local export {} does not exist (development mode --local-export-root)",
+                    source.display()
+                )));
+            }
+            self.mounter.bind(&source, &staging, readonly).await?;
+            tracing::info!(staging = %staging.display(), source = %source.display(), "staged (local bind)");
+            return Ok(csi::NodeStageVolumeResponse {});
+        }
+
+        let pinned = flags
+            .iter()
+            .any(|f| f.starts_with("vers=") || f.starts_with("nfsvers="));
+        let attempts: Vec<Vec<String>> = if pinned {
+            vec![flags.clone()]
+        } else {
+            export
+                .versions
+                .iter()
+                .map(|v| {
+                    let mut o = vec![format!("vers={v}")];
+                    o.extend(flags.iter().cloned());
+                    o
+                })
+                .collect()
+        };
+        let mut last = None;
+        for mut opts in attempts {
+            if readonly && !opts.iter().any(|o| o == "ro") {
+                opts.push("ro".into());
+            }
+            match self
+                .mounter
+                .mount_nfs(&export.server, &export.share, &staging, &opts)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(staging = %staging.display(), server = %export.server, share = %export.share, options = %opts.join(","), "staged");
+                    return Ok(csi::NodeStageVolumeResponse {});
+                }
+                // A hung server: do not try another version within this call.
+                Err(e @ MountError::Timeout { .. }) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "NFS mount attempt failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last
+            .map(Error::from)
+            .unwrap_or_else(|| Error::Internal("no mount attempt was made".into())))
+    }
+
+    /// Unmounts everything stacked at `path`.
+    async fn unmount_all(&self, path: &Path) -> Result<()> {
+        for _ in 0..MAX_STACKED {
+            let mounts = self.mounter.mounts().await?;
+            if mountinfo::top_mount_at(&mounts, path).is_none() {
+                return Ok(());
+            }
+            self.mounter.unmount(path).await?;
+        }
+        Err(Error::Internal(format!(
+            "{} still has mounts after {MAX_STACKED} unmounts",
+            path.display()
+        )))
+    }
+
+    async fn unstage(&self, req: csi::NodeUnstageVolumeRequest) -> Result<csi::NodeUnstageVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        if req.staging_target_path.is_empty() {
+            return Err(Error::InvalidArgument("staging_target_path is required".into()));
+        }
+        let staging = self.path("staging_target_path", &req.staging_target_path)?;
+        record_volume_id(&req.volume_id);
+        let _guard = self.guard(format!("volume:{}", req.volume_id))?;
+        self.unmount_all(&staging).await?;
+        tracing::info!(staging = %staging.display(), "unstaged");
+        Ok(csi::NodeUnstageVolumeResponse {})
+    }
+
+    async fn publish(&self, req: csi::NodePublishVolumeRequest) -> Result<csi::NodePublishVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        if req.target_path.is_empty() {
+            return Err(Error::InvalidArgument("target_path is required".into()));
+        }
+        let cap = check_node_capability(req.volume_capability.as_ref())?;
+        if req.staging_target_path.is_empty() {
+            return Err(Error::InvalidArgument(
+                "staging_target_path is required (the plugin stages volumes)".into(),
+            ));
+        }
+        let target = self.path("target_path", &req.target_path)?;
+        let staging = self.path("staging_target_path", &req.staging_target_path)?;
+        let readonly = req.readonly || is_reader_only(cap);
+        record_volume_id(&req.volume_id);
+        let _guard = self.guard(format!("target:{}", target.display()))?;
+
+        let mounts = self.mounter.mounts().await?;
+        let staged = mountinfo::top_mount_at(&mounts, &staging)
+            .cloned()
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "volume {} is not staged at {}; NodeStageVolume must come first",
+                    req.volume_id,
+                    staging.display()
+                ))
+            })?;
+        if let Some(m) = mountinfo::top_mount_at(&mounts, &target) {
+            if m.device == staged.device && m.root == staged.root && m.read_only() == readonly {
+                return Ok(csi::NodePublishVolumeResponse {});
+            }
+            return Err(Error::AlreadyExists(format!(
+                "target {} already holds a different mount (or the same volume with {} access)",
+                target.display(),
+                if m.read_only() { "read-only" } else { "read-write" }
+            )));
+        }
+        // The target's parent must stay inside the kubelet dir even through
+        // symlinks (local directories: safe to resolve).
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Internal(format!("cannot create {}: {e}", parent.display())))?;
+            let real = std::fs::canonicalize(parent)
+                .map_err(|e| Error::Internal(format!("cannot resolve {}: {e}", parent.display())))?;
+            if !real.starts_with(&self.kubelet_dir) {
+                return Err(Error::InvalidArgument(format!(
+                    "target_path {} resolves outside the kubelet directory",
+                    target.display()
+                )));
+            }
+        }
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::InvalidArgument(format!(
+                    "target_path {} is a symlink",
+                    target.display()
+                )));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::InvalidArgument(format!(
+                    "target_path {} is not a directory",
+                    target.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&target)
+                .map_err(|e| Error::Internal(format!("cannot create target {}: {e}", target.display())))?,
+        }
+        self.mounter.bind(&staging, &target, readonly).await?;
+        tracing::info!(target = %target.display(), readonly, "published");
+        Ok(csi::NodePublishVolumeResponse {})
+    }
+
+    async fn unpublish(
+        &self,
+        req: csi::NodeUnpublishVolumeRequest,
+    ) -> Result<csi::NodeUnpublishVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        if req.target_path.is_empty() {
+            return Err(Error::InvalidArgument("target_path is required".into()));
+        }
+        let target = self.path("target_path", &req.target_path)?;
+        record_volume_id(&req.volume_id);
+        let _guard = self.guard(format!("target:{}", target.display()))?;
+        self.unmount_all(&target).await?;
+        // Only an empty directory is removed, never recursively: if anything
+        // is still there, it is data, not ours to delete.
+        match std::fs::remove_dir(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "cannot remove target {}: {e}",
+                    target.display()
+                )));
+            }
+        }
+        tracing::info!(target = %target.display(), "unpublished");
+        Ok(csi::NodeUnpublishVolumeResponse {})
+    }
+
+    async fn stats(&self, req: csi::NodeGetVolumeStatsRequest) -> Result<csi::NodeGetVolumeStatsResponse> {
+        if req.volume_id.is_empty() {
+            return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        if req.volume_path.is_empty() {
+            return Err(Error::InvalidArgument("volume_path is required".into()));
+        }
+        record_volume_id(&req.volume_id);
+        let not_found = || Error::NotFound(format!("no volume is mounted at {:?}", req.volume_path));
+        let path =
+            paths::check_path("volume_path", &req.volume_path, &self.kubelet_dir).map_err(|_| not_found())?;
+        let mounts = self.mounter.mounts().await?;
+        if mountinfo::top_mount_at(&mounts, &path).is_none() {
+            return Err(not_found());
+        }
+        let (usage, condition) = match self.mounter.statfs(&path).await {
+            Ok(s) => (
+                vec![
+                    csi::VolumeUsage {
+                        available: s.available_bytes,
+                        total: s.total_bytes,
+                        used: s.used_bytes,
+                        unit: csi::volume_usage::Unit::Bytes as i32,
+                    },
+                    csi::VolumeUsage {
+                        available: s.free_inodes,
+                        total: s.total_inodes,
+                        used: s.used_inodes,
+                        unit: csi::volume_usage::Unit::Inodes as i32,
+                    },
+                ],
+                csi::VolumeCondition {
+                    abnormal: false,
+                    message: "volume is mounted and answering".into(),
+                },
+            ),
+            Err(e) => (
+                Vec::new(),
+                csi::VolumeCondition {
+                    abnormal: true,
+                    message: format!("volume is mounted but unhealthy: {e}"),
+                },
+            ),
+        };
+        Ok(csi::NodeGetVolumeStatsResponse {
+            usage,
+            volume_condition: Some(condition),
+        })
+    }
+}
+
+fn finish<T>(method: &str, r: Result<T>) -> Result<Response<T>, Status> {
+    match r {
+        Ok(v) => Ok(Response::new(v)),
+        Err(e) => {
+            tracing::warn!(error = %e, "{method} failed");
+            Err(e.into())
+        }
+    }
 }
 
 #[tonic::async_trait]
 impl Node for NodeService {
     async fn node_stage_volume(
         &self,
-        _r: Request<csi::NodeStageVolumeRequest>,
+        r: Request<csi::NodeStageVolumeRequest>,
     ) -> Result<Response<csi::NodeStageVolumeResponse>, Status> {
-        Err(unimplemented("NodeStageVolume"))
+        let req = r.into_inner();
+        csi::log_request("NodeStageVolume", &req);
+        finish("NodeStageVolume", self.stage(req).await)
     }
     async fn node_unstage_volume(
         &self,
-        _r: Request<csi::NodeUnstageVolumeRequest>,
+        r: Request<csi::NodeUnstageVolumeRequest>,
     ) -> Result<Response<csi::NodeUnstageVolumeResponse>, Status> {
-        Err(unimplemented("NodeUnstageVolume"))
+        let req = r.into_inner();
+        csi::log_request("NodeUnstageVolume", &req);
+        finish("NodeUnstageVolume", self.unstage(req).await)
     }
     async fn node_publish_volume(
         &self,
-        _r: Request<csi::NodePublishVolumeRequest>,
+        r: Request<csi::NodePublishVolumeRequest>,
     ) -> Result<Response<csi::NodePublishVolumeResponse>, Status> {
-        Err(unimplemented("NodePublishVolume"))
+        let req = r.into_inner();
+        csi::log_request("NodePublishVolume", &req);
+        finish("NodePublishVolume", self.publish(req).await)
     }
     async fn node_unpublish_volume(
         &self,
-        _r: Request<csi::NodeUnpublishVolumeRequest>,
+        r: Request<csi::NodeUnpublishVolumeRequest>,
     ) -> Result<Response<csi::NodeUnpublishVolumeResponse>, Status> {
-        Err(unimplemented("NodeUnpublishVolume"))
+        let req = r.into_inner();
+        csi::log_request("NodeUnpublishVolume", &req);
+        finish("NodeUnpublishVolume", self.unpublish(req).await)
     }
     async fn node_get_volume_stats(
         &self,
-        _r: Request<csi::NodeGetVolumeStatsRequest>,
+        r: Request<csi::NodeGetVolumeStatsRequest>,
     ) -> Result<Response<csi::NodeGetVolumeStatsResponse>, Status> {
-        Err(unimplemented("NodeGetVolumeStats"))
+        let req = r.into_inner();
+        finish("NodeGetVolumeStats", self.stats(req).await)
     }
     async fn node_expand_volume(
         &self,
         _r: Request<csi::NodeExpandVolumeRequest>,
     ) -> Result<Response<csi::NodeExpandVolumeResponse>, Status> {
-        Err(unimplemented("NodeExpandVolume"))
+        Err(Status::unimplemented(
+            "NodeExpandVolume is not needed: a FlashBlade quota change applies at once",
+        ))
     }
     async fn node_get_capabilities(
         &self,

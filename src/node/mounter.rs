@@ -1,0 +1,380 @@
+//! Mounting, with a deadline on everything that can block on a dead server:
+//! `mount -t nfs` runs as a child process in its own process group, killed
+//! whole when its deadline passes; bind, remount, unmount and statfs run on
+//! blocking threads the RPC stops waiting for at the deadline. Unmount
+//! escalates: normal, then forced, then lazy.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+use super::mountinfo::{self, MountEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{what} did not finish within {seconds:.1}s")]
+    Timeout { what: String, seconds: f64 },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Space and inode figures of a mounted volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub total_bytes: i64,
+    pub available_bytes: i64,
+    pub used_bytes: i64,
+    pub total_inodes: i64,
+    pub free_inodes: i64,
+    pub used_inodes: i64,
+}
+
+/// What the node needs from the kernel; a trait so node logic can be tested
+/// without mounting.
+#[tonic::async_trait]
+pub trait Mounter: Send + Sync + 'static {
+    /// `mount -t nfs -o <options> <server>:<share> <target>`.
+    async fn mount_nfs(
+        &self,
+        server: &str,
+        share: &str,
+        target: &Path,
+        options: &[String],
+    ) -> Result<(), MountError>;
+    /// Bind-mounts `source` on `target`, read-only if asked (rolled back if
+    /// the read-only remount fails).
+    async fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), MountError>;
+    /// Unmounts the top mount at `target`; "not mounted" is success.
+    async fn unmount(&self, target: &Path) -> Result<(), MountError>;
+    /// The current mount table.
+    async fn mounts(&self) -> Result<Vec<MountEntry>, MountError>;
+    /// statvfs of a mounted path.
+    async fn statfs(&self, path: &Path) -> Result<Stats, MountError>;
+}
+
+/// The `mount` arguments for an NFS export (unit-tested; no shell involved).
+pub fn nfs_mount_args(server: &str, share: &str, target: &Path, options: &[String]) -> Vec<String> {
+    let source = if server.contains(':') {
+        format!("[{server}]:{share}")
+    } else {
+        format!("{server}:{share}")
+    };
+    let mut args = vec!["-t".to_string(), "nfs".to_string()];
+    if !options.is_empty() {
+        args.push("-o".into());
+        args.push(options.join(","));
+    }
+    args.push(source);
+    args.push(target.to_string_lossy().into_owned());
+    args
+}
+
+/// The kernel's mounts, through the real syscalls and `mount` binary.
+pub struct SystemMounter {
+    pub mount_timeout: Duration,
+    pub unmount_timeout: Duration,
+    pub stats_timeout: Duration,
+    /// The `mount` program (found on PATH by default).
+    pub mount_program: PathBuf,
+}
+
+impl SystemMounter {
+    pub fn new(mount_timeout: Duration, unmount_timeout: Duration, stats_timeout: Duration) -> Self {
+        Self {
+            mount_timeout,
+            unmount_timeout,
+            stats_timeout,
+            mount_program: PathBuf::from("mount"),
+        }
+    }
+}
+
+/// Runs `f` on a blocking thread and stops waiting after `limit`. A thread
+/// stuck in the kernel on a dead server is abandoned; the RPC still answers.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, MountError> {
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(MountError::Failed(format!("{what}: worker failed: {e}"))),
+        Err(_) => Err(MountError::Timeout {
+            what: what.to_string(),
+            seconds: limit.as_secs_f64(),
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl Mounter for SystemMounter {
+    async fn mount_nfs(
+        &self,
+        server: &str,
+        share: &str,
+        target: &Path,
+        options: &[String],
+    ) -> Result<(), MountError> {
+        let args = nfs_mount_args(server, share, target, options);
+        let what = format!("mount {server}:{share}");
+        let mut child = tokio::process::Command::new(&self.mount_program)
+            .args(&args)
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                MountError::Failed(format!(
+                    "{what}: cannot run {}: {e}",
+                    self.mount_program.display()
+                ))
+            })?;
+        let pid = child.id();
+        let mut stderr = child.stderr.take();
+        let read_err = async {
+            let mut buf = String::new();
+            if let Some(s) = stderr.as_mut() {
+                use tokio::io::AsyncReadExt;
+                let _ = s.read_to_string(&mut buf).await;
+            }
+            buf
+        };
+        let waited = tokio::time::timeout(self.mount_timeout, async {
+            let (status, err) = tokio::join!(child.wait(), read_err);
+            (status, err)
+        })
+        .await;
+        match waited {
+            Ok((Ok(status), _)) if status.success() => Ok(()),
+            Ok((Ok(status), err)) => Err(MountError::Failed(format!(
+                "{what} failed ({status}): {}",
+                err.trim()
+            ))),
+            Ok((Err(e), _)) => Err(MountError::Failed(format!("{what}: {e}"))),
+            Err(_) => {
+                // Kill the whole group: mount.nfs and anything it started,
+                // so nothing is left behind to poison later mounts.
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                let _ = child.wait().await;
+                Err(MountError::Timeout {
+                    what,
+                    seconds: self.mount_timeout.as_secs_f64(),
+                })
+            }
+        }
+    }
+
+    async fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), MountError> {
+        let (s, t) = (source.to_path_buf(), target.to_path_buf());
+        blocking("bind mount", self.mount_timeout, move || {
+            nix::mount::mount(Some(&s), &t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        })
+        .await?
+        .map_err(|e| MountError::Failed(format!("bind {} on {}: {e}", source.display(), target.display())))?;
+        if readonly {
+            let t = target.to_path_buf();
+            let remount = blocking("read-only remount", self.mount_timeout, move || {
+                nix::mount::mount(
+                    None::<&str>,
+                    &t,
+                    None::<&str>,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+            })
+            .await;
+            let failed = match remount {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failed {
+                // Never leave a writable mount where a read-only one was asked for.
+                let t = target.to_path_buf();
+                let _ = blocking("rollback unmount", self.unmount_timeout, move || {
+                    nix::mount::umount2(&t, MntFlags::MNT_DETACH)
+                })
+                .await;
+                return Err(MountError::Failed(format!(
+                    "read-only remount of {} failed ({why}); the bind mount was removed",
+                    target.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn unmount(&self, target: &Path) -> Result<(), MountError> {
+        let steps = [
+            ("unmount", MntFlags::empty(), 0.4),
+            ("forced unmount", MntFlags::MNT_FORCE, 0.3),
+            ("lazy unmount", MntFlags::MNT_DETACH, 0.3),
+        ];
+        let mut last = String::new();
+        for (what, flags, share) in steps {
+            let t = target.to_path_buf();
+            let limit = self.unmount_timeout.mul_f64(share);
+            match blocking(what, limit, move || nix::mount::umount2(&t, flags)).await {
+                Ok(Ok(())) => {
+                    if !flags.is_empty() {
+                        tracing::warn!(target = %target.display(), step = what, "unmount needed escalation");
+                    }
+                    return Ok(());
+                }
+                // Not a mount point (any more) or gone: nothing to undo.
+                Ok(Err(Errno::EINVAL | Errno::ENOENT)) => return Ok(()),
+                Ok(Err(e)) => last = format!("{what}: {e}"),
+                Err(e) => last = e.to_string(),
+            }
+            tracing::warn!(target = %target.display(), step = what, reason = %last, "unmount step failed; escalating");
+        }
+        Err(MountError::Failed(format!(
+            "could not unmount {}: {last}",
+            target.display()
+        )))
+    }
+
+    async fn mounts(&self) -> Result<Vec<MountEntry>, MountError> {
+        // Reading /proc does not touch the mounted file systems.
+        blocking("read mountinfo", Duration::from_secs(10), mountinfo::read)
+            .await?
+            .map_err(|e| MountError::Failed(format!("read /proc/self/mountinfo: {e}")))
+    }
+
+    async fn statfs(&self, path: &Path) -> Result<Stats, MountError> {
+        let p = path.to_path_buf();
+        let st = blocking("statfs", self.stats_timeout, move || {
+            nix::sys::statvfs::statvfs(&p)
+        })
+        .await?
+        .map_err(|e| MountError::Failed(format!("statfs {}: {e}", path.display())))?;
+        let frsize = st.fragment_size() as i64;
+        let total = st.blocks() as i64 * frsize;
+        let free = st.blocks_free() as i64 * frsize;
+        let avail = st.blocks_available() as i64 * frsize;
+        let files = st.files() as i64;
+        let ffree = st.files_free() as i64;
+        Ok(Stats {
+            total_bytes: total,
+            available_bytes: avail,
+            used_bytes: total - free,
+            total_inodes: files,
+            free_inodes: ffree,
+            used_inodes: files - ffree,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nfs_args() {
+        let t = Path::new("/var/lib/kubelet/plugins/kubernetes.io/csi/x/globalmount");
+        assert_eq!(
+            nfs_mount_args("10.0.0.10", "/k8s-pvc-1", t, &["vers=4.1".into(), "hard".into()]),
+            vec![
+                "-t",
+                "nfs",
+                "-o",
+                "vers=4.1,hard",
+                "10.0.0.10:/k8s-pvc-1",
+                t.to_str().unwrap()
+            ]
+        );
+        assert_eq!(
+            nfs_mount_args("fd00::10", "/fs", t, &["vers=3".into(), "ro".into()]),
+            vec![
+                "-t",
+                "nfs",
+                "-o",
+                "vers=3,ro",
+                "[fd00::10]:/fs",
+                t.to_str().unwrap()
+            ]
+        );
+        assert_eq!(
+            nfs_mount_args("h", "/fs", t, &[]),
+            vec!["-t", "nfs", "h:/fs", t.to_str().unwrap()]
+        );
+    }
+
+    #[tokio::test]
+    async fn hung_mount_helper_is_killed_with_its_group() {
+        // A stand-in "mount" that hangs and starts a child of its own.
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("mount");
+        let pidfile = dir.path().join("grandchild.pid");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n", pidfile.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let m = SystemMounter {
+            mount_timeout: Duration::from_millis(500),
+            unmount_timeout: Duration::from_secs(1),
+            stats_timeout: Duration::from_secs(1),
+            mount_program: script,
+        };
+        let start = std::time::Instant::now();
+        let err = m
+            .mount_nfs("10.0.0.1", "/fs", Path::new("/tmp/nowhere"), &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MountError::Timeout { .. }), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        // The grandchild went with the group.
+        let mut gone = false;
+        for _ in 0..50 {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z ");
+            if !alive {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone, "grandchild {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn failed_mount_reports_the_helpers_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("mount");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho 'mount.nfs: access denied by server' >&2\nexit 32\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let m = SystemMounter {
+            mount_program: script,
+            ..SystemMounter::new(
+                Duration::from_secs(5),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
+        };
+        let err = m
+            .mount_nfs("10.0.0.1", "/fs", Path::new("/tmp/x"), &[])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("access denied by server"), "{err}");
+    }
+}

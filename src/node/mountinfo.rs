@@ -1,0 +1,159 @@
+//! `/proc/self/mountinfo`: the node's source of truth for what is mounted
+//! where. Reading it never touches the mounted file systems, so a dead NFS
+//! server cannot hang the check (unlike stat() on the mount point).
+
+use std::path::{Path, PathBuf};
+
+/// One line of mountinfo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mount_id: u32,
+    pub parent_id: u32,
+    /// `major:minor` of the mounted device (NFS and tmpfs get anonymous ones).
+    pub device: String,
+    /// The directory of the source file system this mount shows (bind mounts
+    /// show a subdirectory here).
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    pub options: Vec<String>,
+    pub fs_type: String,
+    pub source: String,
+    pub super_options: Vec<String>,
+}
+
+impl MountEntry {
+    pub fn read_only(&self) -> bool {
+        self.options.iter().any(|o| o == "ro")
+    }
+}
+
+/// Undoes the kernel's octal escapes (`\040` space, `\011` tab, `\012`
+/// newline, `\134` backslash).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            if v <= 255 {
+                out.push(v as u8);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses one mountinfo line.
+pub fn parse_line(line: &str) -> Result<MountEntry, String> {
+    let fields: Vec<&str> = line.split(' ').collect();
+    let sep = fields
+        .iter()
+        .position(|f| *f == "-")
+        .ok_or_else(|| format!("no separator in {line:?}"))?;
+    if sep < 6 || fields.len() < sep + 4 {
+        return Err(format!("too few fields in {line:?}"));
+    }
+    let num = |s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("bad number {s:?} in {line:?}"))
+    };
+    Ok(MountEntry {
+        mount_id: num(fields[0])?,
+        parent_id: num(fields[1])?,
+        device: fields[2].to_string(),
+        root: PathBuf::from(unescape(fields[3])),
+        mount_point: PathBuf::from(unescape(fields[4])),
+        options: fields[5].split(',').map(str::to_string).collect(),
+        fs_type: unescape(fields[sep + 1]),
+        source: unescape(fields[sep + 2]),
+        super_options: fields[sep + 3].split(',').map(str::to_string).collect(),
+    })
+}
+
+pub fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_line)
+        .collect()
+}
+
+/// Reads and parses `/proc/self/mountinfo`.
+pub fn read() -> std::io::Result<Vec<MountEntry>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    parse(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// The mounts at `path`, oldest first (mounts can be stacked).
+pub fn mounts_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Vec<&'a MountEntry> {
+    mounts.iter().filter(|m| m.mount_point == path).collect()
+}
+
+/// The mount visible at `path` (the last one stacked there).
+pub fn top_mount_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+    mounts.iter().rev().find(|m| m.mount_point == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real lines: a node with an NFS v4.1 mount of a FlashBlade file system,
+    // a kubelet bind mount of it into a pod (read-only), a tmpfs, and a
+    // path with a space.
+    const SAMPLE: &str = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+1121 27 0:151 / /var/lib/kubelet/plugins/kubernetes.io/csi/flashblade.csi.dev/4b2c/globalmount rw,relatime shared:540 - nfs4 10.21.0.10:/k8s-pvc-4b2c rw,vers=4.1,rsize=524288,wsize=524288,namlen=255,hard,proto=tcp,timeo=600,retrans=2,sec=sys,clientaddr=10.20.1.5,local_lock=none,addr=10.21.0.10
+1187 27 0:151 / /var/lib/kubelet/pods/5e1f/volumes/kubernetes.io~csi/pvc-4b2c/mount ro,relatime shared:540 - nfs4 10.21.0.10:/k8s-pvc-4b2c rw,vers=4.1,hard,proto=tcp,sec=sys,addr=10.21.0.10
+1200 27 0:160 / /tmp/with\\040space rw,nosuid,nodev - tmpfs tmpfs rw,size=1024k
+1201 27 254:0 /srv/exports/datasets /var/lib/kubelet/pods/77/volumes/kubernetes.io~csi/ds/mount ro,relatime - ext4 /dev/vda rw
+";
+
+    #[test]
+    fn parses_real_lines() {
+        let m = parse(SAMPLE).unwrap();
+        assert_eq!(m.len(), 6);
+        let nfs = &m[2];
+        assert_eq!(nfs.fs_type, "nfs4");
+        assert_eq!(nfs.source, "10.21.0.10:/k8s-pvc-4b2c");
+        assert_eq!(nfs.device, "0:151");
+        assert!(!nfs.read_only());
+        assert!(nfs.super_options.contains(&"vers=4.1".to_string()));
+        let pod = &m[3];
+        assert!(pod.read_only());
+        assert_eq!(pod.device, nfs.device);
+        assert_eq!(m[4].mount_point, PathBuf::from("/tmp/with space"));
+        assert_eq!(m[5].root, PathBuf::from("/srv/exports/datasets"));
+        assert_eq!(m[1].options, vec!["rw", "relatime"]);
+    }
+
+    #[test]
+    fn lookups() {
+        let m = parse(SAMPLE).unwrap();
+        assert!(top_mount_at(&m, Path::new("/tmp/with space")).is_some());
+        assert!(top_mount_at(&m, Path::new("/tmp")).is_none());
+        assert_eq!(mounts_at(&m, Path::new("/")).len(), 1);
+    }
+
+    #[test]
+    fn unescapes_and_rejects_garbage() {
+        assert_eq!(unescape("a\\040b\\011c\\134d"), "a b\tc\\d");
+        assert_eq!(unescape("plain"), "plain");
+        assert_eq!(unescape("bad\\09x"), "bad\\09x");
+        assert!(parse_line("").is_err());
+        assert!(parse_line("1 2 3").is_err());
+        assert!(parse_line("x 1 0:1 / /a rw - tmpfs t rw").is_err());
+        assert!(parse_line("1 1 0:1 / /a rw -").is_err());
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let m = read().unwrap();
+        assert!(m.iter().any(|e| e.mount_point == Path::new("/")));
+    }
+}

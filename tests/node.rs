@@ -1,0 +1,576 @@
+//! Node service with real mounts (root needed): staging by bind-mounting a
+//! mock-flashblade data directory (--local-export-root), bind publish,
+//! read-only publish, idempotent repeats, unpublish, unstage, stats, and a
+//! FUSE file system that stops answering.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{ControllerOpts, create_req, mount_cap};
+use flashblade_csi::config::{Mode, ServeArgs};
+use flashblade_csi::csi::{self, controller_client::ControllerClient, node_client::NodeClient};
+use tonic::Code;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skips a real-mount test without root, except in CI, where it must run.
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "real-mount tests must run as root in CI"
+            );
+            eprintln!("skipped: real-mount tests need root");
+            return;
+        }
+    };
+}
+
+fn mounted(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+}
+
+/// Lazily unmounts everything under `dir` (deepest first), so a failed test
+/// leaves no mounts behind.
+struct MountSweeper(PathBuf);
+
+impl Drop for MountSweeper {
+    fn drop(&mut self) {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|p| Path::new(p).starts_with(&self.0))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+struct NodeEnv {
+    env: common::ControllerEnv,
+    kubelet: PathBuf,
+    _sweep: MountSweeper,
+}
+
+/// A driver in `all` mode against a mock, with the kubelet dir in a temp dir
+/// and NodeStage bind-mounting the mock's data directories.
+async fn node_env(extra: impl FnOnce(&mut ServeArgs)) -> NodeEnv {
+    let mock = mock_flashblade::start(mock_flashblade::MockConfig::default())
+        .await
+        .unwrap();
+    let kubelet = tempfile::Builder::new()
+        .prefix("kubelet-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let sweep = MountSweeper(kubelet.clone());
+    let data_dir = mock.data_dir.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, &mock.api_token).unwrap();
+    let mut args = ServeArgs {
+        mode: Some(Mode::All),
+        array_name: Some("fb01".into()),
+        array_url: Some(mock.url.clone()),
+        api_token_file: Some(token_file.clone()),
+        ca_file: mock.ca_file.clone(),
+        nfs_endpoint: Some("127.0.0.1".into()),
+        default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+        node_id: Some("node-1".into()),
+        kubelet_dir: Some(kubelet.clone()),
+        local_export_root: Some(data_dir),
+        stats_timeout: Some("1s".into()),
+        unmount_timeout: Some("3s".into()),
+        ..Default::default()
+    };
+    extra(&mut args);
+    let driver = common::Driver::start(dir.path(), args).await;
+    NodeEnv {
+        env: common::ControllerEnv {
+            mock,
+            driver,
+            dir,
+            token_file,
+        },
+        kubelet,
+        _sweep: sweep,
+    }
+}
+
+fn stage_req(v: &csi::Volume, staging: &Path, mode: i32) -> csi::NodeStageVolumeRequest {
+    csi::NodeStageVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into(),
+        volume_capability: Some(mount_cap(mode)),
+        volume_context: v.volume_context.clone(),
+        ..Default::default()
+    }
+}
+
+fn publish_req(
+    v: &csi::Volume,
+    staging: &Path,
+    target: &Path,
+    readonly: bool,
+    mode: i32,
+) -> csi::NodePublishVolumeRequest {
+    csi::NodePublishVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into(),
+        target_path: target.to_string_lossy().into(),
+        volume_capability: Some(mount_cap(mode)),
+        readonly,
+        volume_context: v.volume_context.clone(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn stage_publish_rw_and_ro_stats_unpublish_unstage() {
+    require_root!();
+    let ne = node_env(|_| {}).await;
+    let ch = ne.env.driver.channel().await;
+    let mut ctl = ControllerClient::new(ch.clone());
+    let mut node = NodeClient::new(ch);
+    let v = ctl
+        .create_volume(create_req("pvc-home", 1 << 30))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let staging = ne
+        .kubelet
+        .join("plugins/kubernetes.io/csi/flashblade.csi.dev/abc/globalmount");
+    let rw = ne
+        .kubelet
+        .join("pods/p1/volumes/kubernetes.io~csi/pvc-home/mount");
+    let ro = ne
+        .kubelet
+        .join("pods/p2/volumes/kubernetes.io~csi/pvc-home/mount");
+
+    // Stage twice: idempotent.
+    for _ in 0..2 {
+        node.node_stage_volume(stage_req(&v, &staging, 5)).await.unwrap();
+    }
+    assert!(mounted(&staging));
+    // Publish read-write, twice.
+    for _ in 0..2 {
+        node.node_publish_volume(publish_req(&v, &staging, &rw, false, 5))
+            .await
+            .unwrap();
+    }
+    assert!(mounted(&rw));
+    std::fs::write(rw.join("hello.txt"), "from the notebook").unwrap();
+    let on_array = ne.env.mock.fs_dir("k8s-pvc-home").join("hello.txt");
+    assert_eq!(std::fs::read_to_string(on_array).unwrap(), "from the notebook");
+
+    // Publish read-only at a second target: reads work, writes get EROFS.
+    node.node_publish_volume(publish_req(&v, &staging, &ro, true, 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ro.join("hello.txt")).unwrap(),
+        "from the notebook"
+    );
+    let err = std::fs::write(ro.join("nope.txt"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_erofs()), "{err}");
+    // The writable target is still writable.
+    std::fs::write(rw.join("still.txt"), "ok").unwrap();
+    // Same target, other access: ALREADY_EXISTS.
+    let e = node
+        .node_publish_volume(publish_req(&v, &staging, &ro, false, 5))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+
+    let stats = node
+        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+            volume_id: v.volume_id.clone(),
+            volume_path: rw.to_string_lossy().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.usage.len(), 2);
+    assert!(stats.usage[0].total > 0 && stats.usage[0].unit == csi::volume_usage::Unit::Bytes as i32);
+    assert!(stats.usage[1].unit == csi::volume_usage::Unit::Inodes as i32);
+    assert!(!stats.volume_condition.unwrap().abnormal);
+
+    for target in [&rw, &ro] {
+        for _ in 0..2 {
+            node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                volume_id: v.volume_id.clone(),
+                target_path: target.to_string_lossy().into(),
+            })
+            .await
+            .unwrap();
+        }
+        assert!(!mounted(target));
+        assert!(!target.exists(), "target directory removed");
+    }
+    for _ in 0..2 {
+        node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            staging_target_path: staging.to_string_lossy().into(),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(!mounted(&staging));
+    // The data is still on the array.
+    assert!(ne.env.mock.fs_dir("k8s-pvc-home").join("still.txt").exists());
+}
+
+fn libc_erofs() -> i32 {
+    nix::errno::Errno::EROFS as i32
+}
+
+#[tokio::test]
+async fn static_dataset_is_read_only_everywhere() {
+    require_root!();
+    let ne = node_env(|_| {}).await;
+    // The admin's dataset file system with content.
+    let ds = ne.env.mock.fs_dir("datasets");
+    std::fs::create_dir_all(&ds).unwrap();
+    std::fs::write(ds.join("iris.csv"), "5.1,3.5,1.4,0.2").unwrap();
+    let mut node = NodeClient::new(ne.env.driver.channel().await);
+    let v = csi::Volume {
+        volume_id: "fb01/datasets".into(),
+        ..Default::default()
+    };
+    let staging = ne
+        .kubelet
+        .join("plugins/kubernetes.io/csi/flashblade.csi.dev/ds/globalmount");
+    let target = ne
+        .kubelet
+        .join("pods/p9/volumes/kubernetes.io~csi/datasets/mount");
+    // MULTI_NODE_READER_ONLY, and the pod asks for read-write anyway.
+    node.node_stage_volume(stage_req(&v, &staging, 3)).await.unwrap();
+    node.node_publish_volume(publish_req(&v, &staging, &target, false, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("iris.csv")).unwrap(),
+        "5.1,3.5,1.4,0.2"
+    );
+    let err = std::fs::write(target.join("x"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_erofs()));
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        target_path: target.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ds.join("iris.csv")).unwrap(),
+        "5.1,3.5,1.4,0.2"
+    );
+}
+
+#[tokio::test]
+async fn node_validation() {
+    require_root!();
+    let ne = node_env(|_| {}).await;
+    let mut node = NodeClient::new(ne.env.driver.channel().await);
+    let k = ne.kubelet.clone();
+    let v = csi::Volume {
+        volume_id: "fb01/k8s-x/1234".into(),
+        volume_context: [("server", "127.0.0.1"), ("share", "/k8s-x")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let staging = k.join("plugins/x/globalmount");
+    let target = k.join("pods/p/volumes/x/mount");
+    let bad_stage: Vec<(csi::NodeStageVolumeRequest, Code)> = vec![
+        (
+            csi::NodeStageVolumeRequest {
+                volume_id: String::new(),
+                ..stage_req(&v, &staging, 1)
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            csi::NodeStageVolumeRequest {
+                staging_target_path: String::new(),
+                ..stage_req(&v, &staging, 1)
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            csi::NodeStageVolumeRequest {
+                volume_capability: None,
+                ..stage_req(&v, &staging, 1)
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            csi::NodeStageVolumeRequest {
+                staging_target_path: "/etc/passwd".into(),
+                ..stage_req(&v, &staging, 1)
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            csi::NodeStageVolumeRequest {
+                staging_target_path: format!("{}/../../etc", k.display()),
+                ..stage_req(&v, &staging, 1)
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            {
+                let mut r = stage_req(&v, &staging, 1);
+                r.volume_context.insert("server".into(), "-oexec".into());
+                r
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            {
+                let mut r = stage_req(&v, &staging, 1);
+                r.volume_context.insert("share".into(), "/../etc".into());
+                r
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            {
+                let mut r = stage_req(&v, &staging, 1);
+                r.volume_capability = Some({
+                    use csi::volume_capability::{AccessMode, AccessType, MountVolume};
+                    csi::VolumeCapability {
+                        access_type: Some(AccessType::Mount(MountVolume {
+                            mount_flags: vec!["nconnect=8,bind".into()],
+                            ..Default::default()
+                        })),
+                        access_mode: Some(AccessMode { mode: 1 }),
+                    }
+                });
+                r
+            },
+            Code::InvalidArgument,
+        ),
+        // The local export for this file system does not exist.
+        (stage_req(&v, &staging, 1), Code::NotFound),
+    ];
+    for (req, code) in bad_stage {
+        let e = node.node_stage_volume(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), code, "{req:?}: {e:?}");
+    }
+    assert!(!mounted(&staging));
+    // Publish before stage.
+    let e = node
+        .node_publish_volume(publish_req(&v, &staging, &target, false, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    for req in [
+        csi::NodePublishVolumeRequest {
+            target_path: String::new(),
+            ..publish_req(&v, &staging, &target, false, 1)
+        },
+        csi::NodePublishVolumeRequest {
+            volume_id: String::new(),
+            ..publish_req(&v, &staging, &target, false, 1)
+        },
+        csi::NodePublishVolumeRequest {
+            volume_capability: None,
+            ..publish_req(&v, &staging, &target, false, 1)
+        },
+        csi::NodePublishVolumeRequest {
+            target_path: "/tmp/evil".into(),
+            ..publish_req(&v, &staging, &target, false, 1)
+        },
+    ] {
+        assert_eq!(
+            node.node_publish_volume(req).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+    }
+    // Unpublish / unstage of things never mounted: OK.
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        target_path: target.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+    // Stats: missing fields, and paths holding no volume.
+    for (path, code) in [
+        ("", Code::InvalidArgument),
+        ("some/path", Code::NotFound),
+        (target.to_str().unwrap(), Code::NotFound),
+    ] {
+        let e = node
+            .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+                volume_id: v.volume_id.clone(),
+                volume_path: path.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{path}");
+    }
+    let caps = node
+        .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(caps.capabilities.len(), 3);
+}
+
+mod hang {
+    //! A FUSE file system whose operations block until released.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use fuser::{FileAttr, FileType, Filesystem, ReplyAttr, ReplyEntry, ReplyStatfs, Request};
+
+    pub struct Hung(pub Arc<AtomicBool>);
+
+    impl Hung {
+        fn wait(&self) {
+            while !self.0.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn root_attr() -> FileAttr {
+        FileAttr {
+            ino: 1,
+            size: 0,
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind: FileType::Directory,
+            perm: 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    impl Filesystem for Hung {
+        fn getattr(&mut self, _req: &Request<'_>, _ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+            self.wait();
+            reply.attr(&Duration::from_secs(0), &root_attr());
+        }
+        fn lookup(&mut self, _req: &Request<'_>, _parent: u64, _name: &std::ffi::OsStr, reply: ReplyEntry) {
+            self.wait();
+            reply.error(2);
+        }
+        fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+            self.wait();
+            reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_filesystem_that_stops_answering_cannot_hang_stats_or_unpublish() {
+    require_root!();
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: no /dev/fuse");
+        return;
+    }
+    let ne = node_env(|_| {}).await;
+    let mut node = NodeClient::new(ne.env.driver.channel().await);
+    let target = ne
+        .kubelet
+        .join("pods/hung/volumes/kubernetes.io~csi/pvc-dead/mount");
+    std::fs::create_dir_all(&target).unwrap();
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let session = fuser::spawn_mount2(
+        hang::Hung(release.clone()),
+        &target,
+        &[
+            fuser::MountOption::FSName("hung-nfs".into()),
+            fuser::MountOption::AllowOther,
+        ],
+    );
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "FUSE must work in CI: {e}");
+            eprintln!("skipped: cannot mount FUSE here: {e}");
+            return;
+        }
+    };
+    assert!(mounted(&target));
+
+    let start = Instant::now();
+    let stats = node
+        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+            volume_id: "fb01/k8s-pvc-dead/1".into(),
+            volume_path: target.to_string_lossy().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "stats took {took:?} (deadline 1s)");
+    let cond = stats.volume_condition.unwrap();
+    assert!(cond.abnormal);
+    assert!(cond.message.contains("did not finish"), "{}", cond.message);
+
+    let start = Instant::now();
+    let r = node
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: "fb01/k8s-pvc-dead/1".into(),
+            target_path: target.to_string_lossy().into(),
+        })
+        .await;
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "unpublish took {took:?} (deadline 3s)"
+    );
+    r.unwrap();
+    assert!(!mounted(&target));
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(session);
+}
+
+#[tokio::test]
+async fn controller_mode_alone_does_not_serve_node_rpcs() {
+    let env = common::controller_env(ControllerOpts::default()).await;
+    let e = NodeClient::new(env.driver.channel().await)
+        .node_get_info(csi::NodeGetInfoRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+}
