@@ -14,7 +14,10 @@ fn load(path: &str, mode: Mode, dir: &std::path::Path) -> Config {
     std::fs::write(&token, "placeholder").unwrap();
     std::fs::write(&ca, "placeholder").unwrap();
     let text = text
-        .replace("/etc/flashblade-csi/credentials/api-token", token.to_str().unwrap())
+        .replace(
+            "/etc/flashblade-csi/credentials/api-token",
+            token.to_str().unwrap(),
+        )
         .replace("/etc/flashblade-csi/credentials/ca.pem", ca.to_str().unwrap());
     let args = ServeArgs {
         mode: Some(mode),
@@ -67,10 +70,21 @@ fn base_config_is_valid_for_both_modes() {
     let dir = tempfile::tempdir().unwrap();
     let c = load("deploy/kubernetes/base/config.toml", Mode::Controller, dir.path());
     assert_eq!(c.driver_name, "flashblade.csi.dev");
-    assert!(c.timeouts.array_request < std::time::Duration::from_secs(60), "below the provisioner's --timeout");
+    assert!(
+        c.timeouts.array_request < std::time::Duration::from_secs(60),
+        "below the provisioner's --timeout"
+    );
     load("deploy/kubernetes/base/config.toml", Mode::Node, dir.path());
-    load("deploy/kubernetes/overlays/dev/config.toml", Mode::Controller, dir.path());
-    load("deploy/kubernetes/overlays/dev/config.toml", Mode::Node, dir.path());
+    load(
+        "deploy/kubernetes/overlays/dev/config.toml",
+        Mode::Controller,
+        dir.path(),
+    );
+    load(
+        "deploy/kubernetes/overlays/dev/config.toml",
+        Mode::Node,
+        dir.path(),
+    );
 }
 
 #[test]
