@@ -15,9 +15,11 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init(log: &LogConfig) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
         .map_err(|e| format!("invalid configuration: log-filter: {:?}: {e}", log.filter))?;
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     let result = match log.format {
         LogFormat::Human => builder.try_init(),
