@@ -253,6 +253,37 @@ async fn idempotent_create_ten_times_is_one_file_system() {
 }
 
 #[tokio::test]
+async fn maximum_length_and_odd_names() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    for name in ["x".repeat(128), "Ünïcode PVC name/with spaces".to_string()] {
+        let a = c
+            .create_volume(create_req(&name, GIB))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        let b = c
+            .create_volume(create_req(&name, GIB))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        assert_eq!(a.volume_id, b.volume_id);
+        assert!(a.volume_id.len() <= 128);
+        c.delete_volume(csi::DeleteVolumeRequest {
+            volume_id: a.volume_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(env.mock.counters().count("POST", "file-systems"), 2);
+}
+
+#[tokio::test]
 async fn fifty_concurrent_creates_of_one_name_make_one_post() {
     let env = controller_env(ControllerOpts::default()).await;
     // Slow the array down so the calls really overlap.

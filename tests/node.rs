@@ -437,6 +437,24 @@ async fn node_validation() {
             .unwrap_err();
         assert_eq!(e.code(), code, "{path}");
     }
+    // A target directory whose mount is gone: OK, with an abnormal condition.
+    std::fs::create_dir_all(&target).unwrap();
+    let stats = node
+        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+            volume_id: v.volume_id.clone(),
+            volume_path: target.to_string_lossy().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cond = stats.volume_condition.unwrap();
+    assert!(
+        cond.abnormal && cond.message.contains("missing"),
+        "{}",
+        cond.message
+    );
+    std::fs::remove_dir(&target).unwrap();
     let caps = node
         .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
         .await

@@ -576,6 +576,12 @@ impl Array {
     pub fn get_file_systems(&self, q: &Query) -> ApiResult<Value> {
         let now = now_ms();
         let destroyed = q.bool("destroyed")?;
+        // A filter that pins the name (the usual existence check) only needs
+        // those file systems looked at and built.
+        let pinned = q
+            .get("filter")
+            .and_then(|f| crate::filter::parse(f).ok())
+            .and_then(|e| crate::filter::pinned_values(&e, "name"));
         let names: Vec<String> = match q.names_or_ids()? {
             Some(sel) => {
                 let names = self.select_fs(&sel)?;
@@ -593,26 +599,48 @@ impl Array {
                         }
                     }
                 }
-                names
+                match &pinned {
+                    Some(p) => names.into_iter().filter(|n| p.contains(n)).collect(),
+                    None => names,
+                }
             }
-            None => self
-                .st
-                .file_systems
-                .values()
-                .filter(|f| destroyed.is_none_or(|d| f.destroyed == d))
-                .map(|f| f.name.clone())
-                .collect(),
+            None => {
+                let live = |f: &&FileSystem| destroyed.is_none_or(|d| f.destroyed == d);
+                match &pinned {
+                    Some(p) => p
+                        .iter()
+                        .filter_map(|n| self.st.file_systems.get(n))
+                        .filter(live)
+                        .map(|f| f.name.clone())
+                        .collect(),
+                    None => self
+                        .st
+                        .file_systems
+                        .values()
+                        .filter(live)
+                        .map(|f| f.name.clone())
+                        .collect(),
+                }
+            }
         };
-        // A filter that pins the name (the usual existence check) only needs
-        // those file systems built.
-        let names = match q.get("filter").and_then(|f| crate::filter::parse(f).ok()) {
-            Some(expr) => match crate::filter::pinned_values(&expr, "name") {
-                Some(pinned) => names.into_iter().filter(|n| pinned.contains(n)).collect(),
-                None => names,
-            },
-            None => names,
+        let snap_space = if names.len() * 4 < self.st.file_systems.len() {
+            // A few file systems asked for: measure only their snapshots.
+            let mut m = std::collections::HashMap::new();
+            for n in &names {
+                let id = self.st.file_systems[n].id.as_str();
+                let bytes: i64 = self
+                    .st
+                    .snapshots
+                    .values()
+                    .filter(|s| s.owner_id == id)
+                    .map(|s| data::usage(&self.snap_path(&s.id)).bytes as i64)
+                    .sum();
+                m.insert(id, bytes);
+            }
+            m
+        } else {
+            self.snapshot_space()
         };
-        let snap_space = self.snapshot_space();
         let items = names
             .iter()
             .map(|n| {

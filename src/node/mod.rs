@@ -85,6 +85,33 @@ fn check_node_capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::Vo
     Ok(cap)
 }
 
+/// The option lists to try, in order: one per allowed NFS version (newest
+/// first) unless the mount flags pin a version; `ro` for reader-only access.
+pub fn mount_attempts(versions: &[&str], flags: &[String], readonly: bool) -> Vec<Vec<String>> {
+    let pinned = flags
+        .iter()
+        .any(|f| f.starts_with("vers=") || f.starts_with("nfsvers="));
+    let mut attempts: Vec<Vec<String>> = if pinned {
+        vec![flags.to_vec()]
+    } else {
+        versions
+            .iter()
+            .map(|v| {
+                let mut o = vec![format!("vers={v}")];
+                o.extend(flags.iter().cloned());
+                o
+            })
+            .collect()
+    };
+    for opts in &mut attempts {
+        opts.retain(|o| o != "rw" || !readonly);
+        if readonly && !opts.iter().any(|o| o == "ro") {
+            opts.push("ro".into());
+        }
+    }
+    attempts
+}
+
 /// What to mount for a volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Export {
@@ -234,27 +261,8 @@ impl NodeService {
             return Ok(csi::NodeStageVolumeResponse {});
         }
 
-        let pinned = flags
-            .iter()
-            .any(|f| f.starts_with("vers=") || f.starts_with("nfsvers="));
-        let attempts: Vec<Vec<String>> = if pinned {
-            vec![flags.clone()]
-        } else {
-            export
-                .versions
-                .iter()
-                .map(|v| {
-                    let mut o = vec![format!("vers={v}")];
-                    o.extend(flags.iter().cloned());
-                    o
-                })
-                .collect()
-        };
         let mut last = None;
-        for mut opts in attempts {
-            if readonly && !opts.iter().any(|o| o == "ro") {
-                opts.push("ro".into());
-            }
+        for opts in mount_attempts(&export.versions, &flags, readonly) {
             match self
                 .mounter
                 .mount_nfs(&export.server, &export.share, &staging, &opts)
@@ -425,7 +433,17 @@ impl NodeService {
             paths::check_path("volume_path", &req.volume_path, &self.kubelet_dir).map_err(|_| not_found())?;
         let mounts = self.mounter.mounts().await?;
         if mountinfo::top_mount_at(&mounts, &path).is_none() {
-            return Err(not_found());
+            // Not a mount point, so a local directory: safe to look at.
+            return match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => Ok(csi::NodeGetVolumeStatsResponse {
+                    usage: Vec::new(),
+                    volume_condition: Some(csi::VolumeCondition {
+                        abnormal: true,
+                        message: format!("the volume's mount at {} is missing", path.display()),
+                    }),
+                }),
+                _ => Err(not_found()),
+            };
         }
         let (usage, condition) = match self.mounter.statfs(&path).await {
             Ok(s) => (
@@ -540,5 +558,33 @@ impl Node for NodeService {
             max_volumes_per_node: 0,
             accessible_topology: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn mount_option_attempts() {
+        assert_eq!(
+            mount_attempts(&["4.1", "3"], &s(&["hard"]), false),
+            vec![s(&["vers=4.1", "hard"]), s(&["vers=3", "hard"])]
+        );
+        assert_eq!(mount_attempts(&["3"], &[], true), vec![s(&["vers=3", "ro"])]);
+        // A pinned version is used as given, once.
+        assert_eq!(
+            mount_attempts(&["4.1", "3"], &s(&["nfsvers=3", "nconnect=4"]), false),
+            vec![s(&["nfsvers=3", "nconnect=4"])]
+        );
+        // Read-only wins over a requested rw.
+        assert_eq!(
+            mount_attempts(&["4.1"], &s(&["rw"]), true),
+            vec![s(&["vers=4.1", "ro"])]
+        );
     }
 }
