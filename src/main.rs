@@ -45,24 +45,36 @@ fn main() {
     std::process::exit(code);
 }
 
-fn serve(args: ServeArgs) -> i32 {
-    let config = match Config::load(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("flashblade-csi: {e}");
-            return 2;
-        }
-    };
-    if let Err(e) = flashblade_csi::telemetry::init(&config.log) {
+/// Loads and validates the configuration, starts logging and a runtime; on
+/// failure prints why and returns the exit code.
+fn setup(
+    config: Result<Config, flashblade_csi::config::ConfigError>,
+    multi_thread: bool,
+) -> Result<(Config, tokio::runtime::Runtime), i32> {
+    let config = config.map_err(|e| {
         eprintln!("flashblade-csi: {e}");
-        return 2;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("flashblade-csi: cannot start runtime: {e}");
-            return 1;
-        }
+        2
+    })?;
+    flashblade_csi::telemetry::init(&config.log).map_err(|e| {
+        eprintln!("flashblade-csi: {e}");
+        2
+    })?;
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder.enable_all().build().map_err(|e| {
+        eprintln!("flashblade-csi: cannot start runtime: {e}");
+        1
+    })?;
+    Ok((config, runtime))
+}
+
+fn serve(args: ServeArgs) -> i32 {
+    let (config, runtime) = match setup(Config::load(&args), true) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     match runtime.block_on(flashblade_csi::app::run(
         config,
@@ -78,23 +90,9 @@ fn serve(args: ServeArgs) -> i32 {
 }
 
 fn restore(args: RestoreArgs) -> i32 {
-    let config = match Config::load_for_admin(&args.serve) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("flashblade-csi: {e}");
-            return 2;
-        }
-    };
-    if let Err(e) = flashblade_csi::telemetry::init(&config.log) {
-        eprintln!("flashblade-csi: {e}");
-        return 2;
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("flashblade-csi: cannot start runtime: {e}");
-            return 1;
-        }
+    let (config, runtime) = match setup(Config::load_for_admin(&args.serve), false) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     match runtime.block_on(flashblade_csi::admin::restore(
         config,

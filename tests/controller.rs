@@ -317,7 +317,7 @@ async fn fifty_concurrent_creates_of_one_name_make_one_post() {
 async fn different_volumes_proceed_in_parallel() {
     let env = controller_env(ControllerOpts::default()).await;
     env.mock.set_faults(mock_flashblade::Faults {
-        latency_ms: 200,
+        latency_ms: 300,
         ..Default::default()
     });
     let channel = env.driver.channel().await;
@@ -335,10 +335,10 @@ async fn different_volumes_proceed_in_parallel() {
     while let Some(r) = set.join_next().await {
         r.unwrap().unwrap();
     }
-    // Each create is two array calls (look-up, POST) of 200 ms: serialised,
-    // eight would take 3.2 s.
+    // Each create is two array calls (look-up, POST) of 300 ms: in parallel
+    // about 0.6 s, serialised 4.8 s.
     assert!(
-        start.elapsed() < std::time::Duration::from_millis(2000),
+        start.elapsed() < std::time::Duration::from_millis(3000),
         "{:?}",
         start.elapsed()
     );
@@ -727,8 +727,9 @@ async fn same_name_but_other_file_system_is_never_touched() {
 async fn static_dataset_volumes_are_never_mutated() {
     let env = controller_env(ControllerOpts::default()).await;
     // An admin's existing dataset file system.
-    let mut api = ArrayAdmin::new(&env.mock).await;
-    api.post(
+    let api = common::ArrayAdmin::new(&env.mock).await;
+    api.send(
+        reqwest::Method::POST,
         "file-systems?names=datasets",
         serde_json::json!({"provisioned": 1i64 << 40}),
     )
@@ -876,8 +877,9 @@ async fn export_policy_parameter() {
         ..Default::default()
     })
     .await;
-    let mut api = ArrayAdmin::new(&env.mock).await;
-    api.post(
+    let api = common::ArrayAdmin::new(&env.mock).await;
+    api.send(
+        reqwest::Method::POST,
         "nfs-export-policies?names=k8s-nodes",
         serde_json::json!({"rules": [{"client": "10.0.0.0/16", "permission": "rw"}]}),
     )
@@ -893,55 +895,4 @@ async fn export_policy_parameter() {
     let fs = env.mock.with_state(|s| s.file_systems["k8s-pvc-pol"].clone());
     assert_eq!(fs.nfs.export_policy.as_deref(), Some("k8s-nodes"));
     assert_eq!(fs.nfs.rules, "");
-}
-
-/// Direct array access for test setup (what a storage admin would do).
-struct ArrayAdmin {
-    client: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl ArrayAdmin {
-    async fn new(mock: &mock_flashblade::MockHandle) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut mock.ca_pem.as_deref().unwrap().as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .build()
-            .unwrap();
-        let r = client
-            .post(format!("{}/api/login", mock.url))
-            .header("api-token", &mock.api_token)
-            .send()
-            .await
-            .unwrap();
-        let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
-        Self {
-            client,
-            url: mock.url.clone(),
-            token,
-        }
-    }
-
-    async fn post(&mut self, path: &str, body: serde_json::Value) {
-        let r = self
-            .client
-            .post(format!("{}/api/2.17/{path}", self.url))
-            .header("x-auth-token", &self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{:?}", r.text().await);
-    }
 }

@@ -284,6 +284,37 @@ fn lookup_passwd(file: &str, by_name: Option<&str>, by_id: Option<u32>) -> Optio
 /// A uid or gid with its name when the system knows one.
 type Principal = (u32, Option<String>);
 
+/// Resolves `names` or `ids` against objects keyed by name; every element
+/// must match, or the call fails naming the first missing one.
+fn resolve<T>(
+    map: &BTreeMap<String, T>,
+    sel: &Selector,
+    id_of: impl Fn(&T) -> &str,
+    missing: &str,
+) -> ApiResult<Vec<String>> {
+    match sel {
+        Selector::Names(names) => names
+            .iter()
+            .map(|n| {
+                if map.contains_key(n) {
+                    Ok(n.clone())
+                } else {
+                    Err(ApiError::bad(missing, Some(n)))
+                }
+            })
+            .collect(),
+        Selector::Ids(ids) => ids
+            .iter()
+            .map(|i| {
+                map.iter()
+                    .find(|(_, v)| id_of(v) == i)
+                    .map(|(k, _)| k.clone())
+                    .ok_or_else(|| ApiError::bad(missing, Some(i)))
+            })
+            .collect(),
+    }
+}
+
 /// Which quota table an operation works on.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum QuotaKind {
@@ -548,29 +579,12 @@ impl Array {
 
     /// Resolves `names`/`ids` to file-system names; every element must exist.
     fn select_fs(&self, sel: &Selector) -> ApiResult<Vec<String>> {
-        match sel {
-            Selector::Names(names) => names
-                .iter()
-                .map(|n| {
-                    if self.st.file_systems.contains_key(n) {
-                        Ok(n.clone())
-                    } else {
-                        Err(ApiError::bad("File system does not exist.", Some(n)))
-                    }
-                })
-                .collect(),
-            Selector::Ids(ids) => ids
-                .iter()
-                .map(|i| {
-                    self.st
-                        .file_systems
-                        .values()
-                        .find(|f| &f.id == i)
-                        .map(|f| f.name.clone())
-                        .ok_or_else(|| ApiError::bad("File system does not exist.", Some(i)))
-                })
-                .collect(),
-        }
+        resolve(
+            &self.st.file_systems,
+            sel,
+            |f| &f.id,
+            "File system does not exist.",
+        )
     }
 
     pub fn get_file_systems(&self, q: &Query) -> ApiResult<Value> {
@@ -1239,27 +1253,7 @@ impl Array {
 
     fn select_snaps(&self, q: &Query) -> ApiResult<Vec<String>> {
         match q.names_or_ids()? {
-            Some(Selector::Names(n)) => n
-                .into_iter()
-                .map(|x| {
-                    if self.st.snapshots.contains_key(&x) {
-                        Ok(x)
-                    } else {
-                        Err(ApiError::bad("Snapshot does not exist.", Some(&x)))
-                    }
-                })
-                .collect(),
-            Some(Selector::Ids(ids)) => ids
-                .iter()
-                .map(|i| {
-                    self.st
-                        .snapshots
-                        .values()
-                        .find(|s| &s.id == i)
-                        .map(|s| s.name.clone())
-                        .ok_or_else(|| ApiError::bad("Snapshot does not exist.", Some(i)))
-                })
-                .collect(),
+            Some(sel) => resolve(&self.st.snapshots, &sel, |s| &s.id, "Snapshot does not exist."),
             None => Err(ApiError::bad("names or ids is required.", None)),
         }
     }
@@ -1679,36 +1673,24 @@ impl Array {
     }
 
     fn select_policies(&self, q: &Query, names_key: &str, ids_key: &str) -> ApiResult<Option<Vec<String>>> {
-        match (q.list(names_key), q.list(ids_key)) {
-            (Some(_), Some(_)) => Err(ApiError::bad(
-                format!("{names_key} and {ids_key} cannot be used together."),
-                None,
-            )),
-            (Some(n), None) => n
-                .into_iter()
-                .map(|x| {
-                    if self.st.policies.contains_key(&x) {
-                        Ok(x)
-                    } else {
-                        Err(ApiError::bad("Export policy does not exist.", Some(&x)))
-                    }
-                })
-                .collect::<ApiResult<Vec<_>>>()
-                .map(Some),
-            (None, Some(ids)) => ids
-                .iter()
-                .map(|i| {
-                    self.st
-                        .policies
-                        .values()
-                        .find(|p| &p.id == i)
-                        .map(|p| p.name.clone())
-                        .ok_or_else(|| ApiError::bad("Export policy does not exist.", Some(i)))
-                })
-                .collect::<ApiResult<Vec<_>>>()
-                .map(Some),
-            (None, None) => Ok(None),
-        }
+        let sel = match (q.list(names_key), q.list(ids_key)) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad(
+                    format!("{names_key} and {ids_key} cannot be used together."),
+                    None,
+                ));
+            }
+            (Some(n), None) => Selector::Names(n),
+            (None, Some(i)) => Selector::Ids(i),
+            (None, None) => return Ok(None),
+        };
+        resolve(
+            &self.st.policies,
+            &sel,
+            |p| &p.id,
+            "Export policy does not exist.",
+        )
+        .map(Some)
     }
 
     fn check_versions(&self, q: &Query, names: &[String]) -> ApiResult<()> {

@@ -124,33 +124,33 @@ impl ArrayClient {
         parse(self.name(), "file-systems", v)
     }
 
-    /// Creates a file system. When an attempt's outcome is unknown, reads the
-    /// name back: if it exists, that is the result; if not, sends it again.
-    pub async fn create_file_system(&self, name: &str, spec: &FileSystemSpec) -> Result<FileSystem, Error> {
-        let mut ambiguous_before = false;
+    /// Sends a create; when an attempt's outcome is unknown, reads the object
+    /// back by name: if it exists, that is the result; if not, sends it again.
+    /// Never a second object for one name.
+    async fn create_resolving<T, R, F>(
+        &self,
+        what: &str,
+        call: impl Fn() -> Call,
+        read_back: R,
+    ) -> Result<T, Error>
+    where
+        T: DeserializeOwned,
+        R: Fn() -> F,
+        F: std::future::Future<Output = Result<Option<T>, Error>>,
+    {
+        let mut unknown_before = false;
         for attempt in 1..=CREATE_ATTEMPTS {
-            let call = Call {
-                method: Method::POST,
-                resource: "file-systems",
-                query: vec![("names", name.to_string())],
-                body: Some(spec.body()),
-                idempotent: false,
-                what: format!("create file system {name}"),
-            };
-            match self.call(call).await {
-                Ok(v) => return first(self.name(), "create file system", v),
-                Err(e) if e.is_already_exists() && ambiguous_before => {
-                    // An earlier attempt did succeed after all.
-                    if let Some(fs) = self.find_file_system(name).await? {
-                        return Ok(fs);
-                    }
-                    return Err(e);
+            match self.call(call()).await {
+                Ok(v) => return first(self.name(), what, v),
+                // An earlier attempt did succeed after all.
+                Err(e) if e.is_already_exists() && unknown_before => {
+                    return read_back().await?.ok_or(e);
                 }
                 Err(Error::Ambiguous { reason, .. }) => {
-                    tracing::warn!(array = %self.name(), fs = %name, %reason, attempt, "create outcome unknown; reading it back");
-                    ambiguous_before = true;
-                    if let Some(fs) = self.find_file_system(name).await? {
-                        return Ok(fs);
+                    tracing::warn!(array = %self.name(), %what, %reason, attempt, "outcome unknown; reading it back");
+                    unknown_before = true;
+                    if let Some(found) = read_back().await? {
+                        return Ok(found);
                     }
                 }
                 Err(e) => return Err(e),
@@ -159,10 +159,24 @@ impl ArrayClient {
         Err(Error::Unavailable {
             array: self.name().to_string(),
             attempts: CREATE_ATTEMPTS,
-            last: format!(
-                "create file system {name}: outcome unknown on every attempt and nothing was created"
-            ),
+            last: format!("{what}: outcome unknown on every attempt and nothing was created"),
         })
+    }
+
+    /// Creates a file system (see [`ArrayClient::create_resolving`]).
+    pub async fn create_file_system(&self, name: &str, spec: &FileSystemSpec) -> Result<FileSystem, Error> {
+        let call = || Call {
+            method: Method::POST,
+            resource: "file-systems",
+            query: vec![("names", name.to_string())],
+            body: Some(spec.body()),
+            idempotent: false,
+            what: format!("create file system {name}"),
+        };
+        self.create_resolving(&format!("create file system {name}"), call, || {
+            self.find_file_system(name)
+        })
+        .await
     }
 
     /// Restores a file system in place from one of its snapshots
@@ -325,41 +339,21 @@ impl ArrayClient {
         Ok(page.items.into_iter().find(|s| s.name == name))
     }
 
-    /// Snapshots `fs_name` with `suffix`; an unknown outcome is resolved by
-    /// reading the snapshot back.
+    /// Snapshots `fs_name` with `suffix` (see [`ArrayClient::create_resolving`]).
     pub async fn create_snapshot(&self, fs_name: &str, suffix: &str) -> Result<Snapshot, Error> {
         let full = format!("{fs_name}.{suffix}");
-        for attempt in 1..=CREATE_ATTEMPTS {
-            let call = Call {
-                method: Method::POST,
-                resource: "file-system-snapshots",
-                query: vec![("source_names", fs_name.to_string())],
-                body: Some(json!({"suffix": suffix})),
-                idempotent: false,
-                what: format!("create snapshot {full}"),
-            };
-            match self.call(call).await {
-                Ok(v) => return first(self.name(), "create snapshot", v),
-                Err(Error::Ambiguous { reason, .. }) => {
-                    tracing::warn!(array = %self.name(), snapshot = %full, %reason, attempt, "snapshot outcome unknown; reading it back");
-                    if let Some(s) = self.find_snapshot(&full).await? {
-                        return Ok(s);
-                    }
-                }
-                Err(e) if e.is_already_exists() && attempt > 1 => {
-                    if let Some(s) = self.find_snapshot(&full).await? {
-                        return Ok(s);
-                    }
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Unavailable {
-            array: self.name().to_string(),
-            attempts: CREATE_ATTEMPTS,
-            last: format!("create snapshot {full}: outcome unknown on every attempt"),
+        let call = || Call {
+            method: Method::POST,
+            resource: "file-system-snapshots",
+            query: vec![("source_names", fs_name.to_string())],
+            body: Some(json!({"suffix": suffix})),
+            idempotent: false,
+            what: format!("create snapshot {full}"),
+        };
+        self.create_resolving(&format!("create snapshot {full}"), call, || {
+            self.find_snapshot(&full)
         })
+        .await
     }
 
     /// Destroys (if needed) and eradicates a snapshot. Already gone is success.

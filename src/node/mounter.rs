@@ -309,6 +309,19 @@ mod tests {
         );
     }
 
+    /// A freshly written script can briefly fail to exec with ETXTBSY while
+    /// another test thread forks; that is the test's race, not the mounter's.
+    async fn mount_retrying_etxtbsy(m: &SystemMounter, target: &Path) -> MountError {
+        for _ in 0..50 {
+            let err = m.mount_nfs("10.0.0.1", "/fs", target, &[]).await.unwrap_err();
+            if !err.to_string().contains("Text file busy") {
+                return err;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("mount helper stayed busy");
+    }
+
     #[tokio::test]
     async fn hung_mount_helper_is_killed_with_its_group() {
         // A stand-in "mount" that hangs and starts a child of its own.
@@ -329,10 +342,7 @@ mod tests {
             mount_program: script,
         };
         let start = std::time::Instant::now();
-        let err = m
-            .mount_nfs("10.0.0.1", "/fs", Path::new("/tmp/nowhere"), &[])
-            .await
-            .unwrap_err();
+        let err = mount_retrying_etxtbsy(&m, Path::new("/tmp/nowhere")).await;
         assert!(matches!(err, MountError::Timeout { .. }), "{err}");
         assert!(start.elapsed() < Duration::from_secs(5));
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
@@ -371,10 +381,7 @@ mod tests {
                 Duration::from_secs(1),
             )
         };
-        let err = m
-            .mount_nfs("10.0.0.1", "/fs", Path::new("/tmp/x"), &[])
-            .await
-            .unwrap_err();
+        let err = mount_retrying_etxtbsy(&m, Path::new("/tmp/x")).await;
         assert!(err.to_string().contains("access denied by server"), "{err}");
     }
 }

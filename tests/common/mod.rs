@@ -175,36 +175,62 @@ pub fn create_req(name: &str, bytes: i64) -> flashblade_csi::csi::CreateVolumeRe
     }
 }
 
+/// Direct array access for test setup, as a storage admin would do it
+/// (bypassing the driver).
+pub struct ArrayAdmin {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl ArrayAdmin {
+    pub async fn new(mock: &mock_flashblade::MockHandle) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut mock.ca_pem.as_deref().unwrap().as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
+        let r = client
+            .post(format!("{}/api/login", mock.url))
+            .header("api-token", &mock.api_token)
+            .send()
+            .await
+            .unwrap();
+        let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
+        Self {
+            client,
+            url: mock.url.clone(),
+            token,
+        }
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: serde_json::Value) {
+        let r = self
+            .client
+            .request(method, format!("{}/api/2.17/{path}", self.url))
+            .header("x-auth-token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+}
+
 /// PATCH on the array as an admin would (bypassing the driver).
 pub async fn array_patch(mock: &mock_flashblade::MockHandle, path: &str, body: serde_json::Value) {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut mock.ca_pem.as_deref().unwrap().as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .unwrap();
-    let r = client
-        .post(format!("{}/api/login", mock.url))
-        .header("api-token", &mock.api_token)
-        .send()
+    ArrayAdmin::new(mock)
         .await
-        .unwrap();
-    let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
-    let r = client
-        .patch(format!("{}/api/2.17/{path}", mock.url))
-        .header("x-auth-token", token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .send(reqwest::Method::PATCH, path, body)
+        .await;
 }
