@@ -162,6 +162,12 @@ impl MockHandle {
         self.shared.expire_sessions()
     }
 
+    /// The session tokens currently issued (for tests that check a client
+    /// never leaks them).
+    pub fn session_tokens(&self) -> Vec<String> {
+        self.shared.sessions.lock().unwrap().keys().cloned().collect()
+    }
+
     /// Runs the eradication sweep now.
     pub fn sweep(&self) {
         let mut a = self.shared.array.lock().unwrap();
