@@ -54,6 +54,8 @@ impl Drop for MountSweeper {
         for p in points {
             let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+        // Everything below is detached now, so this removes local files only.
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

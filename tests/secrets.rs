@@ -77,6 +77,9 @@ async fn tokens_and_csi_secrets_never_reach_the_logs() {
         .await
         .unwrap()
         .unwrap();
+    assert!(out.status.success());
+    // The session was ended on the way out.
+    assert!(mock.counters().logouts >= 1);
     let log = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(
         log.contains("CreateVolume request"),
