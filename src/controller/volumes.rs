@@ -202,7 +202,7 @@ impl ControllerService {
         if let Some(existing) = client.find_file_system(&fs_name).await? {
             if existing.destroyed {
                 return Err(Error::FailedPrecondition(format!(
-                    "file system {fs_name} exists in the destroyed state (recoverable for {} more minutes); recover it with `flashblade-csi volumes recover` or eradicate it on the array before creating this volume again",
+                    "file system {fs_name} exists in the destroyed state (recoverable for {} more minutes); recover it on the array (destroyed=false) and bind it to a PersistentVolume, or eradicate it, before creating this volume again",
                     existing.time_remaining.unwrap_or(0) / 60_000
                 )));
             }
