@@ -110,3 +110,18 @@ def test_patch_arrays_idle_timeout(raw):
     assert a.idle_timeout == 300000
     (a,) = items(raw.patch_arrays(array=flashblade.Array(idle_timeout=0)))
     assert a.idle_timeout == 0
+
+
+def test_logout_ends_the_session(mock):
+    c = mock.client(retries=0)
+    items(c.get_arrays())
+    before = mock.control("GET", "counters")
+    c.logout()
+    after = mock.control("GET", "counters")
+    assert after["logouts"] == before["logouts"] + 1
+    assert after["live_sessions"] == before["live_sessions"] - 1
+
+
+def test_get_versions_through_the_sdk(fb):
+    r = fb.get_versions()
+    assert r.status_code == 200
