@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// Serve the CSI gRPC services on a unix socket.
     Serve(ServeArgs),
+    /// Run the JupyterHub story end to end on this machine, against an
+    /// embedded simulated array (mounts need root).
+    Demo(flashblade_csi::demo::DemoArgs),
     /// Restore a volume in place from one of its snapshots (discards data
     /// written since the snapshot). Uses the same configuration as `serve`.
     Restore(RestoreArgs),
@@ -41,6 +44,7 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Restore(args) => restore(args),
+        Command::Demo(args) => flashblade_csi::demo::main(args),
     };
     std::process::exit(code);
 }
