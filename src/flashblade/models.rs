@@ -89,23 +89,6 @@ pub struct ExportPolicy {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct QuotaEntry {
-    pub quota: i64,
-    pub usage: i64,
-    pub user: Option<Principal>,
-    pub group: Option<Principal>,
-    pub file_system: Reference,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Principal {
-    pub id: Option<i64>,
-    pub name: Option<String>,
-}
-
 /// A GET answer: one page of items.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

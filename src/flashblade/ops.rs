@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::client::{ArrayClient, Call};
 use super::error::Error;
-use super::models::{ArraySpace, ExportPolicy, FileSystem, Page, QuotaEntry, Snapshot};
+use super::models::{ArraySpace, ExportPolicy, FileSystem, Page, Snapshot};
 
 /// How many times a create is sent when each attempt's outcome was unknown
 /// and reading back showed nothing.
@@ -236,17 +236,6 @@ impl ArrayClient {
         .await
     }
 
-    /// Recovers a destroyed file system (protocols stay as they were set).
-    pub async fn recover_file_system(&self, fs: &FileSystem) -> Result<FileSystem, Error> {
-        self.patch_file_system(
-            &fs.id,
-            json!({"destroyed": false}),
-            vec![],
-            format!("recover file system {}", fs.name),
-        )
-        .await
-    }
-
     /// Eradicates a destroyed file system. Already gone is success.
     pub async fn eradicate_file_system(&self, fs: &FileSystem) -> Result<(), Error> {
         let call = Call {
@@ -285,33 +274,6 @@ impl ArrayClient {
             .await?;
         let page: Page<ExportPolicy> = parse(self.name(), "nfs-export-policies", v)?;
         Ok(page.items.into_iter().find(|p| p.name == name))
-    }
-
-    /// Snapshots by snapshot name or owner file-system name.
-    pub async fn snapshots_of(
-        &self,
-        names_or_owners: &str,
-        token: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<Snapshot>, Error> {
-        let mut q = vec![
-            (
-                "filter",
-                format!(
-                    "name={} or owner.name={}",
-                    quoted(names_or_owners),
-                    quoted(names_or_owners)
-                ),
-            ),
-            ("limit", limit.to_string()),
-        ];
-        if let Some(t) = token {
-            q.push(("continuation_token", t.to_string()));
-        }
-        let v = self
-            .call(Call::get("file-system-snapshots", q, "list snapshots"))
-            .await?;
-        parse(self.name(), "file-system-snapshots", v)
     }
 
     /// One page of snapshots matching `filter`.
@@ -389,106 +351,5 @@ impl ArrayClient {
             }
         }
         Ok(())
-    }
-
-    /// User (`users`) or group (`groups`) quotas of a file system.
-    pub async fn quotas(&self, kind: &'static str, fs_name: &str) -> Result<Vec<QuotaEntry>, Error> {
-        let resource = if kind == "users" {
-            "quotas/users"
-        } else {
-            "quotas/groups"
-        };
-        let v = self
-            .call(Call::get(
-                resource,
-                vec![("file_system_names", fs_name.to_string())],
-                format!("list {kind} quotas of {fs_name}"),
-            ))
-            .await?;
-        let page: Page<QuotaEntry> = parse(self.name(), resource, v)?;
-        Ok(page.items)
-    }
-
-    /// Sets (creates or changes) a user or group quota.
-    pub async fn set_quota(
-        &self,
-        kind: &'static str,
-        fs_name: &str,
-        principal: &str,
-        bytes: i64,
-    ) -> Result<(), Error> {
-        let (resource, by_id, by_name) = if kind == "users" {
-            ("quotas/users", "uids", "user_names")
-        } else {
-            ("quotas/groups", "gids", "group_names")
-        };
-        let key = if principal.bytes().all(|c| c.is_ascii_digit()) {
-            by_id
-        } else {
-            by_name
-        };
-        let query = vec![
-            ("file_system_names", fs_name.to_string()),
-            (key, principal.to_string()),
-        ];
-        let post = Call {
-            method: Method::POST,
-            resource,
-            query: query.clone(),
-            body: Some(json!({"quota": bytes})),
-            // A repeated POST answers "already exists", handled below.
-            idempotent: true,
-            what: format!("set {kind} quota {principal} on {fs_name}"),
-        };
-        match self.call(post).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_already_exists() => {
-                let patch = Call {
-                    method: Method::PATCH,
-                    resource,
-                    query,
-                    body: Some(json!({"quota": bytes})),
-                    idempotent: true,
-                    what: format!("change {kind} quota {principal} on {fs_name}"),
-                };
-                self.call(patch).await.map(|_| ())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removes a user or group quota. Already gone is success.
-    pub async fn remove_quota(
-        &self,
-        kind: &'static str,
-        fs_name: &str,
-        principal: &str,
-    ) -> Result<(), Error> {
-        let (resource, by_id, by_name) = if kind == "users" {
-            ("quotas/users", "uids", "user_names")
-        } else {
-            ("quotas/groups", "gids", "group_names")
-        };
-        let key = if principal.bytes().all(|c| c.is_ascii_digit()) {
-            by_id
-        } else {
-            by_name
-        };
-        let call = Call {
-            method: Method::DELETE,
-            resource,
-            query: vec![
-                ("file_system_names", fs_name.to_string()),
-                (key, principal.to_string()),
-            ],
-            body: None,
-            idempotent: true,
-            what: format!("remove {kind} quota {principal} on {fs_name}"),
-        };
-        match self.call(call).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
