@@ -594,3 +594,71 @@ async fn controller_mode_alone_does_not_serve_node_rpcs() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
 }
+
+#[tokio::test]
+async fn stats_report_the_volume_not_the_host() {
+    require_root!();
+    let ne = node_env(|_| {}).await;
+    let ch = ne.env.driver.channel().await;
+    let mut ctl = ControllerClient::new(ch.clone());
+    let mut node = NodeClient::new(ch);
+    let v = ctl
+        .create_volume(create_req("pvc-sized", 1 << 30))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    // Back the file system's directory with a 64 MiB tmpfs, so the figures
+    // can be checked exactly.
+    let dir = ne.env.mock.fs_dir("k8s-pvc-sized");
+    let _sweep = MountSweeper(dir.clone());
+    nix::mount::mount(
+        Some("tmpfs"),
+        &dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=64m,nr_inodes=1000"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("data.bin"), vec![7u8; 4 << 20]).unwrap();
+    let staging = ne
+        .kubelet
+        .join("plugins/kubernetes.io/csi/flashblade.csi.dev/sized/globalmount");
+    let target = ne
+        .kubelet
+        .join("pods/ps/volumes/kubernetes.io~csi/pvc-sized/mount");
+    node.node_stage_volume(stage_req(&v, &staging, 1)).await.unwrap();
+    node.node_publish_volume(publish_req(&v, &staging, &target, false, 1))
+        .await
+        .unwrap();
+    let stats = node
+        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+            volume_id: v.volume_id.clone(),
+            volume_path: target.to_string_lossy().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let bytes = &stats.usage[0];
+    assert_eq!(bytes.total, 64 << 20);
+    assert_eq!(bytes.used, 4 << 20);
+    assert_eq!(bytes.available, (64 << 20) - (4 << 20));
+    let inodes = &stats.usage[1];
+    assert_eq!(inodes.total, 1000);
+    assert!(inodes.used >= 2, "{inodes:?}");
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        target_path: target.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+    assert!(!mounted(&staging) && !mounted(&target));
+}
