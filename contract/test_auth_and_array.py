@@ -103,6 +103,9 @@ def test_arrays_space(fb, name, mock):
 def test_request_id_and_headers(fb):
     r = fb.get_arrays()
     assert r.headers.x_request_id
+    # The SDK parses the rate-limit headers (it only does when X-Request-ID is there).
+    assert r.headers.ratelimit_limit is not None
+    assert r.headers.ratelimit_remaining is not None
 
 
 def test_patch_arrays_idle_timeout(raw):

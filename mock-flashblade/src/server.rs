@@ -26,6 +26,9 @@ use crate::state::{Array, QuotaKind, new_id, now_ms};
 pub const MIN_MINOR: u32 = 0;
 pub const MAX_MINOR: u32 = 17;
 
+/// Requests per second allowed when no rate limit is configured.
+pub const DEFAULT_RATE_LIMIT: f64 = 100_000.0;
+
 pub fn api_versions() -> Vec<String> {
     let mut v: Vec<String> = (0..=12).map(|m| format!("1.{m}")).collect();
     v.extend((MIN_MINOR..=MAX_MINOR).map(|m| format!("2.{m}")));
@@ -53,10 +56,13 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn set_faults(&self, f: Faults) {
         *self.semaphore.lock().unwrap() = f.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1))));
-        *self.bucket.lock().unwrap() = f
-            .rate_limit
-            .filter(|r| *r > 0.0)
-            .map(|r| Bucket::new(r, f.rate_burst));
+        // Like the array's gateway, a limiter is always there (so every
+        // answer carries RateLimit-* headers); without --rate-limit it is
+        // set far above anything a test or benchmark sends.
+        *self.bucket.lock().unwrap() = Some(match f.rate_limit.filter(|r| *r > 0.0) {
+            Some(r) => Bucket::new(r, f.rate_burst),
+            None => Bucket::new(DEFAULT_RATE_LIMIT, Some(DEFAULT_RATE_LIMIT as u32)),
+        });
         *self.faults.lock().unwrap() = f;
     }
 

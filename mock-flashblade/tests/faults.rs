@@ -90,6 +90,17 @@ async fn sessions_expire_by_ttl() {
 }
 
 #[tokio::test]
+async fn rate_limit_headers_are_always_sent() {
+    let m = mock().await;
+    let mut api = Api::new(&m);
+    api.login().await;
+    let r = api.call("GET", "arrays", None).await;
+    assert_eq!(r.headers["ratelimit-limit"], "100000;w=1;burst=100000");
+    assert!(r.headers.contains_key("ratelimit-remaining"));
+    assert!(r.headers.contains_key("ratelimit-reset"));
+}
+
+#[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
     let m = mock().await;
     let mut api = Api::new(&m);
