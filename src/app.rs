@@ -18,8 +18,6 @@ pub enum AppError {
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
-    Client(#[from] crate::flashblade::ClientError),
-    #[error(transparent)]
     Array(#[from] crate::flashblade::Error),
 }
 

@@ -37,6 +37,20 @@ fn cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability
     }
 }
 
+/// What the provisioner sends for a user's `claim-<user>` (10 GiB home).
+fn home_request(name: String) -> csi::CreateVolumeRequest {
+    csi::CreateVolumeRequest {
+        name,
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: 10 << 30,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![cap(csi::volume_capability::access_mode::Mode::SingleNodeWriter)],
+        parameters: [("defaultUserQuota".to_string(), "10Gi".to_string())].into(),
+        ..Default::default()
+    }
+}
+
 async fn connect(path: &Path) -> Result<Channel, String> {
     let path = path.to_path_buf();
     Endpoint::try_from("http://[::]:50051")
@@ -201,17 +215,7 @@ async fn story(
         let mut c = ctl.clone();
         let name = format!("pvc-claim-{u}");
         set.spawn(async move {
-            let req = csi::CreateVolumeRequest {
-                name,
-                capacity_range: Some(csi::CapacityRange {
-                    required_bytes: 10 << 30,
-                    limit_bytes: 0,
-                }),
-                volume_capabilities: vec![cap(Mode::SingleNodeWriter)],
-                parameters: [("defaultUserQuota".to_string(), "10Gi".to_string())].into(),
-                ..Default::default()
-            };
-            c.create_volume(req)
+            c.create_volume(home_request(name))
                 .await
                 .map(|r| r.into_inner().volume.unwrap_or_default())
         });
@@ -238,16 +242,7 @@ async fn story(
     );
     // Replayed by the provisioner after a timeout: the same volume, no new file system.
     let again = ctl
-        .create_volume(csi::CreateVolumeRequest {
-            name: format!("pvc-claim-{}", users[0]),
-            capacity_range: Some(csi::CapacityRange {
-                required_bytes: 10 << 30,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![cap(Mode::SingleNodeWriter)],
-            parameters: [("defaultUserQuota".to_string(), "10Gi".to_string())].into(),
-            ..Default::default()
-        })
+        .create_volume(home_request(format!("pvc-claim-{}", users[0])))
         .await
         .map_err(e("CreateVolume replay"))?
         .into_inner()

@@ -213,27 +213,35 @@ async fn stage_publish_rw_and_ro_stats_unpublish_unstage() {
 
     for target in [&rw, &ro] {
         for _ in 0..2 {
-            node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-                volume_id: v.volume_id.clone(),
-                target_path: target.to_string_lossy().into(),
-            })
-            .await
-            .unwrap();
+            unpublish(&mut node, &v.volume_id, &target).await;
         }
         assert!(!mounted(target));
         assert!(!target.exists(), "target directory removed");
     }
     for _ in 0..2 {
-        node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-            volume_id: v.volume_id.clone(),
-            staging_target_path: staging.to_string_lossy().into(),
-        })
-        .await
-        .unwrap();
+        unstage(&mut node, &v.volume_id, &staging).await;
     }
     assert!(!mounted(&staging));
     // The data is still on the array.
     assert!(ne.env.mock.fs_dir("k8s-pvc-home").join("still.txt").exists());
+}
+
+async fn unpublish(node: &mut NodeClient<tonic::transport::Channel>, volume_id: &str, target: &Path) {
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: volume_id.into(),
+        target_path: target.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn unstage(node: &mut NodeClient<tonic::transport::Channel>, volume_id: &str, staging: &Path) {
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.to_string_lossy().into(),
+    })
+    .await
+    .unwrap();
 }
 
 fn libc_erofs() -> i32 {
@@ -270,18 +278,8 @@ async fn static_dataset_is_read_only_everywhere() {
     );
     let err = std::fs::write(target.join("x"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc_erofs()));
-    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        target_path: target.to_string_lossy().into(),
-    })
-    .await
-    .unwrap();
-    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        staging_target_path: staging.to_string_lossy().into(),
-    })
-    .await
-    .unwrap();
+    unpublish(&mut node, &v.volume_id, &target).await;
+    unstage(&mut node, &v.volume_id, &staging).await;
     assert_eq!(
         std::fs::read_to_string(ds.join("iris.csv")).unwrap(),
         "5.1,3.5,1.4,0.2"
@@ -411,18 +409,8 @@ async fn node_validation() {
         );
     }
     // Unpublish / unstage of things never mounted: OK.
-    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        target_path: target.to_string_lossy().into(),
-    })
-    .await
-    .unwrap();
-    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        staging_target_path: staging.to_string_lossy().into(),
-    })
-    .await
-    .unwrap();
+    unpublish(&mut node, &v.volume_id, &target).await;
+    unstage(&mut node, &v.volume_id, &staging).await;
     // Stats: missing fields, and paths holding no volume.
     for (path, code) in [
         ("", Code::InvalidArgument),
@@ -648,17 +636,7 @@ async fn stats_report_the_volume_not_the_host() {
     let inodes = &stats.usage[1];
     assert_eq!(inodes.total, 1000);
     assert!(inodes.used >= 2, "{inodes:?}");
-    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        target_path: target.to_string_lossy().into(),
-    })
-    .await
-    .unwrap();
-    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        staging_target_path: staging.to_string_lossy().into(),
-    })
-    .await
-    .unwrap();
+    unpublish(&mut node, &v.volume_id, &target).await;
+    unstage(&mut node, &v.volume_id, &staging).await;
     assert!(!mounted(&staging) && !mounted(&target));
 }

@@ -15,23 +15,13 @@ use std::time::Duration;
 
 use crate::config::ArrayConfig;
 
-/// Errors from talking to the array. Messages never contain tokens.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("array {array}: TLS setup failed: {reason}")]
-    Tls { array: String, reason: String },
-    #[error("array {array}: management URL is not configured")]
-    NoUrl { array: String },
-    #[error("array {array}: {reason}")]
-    Transport { array: String, reason: String },
-}
-
 /// Builds the HTTP client for one array: TLS verified against the configured
 /// CA bundle (or, only when asked, not verified), connection reuse, and
 /// per-request deadlines set by the caller.
-pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<reqwest::Client, ClientError> {
-    let url = array.management_url.as_ref().ok_or_else(|| ClientError::NoUrl {
+pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    let url = array.management_url.as_ref().ok_or_else(|| Error::Setup {
         array: array.name.clone(),
+        detail: "management URL is not configured".into(),
     })?;
     let builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -45,15 +35,15 @@ pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<req
     // Always preconfigured: reqwest has no TLS provider of its own here.
     let tls =
         tls::client_config(array.ca_file.as_deref(), array.insecure_skip_tls_verify).map_err(|reason| {
-            ClientError::Tls {
+            Error::Setup {
                 array: array.name.clone(),
-                reason,
+                detail: format!("TLS setup failed: {reason}"),
             }
         })?;
     let builder = builder.use_preconfigured_tls(tls);
-    builder.build().map_err(|e| ClientError::Tls {
+    builder.build().map_err(|e| Error::Setup {
         array: array.name.clone(),
-        reason: e.to_string(),
+        detail: format!("TLS setup failed: {e}"),
     })
 }
 
@@ -63,33 +53,37 @@ pub async fn check_reachable(
     client: &reqwest::Client,
     array: &ArrayConfig,
     timeout: Duration,
-) -> Result<(), ClientError> {
+) -> Result<(), Error> {
     let url = array
         .management_url
         .as_ref()
-        .ok_or_else(|| ClientError::NoUrl {
+        .ok_or_else(|| Error::Setup {
             array: array.name.clone(),
+            detail: "management URL is not configured".into(),
         })?
         .join("api/api_version")
-        .map_err(|e| ClientError::Transport {
+        .map_err(|e| Error::Unavailable {
+            attempts: 1,
             array: array.name.clone(),
-            reason: e.to_string(),
+            last: e.to_string(),
         })?;
     let resp = client
         .get(url)
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| ClientError::Transport {
+        .map_err(|e| Error::Unavailable {
+            attempts: 1,
             array: array.name.clone(),
-            reason: describe_reqwest_error(&e),
+            last: describe_reqwest_error(&e),
         })?;
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(ClientError::Transport {
+        Err(Error::Unavailable {
+            attempts: 1,
             array: array.name.clone(),
-            reason: format!("api_version answered HTTP {}", resp.status().as_u16()),
+            last: format!("api_version answered HTTP {}", resp.status().as_u16()),
         })
     }
 }
