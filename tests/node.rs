@@ -213,7 +213,7 @@ async fn stage_publish_rw_and_ro_stats_unpublish_unstage() {
 
     for target in [&rw, &ro] {
         for _ in 0..2 {
-            unpublish(&mut node, &v.volume_id, &target).await;
+            unpublish(&mut node, &v.volume_id, target).await;
         }
         assert!(!mounted(target));
         assert!(!target.exists(), "target directory removed");
