@@ -563,6 +563,14 @@ impl Config {
                     format!("{socket_mode_text:?} is not an octal mode like 660"),
                 )
             })?;
+        if socket_mode & 0o002 != 0 {
+            // Whoever can write the socket can drive the plugin (mount,
+            // unmount, delete volumes).
+            return Err(bad(
+                "socket-mode",
+                format!("{socket_mode_text:?} lets every local user write the socket; use 660 or stricter"),
+            ));
+        }
 
         let driver_name = args
             .driver_name

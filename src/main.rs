@@ -80,7 +80,7 @@ fn serve(args: ServeArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match runtime.block_on(flashblade_csi::app::run(
+    let code = match runtime.block_on(flashblade_csi::app::run(
         config,
         flashblade_csi::server::shutdown_signal(),
     )) {
@@ -90,7 +90,12 @@ fn serve(args: ServeArgs) -> i32 {
             eprintln!("flashblade-csi: {e}");
             1
         }
-    }
+    };
+    // Dropping the runtime would wait for every blocking thread, including
+    // one stuck in the kernel on a dead NFS server: the server has stopped,
+    // so exit now whatever remains.
+    runtime.shutdown_background();
+    code
 }
 
 fn restore(args: RestoreArgs) -> i32 {

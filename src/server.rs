@@ -135,13 +135,17 @@ pub async fn serve(
     result.map_err(ServerError::from)
 }
 
-/// Resolves on SIGTERM or SIGINT.
+/// Resolves on SIGTERM, SIGINT or SIGHUP. SIGHUP would otherwise kill the
+/// process on the spot and leave its socket behind; there is nothing to
+/// reload, so it stops the server cleanly like the others.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
     tokio::select! {
         _ = term.recv() => tracing::info!("received SIGTERM"),
         _ = int.recv() => tracing::info!("received SIGINT"),
+        _ = hup.recv() => tracing::info!("received SIGHUP"),
     }
 }

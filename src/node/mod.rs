@@ -24,6 +24,8 @@ use crate::error::{Error, Result};
 use crate::inflight::{Guard, InFlight};
 use crate::telemetry::record_volume_id;
 use mounter::{MountError, Mounter};
+use mountinfo::MountEntry;
+use paths::{Found, Resolved};
 
 /// How many stacked mounts an unpublish / unstage removes at most.
 const MAX_STACKED: usize = 8;
@@ -59,6 +61,9 @@ impl From<MountError> for Error {
         match e {
             // Retryable and not final: kubelet tries again later.
             MountError::Timeout { .. } => Error::DeadlineExceeded(e.to_string()),
+            MountError::Stuck(m) => Error::Unavailable(m),
+            MountError::Path(p) if p.is_caller_error() => Error::InvalidArgument(p.to_string()),
+            MountError::Path(p) => Error::Internal(p.to_string()),
             MountError::Failed(m) => Error::Unavailable(m),
         }
     }
@@ -152,6 +157,15 @@ impl NodeService {
         paths::check_path(what, p, &self.kubelet_dir).map_err(Error::InvalidArgument)
     }
 
+    /// The real location of a checked request path (see [`paths::resolve`])
+    /// and the mount table it was resolved against.
+    async fn locate(&self, what: &str, path: &Path, create: bool) -> Result<(Resolved, Vec<MountEntry>)> {
+        Ok(self
+            .mounter
+            .resolve(what, &self.kubelet_dir, path, create)
+            .await?)
+    }
+
     /// Works out server, share and NFS versions from the volume context, or
     /// for an imported volume from its handle and the node's configuration.
     fn export_for(&self, volume_id: &str, ctx: &HashMap<String, String>) -> Result<Export> {
@@ -172,8 +186,17 @@ impl NodeService {
             Some(s) => s.clone(),
             None => {
                 let by_array = match &handle {
+                    // Never fall back to another array's endpoint: a
+                    // same-named file system there is not this volume.
                     Some(VolumeRef::Static { array: Some(a), .. })
-                    | Some(VolumeRef::Managed { array: a, .. }) => self.endpoints.get(a).cloned(),
+                    | Some(VolumeRef::Managed { array: a, .. }) => {
+                        Some(self.endpoints.get(a).cloned().ok_or_else(|| {
+                            Error::FailedPrecondition(format!(
+                                "volume {volume_id:?} is on array {a:?}, for which this node has no NFS endpoint; \
+                                 set the volume's `server` attribute or configure that array on the node"
+                            ))
+                        })?)
+                    }
                     _ => None,
                 };
                 by_array.or_else(|| self.default_endpoint.clone()).ok_or_else(|| {
@@ -227,7 +250,14 @@ impl NodeService {
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;
 
-        let mounts = self.mounter.mounts().await?;
+        let (resolved, mounts) = self.locate("staging_target_path", &staging, true).await?;
+        let staging = resolved.path;
+        if resolved.found == Found::NotDir {
+            return Err(Error::InvalidArgument(format!(
+                "staging_target_path {} is not a directory",
+                staging.display()
+            )));
+        }
         if let Some(m) = mountinfo::top_mount_at(&mounts, &staging) {
             let same = match &self.local_export_root {
                 Some(_) => m.root.ends_with(&export.fs_name),
@@ -245,9 +275,6 @@ impl NodeService {
                 m.source
             )));
         }
-        std::fs::create_dir_all(&staging)
-            .map_err(|e| Error::Internal(format!("cannot create staging path {}: {e}", staging.display())))?;
-
         if let Some(root) = &self.local_export_root {
             let source = root.join(&export.fs_name);
             if !source.is_dir() {
@@ -310,8 +337,18 @@ impl NodeService {
         let staging = self.path("staging_target_path", &req.staging_target_path)?;
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;
-        self.unmount_all(&staging).await?;
-        tracing::info!(staging = %staging.display(), "unstaged");
+        let (resolved, _) = self.locate("staging_target_path", &staging, false).await?;
+        match resolved.found {
+            Found::MountPoint => self.unmount_all(&resolved.path).await?,
+            Found::Missing | Found::Dir => {}
+            Found::NotDir => {
+                return Err(Error::InvalidArgument(format!(
+                    "staging_target_path {} is not a directory",
+                    resolved.path.display()
+                )));
+            }
+        }
+        tracing::info!(staging = %resolved.path.display(), "unstaged");
         Ok(csi::NodeUnstageVolumeResponse {})
     }
 
@@ -334,7 +371,29 @@ impl NodeService {
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("target:{}", target.display()))?;
 
-        let mounts = self.mounter.mounts().await?;
+        let (staging, _) = self.locate("staging_target_path", &staging, false).await?;
+        if staging.found != Found::MountPoint {
+            return Err(Error::FailedPrecondition(format!(
+                "volume {} is not staged at {}; NodeStageVolume must come first",
+                req.volume_id,
+                staging.path.display()
+            )));
+        }
+        let staging = staging.path;
+        let (mut resolved, mut mounts) = self.locate("target_path", &target, false).await?;
+        // Publishing onto (or inside, or above) the staging mount would let
+        // the matching unpublish take the staging mount away.
+        if resolved.path.starts_with(&staging) || staging.starts_with(&resolved.path) {
+            return Err(Error::InvalidArgument(format!(
+                "target_path {} overlaps staging_target_path {}",
+                target.display(),
+                staging.display()
+            )));
+        }
+        if resolved.found == Found::Missing {
+            (resolved, mounts) = self.locate("target_path", &target, true).await?;
+        }
+        let target = resolved.path;
         let staged = mountinfo::top_mount_at(&mounts, &staging)
             .cloned()
             .ok_or_else(|| {
@@ -344,46 +403,25 @@ impl NodeService {
                     staging.display()
                 ))
             })?;
-        if let Some(m) = mountinfo::top_mount_at(&mounts, &target) {
-            if m.device == staged.device && m.root == staged.root && m.read_only() == readonly {
-                return Ok(csi::NodePublishVolumeResponse {});
-            }
-            return Err(Error::AlreadyExists(format!(
-                "target {} already holds a different mount (or the same volume with {} access)",
-                target.display(),
-                if m.read_only() { "read-only" } else { "read-write" }
-            )));
-        }
-        // The target's parent must stay inside the kubelet dir even through
-        // symlinks (local directories: safe to resolve).
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::Internal(format!("cannot create {}: {e}", parent.display())))?;
-            let real = std::fs::canonicalize(parent)
-                .map_err(|e| Error::Internal(format!("cannot resolve {}: {e}", parent.display())))?;
-            if !real.starts_with(&self.kubelet_dir) {
-                return Err(Error::InvalidArgument(format!(
-                    "target_path {} resolves outside the kubelet directory",
-                    target.display()
+        match resolved.found {
+            Found::MountPoint => {
+                let m = mountinfo::top_mount_at(&mounts, &target).expect("resolved as a mount point");
+                if m.device == staged.device && m.root == staged.root && m.read_only() == readonly {
+                    return Ok(csi::NodePublishVolumeResponse {});
+                }
+                return Err(Error::AlreadyExists(format!(
+                    "target {} already holds a different mount (or the same volume with {} access)",
+                    target.display(),
+                    if m.read_only() { "read-only" } else { "read-write" }
                 )));
             }
-        }
-        match std::fs::symlink_metadata(&target) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::InvalidArgument(format!(
-                    "target_path {} is a symlink",
-                    target.display()
-                )));
-            }
-            Ok(m) if !m.is_dir() => {
+            Found::NotDir => {
                 return Err(Error::InvalidArgument(format!(
                     "target_path {} is not a directory",
                     target.display()
                 )));
             }
-            Ok(_) => {}
-            Err(_) => std::fs::create_dir(&target)
-                .map_err(|e| Error::Internal(format!("cannot create target {}: {e}", target.display())))?,
+            Found::Dir | Found::Missing => {}
         }
         self.mounter.bind(&staging, &target, readonly).await?;
         tracing::info!(target = %target.display(), readonly, "published");
@@ -403,20 +441,25 @@ impl NodeService {
         let target = self.path("target_path", &req.target_path)?;
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("target:{}", target.display()))?;
-        self.unmount_all(&target).await?;
-        // Only an empty directory is removed, never recursively: if anything
-        // is still there, it is data, not ours to delete.
-        match std::fs::remove_dir(&target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "cannot remove target {}: {e}",
-                    target.display()
+        let (resolved, _) = self.locate("target_path", &target, false).await?;
+        match resolved.found {
+            Found::Missing => return Ok(csi::NodeUnpublishVolumeResponse {}),
+            Found::NotDir => {
+                return Err(Error::InvalidArgument(format!(
+                    "target_path {} is not a directory",
+                    resolved.path.display()
                 )));
             }
+            Found::MountPoint => self.unmount_all(&resolved.path).await?,
+            Found::Dir => {}
         }
-        tracing::info!(target = %target.display(), "unpublished");
+        // Only an empty directory is removed, never recursively: if anything
+        // is still there, it is data, not ours to delete.
+        self.mounter
+            .remove_dir(&resolved.path)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot remove target: {e}")))?;
+        tracing::info!(target = %resolved.path.display(), "unpublished");
         Ok(csi::NodeUnpublishVolumeResponse {})
     }
 
@@ -431,19 +474,25 @@ impl NodeService {
         let not_found = || Error::NotFound(format!("no volume is mounted at {:?}", req.volume_path));
         let path =
             paths::check_path("volume_path", &req.volume_path, &self.kubelet_dir).map_err(|_| not_found())?;
-        let mounts = self.mounter.mounts().await?;
-        if mountinfo::top_mount_at(&mounts, &path).is_none() {
-            // Not a mount point, so a local directory: safe to look at.
-            return match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => Ok(csi::NodeGetVolumeStatsResponse {
+        let resolved = match self.locate("volume_path", &path, false).await {
+            Ok((r, _)) => r,
+            Err(Error::InvalidArgument(_)) => return Err(not_found()),
+            Err(e) => return Err(e),
+        };
+        let path = resolved.path;
+        match resolved.found {
+            Found::MountPoint => {}
+            // A directory but no mount: the volume's mount went away.
+            Found::Dir => {
+                return Ok(csi::NodeGetVolumeStatsResponse {
                     usage: Vec::new(),
                     volume_condition: Some(csi::VolumeCondition {
                         abnormal: true,
                         message: format!("the volume's mount at {} is missing", path.display()),
                     }),
-                }),
-                _ => Err(not_found()),
-            };
+                });
+            }
+            Found::Missing | Found::NotDir => return Err(not_found()),
         }
         let (usage, condition) = match self.mounter.statfs(&path).await {
             Ok(s) => (

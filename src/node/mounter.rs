@@ -1,21 +1,35 @@
 //! Mounting, with a deadline on everything that can block on a dead server:
 //! `mount -t nfs` runs as a child process in its own process group, killed
-//! whole when its deadline passes; bind, remount, unmount and statfs run on
-//! blocking threads the RPC stops waiting for at the deadline. Unmount
-//! escalates: normal, then forced, then lazy.
+//! whole when its deadline passes; bind, remount, unmount, path resolution
+//! and mountinfo reads run on blocking threads the RPC stops waiting for at
+//! the deadline. Unmount escalates: normal, then forced, then lazy, always
+//! with umount2(2) on the path (never umount(8), which stats it first).
+//!
+//! statfs, the one call kubelet repeats for every volume every minute, runs
+//! on threads of its own ([`StatGate`]): at most one per path and a fixed
+//! number in all, so a dead server can never use up the threads that
+//! unpublish and unstage need, and a stuck statfs never delays exit.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::mountinfo::{self, MountEntry};
+use super::paths::{self, PathError, Resolved};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
     #[error("{what} did not finish within {seconds:.1}s")]
     Timeout { what: String, seconds: f64 },
+    /// A statfs was not started because an earlier one is still stuck.
+    #[error("{0}")]
+    Stuck(String),
+    #[error(transparent)]
+    Path(#[from] PathError),
     #[error("{0}")]
     Failed(String),
 }
@@ -52,6 +66,17 @@ pub trait Mounter: Send + Sync + 'static {
     async fn mounts(&self) -> Result<Vec<MountEntry>, MountError>;
     /// statvfs of a mounted path.
     async fn statfs(&self, path: &Path) -> Result<Stats, MountError>;
+    /// [`paths::resolve`] against a fresh mount table, with a deadline; also
+    /// returns that table.
+    async fn resolve(
+        &self,
+        what: &str,
+        kubelet_dir: &Path,
+        path: &Path,
+        create: bool,
+    ) -> Result<(Resolved, Vec<MountEntry>), MountError>;
+    /// Removes an empty local directory; a missing one is success.
+    async fn remove_dir(&self, path: &Path) -> Result<(), MountError>;
 }
 
 /// The `mount` arguments for an NFS export (unit-tested; no shell involved).
@@ -78,7 +103,19 @@ pub struct SystemMounter {
     pub stats_timeout: Duration,
     /// The `mount` program (found on PATH by default).
     pub mount_program: PathBuf,
+    stat_gate: StatGate,
 }
+
+/// Deadline for local work (mountinfo, lstat, mkdir, rmdir inside the
+/// kubelet directory): it touches no remote file system, so it only runs out
+/// when the node itself is in trouble.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many statfs calls may be stuck at once in all. One stuck call per
+/// volume path is the most a dead server costs, and a node rarely holds more
+/// than this many volumes from one server; past it, stats answer "abnormal"
+/// at once instead of starting threads, so the count stays fixed.
+pub const MAX_STUCK_STATFS: usize = 32;
 
 impl SystemMounter {
     pub fn new(mount_timeout: Duration, unmount_timeout: Duration, stats_timeout: Duration) -> Self {
@@ -87,8 +124,82 @@ impl SystemMounter {
             unmount_timeout,
             stats_timeout,
             mount_program: PathBuf::from("mount"),
+            stat_gate: StatGate::new(MAX_STUCK_STATFS),
         }
     }
+}
+
+/// Runs statfs on dedicated, named threads (`fbcsi-statfs`): at most one per
+/// path and `limit` in all. A thread stuck in the kernel keeps its path
+/// marked busy until it returns, so repeated stats of a dead volume cost
+/// nothing more.
+#[derive(Clone)]
+pub struct StatGate {
+    busy: Arc<Mutex<HashSet<PathBuf>>>,
+    limit: usize,
+}
+
+/// Name of the statfs threads (tests count them in /proc/self/task).
+pub const STATFS_THREAD: &str = "fbcsi-statfs";
+
+impl StatGate {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            busy: Arc::new(Mutex::new(HashSet::new())),
+            limit,
+        }
+    }
+
+    /// statvfs of `path`, given up after `limit`.
+    pub async fn statfs(
+        &self,
+        path: &Path,
+        limit: Duration,
+    ) -> Result<nix::sys::statvfs::Statvfs, MountError> {
+        {
+            let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+            if busy.contains(path) {
+                return Err(MountError::Stuck(format!(
+                    "an earlier statfs of {} has not returned yet (the server is not answering)",
+                    path.display()
+                )));
+            }
+            if busy.len() >= self.limit {
+                return Err(MountError::Stuck(format!(
+                    "{} statfs calls are stuck on unresponsive servers; not starting another",
+                    busy.len()
+                )));
+            }
+            busy.insert(path.to_path_buf());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let p = path.to_path_buf();
+        let busy = self.busy.clone();
+        let spawned = std::thread::Builder::new()
+            .name(STATFS_THREAD.into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let r = nix::sys::statvfs::statvfs(&p);
+                busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&p);
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
+            return Err(MountError::Failed(format!("statfs: cannot start a thread: {e}")));
+        }
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(r)) => r.map_err(|e| MountError::Failed(format!("statfs {}: {e}", path.display()))),
+            Ok(Err(_)) => Err(MountError::Failed("statfs: worker vanished".into())),
+            Err(_) => Err(MountError::Timeout {
+                what: "statfs".into(),
+                seconds: limit.as_secs_f64(),
+            }),
+        }
+    }
+}
+
+fn read_mountinfo() -> Result<Vec<MountEntry>, MountError> {
+    mountinfo::read().map_err(|e| MountError::Failed(format!("read /proc/self/mountinfo: {e}")))
 }
 
 /// Runs `f` on a blocking thread and stops waiting after `limit`. A thread
@@ -245,18 +356,41 @@ impl Mounter for SystemMounter {
 
     async fn mounts(&self) -> Result<Vec<MountEntry>, MountError> {
         // Reading /proc does not touch the mounted file systems.
-        blocking("read mountinfo", Duration::from_secs(10), mountinfo::read)
-            .await?
-            .map_err(|e| MountError::Failed(format!("read /proc/self/mountinfo: {e}")))
+        blocking("read mountinfo", LOCAL_TIMEOUT, read_mountinfo).await?
+    }
+
+    async fn resolve(
+        &self,
+        what: &str,
+        kubelet_dir: &Path,
+        path: &Path,
+        create: bool,
+    ) -> Result<(Resolved, Vec<MountEntry>), MountError> {
+        let (w, k, p) = (what.to_string(), kubelet_dir.to_path_buf(), path.to_path_buf());
+        blocking("resolve path", LOCAL_TIMEOUT, move || {
+            let mounts = read_mountinfo()?;
+            let r = paths::resolve(&w, &k, &p, &mounts, create)?;
+            Ok((r, mounts))
+        })
+        .await?
+    }
+
+    async fn remove_dir(&self, path: &Path) -> Result<(), MountError> {
+        let p = path.to_path_buf();
+        blocking(
+            "remove directory",
+            LOCAL_TIMEOUT,
+            move || match std::fs::remove_dir(&p) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(MountError::Failed(format!("cannot remove {}: {e}", p.display()))),
+            },
+        )
+        .await?
     }
 
     async fn statfs(&self, path: &Path) -> Result<Stats, MountError> {
-        let p = path.to_path_buf();
-        let st = blocking("statfs", self.stats_timeout, move || {
-            nix::sys::statvfs::statvfs(&p)
-        })
-        .await?
-        .map_err(|e| MountError::Failed(format!("statfs {}: {e}", path.display())))?;
+        let st = self.stat_gate.statfs(path, self.stats_timeout).await?;
         let frsize = st.fragment_size() as i64;
         let total = st.blocks() as i64 * frsize;
         let free = st.blocks_free() as i64 * frsize;
@@ -336,10 +470,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let m = SystemMounter {
-            mount_timeout: Duration::from_millis(500),
-            unmount_timeout: Duration::from_secs(1),
-            stats_timeout: Duration::from_secs(1),
             mount_program: script,
+            ..SystemMounter::new(
+                Duration::from_millis(500),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
         };
         let start = std::time::Instant::now();
         let err = mount_retrying_etxtbsy(&m, Path::new("/tmp/nowhere")).await;

@@ -1,8 +1,18 @@
 //! Path and context validation for the node: staging and target paths must
-//! be absolute, normalised and inside the kubelet directory; server, share
-//! and mount options must be safe to hand to `mount`.
+//! be absolute, normalised and inside the kubelet directory, and must stay
+//! inside it when resolved (no symlink may lead out); server, share and mount
+//! options must be safe to hand to `mount`.
+//!
+//! [`resolve`] is the one routine every node RPC uses to turn a path from
+//! kubelet into the real path it will mount on, unmount or stat.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
+
+use super::mountinfo::{self, MountEntry};
 
 /// Checks a path from a request. `Err` says what is wrong with it.
 pub fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<PathBuf, String> {
@@ -37,6 +47,243 @@ pub fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<PathBuf,
         ));
     }
     Ok(p.to_path_buf())
+}
+
+/// What a resolved path's last component is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing there (and it was not asked to be created).
+    Missing,
+    /// A mount point, known from mountinfo; never stat()ed, so a dead
+    /// server behind it cannot hang the call.
+    MountPoint,
+    /// A local directory that is not a mount point.
+    Dir,
+    /// Something else: a regular file, a socket, a device.
+    NotDir,
+}
+
+/// A request path resolved to its real location inside the kubelet directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The real path: no symlink in it, inside the kubelet directory.
+    pub path: PathBuf,
+    pub found: Found,
+}
+
+/// Why a path was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("{what} {path:?} leads out of the kubelet directory {kubelet} (through {via})")]
+    Escapes {
+        what: String,
+        path: PathBuf,
+        via: PathBuf,
+        kubelet: PathBuf,
+    },
+    #[error("{what} {path:?} resolves to the kubelet directory itself")]
+    IsKubeletDir { what: String, path: PathBuf },
+    #[error("{what} {path:?} passes through {at}, which is not a directory")]
+    NotADirectory {
+        what: String,
+        path: PathBuf,
+        at: PathBuf,
+    },
+    #[error("{what} {path:?} passes through the mounted volume at {at}")]
+    CrossesMount {
+        what: String,
+        path: PathBuf,
+        at: PathBuf,
+    },
+    #[error("{what} {path:?} has too many levels of symbolic links")]
+    TooManyLinks { what: String, path: PathBuf },
+    #[error("{what} {path:?}: {op} {at}: {source}")]
+    Io {
+        what: String,
+        path: PathBuf,
+        op: &'static str,
+        at: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl PathError {
+    /// True when the caller sent a path it must not send (INVALID_ARGUMENT),
+    /// false for a local I/O failure (INTERNAL).
+    pub fn is_caller_error(&self) -> bool {
+        !matches!(self, PathError::Io { .. })
+    }
+}
+
+/// How many symlinks one resolution follows at most (as the kernel's 40).
+const MAX_LINKS: usize = 40;
+
+/// File-system types whose contents live on another machine: walking into
+/// one can block on a dead server, so no path may pass through one.
+pub fn is_remote_fs(fs_type: &str) -> bool {
+    fs_type.starts_with("nfs")
+        || fs_type.starts_with("fuse")
+        || matches!(fs_type, "cifs" | "smb3" | "9p" | "ceph" | "glusterfs" | "lustre")
+}
+
+/// Resolves `path` (already checked by [`check_path`]) inside `kubelet_dir`
+/// (a real path), component by component, without ever following a symlink
+/// out of it and without stat()ing anything behind a mount point:
+///
+/// - a component that `mounts` shows as a mount point is not looked at: as
+///   the last component it is the answer; as an ancestor it is passed only
+///   when it is a local file system;
+/// - a symlink is followed only while its target stays inside the kubelet
+///   directory (relative targets are walked from the link's directory, `..`
+///   never climbs above the kubelet directory);
+/// - with `create`, missing directories are made one at a time with
+///   mkdir(2), which never follows a symlink, and checked again.
+///
+/// Blocking (lstat, readlink, mkdir): call it on a thread with a deadline.
+pub fn resolve(
+    what: &str,
+    kubelet_dir: &Path,
+    path: &Path,
+    mounts: &[MountEntry],
+    create: bool,
+) -> Result<Resolved, PathError> {
+    let rel = path.strip_prefix(kubelet_dir).map_err(|_| PathError::Escapes {
+        what: what.into(),
+        path: path.into(),
+        via: path.into(),
+        kubelet: kubelet_dir.into(),
+    })?;
+    let mut rest: VecDeque<OsString> = rel.iter().map(OsString::from).collect();
+    let mut base = kubelet_dir.to_path_buf();
+    let mut links = 0;
+    let io_err = |op: &'static str, at: &Path, source: io::Error| PathError::Io {
+        what: what.into(),
+        path: path.into(),
+        op,
+        at: at.into(),
+        source,
+    };
+    while let Some(c) = rest.pop_front() {
+        if c == ".." {
+            if base == kubelet_dir {
+                return Err(PathError::Escapes {
+                    what: what.into(),
+                    path: path.into(),
+                    via: base,
+                    kubelet: kubelet_dir.into(),
+                });
+            }
+            base.pop();
+            continue;
+        }
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        let next = base.join(&c);
+        let last = rest.is_empty();
+        if let Some(m) = mountinfo::top_mount_at(mounts, &next) {
+            if last {
+                return Ok(Resolved {
+                    path: next,
+                    found: Found::MountPoint,
+                });
+            }
+            if is_remote_fs(&m.fs_type) {
+                return Err(PathError::CrossesMount {
+                    what: what.into(),
+                    path: path.into(),
+                    at: next,
+                });
+            }
+        }
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !create {
+                    let mut missing = next;
+                    missing.extend(rest);
+                    return Ok(Resolved {
+                        path: missing,
+                        found: Found::Missing,
+                    });
+                }
+                match std::fs::DirBuilder::new().mode(0o750).create(&next) {
+                    Ok(()) => {}
+                    // Made by someone else meanwhile: look again.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("mkdir", &next, e)),
+                }
+                links += 1; // bounds a create/replace race like a link would
+                if links > MAX_LINKS {
+                    return Err(PathError::TooManyLinks {
+                        what: what.into(),
+                        path: path.into(),
+                    });
+                }
+                rest.push_front(c);
+                continue;
+            }
+            Err(e) => return Err(io_err("lstat", &next, e)),
+        };
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(PathError::TooManyLinks {
+                    what: what.into(),
+                    path: path.into(),
+                });
+            }
+            let target = std::fs::read_link(&next).map_err(|e| io_err("readlink", &next, e))?;
+            let escapes = || PathError::Escapes {
+                what: what.into(),
+                path: path.into(),
+                via: next.clone(),
+                kubelet: kubelet_dir.into(),
+            };
+            let parts: Vec<OsString> = if target.is_absolute() {
+                // Only a target that names the kubelet directory itself
+                // (literally, no `..` on the way) is followed.
+                if target.components().any(|c| matches!(c, Component::ParentDir)) {
+                    return Err(escapes());
+                }
+                let inside = target.strip_prefix(kubelet_dir).map_err(|_| escapes())?;
+                base = kubelet_dir.to_path_buf();
+                inside.iter().map(OsString::from).collect()
+            } else {
+                target.iter().map(OsString::from).collect()
+            };
+            for p in parts.into_iter().rev() {
+                rest.push_front(p);
+            }
+            continue;
+        }
+        if meta.is_dir() {
+            base = next;
+            continue;
+        }
+        if last {
+            return Ok(Resolved {
+                path: next,
+                found: Found::NotDir,
+            });
+        }
+        return Err(PathError::NotADirectory {
+            what: what.into(),
+            path: path.into(),
+            at: next,
+        });
+    }
+    if base == kubelet_dir {
+        return Err(PathError::IsKubeletDir {
+            what: what.into(),
+            path: path.into(),
+        });
+    }
+    Ok(Resolved {
+        path: base,
+        found: Found::Dir,
+    })
 }
 
 /// A host name or IP address for `server:/share`.
@@ -113,6 +360,184 @@ mod tests {
             "/var/lib/kubelet/pods/\0x",
         ] {
             assert!(check_path("p", bad, k).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A kubelet dir with the links a hostile or clumsy setup could hold.
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        k: PathBuf,
+        out: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let k = root.join("k");
+        let out = root.join("out");
+        for d in [k.join("a/b"), k.join("c"), out.join("inner")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(k.join("f"), b"x").unwrap();
+        symlink("a", k.join("in_rel")).unwrap();
+        symlink("..", k.join("a/up")).unwrap();
+        symlink("../..", k.join("a/upup")).unwrap();
+        symlink(&out, k.join("out_abs")).unwrap();
+        symlink("/etc", k.join("etc")).unwrap();
+        symlink(k.join("c"), k.join("in_abs")).unwrap();
+        symlink("loop", k.join("loop")).unwrap();
+        symlink("nothere", k.join("dangling")).unwrap();
+        symlink("../../../out", k.join("a/b/rel_out")).unwrap();
+        symlink(format!("{}/../out", k.display()), k.join("abs_dotdot")).unwrap();
+        Fixture { _tmp: tmp, k, out }
+    }
+
+    fn listing(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn entry(point: &Path, fs_type: &str) -> MountEntry {
+        mountinfo::parse_line(&format!(
+            "900 1 0:99 / {} rw - {fs_type} srv:/x rw",
+            point.display()
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn resolve_follows_links_only_inside() {
+        let f = fixture();
+        let k = &f.k;
+        let r = |p: &str, create| resolve("p", k, &k.join(p), &[], create);
+        assert_eq!(r("in_rel/b", false).unwrap().path, k.join("a/b"));
+        assert_eq!(r("a/up/c", false).unwrap().path, k.join("c"));
+        assert_eq!(r("in_abs", false).unwrap().found, Found::Dir);
+        assert_eq!(r("f", false).unwrap().found, Found::NotDir);
+        assert_eq!(r("dangling/x", false).unwrap().path, k.join("nothere/x"));
+        assert_eq!(r("dangling/x", false).unwrap().found, Found::Missing);
+        for bad in [
+            "etc/probe",
+            "etc",
+            "out_abs/x",
+            "a/upup/x",
+            "a/b/rel_out",
+            "abs_dotdot/x",
+        ] {
+            let e = r(bad, true).unwrap_err();
+            assert!(matches!(e, PathError::Escapes { .. }), "{bad}: {e}");
+            assert!(e.is_caller_error());
+        }
+        assert!(matches!(r("loop/x", false), Err(PathError::TooManyLinks { .. })));
+        assert!(matches!(r("f/x", true), Err(PathError::NotADirectory { .. })));
+        assert!(matches!(r("a/up", false), Err(PathError::IsKubeletDir { .. })));
+        assert_eq!(listing(&f.out), vec![f.out.join("inner")]);
+        assert!(!Path::new("/etc/probe").exists());
+        // Creation makes every missing level, inside only.
+        let made = r("in_rel/new/deeper", true).unwrap();
+        assert_eq!(made.path, k.join("a/new/deeper"));
+        assert_eq!(made.found, Found::Dir);
+        assert!(k.join("a/new/deeper").is_dir());
+    }
+
+    #[test]
+    fn resolve_never_looks_behind_a_mount_point() {
+        let f = fixture();
+        let k = &f.k;
+        // The mount point does not even exist as a directory here: a stat
+        // would fail, so Ok proves mountinfo decided.
+        let mounts = [entry(&k.join("gone"), "nfs4"), entry(&k.join("c"), "ext4")];
+        let r = resolve("p", k, &k.join("gone"), &mounts, false).unwrap();
+        assert_eq!(r.found, Found::MountPoint);
+        let e = resolve("p", k, &k.join("gone/x"), &mounts, true).unwrap_err();
+        assert!(matches!(e, PathError::CrossesMount { .. }), "{e}");
+        // A local mount on the way is fine.
+        assert_eq!(
+            resolve("p", k, &k.join("c/d"), &mounts, true).unwrap().path,
+            k.join("c/d")
+        );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PARTS: &[&str] = &[
+            "a",
+            "b",
+            "c",
+            "f",
+            "in_rel",
+            "up",
+            "upup",
+            "out_abs",
+            "etc",
+            "in_abs",
+            "loop",
+            "dangling",
+            "rel_out",
+            "abs_dotdot",
+            "new1",
+            "new2",
+        ];
+
+        fn rel_path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::sample::select(PARTS), 1..6).prop_map(|v| v.join("/"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+            /// Without creation, resolve agrees with the kernel's own
+            /// resolution wherever that stays inside the kubelet dir, and
+            /// refuses wherever it leaves.
+            #[test]
+            fn agrees_with_the_kernel(rel in rel_path()) {
+                let f = fixture();
+                let p = f.k.join(&rel);
+                let kernel = std::fs::canonicalize(&p);
+                match resolve("p", &f.k, &p, &[], false) {
+                    Ok(r) => {
+                        prop_assert!(r.path.starts_with(&f.k) && r.path != f.k, "{rel} -> {:?}", r.path);
+                        match r.found {
+                            Found::Missing => prop_assert!(kernel.is_err(), "{rel}: kernel found {:?}", kernel),
+                            _ => prop_assert_eq!(kernel.unwrap(), r.path),
+                        }
+                    }
+                    Err(PathError::Escapes { .. }) => {
+                        if let Ok(real) = kernel {
+                            prop_assert!(!real.starts_with(&f.k), "{rel}: kernel says {:?}", real);
+                        }
+                    }
+                    Err(e @ PathError::IsKubeletDir { .. }) => {
+                        prop_assert_eq!(kernel.unwrap(), f.k.clone(), "{}", e);
+                    }
+                    Err(e) => prop_assert!(kernel.is_err(), "{rel}: {e} but kernel says {:?}", kernel),
+                }
+            }
+
+            /// With creation, whatever is made is made inside, and the
+            /// result is a real directory.
+            #[test]
+            fn creates_only_inside(rel in rel_path()) {
+                let f = fixture();
+                let before = listing(&f.out);
+                let p = f.k.join(&rel);
+                if let Ok(r) = resolve("p", &f.k, &p, &[], true) {
+                    prop_assert!(r.path.starts_with(&f.k));
+                    if r.found == Found::Dir {
+                        prop_assert_eq!(std::fs::canonicalize(&p).unwrap(), r.path);
+                    } else {
+                        prop_assert_eq!(r.found, Found::NotDir);
+                    }
+                }
+                prop_assert_eq!(listing(&f.out), before);
+            }
         }
     }
 
