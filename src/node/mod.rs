@@ -474,8 +474,8 @@ impl NodeService {
         let not_found = || Error::NotFound(format!("no volume is mounted at {:?}", req.volume_path));
         let path =
             paths::check_path("volume_path", &req.volume_path, &self.kubelet_dir).map_err(|_| not_found())?;
-        let resolved = match self.locate("volume_path", &path, false).await {
-            Ok((r, _)) => r,
+        let (resolved, mounts) = match self.locate("volume_path", &path, false).await {
+            Ok(found) => found,
             Err(Error::InvalidArgument(_)) => return Err(not_found()),
             Err(e) => return Err(e),
         };
@@ -494,7 +494,10 @@ impl NodeService {
             }
             Found::Missing | Found::NotDir => return Err(not_found()),
         }
-        let (usage, condition) = match self.mounter.statfs(&path).await {
+        let device = mountinfo::top_mount_at(&mounts, &path)
+            .map(|m| m.device.clone())
+            .unwrap_or_default();
+        let (usage, condition) = match self.mounter.statfs(&path, &device).await {
             Ok(s) => (
                 vec![
                     csi::VolumeUsage {

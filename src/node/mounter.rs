@@ -64,8 +64,9 @@ pub trait Mounter: Send + Sync + 'static {
     async fn unmount(&self, target: &Path) -> Result<(), MountError>;
     /// The current mount table.
     async fn mounts(&self) -> Result<Vec<MountEntry>, MountError>;
-    /// statvfs of a mounted path.
-    async fn statfs(&self, path: &Path) -> Result<Stats, MountError>;
+    /// statvfs of a mounted path; `mount` names the file system behind it
+    /// (mountinfo's `major:minor`), which all binds of one mount share.
+    async fn statfs(&self, path: &Path, mount: &str) -> Result<Stats, MountError>;
     /// [`paths::resolve`] against a fresh mount table, with a deadline; also
     /// returns that table.
     async fn resolve(
@@ -112,8 +113,8 @@ pub struct SystemMounter {
 const LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many statfs calls may be stuck at once in all. One stuck call per
-/// volume path is the most a dead server costs, and a node rarely holds more
-/// than this many volumes from one server; past it, stats answer "abnormal"
+/// mounted volume is the most a dead server costs, and a node rarely stages
+/// more than this many volumes from one server; past it, stats answer "abnormal"
 /// at once instead of starting threads, so the count stays fixed.
 pub const MAX_STUCK_STATFS: usize = 32;
 
@@ -130,12 +131,13 @@ impl SystemMounter {
 }
 
 /// Runs statfs on dedicated, named threads (`fbcsi-statfs`): at most one per
-/// path and `limit` in all. A thread stuck in the kernel keeps its path
-/// marked busy until it returns, so repeated stats of a dead volume cost
-/// nothing more.
+/// mounted file system (keyed by its device, so one dead NFS mount bound
+/// into forty pods costs one thread) and `limit` in all. A thread stuck in
+/// the kernel keeps its key busy until it returns, so repeated stats of a
+/// dead volume cost nothing more.
 #[derive(Clone)]
 pub struct StatGate {
-    busy: Arc<Mutex<HashSet<PathBuf>>>,
+    busy: Arc<Mutex<HashSet<String>>>,
     limit: usize,
 }
 
@@ -150,15 +152,16 @@ impl StatGate {
         }
     }
 
-    /// statvfs of `path`, given up after `limit`.
+    /// statvfs of `path` (of the file system `key`), given up after `limit`.
     pub async fn statfs(
         &self,
         path: &Path,
+        key: &str,
         limit: Duration,
     ) -> Result<nix::sys::statvfs::Statvfs, MountError> {
         {
             let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-            if busy.contains(path) {
+            if busy.contains(key) {
                 return Err(MountError::Stuck(format!(
                     "an earlier statfs of {} has not returned yet (the server is not answering)",
                     path.display()
@@ -170,21 +173,21 @@ impl StatGate {
                     busy.len()
                 )));
             }
-            busy.insert(path.to_path_buf());
+            busy.insert(key.to_string());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let p = path.to_path_buf();
+        let (p, k) = (path.to_path_buf(), key.to_string());
         let busy = self.busy.clone();
         let spawned = std::thread::Builder::new()
             .name(STATFS_THREAD.into())
             .stack_size(64 * 1024)
             .spawn(move || {
                 let r = nix::sys::statvfs::statvfs(&p);
-                busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&p);
+                busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
                 let _ = tx.send(r);
             });
         if let Err(e) = spawned {
-            self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
+            self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
             return Err(MountError::Failed(format!("statfs: cannot start a thread: {e}")));
         }
         match tokio::time::timeout(limit, rx).await {
@@ -389,8 +392,8 @@ impl Mounter for SystemMounter {
         .await?
     }
 
-    async fn statfs(&self, path: &Path) -> Result<Stats, MountError> {
-        let st = self.stat_gate.statfs(path, self.stats_timeout).await?;
+    async fn statfs(&self, path: &Path, mount: &str) -> Result<Stats, MountError> {
+        let st = self.stat_gate.statfs(path, mount, self.stats_timeout).await?;
         let frsize = st.fragment_size() as i64;
         let total = st.blocks() as i64 * frsize;
         let free = st.blocks_free() as i64 * frsize;

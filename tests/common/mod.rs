@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: dial the driver's unix socket,
 //! start the driver in-process, wait for sockets.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
