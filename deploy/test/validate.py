@@ -93,6 +93,135 @@ def containers(obj):
     return spec, spec.get("containers", [])
 
 
+# --- effective users ---------------------------------------------------------
+#
+# Kubernetes runs a container's process as: the container securityContext's
+# runAsUser, else the pod securityContext's, else the image's USER (root when
+# the image sets none). For our own image the USER is read from
+# deploy/Dockerfile. For the upstream sidecar images we do not guess: every
+# container that is not ours must get its user from the manifests (container
+# or pod runAsUser), so the answer never depends on how someone else built an
+# image, and a sidecar bump cannot silently change it.
+#
+# Root is allowed exactly where it is needed, each for a stated reason, with
+# the least it needs; everything else must be non-root with runAsNonRoot true
+# (so kubelet refuses to start it as root should the user ever go missing).
+OWN_IMAGE = "flashblade-csi"
+WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "Pod")
+ROOT_POLICY = {
+    # (workload kind, workload name, container name): (policy, why)
+    ("DaemonSet", "flashblade-csi-node", "flashblade-csi"): (
+        "mount", "it makes NFS and bind mounts"),
+    ("DaemonSet", "flashblade-csi-node", "node-driver-registrar"): (
+        "root-no-caps", "it creates its socket in kubelet's root-owned plugins_registry directory"),
+    ("Deployment", "mock-flashblade", "state-dir-owner"): (
+        "root-chown", "it hands the root-created hostPath state directory to the simulator's user"),
+}
+
+
+def dockerfile_user(path=None):
+    """The uid of the USER in the final stage of a Dockerfile (0 if none)."""
+    path = path or os.path.join(DEPLOY, "Dockerfile")
+    user = None
+    with open(path) as f:
+        for line in f:
+            words = line.split()
+            if not words:
+                continue
+            if words[0].upper() == "FROM":
+                user = None  # a new stage starts as root
+            elif words[0].upper() == "USER" and len(words) > 1:
+                user = words[1]
+    if user is None:
+        return 0
+    uid = user.split(":", 1)[0]
+    if not uid.isdigit():
+        raise ValueError(f"{path}: USER {user} is not numeric; kubelet cannot prove a name is non-root")
+    return int(uid)
+
+
+def is_own_image(image):
+    repo = image.split("@", 1)[0]
+    last = repo.rsplit("/", 1)[-1].split(":", 1)[0]
+    return last == OWN_IMAGE
+
+
+def pod_spec_of(obj):
+    if obj["kind"] == "Pod":
+        return obj.get("spec", {})
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return obj.get("spec", {}).get("template", {}).get("spec", {})
+
+
+def effective_user(pod_spec, container, image_uid):
+    """What Kubernetes would run the container as: uid (None when it cannot
+    be known from the manifests and our Dockerfile), where that came from,
+    runAsNonRoot, and the privilege settings."""
+    csc = container.get("securityContext") or {}
+    psc = pod_spec.get("securityContext") or {}
+    if "runAsUser" in csc:
+        uid, source = csc["runAsUser"], "container runAsUser"
+    elif "runAsUser" in psc:
+        uid, source = psc["runAsUser"], "pod runAsUser"
+    elif is_own_image(container.get("image", "")):
+        uid, source = image_uid, "image USER in deploy/Dockerfile"
+    else:
+        uid, source = None, f"unknown: no runAsUser and {container.get('image')} is not our image"
+    non_root = csc["runAsNonRoot"] if "runAsNonRoot" in csc else psc.get("runAsNonRoot")
+    caps = csc.get("capabilities") or {}
+    return {
+        "uid": uid,
+        "source": source,
+        "runAsNonRoot": non_root,
+        "privileged": csc.get("privileged") is True,
+        "allowPrivilegeEscalation": csc.get("allowPrivilegeEscalation"),
+        "drop": caps.get("drop") or [],
+        "add": caps.get("add") or [],
+    }
+
+
+def effective_users(objs, image_uid):
+    """{(kind, workload, container): effective_user(...)} for every container,
+    init containers included."""
+    out = {}
+    for o in objs:
+        if o.get("kind") not in WORKLOAD_KINDS:
+            continue
+        spec = pod_spec_of(o)
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            out[(o["kind"], o["metadata"]["name"], c["name"])] = effective_user(spec, c, image_uid)
+    return out
+
+
+def check_users(r, name, objs, image_uid):
+    users = effective_users(objs, image_uid)
+    if any(k[0] == "DaemonSet" for k in users):
+        node = ("DaemonSet", "flashblade-csi-node", "flashblade-csi")
+        r.check(node in users, f"{name}: the node DaemonSet has the flashblade-csi node-plugin container")
+    for key, u in sorted(users.items()):
+        what = f"{name}: {key[0]}/{key[1]} container {key[2]}"
+        desc = f"uid {u['uid']} from {u['source']}, runAsNonRoot {u['runAsNonRoot']}"
+        if u["runAsNonRoot"] is True and u["uid"] == 0:
+            r.check(False, f"{what} would not start: runAsNonRoot with uid 0")
+            continue
+        policy = ROOT_POLICY.get(key)
+        if policy is None:
+            r.check(u["uid"] is not None and u["uid"] != 0 and u["runAsNonRoot"] is True and not u["privileged"],
+                    f"{what} runs as non-root ({desc})")
+            continue
+        kind, why = policy
+        # Root must be asked for explicitly, never inherited from an image.
+        explicit_root = u["uid"] == 0 and u["source"] == "container runAsUser" and u["runAsNonRoot"] is False
+        if kind == "mount":
+            r.check(explicit_root and u["privileged"], f"{what} runs as root, privileged: {why} ({desc})")
+        else:
+            allowed_add = ["CHOWN"] if kind == "root-chown" else []
+            r.check(explicit_root and not u["privileged"] and u["allowPrivilegeEscalation"] is False
+                    and u["drop"] == ["ALL"] and sorted(u["add"]) == allowed_add,
+                    f"{what} is root with capabilities {allowed_add or 'none'} only: {why} ({desc})")
+
+
 def check_rendered(r, name, objs):
     by_kind = {}
     for o in objs:
@@ -136,6 +265,7 @@ def check_rendered(r, name, objs):
         props = [m.get("mountPropagation") for m in driver.get("volumeMounts", []) if m["mountPath"] == "/var/lib/kubelet"]
         r.check(props == ["Bidirectional"], f"{name}: kubelet dir is mounted with Bidirectional propagation")
         r.check(not any("secret" in v for v in spec.get("volumes", [])), f"{name}: node plugin mounts no Secret")
+    check_users(r, name, objs, dockerfile_user())
     for o in by_kind.get("Deployment", []) + by_kind.get("DaemonSet", []):
         for c in containers(o)[1]:
             image = c["image"]
@@ -251,6 +381,40 @@ def self_test():
         lambda o: next(x for x in o if x["kind"] == "ClusterRole")["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}))))
     cases.append(("writable controller root", broken_base(
         lambda o: next(x for x in o if x["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(readOnlyRootFilesystem=False))))
+    def node_plugin(o):
+        ds = next(x for x in o if x["kind"] == "DaemonSet")
+        return next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "flashblade-csi")
+
+    def controller_pod(o):
+        return next(x for x in o if x["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+    # The image's USER (65532) applies when the manifest says nothing.
+    cases.append(("node plugin without runAsUser 0", broken_base(lambda o: node_plugin(o)["securityContext"].pop("runAsUser"))))
+    cases.append(("node plugin runAsUser 1000", broken_base(lambda o: node_plugin(o)["securityContext"].update(runAsUser=1000))))
+    cases.append(("node plugin not privileged", broken_base(lambda o: node_plugin(o)["securityContext"].update(privileged=False))))
+    cases.append(("controller pod as root", broken_base(lambda o: controller_pod(o)["securityContext"].update(runAsUser=0, runAsNonRoot=False))))
+    cases.append(("controller container as root", broken_base(
+        lambda o: controller_pod(o)["containers"][0]["securityContext"].update(runAsUser=0, runAsNonRoot=False))))
+    cases.append(("controller sidecar without a user", broken_base(
+        lambda o: [controller_pod(o)["securityContext"].pop(k) for k in ("runAsUser", "runAsNonRoot")])))
+    cases.append(("registrar with a capability", broken_base(
+        lambda o: next(c for c in next(x for x in o if x["kind"] == "DaemonSet")["spec"]["template"]["spec"]["containers"]
+                       if c["name"] == "node-driver-registrar")["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]))))
+
+    def root_image(r):
+        # Our image without a USER line is root: the controller (which has a
+        # pod runAsUser) stays fine, a container relying on the image is not.
+        objs = copy.deepcopy(base)
+        controller_pod(objs)["securityContext"].pop("runAsUser")
+        path = os.path.join(ROOT, "target", "Dockerfile-selftest")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write("FROM debian:bookworm-slim AS build\nUSER 65532\nFROM debian:bookworm-slim\nENTRYPOINT [\"x\"]\n")
+        uid = dockerfile_user(path)
+        os.remove(path)
+        check_users(r, "self-test", objs, uid)
+
+    cases.append(("image USER missing in the final stage", root_image))
     cases.append(("bad snapshot class", broken_base(lambda o: next(x for x in o if x["kind"] == "VolumeSnapshotClass").update(deletionPolicy="Sometimes"))))
 
     def with_token(r):
