@@ -424,6 +424,46 @@ def static_volume_checks(r, label, pv, pvc):
             f"{what}: volumeHandle is <array>/<fs-name> or <fs-name>")
 
 
+DOCS = ["deploy/README.md", "deploy/examples/jupyterhub/README.md", "deploy/helm/flashblade-csi/README.md"]
+COMMAND_WORDS = ("kubectl ", "helm ", "bash ", "deploy/", "docker ", "kind ")
+# Commands that need nothing but this checkout, run as written. The rest
+# need a cluster (or an engine): for those every deploy/ path must exist.
+OFFLINE = ("kubectl kustomize deploy/", "deploy/helm/template")
+
+
+def doc_commands(path):
+    """Shell commands in a Markdown file's indented code blocks, with
+    backslash continuations joined."""
+    cmds, pending = [], ""
+    with open(os.path.join(ROOT, path)) as f:
+        for line in f:
+            if not line.startswith("    ") and not pending:
+                continue
+            text = line.strip()
+            if pending:
+                text = pending + " " + text
+            elif not text.startswith(COMMAND_WORDS):
+                continue
+            if text.endswith("\\"):
+                pending = text[:-1].strip()
+                continue
+            pending = ""
+            cmds.append(text)
+    return cmds
+
+
+def check_doc_commands(r, docs=DOCS):
+    for doc in docs:
+        for cmd in doc_commands(doc):
+            paths = [p.rstrip(".,;:)`'") for p in re.findall(r"(?<![\w/.-])deploy/[^\s'\"`]*", cmd)]
+            missing = [p for p in paths if not os.path.exists(os.path.join(ROOT, p))]
+            r.check(not missing, f"{doc}: `{cmd[:70]}` names existing paths" + (f" (missing: {', '.join(missing)})" if missing else ""))
+            if cmd.startswith(OFFLINE):
+                out = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True)
+                r.check(out.returncode == 0 and out.stdout.strip() != "",
+                        f"{doc}: `{cmd[:70]}` runs here" + (f" ({out.stderr.strip()[-200:]})" if out.returncode else ""))
+
+
 def token_scan(r, files):
     for path in files:
         with open(path, errors="replace") as f:
@@ -718,6 +758,7 @@ def main():
     jh = helm.get("jupyterhub recipe", [])
     jupyterhub_wiring(r, jh, load_values(), {o["metadata"]["name"] for o in jh if o["kind"] == "StorageClass"}, "jupyterhub (helm)")
     check_z2jh(r, load_values())
+    check_doc_commands(r)
     files = [p for p in glob.glob(os.path.join(DEPLOY, "**", "*"), recursive=True) if os.path.isfile(p)]
     token_scan(r, files)
     print(f"deploy: {r.passed} passed, {r.failed} failed")
@@ -899,6 +940,15 @@ def self_test():
         check_z2jh(r, v)
 
     cases.append(("z2jh values typo", z2jh_typo))
+
+    def doc_with_bad_path(r):
+        path = os.path.join(ROOT, "target", "README-selftest.md")
+        with open(path, "w") as f:
+            f.write("Install:\n\n    kubectl apply -k deploy/kubernetes/overlays/prod\n    deploy/helm/template -f deploy/nothing.yaml\n")
+        check_doc_commands(r, [os.path.relpath(path, ROOT)])
+        os.remove(path)
+
+    cases.append(("README command naming a missing path", doc_with_bad_path))
 
     def stale_generated(r):
         # render-kustomize --check on a copy whose base file was hand-edited.
