@@ -1,6 +1,9 @@
-"""Validates deploy/: every kustomization renders, every object passes the
-Kubernetes schemas in strict mode, and the driver and JupyterHub wiring is
-consistent. Prints one line per check and 'N passed, N failed' at the end.
+"""Validates deploy/: every kustomization and every rendering of the Helm
+chart (the Helm v4 engine, through deploy/test/chartlib.py) passes the
+Kubernetes schemas in strict mode and helm lint --strict; the values schema
+refuses typos; the driver, JupyterHub and Zero-to-JupyterHub wiring is
+consistent; every container runs as the user it must. Prints one line per
+check and 'N passed, N failed' at the end.
 
 --self-test feeds deliberately broken inputs to the checks and expects each
 to be caught, so a check that cannot fail is itself a failure."""
@@ -754,8 +757,8 @@ def main():
     r.check(not placeholders, "nothing in the Kustomize base is to be edited (no REPLACE)" + (f" ({', '.join(placeholders)})" if placeholders else ""))
     classes = {o["metadata"]["name"] for o in rendered.get("deploy/kubernetes/base", []) if o["kind"] == "StorageClass"}
     jupyterhub_wiring(r, rendered.get("deploy/examples/jupyterhub", []), load_values(), classes, "jupyterhub (kustomize)")
-    helm = helm_main(r)
-    jh = helm.get("jupyterhub recipe", [])
+    helm_renders = helm_main(r)
+    jh = helm_renders.get("jupyterhub recipe", [])
     jupyterhub_wiring(r, jh, load_values(), {o["metadata"]["name"] for o in jh if o["kind"] == "StorageClass"}, "jupyterhub (helm)")
     check_z2jh(r, load_values())
     check_doc_commands(r)
