@@ -15,10 +15,13 @@ fn load(path: &str, mode: Mode, dir: &std::path::Path) -> Config {
     std::fs::write(&ca, "placeholder").unwrap();
     let text = text
         .replace(
-            "/etc/flashblade-csi/credentials/api-token",
+            "/etc/flashblade-csi/credentials/fb01/api-token",
             token.to_str().unwrap(),
         )
-        .replace("/etc/flashblade-csi/credentials/ca.pem", ca.to_str().unwrap());
+        .replace(
+            "/etc/flashblade-csi/credentials/fb01/ca.pem",
+            ca.to_str().unwrap(),
+        );
     let args = ServeArgs {
         mode: Some(mode),
         endpoint: Some("unix:///csi/csi.sock".into()),
@@ -76,6 +79,11 @@ fn base_config_is_valid_for_both_modes() {
     );
     load("deploy/kubernetes/base/config.toml", Mode::Node, dir.path());
     load(
+        "deploy/kubernetes/overlays/production/config.toml",
+        Mode::Controller,
+        dir.path(),
+    );
+    load(
         "deploy/kubernetes/overlays/dev/config.toml",
         Mode::Controller,
         dir.path(),
@@ -97,7 +105,8 @@ fn storage_classes_parse() {
         assert!(!params.is_empty(), "{name}");
         VolumeParams::parse(&params, &c).unwrap_or_else(|e| panic!("StorageClass {name}: {e}"));
     }
-    for (name, params) in parameter_blocks("deploy/kubernetes/base/volumesnapshotclass.yaml") {
+    for (name, params) in parameter_blocks("deploy/kubernetes/components/snapshots/volumesnapshotclass.yaml")
+    {
         SnapshotParams::parse(&params).unwrap_or_else(|e| panic!("VolumeSnapshotClass {name}: {e}"));
     }
 }
