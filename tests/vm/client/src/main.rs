@@ -22,6 +22,8 @@ use tonic::{Code, Status};
 const SLACK: Duration = Duration::from_secs(3);
 /// Watchdog on any single RPC, so a hung plugin fails a case, not the run.
 const RPC_WATCHDOG: Duration = Duration::from_secs(60);
+/// The plugin's --shutdown-grace in the guest.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// Stats rounds against a dead server (each round queries every target).
 const DEAD_STATS_ROUNDS: usize = 3;
 
@@ -230,6 +232,7 @@ impl Tier {
             .args(["--mount-timeout", &secs(opts.mount_timeout)])
             .args(["--unmount-timeout", &secs(opts.unmount_timeout)])
             .args(["--stats-timeout", &secs(opts.stats_timeout)])
+            .args(["--shutdown-grace", &secs(SHUTDOWN_GRACE)])
             .args([
                 "--log-format",
                 "human",
@@ -687,6 +690,34 @@ impl Tier {
         let o = if stuck <= bound { Ok(detail) } else { Err(detail) };
         self.outcome(&format!("{how}: stuck stats threads bounded"), Duration::ZERO, o);
 
+        // kubelet repeats NodeStage / NodePublish (e.g. after a restart):
+        // both must answer from the mount table, without touching the server.
+        for v in &vols {
+            let t = Instant::now();
+            let o = async {
+                let (r, d1) = self.stage(v).await;
+                r.map_err(|s| format!("NodeStage: {} after {} ms", status_text(&s), ms(d1)))?;
+                let (r, d2) = self.publish(v, pod, false).await;
+                r.map_err(|s| format!("NodePublish: {} after {} ms", status_text(&s), ms(d2)))?;
+                let quick = Duration::from_secs(2);
+                if d1 > quick || d2 > quick {
+                    return Err(format!(
+                        "stage {} ms, publish {} ms: slower than {} ms",
+                        ms(d1),
+                        ms(d2),
+                        ms(quick)
+                    ));
+                }
+                Ok(format!("stage {} ms, publish {} ms", ms(d1), ms(d2)))
+            }
+            .await;
+            self.outcome(
+                &format!("{how}: repeated stage and publish of {} answer OK", v.name),
+                t.elapsed(),
+                o,
+            );
+        }
+
         // Unpublish and unstage answer OK in time and leave nothing mounted.
         let limit = self.opts.unmount_timeout + SLACK;
         for v in &vols {
@@ -845,6 +876,75 @@ impl Tier {
         );
     }
 
+    /// SIGTERM while a statfs is stuck on a dead server: the plugin exits
+    /// 0 within its shutdown grace (a stuck thread must not keep it alive).
+    async fn shutdown(&mut self) {
+        let v = Vol::new("k8s-shutdown", Some("3"));
+        let pod = "pod-shutdown";
+        let t = Instant::now();
+        let o = async {
+            let (r, _) = self.stage(&v).await;
+            r.map_err(|s| format!("NodeStage: {}", status_text(&s)))?;
+            let (r, _) = self.publish(&v, pod, false).await;
+            r.map_err(|s| format!("NodePublish: {}", status_text(&s)))?;
+            self.ctl("drop")?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (r, d) = self.stats(&v, pod).await;
+            let c = r
+                .map_err(|s| format!("NodeGetVolumeStats: {}", status_text(&s)))?
+                .volume_condition
+                .unwrap_or_default();
+            let (all, blocked) = threads(self.plugin_pid());
+            if !c.abnormal || blocked == 0 {
+                return Err(format!(
+                    "wanted a stuck statfs first: abnormal={} after {} ms, {blocked} of {all} threads in D state",
+                    c.abnormal,
+                    ms(d)
+                ));
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.plugin.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let start = Instant::now();
+            let limit = SHUTDOWN_GRACE + SLACK;
+            let status = loop {
+                if let Ok(Some(st)) = self.plugin.try_wait() {
+                    break Some(st);
+                }
+                if start.elapsed() > limit + Duration::from_secs(10) {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let took = start.elapsed();
+            match status {
+                Some(st) if st.success() && took <= limit => Ok(format!(
+                    "{blocked} thread(s) stuck in statfs; exit 0 {} ms after SIGTERM (grace {} ms)",
+                    ms(took),
+                    ms(SHUTDOWN_GRACE)
+                )),
+                Some(st) => Err(format!(
+                    "{blocked} thread(s) stuck in statfs; {st} {} ms after SIGTERM (grace {} ms, limit {} ms)",
+                    ms(took),
+                    ms(SHUTDOWN_GRACE),
+                    ms(limit)
+                )),
+                None => Err(format!(
+                    "still running {} ms after SIGTERM with {blocked} thread(s) stuck in statfs",
+                    ms(took)
+                )),
+            }
+        }
+        .await;
+        self.outcome(
+            "shutdown: SIGTERM with a statfs stuck on a dead server exits 0 within the grace",
+            t.elapsed(),
+            o,
+        );
+        let _ = self.ctl("restore");
+    }
+
     async fn stop_plugin(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.plugin.id() as i32),
@@ -888,7 +988,8 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let phases = std::env::var("VM_PHASES").unwrap_or_else(|_| "healthy,refused,dropped,fallback".into());
+    let phases =
+        std::env::var("VM_PHASES").unwrap_or_else(|_| "healthy,refused,dropped,fallback,shutdown".into());
     for phase in phases.split(',') {
         let t = Instant::now();
         eprintln!("== phase {phase}");
@@ -896,6 +997,7 @@ async fn main() {
             "healthy" => tier.healthy().await,
             "refused" | "dropped" => tier.dead(phase).await,
             "fallback" => tier.fallback().await,
+            "shutdown" => tier.shutdown().await,
             other => tier.record(
                 "phases",
                 "fail",
