@@ -9,7 +9,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # Volumes: each is exported as /<name> from a tmpfs of its own size, so the
 # stats of each can be told apart.
-VOLUMES="k8s-v41 k8s-v3 k8s-default k8s-r41 k8s-r3 k8s-rnew k8s-rafter k8s-d41 k8s-d3 k8s-dnew k8s-dafter k8s-fallback k8s-shutdown"
+VOLUMES="k8s-v41 k8s-v3 k8s-default k8s-r41 k8s-r3 k8s-rnew k8s-rafter k8s-d41 k8s-d3 k8s-dnew k8s-dafter k8s-fallback k8s-shutdown k8s-part-dead k8s-part-ok"
 # Fixed ports for everything NFS uses, so one nftables rule can drop them.
 PORTS="111, 2049, 20048, 32765, 32766, 32768"
 # The node plugin's deadlines in the guest (seconds): short, so the
@@ -58,6 +58,12 @@ if [ "${1:-}" = ctl ]; then
       nft add rule inet vmtest input tcp dport "{ $PORTS }" drop
       nft add rule inet vmtest input udp dport "{ $PORTS }" drop
       ;;
+    drop-alt)
+      # Only the second address: volumes mounted from 127.0.0.1 stay alive.
+      nft add table inet vmtest
+      nft add chain inet vmtest input '{ type filter hook input priority 0 ; policy accept ; }'
+      nft add rule inet vmtest input ip daddr 127.0.0.2 drop
+      ;;
     restore)
       nft delete table inet vmtest 2> /dev/null || true
       if [ "$(cat /proc/fs/nfsd/threads 2> /dev/null || echo 0)" = 0 ]; then start_services; fi
@@ -85,7 +91,7 @@ for v in $VOLUMES; do
   i=$((i + 1))
   mkdir -p "/$v"
   mount -t tmpfs -o "size=$((32 + i))m" tmpfs "/$v"
-  echo "/$v 127.0.0.1(rw,sync,no_root_squash,no_subtree_check,insecure,fsid=$((100 + i)))" >> /etc/exports
+  echo "/$v 127.0.0.0/8(rw,sync,no_root_squash,no_subtree_check,insecure,fsid=$((100 + i)))" >> /etc/exports
 done
 start_services
 echo "guest: NFS server up after $(since)s"

@@ -24,6 +24,9 @@ const SLACK: Duration = Duration::from_secs(3);
 const RPC_WATCHDOG: Duration = Duration::from_secs(60);
 /// The plugin's --shutdown-grace in the guest.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+/// Pods one dead volume is published into in the partial-outage case: more
+/// than the driver's limit on stuck statfs threads (32 today).
+const PARTIAL_PODS: usize = 40;
 /// Stats rounds against a dead server (each round queries every target).
 const DEAD_STATS_ROUNDS: usize = 3;
 
@@ -77,6 +80,8 @@ struct Vol {
     /// Give server and share in the volume context (else the node resolves
     /// them from the handle and its --nfs-endpoint).
     explicit: bool,
+    /// The server address (the guest's server answers on all of 127/8).
+    server: &'static str,
 }
 
 impl Vol {
@@ -85,6 +90,7 @@ impl Vol {
             name: name.into(),
             versions,
             explicit: true,
+            server: "127.0.0.1",
         }
     }
     fn export_dir(&self) -> PathBuf {
@@ -345,7 +351,7 @@ impl Tier {
     async fn stage(&mut self, v: &Vol) -> (Result<(), Status>, Duration) {
         let mut ctx = HashMap::new();
         if v.explicit {
-            ctx.insert("server".to_string(), "127.0.0.1".to_string());
+            ctx.insert("server".to_string(), v.server.to_string());
             ctx.insert("share".to_string(), format!("/{}", v.name));
         }
         if let Some(vers) = v.versions {
@@ -555,6 +561,7 @@ impl Tier {
             name: "k8s-default".into(),
             versions: None,
             explicit: false,
+            server: "127.0.0.1",
         };
         for (v, want) in [(&v41, "4.1"), (&v3, "3"), (&both, "4.1")] {
             let case = match v.versions {
@@ -835,6 +842,122 @@ impl Tier {
         );
     }
 
+    /// One of two servers dies (packets to 127.0.0.2 dropped) while a volume
+    /// from it is published into many pods: stats of a volume from the other
+    /// server (127.0.0.1) must stay normal, however many pods the dead one
+    /// is in. v3 for the dead one: two addresses of one v4.1 server would be
+    /// detected as one server (trunking) and share a connection.
+    async fn partial(&mut self) {
+        let dead = Vol {
+            server: "127.0.0.2",
+            ..Vol::new("k8s-part-dead", Some("3"))
+        };
+        let ok = Vol::new("k8s-part-ok", Some("4.1"));
+        let pods: Vec<String> = (0..PARTIAL_PODS).map(|i| format!("pod-p{i}")).collect();
+        let t = Instant::now();
+        let o = async {
+            for v in [&dead, &ok] {
+                let (r, _) = self.stage(v).await;
+                r.map_err(|s| format!("NodeStage {}: {}", v.name, status_text(&s)))?;
+                let (r, _) = self.publish(v, "pod-p0", false).await;
+                r.map_err(|s| format!("NodePublish {}: {}", v.name, status_text(&s)))?;
+            }
+            self.ctl("drop-alt")?;
+            for pod in &pods[1..] {
+                let (r, _) = self.publish(&dead, pod, false).await;
+                r.map_err(|s| format!("NodePublish {} {pod}: {}", dead.name, status_text(&s)))?;
+            }
+            Ok(format!(
+                "{} published into {} pods, {} into one; 127.0.0.2 dropped",
+                dead.name, PARTIAL_PODS, ok.name
+            ))
+        }
+        .await;
+        let ready = o.is_ok();
+        self.outcome("partial: set-up", t.elapsed(), o);
+        if ready {
+            // kubelet asks for every pod's volume at about the same time.
+            let t = Instant::now();
+            let calls = pods.iter().map(|pod| {
+                let mut node = self.node.clone();
+                let req = csi::NodeGetVolumeStatsRequest {
+                    volume_id: dead.name.clone(),
+                    volume_path: self.target(&dead, pod).to_string_lossy().into_owned(),
+                    staging_target_path: self.staging(&dead).to_string_lossy().into_owned(),
+                };
+                async move { Self::rpc(node.node_get_volume_stats(req)).await }
+            });
+            let answers = futures_join_all(calls).await;
+            let limit = self.opts.stats_timeout + SLACK;
+            let slowest = answers.iter().map(|a| a.1).max().unwrap_or_default();
+            let abnormal = answers
+                .iter()
+                .filter(|a| matches!(&a.0, Ok(r) if r.volume_condition.as_ref().is_some_and(|c| c.abnormal)))
+                .count();
+            let (all, blocked) = threads(self.plugin_pid());
+            let detail = format!(
+                "{abnormal}/{} abnormal, slowest {} ms; plugin threads {all}, {blocked} in D state",
+                answers.len(),
+                ms(slowest)
+            );
+            let o = if abnormal == answers.len() && slowest <= limit {
+                Ok(detail)
+            } else {
+                Err(detail)
+            };
+            self.outcome(
+                &format!("partial: stats of the dead volume in {PARTIAL_PODS} pods at once"),
+                t.elapsed(),
+                o,
+            );
+            let t = Instant::now();
+            let (r, d) = self.stats(&ok, "pod-p0").await;
+            let o = match r {
+                Ok(resp) => {
+                    let c = resp.volume_condition.unwrap_or_default();
+                    if c.abnormal {
+                        Err(format!(
+                            "healthy volume reported abnormal after {} ms: {}",
+                            ms(d),
+                            c.message
+                        ))
+                    } else {
+                        Ok(format!("normal after {} ms", ms(d)))
+                    }
+                }
+                Err(s) => Err(format!("error after {} ms: {}", ms(d), status_text(&s))),
+            };
+            self.outcome(
+                "partial: stats of a volume on the live server stay normal",
+                t.elapsed(),
+                o,
+            );
+        }
+        // Clean up, whatever happened above.
+        let t = Instant::now();
+        let limit = self.opts.unmount_timeout + SLACK;
+        let o = async {
+            for pod in &pods {
+                let (r, d) = self.unpublish(&dead, pod).await;
+                r.map_err(|s| format!("NodeUnpublish {pod}: {} after {} ms", status_text(&s), ms(d)))?;
+                if d > limit {
+                    return Err(format!("NodeUnpublish {pod} took {} ms", ms(d)));
+                }
+            }
+            self.unstage_checked(&dead, limit).await?;
+            self.ctl("restore")?;
+            self.unpublish_checked(&ok, "pod-p0", limit).await?;
+            self.unstage_checked(&ok, limit).await?;
+            Ok(format!(
+                "{} pods unpublished, both volumes unstaged",
+                PARTIAL_PODS
+            ))
+        }
+        .await;
+        self.outcome("partial: unpublish and unstage everything", t.elapsed(), o);
+        let _ = self.ctl("restore");
+    }
+
     /// The server offers NFSv3 only: the default order (4.1, then 3) falls
     /// back to v3 within one NodeStage.
     async fn fallback(&mut self) {
@@ -962,6 +1085,23 @@ impl Tier {
     }
 }
 
+/// Awaits all futures concurrently (a tiny join_all, to stay on tokio alone).
+async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => panic!("a concurrent call panicked: {e}"),
+        }
+    }
+    out
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let opts = match parse_opts() {
@@ -988,14 +1128,15 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let phases =
-        std::env::var("VM_PHASES").unwrap_or_else(|_| "healthy,refused,dropped,fallback,shutdown".into());
+    let phases = std::env::var("VM_PHASES")
+        .unwrap_or_else(|_| "healthy,refused,dropped,partial,fallback,shutdown".into());
     for phase in phases.split(',') {
         let t = Instant::now();
         eprintln!("== phase {phase}");
         match phase {
             "healthy" => tier.healthy().await,
             "refused" | "dropped" => tier.dead(phase).await,
+            "partial" => tier.partial().await,
             "fallback" => tier.fallback().await,
             "shutdown" => tier.shutdown().await,
             other => tier.record(
