@@ -586,6 +586,29 @@ impl Tier {
             let o = self.stats_checked(v, "pod-rw").await;
             self.outcome(&format!("stats vs server statvfs, v{vers}"), t.elapsed(), o);
         }
+        // An IPv6 data address: `[::1]:/share`, and the repeat must match
+        // the mount table's spelling of that source.
+        for vers in ["4.1", "3"] {
+            let v6 = Vol {
+                server: "::1",
+                ..Vol::new(&format!("k8s-v6-{}", vers.replace('.', "")), Some(vers))
+            };
+            let t = Instant::now();
+            let o = async {
+                let d = self.stage_checked(&v6, vers).await?;
+                let d2 = self.publish_checked(&v6, "pod-v6", false).await?;
+                let limit = self.opts.unmount_timeout + SLACK;
+                self.unpublish_checked(&v6, "pod-v6", limit).await?;
+                self.unstage_checked(&v6, limit).await?;
+                Ok(format!("{d}; {d2}"))
+            }
+            .await;
+            self.outcome(
+                &format!("IPv6 server [::1], v{vers}: stage, publish, unpublish, unstage"),
+                t.elapsed(),
+                o,
+            );
+        }
         self.record(
             "hard quota (PVC size) enforced on writes",
             "skip",
