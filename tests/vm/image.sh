@@ -32,11 +32,18 @@ debootstrap --variant=minbase \
   bookworm "$root" "$(mirror)" > "$work/debootstrap.log" 2>&1 ||
   { tail -n 30 "$work/debootstrap.log"; exit 1; }
 
-# The kernel: the versioned package linux-image-amd64 points at.
-kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$kpkg" ] || { echo "image: cannot resolve the kernel package" >&2; exit 1; }
+# The kernel: the versioned package linux-image-amd64 points at. Stale
+# package lists can name a kernel the mirror no longer has: update once then.
+kernel_pkg() { apt-cache depends linux-image-amd64 2> /dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+fetch_kernel() { (cd "$work" && apt-get download -o APT::Sandbox::User=root "$1" > /dev/null); }
+kpkg=$(kernel_pkg)
+if [ -z "$kpkg" ] || ! fetch_kernel "$kpkg"; then
+  apt-get update -qq
+  kpkg=$(kernel_pkg)
+  [ -n "$kpkg" ] || { echo "image: cannot resolve the kernel package" >&2; exit 1; }
+  fetch_kernel "$kpkg"
+fi
 echo "image: kernel $kpkg"
-(cd "$work" && apt-get download -o APT::Sandbox::User=root "$kpkg" > /dev/null)
 dpkg-deb -x "$work"/"$kpkg"_*.deb "$work/kernel"
 kver=${kpkg#linux-image-}
 cp "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
@@ -58,10 +65,12 @@ done
 depmod -b "$root" "$kver"
 echo "$mods" > "$root/etc/vm-modules"
 
-# Trim what a test run never reads.
+# Trim what a test run never reads (python3 comes with nfs-common for
+# mountstats and nfsiostat, unused here).
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/* \
   "$root"/usr/share/info/* "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
-  "$root"/usr/share/zoneinfo
+  "$root"/usr/share/zoneinfo "$root"/var/cache/debconf/* \
+  "$root"/usr/lib/python3* "$root"/usr/bin/python3* "$root"/usr/lib/x86_64-linux-gnu/gconv
 ln -sf /proc/self/mounts "$root/etc/mtab"
 
 # PID 1: mount the basics, load the modules, mount the host share and hand
