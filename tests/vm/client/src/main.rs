@@ -82,6 +82,8 @@ struct Vol {
     explicit: bool,
     /// The server address (the guest's server answers on all of 127/8).
     server: &'static str,
+    /// The capability's mount flags (StorageClass mountOptions).
+    flags: &'static [&'static str],
 }
 
 impl Vol {
@@ -91,6 +93,7 @@ impl Vol {
             versions,
             explicit: true,
             server: "127.0.0.1",
+            flags: &[],
         }
     }
     fn export_dir(&self) -> PathBuf {
@@ -191,10 +194,13 @@ fn threads(pid: u32) -> (usize, usize) {
     (all, blocked)
 }
 
-fn cap(readonly: bool) -> csi::VolumeCapability {
+fn cap(readonly: bool, flags: &[&str]) -> csi::VolumeCapability {
     use csi::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
     csi::VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume::default())),
+        access_type: Some(AccessType::Mount(MountVolume {
+            mount_flags: flags.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        })),
         access_mode: Some(AccessMode {
             mode: if readonly {
                 Mode::MultiNodeReaderOnly as i32
@@ -360,7 +366,7 @@ impl Tier {
         let req = csi::NodeStageVolumeRequest {
             volume_id: v.name.clone(),
             staging_target_path: self.staging(v).to_string_lossy().into_owned(),
-            volume_capability: Some(cap(false)),
+            volume_capability: Some(cap(false, v.flags)),
             volume_context: ctx,
             ..Default::default()
         };
@@ -382,7 +388,7 @@ impl Tier {
             volume_id: v.name.clone(),
             staging_target_path: self.staging(v).to_string_lossy().into_owned(),
             target_path: self.target(v, pod).to_string_lossy().into_owned(),
-            volume_capability: Some(cap(false)),
+            volume_capability: Some(cap(false, v.flags)),
             readonly,
             ..Default::default()
         };
@@ -562,6 +568,7 @@ impl Tier {
             versions: None,
             explicit: false,
             server: "127.0.0.1",
+            flags: &[],
         };
         for (v, want) in [(&v41, "4.1"), (&v3, "3"), (&both, "4.1")] {
             let case = match v.versions {
@@ -586,6 +593,41 @@ impl Tier {
             let o = self.stats_checked(v, "pod-rw").await;
             self.outcome(&format!("stats vs server statvfs, v{vers}"), t.elapsed(), o);
         }
+        // StorageClass mountOptions reach mount.nfs; a version there pins it
+        // (over nfsVersions).
+        let pinned = Vol {
+            flags: &["nfsvers=3", "nconnect=2,noatime"],
+            ..Vol::new("k8s-flags", Some("4.1"))
+        };
+        let t = Instant::now();
+        let o = async {
+            let d = self.stage_checked(&pinned, "3").await?;
+            // The mount's own options (field 6 of mountinfo) and the NFS
+            // super options.
+            let staging = self.staging(&pinned);
+            let line = std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .find(|l| l.split(' ').nth(4).map(Path::new) == Some(staging.as_path()))
+                .map(str::to_string)
+                .unwrap_or_default();
+            let mount_opts = line.split(' ').nth(5).unwrap_or("").to_string();
+            let super_opts = line.rsplit(' ').next().unwrap_or("").to_string();
+            if !mount_opts.split(',').any(|o| o == "noatime") {
+                return Err(format!("noatime missing from the mount's options: {mount_opts}"));
+            }
+            self.unstage_checked(&pinned, self.opts.unmount_timeout + SLACK)
+                .await?;
+            Ok(format!("{d}; options {mount_opts}; super options {super_opts}"))
+        }
+        .await;
+        self.outcome(
+            "mount flags nfsvers=3,nconnect=2,noatime pin v3 over nfsVersions=4.1",
+            t.elapsed(),
+            o,
+        );
+
         // An IPv6 data address: `[::1]:/share`, and the repeat must match
         // the mount table's spelling of that source.
         for vers in ["4.1", "3"] {
