@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod controller;
 pub mod csi;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod flashblade;

@@ -21,6 +21,7 @@ enum Command {
     Serve(ServeArgs),
     /// Run the JupyterHub story end to end on this machine, against an
     /// embedded simulated array (mounts need root).
+    #[cfg(feature = "demo")]
     Demo(flashblade_csi::demo::DemoArgs),
     /// Restore a volume in place from one of its snapshots (discards data
     /// written since the snapshot). Uses the same configuration as `serve`.
@@ -44,6 +45,7 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Restore(args) => restore(args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => flashblade_csi::demo::main(args),
     };
     std::process::exit(code);
