@@ -102,8 +102,37 @@ impl From<Error> for Status {
             // Retried by the sidecars; logged loudly.
             Error::Internal(_) => Code::Internal,
         };
-        Status::new(code, err.to_string())
+        Status::new(code, bounded(err.to_string(), MAX_STATUS_MESSAGE))
     }
+}
+
+/// Longest status message sent. The message travels in a header
+/// (percent-encoded, up to three times longer); C-core clients refuse
+/// headers past 8 KiB, and a message echoing a 10 KB id helps nobody.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// Longest piece of caller input echoed inside a message.
+const MAX_ECHO: usize = 96;
+
+/// `s` cut to at most `max` bytes (on a character boundary), saying how
+/// much was left out.
+pub fn bounded(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let total = s.len();
+    let mut cut = max.saturating_sub(40);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(&format!("… ({} more bytes)", total - cut));
+    s
+}
+
+/// Caller input for a message: quoted, cut to a readable length.
+pub fn clip(input: &str) -> String {
+    bounded(format!("{input:?}"), MAX_ECHO)
 }
 
 #[cfg(test)]
@@ -130,5 +159,19 @@ mod tests {
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), "a");
         }
+    }
+
+    #[test]
+    fn messages_are_bounded() {
+        let long = "é".repeat(10_000);
+        let status = Status::from(Error::InvalidArgument(format!("volume id {long} is bad")));
+        assert!(
+            status.message().len() <= MAX_STATUS_MESSAGE,
+            "{}",
+            status.message().len()
+        );
+        assert!(status.message().ends_with("more bytes)"));
+        assert!(clip(&long).len() <= MAX_ECHO);
+        assert_eq!(clip("pvc-1"), "\"pvc-1\"");
     }
 }

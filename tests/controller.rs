@@ -209,6 +209,14 @@ async fn delete_policies_eradicate_and_retain() {
 async fn idempotent_create_ten_times_is_one_file_system() {
     let env = controller_env(ControllerOpts::default()).await;
     let mut c = client(&env).await;
+    // A fresh name costs exactly one array request: the POST.
+    c.create_volume(create_req("pvc-fresh", 2 * GIB)).await.unwrap();
+    env.mock.reset_counters();
+    c.create_volume(create_req("pvc-fresh-2", 2 * GIB)).await.unwrap();
+    let counts = env.mock.counters();
+    assert_eq!(counts.count_status("POST", "file-systems", 200), 1);
+    assert_eq!(counts.total(), 1, "a fresh create made other requests");
+    env.mock.reset_counters();
     let mut ids = Vec::new();
     for _ in 0..10 {
         let v = c
@@ -221,7 +229,11 @@ async fn idempotent_create_ten_times_is_one_file_system() {
         ids.push(v.volume_id);
     }
     assert!(ids.windows(2).all(|w| w[0] == w[1]));
-    assert_eq!(env.mock.counters().count("POST", "file-systems"), 1);
+    // One file system; each repeat is a refused POST and a read-back.
+    let counts = env.mock.counters();
+    assert_eq!(counts.count_status("POST", "file-systems", 200), 1);
+    assert_eq!(counts.count_status("POST", "file-systems", 400), 9);
+    assert_eq!(counts.count("GET", "file-systems"), 9);
     // Same name, other size: ALREADY_EXISTS, nothing changed.
     let e = c
         .create_volume(create_req("pvc-same", 4 * GIB))
@@ -280,7 +292,7 @@ async fn maximum_length_and_odd_names() {
         .await
         .unwrap();
     }
-    assert_eq!(env.mock.counters().count("POST", "file-systems"), 2);
+    assert_eq!(env.mock.counters().count_status("POST", "file-systems", 200), 2);
 }
 
 #[tokio::test]
@@ -895,4 +907,49 @@ async fn export_policy_parameter() {
     let fs = env.mock.with_state(|s| s.file_systems["k8s-pvc-pol"].clone());
     assert_eq!(fs.nfs.export_policy.as_deref(), Some("k8s-nodes"));
     assert_eq!(fs.nfs.rules, "");
+}
+
+#[tokio::test]
+async fn two_controllers_creating_the_same_names_both_get_the_volume() {
+    // A leader-election hand-over: two controller processes replay the same
+    // CreateVolume calls against one array at once.
+    let env = controller_env(ControllerOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = flashblade_csi::config::ServeArgs {
+        mode: Some(flashblade_csi::config::Mode::Controller),
+        array_name: Some("fb01".into()),
+        array_url: Some(env.mock.url.clone()),
+        api_token_file: Some(env.token_file.clone()),
+        ca_file: env.mock.ca_file.clone(),
+        nfs_endpoint: Some("127.0.0.1".into()),
+        default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+        ..Default::default()
+    };
+    let second = common::Driver::start(dir.path(), args).await;
+    env.mock.set_faults(mock_flashblade::Faults {
+        latency_ms: 5,
+        ..Default::default()
+    });
+    let (a, b) = (client(&env).await, ControllerClient::new(second.channel().await));
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..125 {
+        for c in [a.clone(), b.clone()] {
+            let mut c = c;
+            calls.spawn(async move {
+                let name = format!("pvc-handover-{i}");
+                let r = c.create_volume(create_req(&name, GIB)).await;
+                (name, r.map(|r| r.into_inner().volume.unwrap().volume_id))
+            });
+        }
+    }
+    let mut ids = std::collections::HashMap::new();
+    while let Some(r) = calls.join_next().await {
+        let (name, r) = r.unwrap();
+        let id = r.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        if let Some(other) = ids.insert(name.clone(), id.clone()) {
+            assert_eq!(other, id, "{name} got two ids");
+        }
+    }
+    assert_eq!(ids.len(), 125);
+    assert_eq!(env.mock.counters().count_status("POST", "file-systems", 200), 125);
 }

@@ -13,6 +13,7 @@ use crate::csi;
 use crate::error::{Error, Result};
 use crate::flashblade::FileSystemSpec;
 use crate::flashblade::models::FileSystem;
+use crate::flashblade::ops::Created;
 use crate::telemetry::record_volume_id;
 
 /// Checks requested capabilities: mount volumes in any access mode; block
@@ -199,41 +200,23 @@ impl ControllerService {
         };
         let temp_snapshot = clone.as_ref().map(|p| p.snapshot_name());
 
-        if let Some(existing) = client.find_file_system(&fs_name).await? {
-            if existing.destroyed {
-                return Err(Error::FailedPrecondition(format!(
-                    "file system {fs_name} exists in the destroyed state (recoverable for {} more minutes); recover it on the array (destroyed=false) and bind it to a PersistentVolume, or eradicate it, before creating this volume again",
-                    existing.time_remaining.unwrap_or(0) / 60_000
-                )));
+        // Content from a snapshot or volume: look the name up first, so a
+        // retry does not copy again. A plain create goes to the array at once
+        // (one request for a fresh name) and judges an existing one after.
+        if source_snapshot.is_some() || clone.is_some() {
+            if let Some(existing) = client.find_file_system(&fs_name).await? {
+                if let Some(t) = &temp_snapshot {
+                    self.drop_temp_snapshot(&params.array, t).await;
+                }
+                return self.existing_volume(
+                    &req,
+                    &params,
+                    &fs_name,
+                    &existing,
+                    source_snapshot.as_deref(),
+                    source,
+                );
             }
-            let compatible = existing
-                .provisioned
-                .is_some_and(|p| fits(req.capacity_range.as_ref(), p))
-                && existing.hard_limit_enabled == params.hard_limit
-                && existing.nfs.v3_enabled.unwrap_or(false) == params.nfs_v3
-                && existing.nfs.v4_1_enabled.unwrap_or(false) == params.nfs_v41
-                && match (
-                    &source_snapshot,
-                    existing.source.as_ref().and_then(|s| s.name.as_deref()),
-                ) {
-                    (Some(want), Some(got)) => want == got,
-                    (Some(_), None) => false,
-                    (None, _) => true,
-                };
-            if !compatible {
-                return Err(Error::AlreadyExists(format!(
-                    "file system {fs_name} for volume name {:?} exists with a different size or parameters (provisioned {:?}, hard limit {}, NFSv3 {:?}, NFSv4.1 {:?})",
-                    req.name,
-                    existing.provisioned,
-                    existing.hard_limit_enabled,
-                    existing.nfs.v3_enabled,
-                    existing.nfs.v4_1_enabled
-                )));
-            }
-            if let Some(t) = &temp_snapshot {
-                self.drop_temp_snapshot(&params.array, t).await;
-            }
-            return Ok(volume_response(&params, &existing, source));
         }
 
         let (rules, policy) = match &params.export {
@@ -275,7 +258,19 @@ impl ControllerService {
             // outlive this call either way.
             self.drop_temp_snapshot(&params.array, t).await;
         }
-        let mut fs = created?;
+        let mut fs = match created? {
+            Created::New(fs) => fs,
+            Created::Found(existing) => {
+                return self.existing_volume(
+                    &req,
+                    &params,
+                    &fs_name,
+                    &existing,
+                    source_snapshot.as_deref(),
+                    source,
+                );
+            }
+        };
         // A clone keeps the source's size on some arrays: grow it to the request.
         if fs.provisioned != Some(size) {
             fs = client
@@ -293,6 +288,52 @@ impl ControllerService {
             tracing::info!(volume_id = %v.volume_id, bytes = size, "volume created");
         }
         Ok(resp)
+    }
+
+    /// The answer for a name whose file system already exists: the same
+    /// volume when it has exactly the requested size and parameters (a retry,
+    /// or another controller's create during a hand-over), ALREADY_EXISTS when
+    /// not, FAILED_PRECONDITION when it is destroyed.
+    fn existing_volume(
+        &self,
+        req: &csi::CreateVolumeRequest,
+        params: &VolumeParams,
+        fs_name: &str,
+        existing: &FileSystem,
+        source_snapshot: Option<&str>,
+        source: Option<csi::VolumeContentSource>,
+    ) -> Result<csi::CreateVolumeResponse> {
+        if existing.destroyed {
+            return Err(Error::FailedPrecondition(format!(
+                "file system {fs_name} exists in the destroyed state (recoverable for {} more minutes); recover it on the array (destroyed=false) and bind it to a PersistentVolume, or eradicate it, before creating this volume again",
+                existing.time_remaining.unwrap_or(0) / 60_000
+            )));
+        }
+        let compatible = existing
+            .provisioned
+            .is_some_and(|p| fits(req.capacity_range.as_ref(), p))
+            && existing.hard_limit_enabled == params.hard_limit
+            && existing.nfs.v3_enabled.unwrap_or(false) == params.nfs_v3
+            && existing.nfs.v4_1_enabled.unwrap_or(false) == params.nfs_v41
+            && match (
+                source_snapshot,
+                existing.source.as_ref().and_then(|s| s.name.as_deref()),
+            ) {
+                (Some(want), Some(got)) => want == got,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+        if !compatible {
+            return Err(Error::AlreadyExists(format!(
+                "file system {fs_name} for volume name {:?} exists with a different size or parameters (provisioned {:?}, hard limit {}, NFSv3 {:?}, NFSv4.1 {:?})",
+                crate::error::clip(&req.name),
+                existing.provisioned,
+                existing.hard_limit_enabled,
+                existing.nfs.v3_enabled,
+                existing.nfs.v4_1_enabled
+            )));
+        }
+        Ok(volume_response(params, existing, source))
     }
 
     pub(super) async fn delete_volume_impl(

@@ -84,6 +84,21 @@ fn first<T: DeserializeOwned>(array: &str, what: &str, v: Value) -> Result<T, Er
 
 /// FlashBlade filter string literal (names are validated before they get
 /// here; quotes are escaped anyway).
+/// What a create found: a new object, or one that already had the name.
+#[derive(Debug)]
+pub enum Created<T> {
+    New(T),
+    Found(T),
+}
+
+impl<T> Created<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            Created::New(t) | Created::Found(t) => t,
+        }
+    }
+}
+
 fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
@@ -124,33 +139,39 @@ impl ArrayClient {
         parse(self.name(), "file-systems", v)
     }
 
-    /// Sends a create; when an attempt's outcome is unknown, reads the object
-    /// back by name: if it exists, that is the result; if not, sends it again.
-    /// Never a second object for one name.
+    /// Sends a create first (one request for a name the array has not seen,
+    /// the common case); only when the array says the name exists, or an
+    /// attempt's outcome is unknown, reads the object back by name: if it
+    /// exists, that is the result ([`Created::Found`], for the caller to
+    /// judge: it may be an earlier attempt's, another controller's, or not
+    /// ours at all); if not, sends it again. Never a second object for one
+    /// name.
     async fn create_resolving<T, R, F>(
         &self,
         what: &str,
         call: impl Fn() -> Call,
         read_back: R,
-    ) -> Result<T, Error>
+    ) -> Result<Created<T>, Error>
     where
         T: DeserializeOwned,
         R: Fn() -> F,
         F: std::future::Future<Output = Result<Option<T>, Error>>,
     {
-        let mut unknown_before = false;
         for attempt in 1..=CREATE_ATTEMPTS {
             match self.call(call()).await {
-                Ok(v) => return first(self.name(), what, v),
-                // An earlier attempt did succeed after all.
-                Err(e) if e.is_already_exists() && unknown_before => {
-                    return read_back().await?.ok_or(e);
+                Ok(v) => return first(self.name(), what, v).map(Created::New),
+                Err(e) if e.is_already_exists() => {
+                    return match read_back().await? {
+                        Some(found) => Ok(Created::Found(found)),
+                        // Gone again between the two calls (eradicated):
+                        // nothing to judge; let the caller retry.
+                        None => Err(e),
+                    };
                 }
                 Err(Error::Ambiguous { reason, .. }) => {
                     tracing::warn!(array = %self.name(), %what, %reason, attempt, "outcome unknown; reading it back");
-                    unknown_before = true;
                     if let Some(found) = read_back().await? {
-                        return Ok(found);
+                        return Ok(Created::Found(found));
                     }
                 }
                 Err(e) => return Err(e),
@@ -164,7 +185,11 @@ impl ArrayClient {
     }
 
     /// Creates a file system (see [`ArrayClient::create_resolving`]).
-    pub async fn create_file_system(&self, name: &str, spec: &FileSystemSpec) -> Result<FileSystem, Error> {
+    pub async fn create_file_system(
+        &self,
+        name: &str,
+        spec: &FileSystemSpec,
+    ) -> Result<Created<FileSystem>, Error> {
         let call = || Call {
             method: Method::POST,
             resource: "file-systems",
@@ -316,6 +341,7 @@ impl ArrayClient {
             self.find_snapshot(&full)
         })
         .await
+        .map(Created::into_inner)
     }
 
     /// Destroys (if needed) and eradicates a snapshot. Already gone is success.
