@@ -430,19 +430,23 @@ fn validate_array_name(name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Prefixes stay short so `<prefix>-<name>` fits FlashBlade's 63 characters.
+/// Prefixes stay short so `<prefix>-<name>` fits FlashBlade's 63 characters,
+/// and hold no `-`: the first `-` of a file-system name then always ends the
+/// prefix, so two (prefix, name) pairs can never give one file system.
 pub fn validate_name_prefix(setting: &str, prefix: &str) -> Result<(), ConfigError> {
     let b = prefix.as_bytes();
     let ok = (1..=20).contains(&b.len())
         && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'));
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
     if ok {
         Ok(())
     } else {
         Err(bad(
             setting,
-            format!("{prefix:?} must be 1-20 letters, digits, '-' or '_', starting with a letter or digit"),
+            format!(
+                "{prefix:?} must be 1-20 letters, digits or '_', starting with a letter or digit \
+                 ('-' would let two prefixes name the same file system)"
+            ),
         ))
     }
 }

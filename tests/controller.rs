@@ -953,3 +953,33 @@ async fn two_controllers_creating_the_same_names_both_get_the_volume() {
     assert_eq!(ids.len(), 125);
     assert_eq!(env.mock.counters().count_status("POST", "file-systems", 200), 125);
 }
+
+#[tokio::test]
+async fn two_csi_names_never_share_a_file_system() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let first = c
+        .create_volume(create_req("col a", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    // The name that spells the first one's file system.
+    let fs = first.volume_id.split('/').nth(1).unwrap().to_string();
+    let spelled = fs.strip_prefix("k8s-").unwrap();
+    let second = c
+        .create_volume(create_req(spelled, GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_ne!(first.volume_id, second.volume_id);
+    // A prefix with '-' could collide with the default prefix: refused.
+    let mut req = create_req("z", GIB);
+    req.parameters.insert("namePrefix".into(), "k8s-col".into());
+    let e = c.create_volume(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("namePrefix"), "{}", e.message());
+}

@@ -204,12 +204,30 @@ fn short_hash(s: &str) -> String {
     d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Marks the hash in a hashed name: `-h` then 12 hex digits. The `h` keeps
+/// it apart from the 12-hex tail of every Kubernetes UUID (`pvc-<uuid>`).
+const HASH_MARK: &str = "-h";
+
+/// True for a name ending like the hashed form (`-h` and 12 hex digits).
+fn looks_hashed(name: &str) -> bool {
+    let n = HASH_MARK.len() + 12;
+    name.len() >= n && {
+        let (_, tail) = name.split_at(name.len() - n);
+        tail.starts_with(HASH_MARK)
+            && tail[HASH_MARK.len()..]
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    }
+}
+
 /// The file-system name for a CSI volume name: `<prefix>-<name>` when that is
 /// a valid FlashBlade name, else `<prefix>-<sanitised, truncated>-<hash>`.
-/// Deterministic: the same name always gives the same file system.
+/// Deterministic: the same name always gives the same file system. Injective:
+/// a direct name never ends like a hashed one (a name that does is hashed
+/// too), and prefixes hold no `-`, so the prefix always ends at the first `-`.
 pub fn fs_name_for(prefix: &str, csi_name: &str) -> String {
     let direct = format!("{prefix}-{csi_name}");
-    if valid_fs_name(&direct) {
+    if valid_fs_name(&direct) && !looks_hashed(&direct) {
         return direct;
     }
     let hash = short_hash(csi_name);
@@ -223,12 +241,12 @@ pub fn fs_name_for(prefix: &str, csi_name: &str) -> String {
             }
         })
         .collect();
-    let budget = 63usize.saturating_sub(prefix.len() + 2 + hash.len());
+    let budget = 63usize.saturating_sub(prefix.len() + 1 + HASH_MARK.len() + hash.len());
     let body: String = sanitised.chars().take(budget).collect();
     if body.is_empty() {
-        format!("{prefix}-{hash}")
+        format!("{prefix}{HASH_MARK}{hash}")
     } else {
-        format!("{prefix}-{body}-{hash}")
+        format!("{prefix}-{body}{HASH_MARK}{hash}")
     }
 }
 
@@ -375,6 +393,56 @@ mod tests {
             &"y".repeat(128)
         )));
         assert!(valid_fs_name(&fs_name_for("k8s", "!!!")));
+    }
+
+    #[test]
+    fn two_names_never_share_a_file_system() {
+        // A sanitised name and the name that spells its result.
+        let hashed = fs_name_for("k8s", "col a");
+        let tail = hashed.strip_prefix("k8s-").unwrap();
+        assert_ne!(fs_name_for("k8s", tail), hashed);
+        assert!(looks_hashed(tail));
+        assert!(!looks_hashed("pvc-2bc92e91-485f-4f21-83b4-9ca73ca8401b"));
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn csi_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::collection::vec(
+                    proptest::sample::select(&["a", "b", "-", " ", "_", "1", "f", "0", "é", "."][..]),
+                    1..70
+                )
+                .prop_map(|v| v.concat()),
+                // Names spelling another name's hashed form.
+                (
+                    proptest::collection::vec(proptest::sample::select(&["a", " ", "."][..]), 1..8),
+                    any::<bool>()
+                )
+                    .prop_map(|(v, h)| {
+                        let n = v.concat();
+                        let f = fs_name_for("k8s", &n);
+                        if h {
+                            f.strip_prefix("k8s-").unwrap().to_string()
+                        } else {
+                            n
+                        }
+                    }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn injective_and_valid(a in csi_name(), b in csi_name(), pa in proptest::sample::select(&["k8s", "k8s_col", "hub"][..]), pb in proptest::sample::select(&["k8s", "k8s_col", "hub"][..])) {
+                let (fa, fb) = (fs_name_for(pa, &a), fs_name_for(pb, &b));
+                prop_assert!(valid_fs_name(&fa), "{fa}");
+                if (pa, a.as_str()) != (pb, b.as_str()) {
+                    prop_assert_ne!(fa, fb, "{}/{:?} and {}/{:?}", pa, a, pb, b);
+                }
+            }
+        }
     }
 
     #[test]
