@@ -495,3 +495,44 @@ async fn restore_command_brings_back_the_snapshot() {
         Some("chapter 1")
     );
 }
+
+#[tokio::test]
+async fn an_admins_snapshot_is_never_deleted() {
+    let env = controller_env(ControllerOpts::default()).await;
+    // A file system and snapshot an admin made on the array by hand.
+    let admin = common::ArrayAdmin::new(&env.mock).await;
+    admin
+        .send(
+            reqwest::Method::POST,
+            "file-systems?names=datasets",
+            serde_json::json!({"provisioned": 1 << 30}),
+        )
+        .await;
+    admin
+        .send(
+            reqwest::Method::POST,
+            "file-system-snapshots?source_names=datasets",
+            serde_json::json!({"suffix": "daily-1"}),
+        )
+        .await;
+    let mut c = ControllerClient::new(env.driver.channel().await);
+    for id in [
+        "fb01/datasets.daily-1",
+        "fb01/datasets.daily-1/00000000-0000-0000-0000-000000000001",
+        "default/datasets.daily-1",
+    ] {
+        let e = c
+            .delete_snapshot(csi::DeleteSnapshotRequest {
+                snapshot_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{id}: {e:?}");
+    }
+    assert!(env.mock.with_state(|s| {
+        s.snapshots
+            .values()
+            .any(|sn| sn.name == "datasets.daily-1" && !sn.destroyed)
+    }));
+}

@@ -133,39 +133,62 @@ pub fn parse_volume_id(id: &str) -> Result<VolumeRef, String> {
     }
 }
 
-/// A parsed snapshot id.
+/// A parsed snapshot id of a snapshot this driver made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotRef {
     pub array: String,
-    pub fs_name: String,
+    /// `None` in the compact form (names too long for the full one): the
+    /// array's snapshot id alone finds it.
+    pub fs_name: Option<String>,
     pub suffix: String,
-    /// The array's snapshot id; left out of ids that would exceed 128 bytes.
-    pub snap_id: Option<String>,
+    /// The array's snapshot id: the guard that this is the snapshot the id
+    /// was made for, never a same-named one made later or by someone else.
+    pub snap_id: String,
     /// DeleteSnapshot eradicates (default) or only destroys.
     pub eradicate: bool,
 }
 
 impl SnapshotRef {
-    pub fn snap_name(&self) -> String {
-        format!("{}.{}", self.fs_name, self.suffix)
+    pub fn snap_name(&self) -> Option<String> {
+        self.fs_name.as_ref().map(|f| format!("{f}.{}", self.suffix))
     }
+}
+
+/// Why a snapshot id was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotIdError {
+    /// Not shaped like any snapshot id: nothing it could name exists.
+    #[error("{0}")]
+    Malformed(String),
+    /// Shaped like one, but not for a snapshot this driver made (an
+    /// admin's or a policy's): the driver must not touch it.
+    #[error("{0}")]
+    NotOurs(String),
 }
 
 const DESTROY_ONLY: &str = "/destroy";
 
-/// `<array>/<fs-name>.<suffix>/<snapshot-id>[/destroy]`, without the
-/// snapshot id when the whole would exceed CSI's 128 bytes.
+/// `<array>/<fs-name>.<suffix>/<snapshot-id>[/destroy]`, or when that would
+/// exceed CSI's 128 bytes the compact `<array>/.<suffix>/<snapshot-id>[/destroy]`
+/// (the array's snapshot id is always there: it is the guard).
 pub fn snapshot_id(array: &str, snap_name: &str, snap_id: &str, eradicate: bool) -> String {
     let tail = if eradicate { "" } else { DESTROY_ONLY };
     let full = format!("{array}/{snap_name}/{snap_id}{tail}");
     if full.len() <= 128 {
-        full
-    } else {
-        format!("{array}/{snap_name}{tail}")
+        return full;
     }
+    let suffix = snap_name.split_once('.').map_or(snap_name, |(_, s)| s);
+    format!("{array}/.{suffix}/{snap_id}{tail}")
 }
 
-pub fn parse_snapshot_id(id: &str) -> Result<SnapshotRef, String> {
+/// True for the suffixes [`snapshot_suffix_for`] makes: `csi-` and 16 hex.
+pub fn is_driver_suffix(s: &str) -> bool {
+    s.strip_prefix(SNAPSHOT_SUFFIX_PREFIX)
+        .is_some_and(|h| h.len() == 16 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+pub fn parse_snapshot_id(id: &str) -> Result<SnapshotRef, SnapshotIdError> {
+    let malformed = || SnapshotIdError::Malformed(format!("{} is not a snapshot id", crate::error::clip(id)));
     let (rest, eradicate) = match id.strip_suffix(DESTROY_ONLY) {
         Some(r) => (r, false),
         None => (id, true),
@@ -174,23 +197,35 @@ pub fn parse_snapshot_id(id: &str) -> Result<SnapshotRef, String> {
     let (array, name, snap_id) = match parts.as_slice() {
         [a, n] => (*a, *n, None),
         [a, n, i] => (*a, *n, Some(*i)),
-        _ => return Err("expected <array>/<fs-name>.<suffix>/<snapshot-id>".into()),
+        _ => return Err(malformed()),
     };
-    let (fs, suffix) = name
-        .split_once('.')
-        .ok_or_else(|| format!("{name:?} is not <fs-name>.<suffix>"))?;
+    let (fs, suffix) = name.split_once('.').ok_or_else(malformed)?;
+    let fs = (!fs.is_empty()).then_some(fs);
     if !valid_array_name(array)
-        || !valid_fs_name(fs)
+        || !fs.is_none_or(valid_fs_name)
         || !valid_suffix(suffix)
         || !snap_id.is_none_or(valid_object_id)
     {
-        return Err(format!("{id:?} is not a snapshot id of this driver"));
+        return Err(malformed());
     }
+    let what = || format!("{} ({array}/{name})", crate::error::clip(id));
+    if !is_driver_suffix(suffix) {
+        return Err(SnapshotIdError::NotOurs(format!(
+            "snapshot {} was not made by this driver (its suffix is not one the driver generates); nothing was changed",
+            what()
+        )));
+    }
+    let Some(snap_id) = snap_id else {
+        return Err(SnapshotIdError::NotOurs(format!(
+            "snapshot id {} lacks the array's snapshot id, so the driver cannot tell it from a same-named snapshot; nothing was changed",
+            what()
+        )));
+    };
     Ok(SnapshotRef {
         array: array.to_string(),
-        fs_name: fs.to_string(),
+        fs_name: fs.map(str::to_string),
         suffix: suffix.to_string(),
-        snap_id: snap_id.map(str::to_string),
+        snap_id: snap_id.to_string(),
         eradicate,
     })
 }
@@ -342,15 +377,15 @@ mod tests {
         let id = snapshot_id("fb01", "k8s-pvc-1.csi-0011223344556677", "1234-abcd", true);
         assert_eq!(id, "fb01/k8s-pvc-1.csi-0011223344556677/1234-abcd");
         let r = parse_snapshot_id(&id).unwrap();
-        assert_eq!(r.fs_name, "k8s-pvc-1");
+        assert_eq!(r.fs_name.as_deref(), Some("k8s-pvc-1"));
         assert_eq!(r.suffix, "csi-0011223344556677");
-        assert_eq!(r.snap_id.as_deref(), Some("1234-abcd"));
+        assert_eq!(r.snap_id, "1234-abcd");
         assert!(r.eradicate);
-        assert_eq!(r.snap_name(), "k8s-pvc-1.csi-0011223344556677");
-        let id = snapshot_id("fb01", "x.csi-1", "abc", false);
+        assert_eq!(r.snap_name().unwrap(), "k8s-pvc-1.csi-0011223344556677");
+        let id = snapshot_id("fb01", "x.csi-0011223344556677", "abc", false);
         let r = parse_snapshot_id(&id).unwrap();
-        assert!(!r.eradicate && r.snap_id.as_deref() == Some("abc"));
-        // The longest names drop the array's snapshot id to stay within 128 bytes.
+        assert!(!r.eradicate && r.snap_id == "abc");
+        // The longest names use the compact form, snapshot id kept.
         let long = snapshot_id(
             &"a".repeat(20),
             &format!("{}.csi-0011223344556677", "f".repeat(63)),
@@ -358,7 +393,8 @@ mod tests {
             false,
         );
         assert!(long.len() <= 128, "{}", long.len());
-        assert_eq!(parse_snapshot_id(&long).unwrap().snap_id, None);
+        let r = parse_snapshot_id(&long).unwrap();
+        assert_eq!((r.fs_name, r.snap_id), (None, "9".repeat(36)));
         for bad in [
             "reallyfakesnapshotid",
             "fb01/x/y",
@@ -367,7 +403,22 @@ mod tests {
             "fb01/x.y/z z",
             "/destroy",
         ] {
-            assert!(parse_snapshot_id(bad).is_err(), "{bad}");
+            assert!(
+                matches!(parse_snapshot_id(bad), Err(SnapshotIdError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        // An admin's snapshot, or ours without the array's id: not ours.
+        for foreign in [
+            "default/datasets.daily-1",
+            "default/datasets.daily-1/1234",
+            "fb01/k8s-pvc-1.csi-0011223344556677",
+            "fb01/k8s-pvc-1.csi-00112233445566/1234",
+        ] {
+            assert!(
+                matches!(parse_snapshot_id(foreign), Err(SnapshotIdError::NotOurs(_))),
+                "{foreign}"
+            );
         }
     }
 

@@ -54,6 +54,18 @@ impl ClonePlan {
     }
 }
 
+/// The snapshot a parsed id names: by name, or by the array's id for the
+/// compact form. The caller checks the id matches.
+async fn find_snapshot(client: &ArrayClient, sref: &ids::SnapshotRef) -> Result<Option<Snapshot>> {
+    Ok(match sref.snap_name() {
+        Some(name) => client.find_snapshot(&name).await?,
+        None => client.find_snapshot_by_id(&sref.snap_id).await?.filter(|s| {
+            s.suffix.as_deref() == Some(sref.suffix.as_str())
+                || s.name.ends_with(&format!(".{}", sref.suffix))
+        }),
+    })
+}
+
 impl ControllerService {
     /// The snapshot a new volume is created from: checked to exist, to be on
     /// the target array, and not to be larger than the request.
@@ -73,12 +85,12 @@ impl ControllerService {
             )));
         }
         let client = self.client(&sref.array)?;
-        let snap = client
-            .find_snapshot(&sref.snap_name())
+        let snap = find_snapshot(client, &sref)
             .await?
-            .filter(|s| sref.snap_id.as_ref().is_none_or(|id| *id == s.id) && !s.destroyed)
+            .filter(|s| s.id == sref.snap_id && !s.destroyed)
             .ok_or_else(|| Error::NotFound(format!("source snapshot {snapshot_id:?} does not exist")))?;
-        if let Some(owner) = client.find_file_system(&sref.fs_name).await?
+        if let Some(owner_name) = snap.owner.name.as_deref()
+            && let Some(owner) = client.find_file_system(owner_name).await?
             && let Some(p) = owner.provisioned
             && size < p
         {
@@ -234,10 +246,13 @@ impl ControllerService {
         let _guard = self.guard(format!("snapshot-id:{}", req.snapshot_id))?;
         let sref = match ids::parse_snapshot_id(&req.snapshot_id) {
             Ok(s) => s,
-            Err(why) => {
+            // Nothing by that name can exist: deleting it is done.
+            Err(ids::SnapshotIdError::Malformed(why)) => {
                 tracing::info!(%why, "DeleteSnapshot of a malformed id: nothing to do");
                 return Ok(csi::DeleteSnapshotResponse {});
             }
+            // An admin's snapshot (or one the id cannot pin down): never.
+            Err(ids::SnapshotIdError::NotOurs(why)) => return Err(Error::FailedPrecondition(why)),
         };
         let client = self.arrays.get(&sref.array).ok_or_else(|| {
             Error::FailedPrecondition(format!(
@@ -245,12 +260,10 @@ impl ControllerService {
                 req.snapshot_id, sref.array
             ))
         })?;
-        let Some(snap) = client.find_snapshot(&sref.snap_name()).await? else {
+        let Some(snap) = find_snapshot(client, &sref).await? else {
             return Ok(csi::DeleteSnapshotResponse {});
         };
-        if let Some(id) = &sref.snap_id
-            && *id != snap.id
-        {
+        if snap.id != sref.snap_id {
             return Err(Error::FailedPrecondition(format!(
                 "snapshot {} on array {} is not the one this id was made for; nothing was changed",
                 snap.name, sref.array
@@ -303,13 +316,16 @@ impl ControllerService {
             let Some(client) = self.arrays.get(&sref.array) else {
                 return Ok(empty);
             };
-            let Some(snap) = client.find_snapshot(&sref.snap_name()).await? else {
+            let Some(snap) = find_snapshot(client, &sref).await? else {
                 return Ok(empty);
             };
-            if snap.destroyed || sref.snap_id.as_ref().is_some_and(|id| *id != snap.id) {
+            if snap.destroyed || snap.id != sref.snap_id {
                 return Ok(empty);
             }
-            let owner = client.find_file_system(&sref.fs_name).await?;
+            let owner = match snap.owner.name.as_deref() {
+                Some(n) => client.find_file_system(n).await?,
+                None => None,
+            };
             let source = owner
                 .as_ref()
                 .map(|f| ids::managed_volume_id(&sref.array, &f.name, &f.id, DeletePolicy::Destroy))
@@ -436,17 +452,22 @@ impl ControllerService {
         }
         let sref = ids::parse_snapshot_id(snapshot_id)
             .map_err(|why| Error::NotFound(format!("snapshot {snapshot_id:?} does not exist ({why})")))?;
-        if sref.array != array || sref.fs_name != fs.name {
+        let client = self.client(&array)?;
+        let snap = if sref.array == array {
+            find_snapshot(client, &sref)
+                .await?
+                .filter(|s| s.id == sref.snap_id && !s.destroyed)
+                .ok_or_else(|| Error::NotFound(format!("snapshot {snapshot_id:?} does not exist")))?
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {snapshot_id} is not a snapshot of volume {volume_id}"
+            )));
+        };
+        if snap.owner.name.as_deref() != Some(fs.name.as_str()) {
             return Err(Error::InvalidArgument(format!(
                 "snapshot {snapshot_id} is not a snapshot of volume {volume_id}"
             )));
         }
-        let client = self.client(&array)?;
-        let snap = client
-            .find_snapshot(&sref.snap_name())
-            .await?
-            .filter(|s| sref.snap_id.as_ref().is_none_or(|id| *id == s.id) && !s.destroyed)
-            .ok_or_else(|| Error::NotFound(format!("snapshot {snapshot_id:?} does not exist")))?;
         let restored = client.restore_file_system(&fs.name, &snap.name).await?;
         tracing::info!(fs = %fs.name, snapshot = %snap.name, "volume restored from snapshot");
         Ok(restored)

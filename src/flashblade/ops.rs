@@ -326,6 +326,14 @@ impl ArrayClient {
         Ok(page.items.into_iter().find(|s| s.name == name))
     }
 
+    /// The snapshot with the array's id `id`, if any.
+    pub async fn find_snapshot_by_id(&self, id: &str) -> Result<Option<Snapshot>, Error> {
+        let page = self
+            .list_snapshots(&format!("id={}", quoted(id)), 1, None)
+            .await?;
+        Ok(page.items.into_iter().find(|s| s.id == id))
+    }
+
     /// Snapshots `fs_name` with `suffix` (see [`ArrayClient::create_resolving`]).
     pub async fn create_snapshot(&self, fs_name: &str, suffix: &str) -> Result<Snapshot, Error> {
         let full = format!("{fs_name}.{suffix}");
