@@ -103,6 +103,9 @@ pub struct ArrayConfig {
 pub struct Timeouts {
     /// One REST call to the array, retries included.
     pub array_request: Duration,
+    /// One controller RPC, all its array calls included, when the caller
+    /// sends no deadline of its own.
+    pub rpc: Duration,
     /// One `mount` (the helper process is killed after it).
     pub mount: Duration,
     /// One unmount, all escalation steps included.
@@ -121,6 +124,7 @@ impl Default for Timeouts {
             // external-provisioner's default --timeout is 10 s in code; our
             // deploy raises it, but stay below the default anyway.
             array_request: Duration::from_secs(8),
+            rpc: Duration::from_secs(60),
             // kubelet gives a node RPC 2 minutes; a mount must fail well
             // before so the RPC can answer.
             mount: Duration::from_secs(30),
@@ -246,6 +250,9 @@ pub struct ServeArgs {
     /// Deadline for one array request, e.g. 8s.
     #[arg(long, env = "FLASHBLADE_CSI_ARRAY_TIMEOUT")]
     pub array_timeout: Option<String>,
+    /// Deadline for one controller RPC when the caller sends none, e.g. 60s.
+    #[arg(long, env = "FLASHBLADE_CSI_RPC_TIMEOUT")]
+    pub rpc_timeout: Option<String>,
     /// Deadline for one mount, e.g. 30s.
     #[arg(long, env = "FLASHBLADE_CSI_MOUNT_TIMEOUT")]
     pub mount_timeout: Option<String>,
@@ -313,6 +320,7 @@ struct FileArray {
 #[serde(deny_unknown_fields)]
 struct FileTimeouts {
     array_request: Option<String>,
+    rpc: Option<String>,
     mount: Option<String>,
     unmount: Option<String>,
     stats: Option<String>,
@@ -676,6 +684,9 @@ impl Config {
         let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or(file.clone());
         if let Some(v) = pick(&args.array_timeout, &t.array_request) {
             timeouts.array_request = parse_duration("array-timeout", &v)?;
+        }
+        if let Some(v) = pick(&args.rpc_timeout, &t.rpc) {
+            timeouts.rpc = parse_duration("rpc-timeout", &v)?;
         }
         if let Some(v) = pick(&args.mount_timeout, &t.mount) {
             timeouts.mount = parse_duration("mount-timeout", &v)?;

@@ -983,3 +983,46 @@ async fn two_csi_names_never_share_a_file_system() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("namePrefix"), "{}", e.message());
 }
+
+#[tokio::test]
+async fn one_budget_per_rpc_from_the_callers_deadline() {
+    let env = controller_env(ControllerOpts {
+        array_timeout: Some("2s"),
+        ..Default::default()
+    })
+    .await;
+    let mut c = client(&env).await;
+    c.get_capacity(csi::GetCapacityRequest::default()).await.unwrap();
+    // Every create stalls past the per-request deadline: without a budget
+    // per RPC, retries and read-backs would add up to far more.
+    env.mock.set_faults(mock_flashblade::Faults {
+        stall_ms: 30_000,
+        script: vec![ScriptedFault::new(
+            Some("POST"),
+            Some("file-systems"),
+            FaultKind::Stall,
+            10,
+        )],
+        ..Default::default()
+    });
+    let start = std::time::Instant::now();
+    let mut req = tonic::Request::new(create_req("pvc-budget", GIB));
+    req.set_timeout(std::time::Duration::from_secs(3));
+    let e = c.create_volume(req).await.unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(
+        e.message().contains("budget"),
+        "the caller timed out first: {e:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+    // The array recovers; the retried call resolves by name: one volume.
+    env.mock.set_faults(mock_flashblade::Faults::default());
+    c.create_volume(create_req("pvc-budget", GIB)).await.unwrap();
+    c.create_volume(create_req("pvc-budget", GIB)).await.unwrap();
+    assert_eq!(
+        env.mock
+            .with_state(|s| s.file_systems.keys().filter(|k| k.contains("pvc-budget")).count()),
+        1
+    );
+}

@@ -13,6 +13,7 @@ pub use volumes::check_capability;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -69,6 +70,18 @@ impl ControllerService {
             .ok_or_else(|| Error::NotFound(format!("array {array:?} is not configured on this controller")))
     }
 
+    /// The time one RPC may take: the caller's deadline (less a margin, so
+    /// the answer arrives before the caller gives up) when it sends one,
+    /// else the configured `rpc` timeout.
+    fn budget<T>(&self, r: &Request<T>) -> Duration {
+        r.metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|d| d.saturating_sub((d / 20).max(Duration::from_millis(50))))
+            .unwrap_or(self.config.timeouts.rpc)
+    }
+
     fn guard(&self, key: String) -> Result<Guard> {
         self.inflight
             .try_acquire(key.clone())
@@ -92,6 +105,44 @@ fn finish<T>(method: &str, r: Result<T>) -> Result<Response<T>, Status> {
     }
 }
 
+/// Runs one RPC within its budget. Past it the work is dropped where it
+/// stands (in-flight guards released, array requests cancelled); anything
+/// the array did meanwhile is found by name when the caller retries.
+async fn within<T>(
+    budget: Duration,
+    method: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<Response<T>, Status> {
+    match tokio::time::timeout(budget, work).await {
+        Ok(r) => finish(method, r),
+        Err(_) => finish(
+            method,
+            Err(Error::DeadlineExceeded(format!(
+                "{method} did not finish within its {:.1}s budget; a retry resumes it",
+                budget.as_secs_f64()
+            ))),
+        ),
+    }
+}
+
+/// Parses a `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 fn unimplemented(method: &str) -> Status {
     Status::unimplemented(format!("{method} is not supported by the FlashBlade driver"))
 }
@@ -102,18 +153,20 @@ impl Controller for ControllerService {
         &self,
         r: Request<csi::CreateVolumeRequest>,
     ) -> Result<Response<csi::CreateVolumeResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("CreateVolume", &req);
-        finish("CreateVolume", self.create_volume_impl(req).await)
+        within(budget, "CreateVolume", self.create_volume_impl(req)).await
     }
 
     async fn delete_volume(
         &self,
         r: Request<csi::DeleteVolumeRequest>,
     ) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("DeleteVolume", &req);
-        finish("DeleteVolume", self.delete_volume_impl(req).await)
+        within(budget, "DeleteVolume", self.delete_volume_impl(req)).await
     }
 
     async fn controller_publish_volume(
@@ -138,27 +191,30 @@ impl Controller for ControllerService {
         &self,
         r: Request<csi::ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<csi::ValidateVolumeCapabilitiesResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("ValidateVolumeCapabilities", &req);
-        finish("ValidateVolumeCapabilities", self.validate_impl(req).await)
+        within(budget, "ValidateVolumeCapabilities", self.validate_impl(req)).await
     }
 
     async fn list_volumes(
         &self,
         r: Request<csi::ListVolumesRequest>,
     ) -> Result<Response<csi::ListVolumesResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("ListVolumes", &req);
-        finish("ListVolumes", self.list_volumes_impl(req).await)
+        within(budget, "ListVolumes", self.list_volumes_impl(req)).await
     }
 
     async fn get_capacity(
         &self,
         r: Request<csi::GetCapacityRequest>,
     ) -> Result<Response<csi::GetCapacityResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("GetCapacity", &req);
-        finish("GetCapacity", self.get_capacity_impl(req).await)
+        within(budget, "GetCapacity", self.get_capacity_impl(req)).await
     }
 
     async fn controller_get_capabilities(
@@ -174,27 +230,30 @@ impl Controller for ControllerService {
         &self,
         r: Request<csi::CreateSnapshotRequest>,
     ) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("CreateSnapshot", &req);
-        finish("CreateSnapshot", self.create_snapshot_impl(req).await)
+        within(budget, "CreateSnapshot", self.create_snapshot_impl(req)).await
     }
 
     async fn delete_snapshot(
         &self,
         r: Request<csi::DeleteSnapshotRequest>,
     ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("DeleteSnapshot", &req);
-        finish("DeleteSnapshot", self.delete_snapshot_impl(req).await)
+        within(budget, "DeleteSnapshot", self.delete_snapshot_impl(req)).await
     }
 
     async fn list_snapshots(
         &self,
         r: Request<csi::ListSnapshotsRequest>,
     ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("ListSnapshots", &req);
-        finish("ListSnapshots", self.list_snapshots_impl(req).await)
+        within(budget, "ListSnapshots", self.list_snapshots_impl(req)).await
     }
 
     async fn get_snapshot(
@@ -208,9 +267,10 @@ impl Controller for ControllerService {
         &self,
         r: Request<csi::ControllerExpandVolumeRequest>,
     ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
+        let budget = self.budget(&r);
         let req = r.into_inner();
         csi::log_request("ControllerExpandVolume", &req);
-        finish("ControllerExpandVolume", self.expand_impl(req).await)
+        within(budget, "ControllerExpandVolume", self.expand_impl(req)).await
     }
 
     async fn controller_get_volume(
@@ -225,5 +285,20 @@ impl Controller for ControllerService {
         _r: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
         Err(unimplemented("ControllerModifyVolume"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        for bad in ["", "S", "10", "10x", "-1S", "123456789S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
     }
 }
