@@ -203,20 +203,20 @@ impl ControllerService {
         // Content from a snapshot or volume: look the name up first, so a
         // retry does not copy again. A plain create goes to the array at once
         // (one request for a fresh name) and judges an existing one after.
-        if source_snapshot.is_some() || clone.is_some() {
-            if let Some(existing) = client.find_file_system(&fs_name).await? {
-                if let Some(t) = &temp_snapshot {
-                    self.drop_temp_snapshot(&params.array, t).await;
-                }
-                return self.existing_volume(
-                    &req,
-                    &params,
-                    &fs_name,
-                    &existing,
-                    source_snapshot.as_deref(),
-                    source,
-                );
+        if (source_snapshot.is_some() || clone.is_some())
+            && let Some(existing) = client.find_file_system(&fs_name).await?
+        {
+            if let Some(t) = &temp_snapshot {
+                self.drop_temp_snapshot(&params.array, t).await;
             }
+            return self.existing_volume(
+                &req,
+                &params,
+                &fs_name,
+                &existing,
+                source_snapshot.as_deref(),
+                source,
+            );
         }
 
         let (rules, policy) = match &params.export {
