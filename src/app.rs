@@ -9,7 +9,7 @@ use crate::flashblade::ArrayClient;
 
 use crate::config::Config;
 use crate::controller::ControllerService;
-use crate::identity::{AllOf, AlwaysReady, ArraysReachable, IdentityService, Readiness};
+use crate::identity::{AllOf, AlwaysReady, ArraysLoggedIn, IdentityService, Readiness};
 use crate::node::NodeService;
 use crate::server::{self, ServerError, Services};
 
@@ -56,7 +56,11 @@ pub fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>
             }
         }
         clients.extend(arrays.values().cloned());
-        checks.push(Arc::new(ArraysReachable::new(probes, config.timeouts.probe)));
+        drop(probes);
+        checks.push(Arc::new(ArraysLoggedIn::new(
+            arrays.values().cloned().collect(),
+            config.timeouts.probe,
+        )));
         Some(ControllerService::new(config.clone(), arrays))
     } else {
         None
@@ -91,6 +95,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
     let (services, clients) = build_services(&config)?;
+    // Log in at once, so a wrong token or an unreachable array shows in the
+    // log at start, not at the first volume.
+    for c in &clients {
+        let c = c.clone();
+        tokio::spawn(async move {
+            match c.describe().await {
+                Ok(info) => tracing::info!(
+                    array = %c.name(),
+                    array_name = %info.name,
+                    purity = %info.version,
+                    rest = %format!("2.{}", info.rest_minor),
+                    "logged in to array"
+                ),
+                Err(e) => {
+                    tracing::warn!(array = %c.name(), error = %e, "cannot log in to array yet; Probe reports not ready until it works")
+                }
+            }
+        });
+    }
+    for array in config.arrays.iter().filter(|_| config.mode.runs_controller()) {
+        if let Some(path) = &array.api_token_file {
+            warn_if_readable_by_others(&array.name, path);
+        }
+    }
     let listener = server::bind_socket(&config.socket_path, config.socket_mode)?;
     tracing::info!(
         mode = %config.mode,
@@ -111,4 +139,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     result?;
     Ok(())
+}
+
+/// The API token file should be readable by this process only (a Secret
+/// volume with `defaultMode: 0400`).
+fn warn_if_readable_by_others(array: &str, path: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(path)
+        && m.mode() & 0o004 != 0
+    {
+        tracing::warn!(
+            array = %array,
+            file = %path.display(),
+            mode = %format!("{:o}", m.mode() & 0o777),
+            "the API token file is readable by every user on this host; mount the Secret with defaultMode 0400"
+        );
+    }
 }

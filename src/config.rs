@@ -219,7 +219,8 @@ pub struct ServeArgs {
     /// File holding the array API token.
     #[arg(long, env = "FLASHBLADE_CSI_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
-    /// CA bundle (PEM) that signs the array's certificate.
+    /// CA bundle (PEM) that signs the array's certificate. Replaces the
+    /// system trust store for this array; without it the system's is used.
     #[arg(long, env = "FLASHBLADE_CSI_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Do not verify the array's TLS certificate (logs a warning).
@@ -457,6 +458,19 @@ pub fn validate_name_prefix(setting: &str, prefix: &str) -> Result<(), ConfigErr
             ),
         ))
     }
+}
+
+/// The certificates of a PEM CA bundle; an unreadable file, one that is not
+/// PEM, or one without a certificate is refused with a reason.
+pub fn load_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 /// A host name or IP address safe to put in `server:/path` and mount options.
@@ -821,6 +835,7 @@ impl Config {
                 }
                 if let Some(p) = &a.ca_file {
                     check_file(&s("ca_file"), p)?;
+                    load_ca_file(p).map_err(|e| bad(s("ca_file"), e))?;
                 }
                 if a.nfs_endpoint.is_none() {
                     return Err(bad(

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
-use crate::config::ArrayConfig;
 use crate::csi::{self, identity_server::Identity, plugin_capability};
+use crate::flashblade::ArrayClient;
 
 /// Whether this process can do its job right now.
 #[tonic::async_trait]
@@ -26,28 +26,34 @@ impl Readiness for AlwaysReady {
     }
 }
 
-/// Ready when every configured array answers `GET /api/api_version`. The
-/// answer is cached briefly so frequent probes do not load the array.
-pub struct ArraysReachable {
-    arrays: Vec<(ArrayConfig, reqwest::Client)>,
+/// Ready when this controller holds a session on every configured array (or
+/// can log in now): an unreachable array and a refused API token both make
+/// Probe say not ready. The answer is cached briefly so frequent probes do
+/// not load the array; each array's reason is logged once per change.
+pub struct ArraysLoggedIn {
+    arrays: Vec<Arc<ArrayClient>>,
     timeout: Duration,
     cache: Mutex<Option<(Instant, bool)>>,
+    /// Per array, the last failure logged (`None`: it was fine).
+    last: Mutex<Vec<Option<String>>>,
 }
 
 const PROBE_CACHE: Duration = Duration::from_secs(5);
 
-impl ArraysReachable {
-    pub fn new(arrays: Vec<(ArrayConfig, reqwest::Client)>, timeout: Duration) -> Self {
+impl ArraysLoggedIn {
+    pub fn new(arrays: Vec<Arc<ArrayClient>>, timeout: Duration) -> Self {
+        let n = arrays.len();
         Self {
             arrays,
             timeout,
             cache: Mutex::new(None),
+            last: Mutex::new(vec![None; n]),
         }
     }
 }
 
 #[tonic::async_trait]
-impl Readiness for ArraysReachable {
+impl Readiness for ArraysLoggedIn {
     async fn ready(&self) -> bool {
         // Holding the lock across the check makes concurrent probes share one.
         let mut cache = self.cache.lock().await;
@@ -57,11 +63,25 @@ impl Readiness for ArraysReachable {
             return ready;
         }
         let mut ready = true;
-        for (array, client) in &self.arrays {
-            if let Err(e) = crate::flashblade::check_reachable(client, array, self.timeout).await {
-                tracing::warn!(error = %e, "probe: array not reachable");
-                ready = false;
+        let mut last = self.last.lock().await;
+        for (i, client) in self.arrays.iter().enumerate() {
+            let now = match tokio::time::timeout(self.timeout, client.api_minor()).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!(
+                    "array {} did not answer within {:.1}s",
+                    client.name(),
+                    self.timeout.as_secs_f64()
+                )),
+            };
+            if now != last[i] {
+                match &now {
+                    Some(why) => tracing::warn!(array = %client.name(), reason = %why, "probe: not ready"),
+                    None => tracing::info!(array = %client.name(), "probe: array ready again"),
+                }
+                last[i] = now.clone();
             }
+            ready &= now.is_none();
         }
         *cache = Some((Instant::now(), ready));
         ready

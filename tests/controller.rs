@@ -402,6 +402,8 @@ async fn wrong_token_is_unavailable_and_never_printed() {
     let env = controller_env(ControllerOpts::default()).await;
     let secret = "T-99999999-8888-7777-6666-555555555555";
     std::fs::write(&env.token_file, secret).unwrap();
+    // The driver logged in at start; make it log in again with the new file.
+    env.mock.expire_sessions();
     let mut c = client(&env).await;
     let e = c.create_volume(create_req("pvc-x", GIB)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");

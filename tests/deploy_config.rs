@@ -12,7 +12,8 @@ fn load(path: &str, mode: Mode, dir: &std::path::Path) -> Config {
     let token = dir.join("api-token");
     let ca = dir.join("ca.pem");
     std::fs::write(&token, "placeholder").unwrap();
-    std::fs::write(&ca, "placeholder").unwrap();
+    let ca_pem = mock_flashblade::tls::generate(&[]).unwrap().ca_pem.unwrap();
+    std::fs::write(&ca, ca_pem).unwrap();
     let text = text
         .replace(
             "/etc/flashblade-csi/credentials/fb01/api-token",

@@ -125,40 +125,35 @@ async fn controller_probe_is_ok_but_not_ready_when_array_is_unreachable() {
 }
 
 #[tokio::test]
-async fn controller_probe_is_ready_when_array_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    // A minimal HTTP endpoint that answers api_version like an array.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if req.starts_with("GET /api/api_version ") {
-                    ("200 OK", r#"{"versions":["2.0"]}"#)
-                } else {
-                    ("404 Not Found", "{}")
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    let ctrl = Driver::start(dir.path(), controller_args(dir.path(), &format!("http://{addr}"))).await;
-    let probe = IdentityClient::new(ctrl.channel().await)
+async fn controller_probe_is_ready_only_with_a_token_the_array_accepts() {
+    let env = common::controller_env(common::ControllerOpts::default()).await;
+    let probe = IdentityClient::new(env.driver.channel().await)
         .probe(csi::ProbeRequest {})
         .await
         .unwrap()
         .into_inner();
     assert_eq!(probe.ready, Some(true));
-    ctrl.stop().await;
+
+    // A second controller with a wrong token: reachable, but not ready.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "T-00000000-0000-0000-0000-000000000000").unwrap();
+    let args = flashblade_csi::config::ServeArgs {
+        mode: Some(flashblade_csi::config::Mode::Controller),
+        array_url: Some(env.mock.url.clone()),
+        api_token_file: Some(token),
+        ca_file: env.mock.ca_file.clone(),
+        nfs_endpoint: Some("127.0.0.1".into()),
+        ..Default::default()
+    };
+    let wrong = Driver::start(dir.path(), args).await;
+    let probe = IdentityClient::new(wrong.channel().await)
+        .probe(csi::ProbeRequest {})
+        .await
+        .expect("Probe answers OK even when not ready")
+        .into_inner();
+    assert_eq!(probe.ready, Some(false));
+    wrong.stop().await;
 }
 
 #[tokio::test]

@@ -98,5 +98,10 @@ pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
+    if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+        text.push_str(
+            " (the array's certificate is not signed by a CA this driver trusts: give the array's CA bundle with --ca-file / ca_file)",
+        );
+    }
     text
 }

@@ -84,6 +84,14 @@ fn first<T: DeserializeOwned>(array: &str, what: &str, v: Value) -> Result<T, Er
 
 /// FlashBlade filter string literal (names are validated before they get
 /// here; quotes are escaped anyway).
+/// Facts about an array for the log.
+#[derive(Debug, Clone)]
+pub struct ArrayInfo {
+    pub name: String,
+    pub version: String,
+    pub rest_minor: u32,
+}
+
 /// What a create found: a new object, or one that already had the name.
 #[derive(Debug)]
 pub enum Created<T> {
@@ -276,6 +284,20 @@ impl ArrayClient {
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Who the array is: its name, Purity version and the negotiated REST
+    /// version (logs in if needed).
+    pub async fn describe(&self) -> Result<ArrayInfo, Error> {
+        let rest_minor = self.api_minor().await?;
+        let v = self.call(Call::get("arrays", vec![], "describe array")).await?;
+        let item: Value = first(self.name(), "arrays", v)?;
+        let text = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+        Ok(ArrayInfo {
+            name: text("name"),
+            version: format!("{} {}", text("os"), text("version")),
+            rest_minor,
+        })
     }
 
     pub async fn array_space(&self) -> Result<ArraySpace, Error> {

@@ -11,9 +11,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Verified against `ca_file` when given (the usual case: arrays ship
-/// self-signed certificates), otherwise against nothing but what the admin
-/// supplies — there is no implicit trust store. `insecure` skips verification.
+/// Verified against `ca_file` when given (it replaces the system trust
+/// store for this array: arrays usually ship self-signed certificates, and
+/// pinning their CA trusts nothing else), otherwise against the system trust
+/// store (the image's CA bundle), for arrays with a certificate from a public
+/// or enterprise CA. `insecure` skips verification.
 pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -28,18 +30,25 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<rustls::C
             .with_no_client_auth());
     }
     let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-        let mut found = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            found += 1;
+    match ca_file {
+        Some(path) => {
+            for cert in crate::config::load_ca_file(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            }
         }
-        if found == 0 {
-            return Err(format!("CA file {} holds no PEM certificate", path.display()));
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::debug!(error = %e, "system trust store: a file could not be read");
+            }
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!(
+                    "the system trust store holds no CA certificate: the array's certificate cannot be verified; give its CA with --ca-file"
+                );
+            }
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())

@@ -1,0 +1,102 @@
+//! Trust for the array's certificate: the system trust store by default,
+//! `--ca-file` instead of it, precise errors for a bad CA file. (Its own test
+//! binary: it sets SSL_CERT_FILE, which the whole process sees.)
+
+mod common;
+
+use common::{Driver, create_req};
+use flashblade_csi::config::{Mode, ServeArgs};
+use flashblade_csi::csi::controller_client::ControllerClient;
+use tonic::Code;
+
+fn args(mock: &mock_flashblade::MockHandle, token: &std::path::Path) -> ServeArgs {
+    ServeArgs {
+        mode: Some(Mode::Controller),
+        array_url: Some(mock.url.clone()),
+        api_token_file: Some(token.to_path_buf()),
+        nfs_endpoint: Some("127.0.0.1".into()),
+        default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_system_trust_store_is_used_without_a_ca_file() {
+    let mock = mock_flashblade::start(mock_flashblade::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, &mock.api_token).unwrap();
+
+    // The simulator's CA is in no trust store: refused, and the error says
+    // what to do.
+    let d1 = dir.path().join("a");
+    std::fs::create_dir(&d1).unwrap();
+    let untrusted = Driver::start(&d1, args(&mock, &token)).await;
+    let e = ControllerClient::new(untrusted.channel().await)
+        .create_volume(create_req("pvc-tls", 1 << 30))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("--ca-file"), "{}", e.message());
+    untrusted.stop().await;
+
+    // The same CA in the system trust store (as an enterprise CA would be):
+    // no --ca-file needed.
+    // SAFETY: this test binary runs this one test; nothing reads the
+    // environment concurrently.
+    unsafe { std::env::set_var("SSL_CERT_FILE", mock.ca_file.as_ref().unwrap()) };
+    let d2 = dir.path().join("b");
+    std::fs::create_dir(&d2).unwrap();
+    let trusted = Driver::start(&d2, args(&mock, &token)).await;
+    let v = ControllerClient::new(trusted.channel().await)
+        .create_volume(create_req("pvc-tls", 1 << 30))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.volume.is_some());
+    trusted.stop().await;
+}
+
+#[test]
+fn a_bad_ca_file_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "T-x").unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (file, words) in [
+        (empty.clone(), "no PEM certificate"),
+        (garbage, "not a PEM file"),
+        (dir.path().join("missing.pem"), "ca_file"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+            .args([
+                "serve",
+                "--mode",
+                "controller",
+                "--array-url",
+                "https://127.0.0.1:9",
+            ])
+            .arg("--endpoint")
+            .arg(format!("unix://{}", dir.path().join("s.sock").display()))
+            .arg("--api-token-file")
+            .arg(&token)
+            .arg("--ca-file")
+            .arg(&file)
+            .args(["--nfs-endpoint", "127.0.0.1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", file.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{err}");
+        assert_eq!(err.matches(words).count(), 1, "printed more than once: {err}");
+    }
+}
