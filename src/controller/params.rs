@@ -164,6 +164,7 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), St
     if rules.trim().is_empty() {
         return Err("no rules given".into());
     }
+    let (mut nets4, mut nets6) = (Vec::new(), Vec::new());
     for entry in rules.split_whitespace() {
         let (client, rest) = entry
             .split_once('(')
@@ -171,39 +172,16 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), St
         let opts = rest
             .strip_suffix(')')
             .ok_or_else(|| format!("{entry:?} is missing its closing ')'"))?;
-        if client.is_empty() {
-            return Err(format!("{entry:?} has no client"));
-        }
-        let client_ok = client == "*"
-            || client
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b".-*/:@_".contains(&c));
-        if !client_ok || client.starts_with('-') {
-            return Err(format!(
-                "{entry:?}: {client:?} is not an IP, network, host, @netgroup or *"
-            ));
-        }
-        if let Some((addr, bits)) = client.split_once('/') {
-            let bits: u8 = bits
-                .parse()
-                .map_err(|_| format!("{entry:?}: {client:?} has a bad prefix length"))?;
-            let ip: std::net::IpAddr = addr
-                .parse()
-                .map_err(|_| format!("{entry:?}: {client:?} is not a network"))?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            if bits > max {
-                return Err(format!("{entry:?}: prefix length {bits} is larger than {max}"));
-            }
-            if bits == 0 && !allow_wildcard {
+        match classify_client(client).map_err(|why| format!("{entry:?}: {why}"))? {
+            RuleClient::Any if !allow_wildcard => {
                 return Err(format!(
                     "{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)"
                 ));
             }
-        }
-        if client == "*" && !allow_wildcard {
-            return Err(format!(
-                "{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)"
-            ));
+            RuleClient::Net { v6, first, last } => {
+                if v6 { &mut nets6 } else { &mut nets4 }.push((first, last));
+            }
+            _ => {}
         }
         let mut seen_access = false;
         for opt in opts.split(',') {
@@ -227,7 +205,130 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), St
             }
         }
     }
+    if !allow_wildcard {
+        for (nets, max, family) in [(nets4, u32::MAX as u128, "IPv4"), (nets6, u128::MAX, "IPv6")] {
+            if covers_everything(nets, max) {
+                return Err(format!(
+                    "the rules' networks together admit every {family} host; name the node network instead (or enable allow_wildcard_export)"
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// What an export rule's client names.
+#[derive(Debug, PartialEq, Eq)]
+enum RuleClient {
+    /// `*`.
+    Any,
+    /// An address or network, as an inclusive range (IPv4-mapped IPv6
+    /// counts as IPv4).
+    Net { v6: bool, first: u128, last: u128 },
+    /// `@netgroup`.
+    Netgroup,
+    /// A host name, or a host-name pattern with `*` / `?` and at least one
+    /// literal character (`*.example.com`).
+    Host,
+}
+
+fn classify_client(client: &str) -> Result<RuleClient, String> {
+    use std::net::IpAddr;
+    let not_a_client = || format!("{client:?} is not an IP address, network, host name, @netgroup or *");
+    if client.is_empty() {
+        return Err("no client".into());
+    }
+    if client == "*" {
+        return Ok(RuleClient::Any);
+    }
+    if let Some(group) = client.strip_prefix('@') {
+        let ok = !group.is_empty()
+            && group.len() <= 255
+            && group
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+        return if ok {
+            Ok(RuleClient::Netgroup)
+        } else {
+            Err(not_a_client())
+        };
+    }
+    let (addr, bits) = match client.split_once('/') {
+        Some((a, b)) => {
+            let ip: IpAddr = a.parse().map_err(|_| format!("{client:?} is not a network"))?;
+            let bits: u32 = b
+                .parse()
+                .map_err(|_| format!("{client:?} has a bad prefix length"))?;
+            (Some(ip), Some(bits))
+        }
+        None => (client.parse::<IpAddr>().ok(), None),
+    };
+    if let Some(ip) = addr {
+        let (v6, value, width) = match ip {
+            IpAddr::V4(v4) => (false, u32::from(v4) as u128, 32),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                // ::ffff:a.b.c.d/n is the IPv4 network a.b.c.d/(n-96).
+                Some(v4) if bits.is_none_or(|b| b >= 96) => (false, u32::from(v4) as u128, 32),
+                _ => (true, u128::from(v6), 128),
+            },
+        };
+        let mapped_shift = if !v6 && matches!(ip, IpAddr::V6(_)) { 96 } else { 0 };
+        let bits = match bits {
+            Some(b) if b > width + mapped_shift => {
+                return Err(format!(
+                    "{client:?}: prefix length {b} is larger than {}",
+                    width + mapped_shift
+                ));
+            }
+            Some(b) => b.saturating_sub(mapped_shift),
+            None => width,
+        };
+        let host_bits = width - bits;
+        let mask: u128 = match host_bits {
+            0 => 0,
+            128.. => u128::MAX,
+            n => (1u128 << n) - 1,
+        };
+        let first = value & !mask;
+        return Ok(RuleClient::Net {
+            v6,
+            first,
+            last: first | mask,
+        });
+    }
+    // A host name or a pattern: labels of letters, digits, '-', '*', '?'.
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && l.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-*?".contains(&c))
+    };
+    if client.len() > 253 || !client.split('.').all(label_ok) {
+        return Err(not_a_client());
+    }
+    if !client.bytes().any(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "{client:?} is a pattern that matches every host name; name the hosts or networks instead"
+        ));
+    }
+    Ok(RuleClient::Host)
+}
+
+/// True when the ranges together cover 0..=max.
+fn covers_everything(mut ranges: Vec<(u128, u128)>, max: u128) -> bool {
+    ranges.sort();
+    let mut next = 0u128; // first address not yet covered
+    for (first, last) in ranges {
+        if first > next {
+            return false;
+        }
+        if last >= max {
+            return true;
+        }
+        next = next.max(last + 1);
+    }
+    false
 }
 
 /// Export policy names as FlashBlade accepts them.
@@ -535,9 +636,36 @@ mod tests {
             "-x(rw)",
             "",
             "a;b(rw)",
+            // Ways around "admits every host" that once reached the array.
+            "0.0.0.0/1(rw) 128.0.0.0/1(rw)",
+            "0.0.0.0/2(rw) 64.0.0.0/2(rw) 128.0.0.0/1(rw)",
+            "**(rw)",
+            "*.*(rw)",
+            "?(rw)",
+            "::ffff:0.0.0.0/96(rw,no_root_squash)",
+            "::/0(rw)",
+            "::/1(rw) 8000::/1(rw)",
+            "a:b(rw)",
+            "@(rw)",
+            "10.0.0.0/8(rw) ::ffff:0.0.0.0/97(rw) ::ffff:128.0.0.0/97(rw)",
         ] {
             assert!(validate_export_rules(bad, false).is_err(), "{bad}");
         }
+        // Large but not everything; mapped addresses are IPv4.
+        validate_export_rules("0.0.0.0/1(rw) 128.0.0.0/2(rw)", false).unwrap();
+        validate_export_rules(
+            "::ffff:10.0.0.0/104(rw) host-1.example.com(ro) 10.1.2.3(rw)",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            classify_client("::ffff:10.0.0.0/104").unwrap(),
+            RuleClient::Net {
+                v6: false,
+                first: 10 << 24,
+                last: (11 << 24) - 1
+            }
+        );
         validate_export_rules("*(rw,no_root_squash)", true).unwrap();
     }
 
