@@ -454,13 +454,22 @@ async fn story(
     .await
     .map_err(e("DeleteVolume"))?;
     let fs_name = alice.volume_context.get("fsName").cloned().unwrap_or_default();
-    let destroyed = mock.with_state(|s| s.file_systems.get(&fs_name).map(|f| f.destroyed));
-    if destroyed != Some(true) {
+    // Soft delete renames the file system to a tombstone (so the name is
+    // free for a new claim) and destroys it.
+    let tomb = mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .find(|f| f.destroyed && crate::controller::ids::tombstone_of(&fs_name, &f.name).is_some())
+            .map(|f| f.name.clone())
+    });
+    let Some(tomb) = tomb else {
         return Err("the deleted volume is not in the destroyed (recoverable) state".into());
-    }
+    };
     say(
         out,
-        format!("alice is deleted from the hub: {fs_name} is destroyed, recoverable on the array for 24 h"),
+        format!(
+            "alice is deleted from the hub: {fs_name} is destroyed (kept as {tomb}), recoverable on the array for 24 h"
+        ),
     );
     let dataset_refused = ctl
         .delete_volume(csi::DeleteVolumeRequest {

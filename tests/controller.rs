@@ -143,11 +143,18 @@ async fn create_validate_list_expand_capacity_delete() {
     })
     .await
     .unwrap();
-    // Soft delete: destroyed with protocols off, data kept for recovery.
-    let fs = env.mock.with_state(|s| s.file_systems["k8s-pvc-0001"].clone());
+    // Soft delete: renamed to its tombstone (the name is free again),
+    // destroyed with protocols off, data kept for recovery.
+    let fs = env.mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .find(|f| flashblade_csi::controller::ids::tombstone_of("k8s-pvc-0001", &f.name).is_some())
+            .cloned()
+            .expect("the tombstone")
+    });
     assert!(fs.destroyed);
     assert!(!fs.nfs.v3_enabled && !fs.nfs.v4_1_enabled && !fs.smb_enabled && !fs.http_enabled);
-    assert!(env.mock.fs_dir("k8s-pvc-0001").is_dir());
+    assert!(env.mock.fs_dir(&fs.name).is_dir());
     // Gone from the list; deleting again is OK.
     assert!(
         c.list_volumes(csi::ListVolumesRequest::default())
@@ -163,14 +170,16 @@ async fn create_validate_list_expand_capacity_delete() {
     })
     .await
     .unwrap();
-    // The same name cannot silently reuse (or eradicate) the destroyed one.
-    let e = c
+    // The same name makes a new volume; the destroyed one stays, renamed.
+    let again = c
         .create_volume(create_req("pvc-0001", 5 * GIB))
         .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
-    assert!(e.message().contains("destroyed"));
-    assert!(env.mock.with_state(|s| s.file_systems["k8s-pvc-0001"].destroyed));
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_ne!(again.volume_id, vol.volume_id);
+    assert!(env.mock.with_state(|s| s.file_systems[&fs.name].destroyed));
 }
 
 #[tokio::test]
@@ -252,7 +261,7 @@ async fn idempotent_create_ten_times_is_one_file_system() {
         c.create_volume(other).await.unwrap_err().code(),
         Code::AlreadyExists
     );
-    // Delete ten times: one destroy.
+    // Delete ten times: one rename and one destroy.
     for _ in 0..10 {
         c.delete_volume(csi::DeleteVolumeRequest {
             volume_id: ids[0].clone(),
@@ -261,7 +270,7 @@ async fn idempotent_create_ten_times_is_one_file_system() {
         .await
         .unwrap();
     }
-    assert_eq!(env.mock.counters().count("PATCH", "file-systems"), 1);
+    assert_eq!(env.mock.counters().count("PATCH", "file-systems"), 2);
 }
 
 #[tokio::test]
@@ -706,17 +715,17 @@ async fn same_name_but_other_file_system_is_never_touched() {
         .into_inner()
         .volume
         .unwrap();
-    // Someone replaces the file system behind the driver's back.
+    // Someone replaces the file system behind the driver's back: the id's
+    // file system is gone (deleting it is done), the same-named one is
+    // never touched.
     let forged =
         v.volume_id.rsplit_once('/').unwrap().0.to_string() + "/00000000-0000-0000-0000-000000000000";
-    let e = c
-        .delete_volume(csi::DeleteVolumeRequest {
-            volume_id: forged.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition);
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: forged.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     assert!(!env.mock.with_state(|s| s.file_systems["k8s-pvc-swap"].destroyed));
     let e = c
         .controller_expand_volume(csi::ControllerExpandVolumeRequest {
@@ -1026,5 +1035,65 @@ async fn one_budget_per_rpc_from_the_callers_deadline() {
         env.mock
             .with_state(|s| s.file_systems.keys().filter(|k| k.contains("pvc-budget")).count()),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_soft_deleted_name_can_be_used_again_at_once() {
+    // The conformance suite reuses names across specs; after a soft delete
+    // (the default) the name must be free while the data stays recoverable.
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let first = c
+        .create_volume(create_req("pvc-reuse", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    std::fs::write(env.mock.fs_dir("k8s-pvc-reuse").join("work.txt"), "keep me").unwrap();
+    for _ in 0..2 {
+        c.delete_volume(csi::DeleteVolumeRequest {
+            volume_id: first.volume_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let second = c
+        .create_volume(create_req("pvc-reuse", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_ne!(first.volume_id, second.volume_id);
+    // The old one is destroyed under its tombstone name, data intact, and
+    // the name maps back to it.
+    let tomb = env.mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .find(|f| f.destroyed && f.name != "k8s-pvc-reuse")
+            .map(|f| f.name.clone())
+            .unwrap()
+    });
+    assert!(
+        flashblade_csi::controller::ids::tombstone_of("k8s-pvc-reuse", &tomb).is_some(),
+        "{tomb}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.mock.fs_dir(&tomb).join("work.txt")).unwrap(),
+        "keep me"
+    );
+    // Deleting the old id again changes nothing.
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: first.volume_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        env.mock
+            .with_state(|s| !s.file_systems["k8s-pvc-reuse"].destroyed)
     );
 }

@@ -243,6 +243,62 @@ fn short_hash(s: &str) -> String {
 /// it apart from the 12-hex tail of every Kubernetes UUID (`pvc-<uuid>`).
 const HASH_MARK: &str = "-h";
 
+/// Marks a tombstone: `-x` then the deletion time, 7 base-36 digits of Unix
+/// seconds (good until the year 4453).
+const TOMBSTONE_MARK: &str = "-x";
+const TOMBSTONE_TIME_DIGITS: usize = 7;
+
+fn base36(mut n: u64, width: usize) -> String {
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).expect("ascii")
+}
+
+/// The name a soft-deleted file system gets before it is destroyed, so its
+/// name is free for a new volume at once while the data stays recoverable:
+/// `<name>-x<time>`, or for names too long for that
+/// `<first 40 characters>-h<hash of the name>-x<time>`. Never a name the
+/// driver gives a live volume (those never end like this).
+pub fn tombstone_name(fs_name: &str, deleted_unix_secs: u64) -> String {
+    let time = format!(
+        "{TOMBSTONE_MARK}{}",
+        base36(deleted_unix_secs, TOMBSTONE_TIME_DIGITS)
+    );
+    if fs_name.len() + time.len() <= 63 {
+        format!("{fs_name}{time}")
+    } else {
+        let head: String = fs_name.chars().take(40).collect();
+        format!("{head}{HASH_MARK}{}{time}", short_hash(fs_name))
+    }
+}
+
+/// When `candidate` is the tombstone of `fs_name`, its deletion time (Unix
+/// seconds): how recovery tooling finds a soft-deleted volume by its name.
+pub fn tombstone_of(fs_name: &str, candidate: &str) -> Option<u64> {
+    let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
+    if candidate.len() < n {
+        return None;
+    }
+    let (_, time) = candidate.split_at(candidate.len() - n);
+    let secs = u64::from_str_radix(time.strip_prefix(TOMBSTONE_MARK)?, 36).ok()?;
+    (tombstone_name(fs_name, secs) == candidate).then_some(secs)
+}
+
+/// True for a name ending like a tombstone (`-x` and 7 base-36 digits).
+fn looks_tombstoned(name: &str) -> bool {
+    let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
+    name.len() >= n && {
+        let (_, tail) = name.split_at(name.len() - n);
+        tail.starts_with(TOMBSTONE_MARK)
+            && tail[TOMBSTONE_MARK.len()..]
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+    }
+}
+
 /// True for a name ending like the hashed form (`-h` and 12 hex digits).
 fn looks_hashed(name: &str) -> bool {
     let n = HASH_MARK.len() + 12;
@@ -262,7 +318,7 @@ fn looks_hashed(name: &str) -> bool {
 /// too), and prefixes hold no `-`, so the prefix always ends at the first `-`.
 pub fn fs_name_for(prefix: &str, csi_name: &str) -> String {
     let direct = format!("{prefix}-{csi_name}");
-    if valid_fs_name(&direct) && !looks_hashed(&direct) {
+    if valid_fs_name(&direct) && !looks_hashed(&direct) && !looks_tombstoned(&direct) {
         return direct;
     }
     let hash = short_hash(csi_name);
@@ -454,6 +510,25 @@ mod tests {
         assert_ne!(fs_name_for("k8s", tail), hashed);
         assert!(looks_hashed(tail));
         assert!(!looks_hashed("pvc-2bc92e91-485f-4f21-83b4-9ca73ca8401b"));
+    }
+
+    #[test]
+    fn tombstones() {
+        let t = tombstone_name("k8s-pvc-2bc92e91-485f-4f21-83b4-9ca73ca8401b", 1_795_000_000);
+        assert!(valid_fs_name(&t) && t.starts_with("k8s-pvc-2bc92e91"), "{t}");
+        assert_eq!(
+            tombstone_of("k8s-pvc-2bc92e91-485f-4f21-83b4-9ca73ca8401b", &t),
+            Some(1_795_000_000)
+        );
+        assert_eq!(tombstone_of("k8s-pvc-2bc92e91", &t), None);
+        let long = "f".repeat(63);
+        let t = tombstone_name(&long, 42);
+        assert!(valid_fs_name(&t) && t.len() <= 63, "{t}");
+        assert_eq!(tombstone_of(&long, &t), Some(42));
+        // A live name never looks like a tombstone.
+        let live = fs_name_for("k8s", "home-x0abcdef");
+        assert!(live.contains("-h"), "{live}");
+        assert_eq!(tombstone_of("k8s-home", &live), None);
     }
 
     mod prop {

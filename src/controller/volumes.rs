@@ -381,20 +381,22 @@ impl ControllerService {
                         req.volume_id
                     ))
                 })?;
-                let Some(fs) = client.find_file_system(&fs_name).await? else {
+                // By the array's id: the one file system this volume is,
+                // found even after an earlier attempt renamed it.
+                let Some(fs) = client.find_file_system_by_id(&fs_id).await? else {
                     return Ok(csi::DeleteVolumeResponse {});
                 };
-                if fs.id != fs_id {
+                if fs.name != fs_name && ids::tombstone_of(&fs_name, &fs.name).is_none() {
                     return Err(Error::FailedPrecondition(format!(
-                        "file system {fs_name} on array {array} has id {} but volume {} was created as {fs_id}: it is not this volume, nothing was changed",
-                        fs.id, req.volume_id
+                        "file system {} on array {array} (volume {}) was renamed on the array from {fs_name}; nothing was changed",
+                        fs.name, req.volume_id
                     )));
                 }
                 if delete == DeletePolicy::Retain {
                     tracing::info!(fs = %fs_name, "deletePolicy retain: file system left on the array");
                     return Ok(csi::DeleteVolumeResponse {});
                 }
-                let snaps = self.live_driver_snapshots(client, &fs_name).await?;
+                let snaps = self.live_driver_snapshots(client, &fs.name).await?;
                 if !snaps.is_empty() && !fs.destroyed {
                     return Err(Error::FailedPrecondition(format!(
                         "volume {} has {} snapshot(s) ({}); FlashBlade snapshots go with their file system, so delete the VolumeSnapshots first",
@@ -406,13 +408,35 @@ impl ControllerService {
                 let fs = if fs.destroyed {
                     fs
                 } else {
+                    // A soft delete keeps the data but should free the name
+                    // (a new claim of the same name must not wait for the
+                    // eradication delay): rename first, where the array can.
+                    let fs = if delete == DeletePolicy::Destroy
+                        && fs.name == fs_name
+                        && client.api_minor().await? >= 16
+                    {
+                        let secs = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        client
+                            .rename_file_system(&fs, &ids::tombstone_name(&fs_name, secs))
+                            .await?
+                    } else {
+                        fs
+                    };
                     client.destroy_file_system(&fs).await?
                 };
                 if delete == DeletePolicy::Eradicate {
                     client.eradicate_file_system(&fs).await?;
                     tracing::info!(fs = %fs_name, "file system destroyed and eradicated");
                 } else {
-                    tracing::info!(fs = %fs_name, time_remaining_ms = ?fs.time_remaining, "file system destroyed (recoverable until eradicated)");
+                    tracing::info!(
+                        fs = %fs_name,
+                        renamed_to = %fs.name,
+                        time_remaining_ms = fs.time_remaining.unwrap_or(0),
+                        "file system destroyed (recoverable until eradicated)"
+                    );
                 }
                 Ok(csi::DeleteVolumeResponse {})
             }

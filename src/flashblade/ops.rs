@@ -126,6 +126,30 @@ impl ArrayClient {
         Ok(page.items.into_iter().find(|f| f.name == name))
     }
 
+    /// The file system with the array's id `id`, whatever its name now.
+    pub async fn find_file_system_by_id(&self, id: &str) -> Result<Option<FileSystem>, Error> {
+        let v = self
+            .call(Call::get(
+                "file-systems",
+                vec![("filter", format!("id={}", quoted(id)))],
+                format!("look up file system id {id}"),
+            ))
+            .await?;
+        let page: Page<FileSystem> = parse(self.name(), "file-systems", v)?;
+        Ok(page.items.into_iter().find(|f| f.id == id))
+    }
+
+    /// Renames a file system (REST 2.16+).
+    pub async fn rename_file_system(&self, fs: &FileSystem, new_name: &str) -> Result<FileSystem, Error> {
+        self.patch_file_system(
+            &fs.id,
+            json!({"name": new_name}),
+            vec![],
+            format!("rename file system {} to {new_name}", fs.name),
+        )
+        .await
+    }
+
     /// One page of file systems matching `filter` (FlashBlade syntax).
     pub async fn list_file_systems(
         &self,
