@@ -468,7 +468,7 @@ async fn story(
     say(
         out,
         format!(
-            "alice is deleted from the hub: {fs_name} is destroyed (kept as {tomb}), recoverable on the array for 24 h"
+            "alice is deleted from the hub: {fs_name} is destroyed, recoverable on the array for 24 h (kept as {tomb}, so the name is free again)"
         ),
     );
     let dataset_refused = ctl
