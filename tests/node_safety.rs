@@ -494,3 +494,45 @@ fn world_writable_socket_modes_are_refused() {
         assert!(!dir.path().join("s.sock").exists());
     }
 }
+
+#[tokio::test]
+async fn read_only_holds_in_every_propagated_copy() {
+    require_root!();
+    let ne = node_env(|_| {}).await;
+    let (v, mut node) = home(&ne, "pvc-ro-prop").await;
+    let k = ne.kubelet.clone();
+    // As in a node pod: the kubelet dir is a shared mount whose peer is the
+    // host's view of it (Bidirectional propagation).
+    use nix::mount::{MsFlags, mount};
+    mount(Some(&k), &k, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+    mount(None::<&str>, &k, None::<&str>, MsFlags::MS_SHARED, None::<&str>).unwrap();
+    let host = tempfile::Builder::new()
+        .prefix("host-view-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let _host_sweep = MountSweeper(host.clone());
+    mount(Some(&k), &host, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+
+    let staging = k.join("plugins/rp/globalmount");
+    let target = k.join("pods/ro/volumes/kubernetes.io~csi/pvc-ro-prop/mount");
+    node.node_stage_volume(stage_req(&v, &staging, 5)).await.unwrap();
+    node.node_publish_volume(publish_req(&v, &staging, &target, true, 5))
+        .await
+        .unwrap();
+    let host_copy = host.join("pods/ro/volumes/kubernetes.io~csi/pvc-ro-prop/mount");
+    assert!(
+        mounted(&host_copy),
+        "the publish did not propagate to the host view"
+    );
+    for (what, dir) in [("plugin's", &target), ("host's", &host_copy)] {
+        let e = std::fs::write(dir.join("x.txt"), "x").unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(nix::libc::EROFS),
+            "{what} copy is writable: {e}"
+        );
+    }
+    unpublish(&mut node, &v.volume_id, &target).await;
+    unstage(&mut node, &v.volume_id, &staging).await;
+}

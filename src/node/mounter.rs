@@ -201,6 +201,76 @@ impl StatGate {
     }
 }
 
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+const MOUNT_ATTR_RDONLY: u64 = 1;
+
+/// Binds `source` on `target` read-only with the new mount API: a detached
+/// clone of `source` (open_tree), made read-only (mount_setattr), then
+/// attached (move_mount). The mount is read-only before it exists anywhere,
+/// so every propagated copy is too.
+fn bind_readonly(source: &Path, target: &Path) -> Result<(), Errno> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let src = CString::new(source.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let tgt = CString::new(target.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let empty = c"";
+    // SAFETY: plain syscalls with valid NUL-terminated paths and a properly
+    // sized, initialised attribute struct; the returned fd is owned below.
+    unsafe {
+        let fd = libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        );
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        let tree = OwnedFd::from_raw_fd(fd as i32);
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        use std::os::fd::AsRawFd;
+        if libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) < 0
+        {
+            return Err(Errno::last());
+        }
+        if libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            tgt.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        ) < 0
+        {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
+}
+
 fn read_mountinfo() -> Result<Vec<MountEntry>, MountError> {
     mountinfo::read().map_err(|e| MountError::Failed(format!("read /proc/self/mountinfo: {e}")))
 }
@@ -288,6 +358,33 @@ impl Mounter for SystemMounter {
     }
 
     async fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), MountError> {
+        let (s, t) = (source.to_path_buf(), target.to_path_buf());
+        if readonly {
+            // Read-only from the first moment, on every copy: the target sits
+            // in kubelet's shared tree, and a bind made writable and then
+            // remounted read-only propagates its *writable* copies to the
+            // host (the remount flag is per mount and does not propagate).
+            match blocking("read-only bind mount", self.mount_timeout, move || {
+                bind_readonly(&s, &t)
+            })
+            .await?
+            {
+                Ok(()) => return Ok(()),
+                // Kernels before 5.12 lack mount_setattr: fall back below.
+                Err(Errno::ENOSYS) => {
+                    tracing::warn!(
+                        "kernel without mount_setattr: read-only binds are remounted, and copies propagated to the host may stay writable"
+                    );
+                }
+                Err(e) => {
+                    return Err(MountError::Failed(format!(
+                        "read-only bind {} on {}: {e}",
+                        source.display(),
+                        target.display()
+                    )));
+                }
+            }
+        }
         let (s, t) = (source.to_path_buf(), target.to_path_buf());
         blocking("bind mount", self.mount_timeout, move || {
             nix::mount::mount(Some(&s), &t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
