@@ -268,6 +268,8 @@ def check_running(pm, image, settings, version, sources, image_uid):
     st = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("/")}
     for helper in ("/sbin/mount.nfs", "/bin/mount", "/bin/umount"):
         r.check(st.get(helper, [None, None])[:2] == ["4755", "0"], f"{helper} present, setuid root: {st.get(helper)}")
+    rc2, out2 = pm.run(image, [], "/bin/ls", "/etc/protocols", "/etc/rpc", "/etc/netconfig")
+    r.check(rc2 == 0, f"the RPC lookup files of NFSv3 mounts are present (/etc/protocols, /etc/rpc, /etc/netconfig): {out2[-200:]!r}")
     ca = st.get("/etc/ssl/certs/ca-certificates.crt")
     r.check(rc == 0 and ca is not None and int(ca[2]) > 100000, f"CA bundle present: {ca}")
 
