@@ -9,7 +9,7 @@ import sys
 
 
 def status(rootfs):
-    pkgs, cur = {}, {}
+    pkgs = {}
     with open(f"{rootfs}/var/lib/dpkg/status") as f:
         for line in f.read().split("\n\n"):
             fields, key = {}, None
@@ -21,7 +21,6 @@ def status(rootfs):
                     fields[key] = val.strip()
             if fields.get("Status", "").endswith(" installed"):
                 pkgs[fields["Package"]] = fields
-    del cur
     return pkgs
 
 
