@@ -99,9 +99,34 @@ echo "guest: NFS server up after $(since)s"
 cat /proc/fs/nfsd/versions
 exportfs -v | head -n 4
 
+# The node plugin runs from the release image's root file system (the host
+# copies it to /host/image), chrooted as in its container: its own /run and
+# /tmp, the guest's /proc, /sys and /dev (privileged), a read-only root
+# (readOnlyRootFilesystem), and the work directory (kubelet's, for the
+# client) bind-mounted from a shared mount, which is what Bidirectional
+# propagation is: the mounts the plugin makes there reach the guest and the
+# client. The NFS mounts are made by the image's mount and mount.nfs.
+img=/host/image
+work=/var/lib/vm-csi
+mkdir -p "$work" "$img$work"
+mount --bind "$work" "$work"
+mount --make-shared "$work"
+mount --bind "$img" "$img"
+mount -t proc proc "$img/proc"
+mount --rbind /sys "$img/sys"
+mount --rbind /dev "$img/dev"
+mount -t tmpfs tmpfs "$img/run"
+mount -t tmpfs tmpfs "$img/tmp"
+mount --bind "$work" "$img$work"
+mount -o remount,bind,ro "$img"
+printf '#!/bin/sh\nexec chroot %s /usr/local/bin/flashblade-csi "$@"\n' "$img" > /run/plugin-in-image
+chmod 755 /run/plugin-in-image
+echo "guest: plugin from the image: $(/run/plugin-in-image --version); mount.nfs $(chroot "$img" dpkg-query -W -f '${Version}' nfs-common)"
+grep -E " ($img$work|$work) " /proc/self/mountinfo
+
 [ -f /host/phases ] && export VM_PHASES="$(cat /host/phases)"
 /host/bin/vm-nfs-client \
-  --plugin /host/bin/flashblade-csi \
+  --plugin /run/plugin-in-image \
   --guest-script /host/guest.sh \
   --results "$out/results.jsonl" \
   --plugin-log "$out/plugin.log" \
