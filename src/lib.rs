@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod authority;
 pub mod config;
 pub mod context;
 pub mod controller;

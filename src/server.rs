@@ -89,12 +89,13 @@ pub async fn serve(
         .add_optional_service(services.node.map(NodeServer::new));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
-        UnixListenerStream::new(listener),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    // Any :authority is accepted (C-core clients send the socket path).
+    let incoming = tokio_stream::StreamExt::map(UnixListenerStream::new(listener), |c| {
+        c.map(crate::authority::AnyAuthority::new)
+    });
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = stop_rx.await;
+    }));
     tracing::info!(socket = %socket_path.display(), "serving CSI");
 
     let result = tokio::select! {
