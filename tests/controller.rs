@@ -410,8 +410,15 @@ async fn rotated_token_is_read_again_without_restart() {
 async fn wrong_token_is_unavailable_and_never_printed() {
     let env = controller_env(ControllerOpts::default()).await;
     let secret = "T-99999999-8888-7777-6666-555555555555";
+    // The driver logs in at start; once it has, make it log in again with
+    // the new file.
+    for _ in 0..200 {
+        if env.mock.counters().logins >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     std::fs::write(&env.token_file, secret).unwrap();
-    // The driver logged in at start; make it log in again with the new file.
     env.mock.expire_sessions();
     let mut c = client(&env).await;
     let e = c.create_volume(create_req("pvc-x", GIB)).await.unwrap_err();
@@ -1096,4 +1103,66 @@ async fn a_soft_deleted_name_can_be_used_again_at_once() {
         env.mock
             .with_state(|s| !s.file_systems["k8s-pvc-reuse"].destroyed)
     );
+}
+
+#[tokio::test]
+async fn list_volumes_pages_by_name_on_the_array() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let mut want = Vec::new();
+    for i in 0..25 {
+        let v = c
+            .create_volume(create_req(&format!("pvc-page-{i:02}"), GIB))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        want.push(v.volume_id);
+    }
+    want.sort();
+    for max in [1, 2, 7, 25, 26] {
+        env.mock.reset_counters();
+        let mut got = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let r = c
+                .list_volumes(csi::ListVolumesRequest {
+                    max_entries: max,
+                    starting_token: token.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            pages += 1;
+            assert!(r.entries.len() <= max as usize);
+            got.extend(r.entries.into_iter().map(|e| e.volume.unwrap().volume_id));
+            if r.next_token.is_empty() {
+                break;
+            }
+            token = r.next_token;
+        }
+        assert_eq!(got, want, "max_entries {max}");
+        // One array request per page.
+        assert_eq!(
+            env.mock.counters().count("GET", "file-systems"),
+            pages,
+            "max_entries {max}"
+        );
+    }
+    // A token whose name is not a file-system name is refused, not sent on.
+    let bad = flashblade_csi::controller::ids::fs_name_for("k8s", "x");
+    let forged: String = format!("v1|0|{bad}' or name='*")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let e = c
+        .list_volumes(csi::ListVolumesRequest {
+            max_entries: 1,
+            starting_token: forged,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
 }

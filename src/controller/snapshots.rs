@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::ControllerService;
 use super::ids::{self, SNAPSHOT_SUFFIX_PREFIX, VolumeRef};
 use super::params::{DeletePolicy, SnapshotParams, VolumeParams};
-use super::volumes::{decode_token, encode_token};
+use super::volumes::{collect_page, decode_token, encode_token};
 use crate::csi;
 use crate::error::{Error, Result};
 use crate::flashblade::ArrayClient;
@@ -379,17 +379,20 @@ impl ControllerService {
             let Some(client) = self.arrays.get(&array) else {
                 continue;
             };
-            let mut all = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let page = client.list_snapshots(&filter, 1000, token.as_deref()).await?;
-                all.extend(page.items);
-                match page.continuation_token {
-                    Some(t) if !t.is_empty() => token = Some(t),
-                    _ => break,
-                }
-            }
-            all.sort_by(|a, b| a.name.cmp(&b.name));
+            let after_here = if idx == start_idx { after.as_str() } else { "" };
+            let need = (max != usize::MAX).then(|| max - out.len());
+            let all = collect_page(
+                &filter,
+                after_here,
+                need,
+                |s: &Snapshot| &s.name,
+                |f, limit, token, sorted| async move {
+                    client
+                        .list_snapshots_sorted(&f, limit, token.as_deref(), sorted)
+                        .await
+                },
+            )
+            .await?;
             let page: Vec<&Snapshot> = all
                 .iter()
                 .filter(|s| idx != start_idx || after.is_empty() || s.name.as_str() > after.as_str())

@@ -137,6 +137,66 @@ fn volume_response(
 }
 
 /// Opaque list paging token: `<array index>|<last name>`, hex encoded.
+/// What one list page needs from one array, in name order: with no `need`,
+/// everything matching `filter` (following the array's continuation
+/// tokens); otherwise keyset paging sorted on the array: only names after
+/// `after`, and at most one more than `need` (which says whether more
+/// remain), so a page costs what it returns instead of a re-listing.
+/// `after` must be a checked name (it goes into the filter).
+pub(super) async fn collect_page<T, F, Fut>(
+    filter: &str,
+    after: &str,
+    need: Option<usize>,
+    name: impl Fn(&T) -> &str,
+    fetch: F,
+) -> Result<Vec<T>>
+where
+    F: Fn(String, u32, Option<String>, bool) -> Fut,
+    Fut: std::future::Future<
+            Output = std::result::Result<crate::flashblade::models::Page<T>, crate::flashblade::Error>,
+        >,
+{
+    let mut all = Vec::new();
+    match need {
+        None => {
+            let f = if after.is_empty() {
+                filter.to_string()
+            } else {
+                format!("({filter}) and name>'{after}'")
+            };
+            let mut token: Option<String> = None;
+            loop {
+                let page = fetch(f.clone(), 1000, token.clone(), false).await?;
+                all.extend(page.items);
+                match page.continuation_token {
+                    Some(t) if !t.is_empty() => token = Some(t),
+                    _ => break,
+                }
+            }
+        }
+        Some(need) => {
+            let mut last = after.to_string();
+            loop {
+                let limit = (need + 1 - all.len()).min(1000);
+                let f = if last.is_empty() {
+                    filter.to_string()
+                } else {
+                    format!("({filter}) and name>'{last}'")
+                };
+                let page = fetch(f, limit as u32, None, true).await?;
+                let n = page.items.len();
+                all.extend(page.items);
+                if n < limit || all.len() > need {
+                    break;
+                }
+                last = all.last().map(|t| name(t).to_string()).unwrap_or_default();
+            }
+        }
+    }
+    all.sort_by(|a, b| name(a).cmp(name(b)));
+    Ok(all)
+}
+
 pub(super) fn encode_token(array_idx: usize, last: &str) -> String {
     format!("v1|{array_idx}|{last}")
         .bytes()
@@ -161,7 +221,15 @@ pub(super) fn decode_token(token: &str) -> Result<(usize, String)> {
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let mut parts = text.splitn(3, '|');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("v1"), Some(idx), Some(last)) => Ok((idx.parse().map_err(|_| bad())?, last.to_string())),
+        // The last name goes into an array filter: only name characters.
+        (Some("v1"), Some(idx), Some(last))
+            if last.len() <= 128
+                && last
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)) =>
+        {
+            Ok((idx.parse().map_err(|_| bad())?, last.to_string()))
+        }
         _ => Err(bad()),
     }
 }
@@ -593,7 +661,8 @@ impl ControllerService {
         } else {
             decode_token(&req.starting_token)?
         };
-        if start_idx >= self.config.arrays.len().max(1) {
+        // The last name goes into an array filter: only a real name will do.
+        if start_idx >= self.config.arrays.len().max(1) || !(after.is_empty() || ids::valid_fs_name(&after)) {
             return Err(Error::Aborted(format!(
                 "starting_token {:?} is out of range",
                 req.starting_token
@@ -616,19 +685,20 @@ impl ControllerService {
                 .map(|p| format!("name='{p}-*'"))
                 .collect::<Vec<_>>()
                 .join(" or ");
-            let mut all = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let page = client
-                    .list_file_systems(&filter, Some(false), 1000, token.as_deref())
-                    .await?;
-                all.extend(page.items);
-                match page.continuation_token {
-                    Some(t) if !t.is_empty() => token = Some(t),
-                    _ => break,
-                }
-            }
-            all.sort_by(|a, b| a.name.cmp(&b.name));
+            let after_here = if idx == start_idx { after.as_str() } else { "" };
+            let need = (max != usize::MAX).then(|| max - entries.len());
+            let all = collect_page(
+                &filter,
+                after_here,
+                need,
+                |f: &FileSystem| &f.name,
+                |f, limit, token, sorted| async move {
+                    client
+                        .list_file_systems_sorted(&f, Some(false), limit, token.as_deref(), sorted)
+                        .await
+                },
+            )
+            .await?;
             let server = array.nfs_endpoint.clone().unwrap_or_default();
             for fs in all {
                 if idx == start_idx && !after.is_empty() && fs.name.as_str() <= after.as_str() {

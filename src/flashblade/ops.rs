@@ -158,7 +158,25 @@ impl ArrayClient {
         limit: u32,
         token: Option<&str>,
     ) -> Result<Page<FileSystem>, Error> {
+        self.list_file_systems_sorted(filter, destroyed, limit, token, false)
+            .await
+    }
+
+    /// Like [`ArrayClient::list_file_systems`], optionally sorted by name
+    /// on the array (then the array sends no continuation token: page by
+    /// `name>'last'` in the filter instead).
+    pub async fn list_file_systems_sorted(
+        &self,
+        filter: &str,
+        destroyed: Option<bool>,
+        limit: u32,
+        token: Option<&str>,
+        by_name: bool,
+    ) -> Result<Page<FileSystem>, Error> {
         let mut q = vec![("filter", filter.to_string()), ("limit", limit.to_string())];
+        if by_name {
+            q.push(("sort", "name".to_string()));
+        }
         if let Some(d) = destroyed {
             q.push(("destroyed", d.to_string()));
         }
@@ -354,7 +372,22 @@ impl ArrayClient {
         limit: u32,
         token: Option<&str>,
     ) -> Result<Page<Snapshot>, Error> {
+        self.list_snapshots_sorted(filter, limit, token, false).await
+    }
+
+    /// Like [`ArrayClient::list_snapshots`], optionally sorted by name on
+    /// the array.
+    pub async fn list_snapshots_sorted(
+        &self,
+        filter: &str,
+        limit: u32,
+        token: Option<&str>,
+        by_name: bool,
+    ) -> Result<Page<Snapshot>, Error> {
         let mut q = vec![("filter", filter.to_string()), ("limit", limit.to_string())];
+        if by_name {
+            q.push(("sort", "name".to_string()));
+        }
         if let Some(t) = token {
             q.push(("continuation_token", t.to_string()));
         }
