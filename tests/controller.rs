@@ -528,8 +528,13 @@ async fn exhausted_retries_are_unavailable_and_leave_nothing() {
     assert_eq!(env.mock.with_state(|s| s.file_systems.len()), 0);
 }
 
-#[tokio::test]
-async fn a_stalled_array_answers_within_the_deadline() {
+/// A controller with a 2 s array deadline whose array then stalls the next
+/// `count` `method` requests on `resource` for 30 s.
+async fn stalling_env(
+    method: &str,
+    resource: &str,
+    count: u32,
+) -> (common::ControllerEnv, ControllerClient<tonic::transport::Channel>) {
     let env = controller_env(ControllerOpts {
         array_timeout: Some("2s"),
         ..Default::default()
@@ -540,13 +545,19 @@ async fn a_stalled_array_answers_within_the_deadline() {
     env.mock.set_faults(mock_flashblade::Faults {
         stall_ms: 30_000,
         script: vec![ScriptedFault::new(
-            Some("GET"),
-            Some("arrays/space"),
+            Some(method),
+            Some(resource),
             FaultKind::Stall,
-            1,
+            count,
         )],
         ..Default::default()
     });
+    (env, c)
+}
+
+#[tokio::test]
+async fn a_stalled_array_answers_within_the_deadline() {
+    let (_env, mut c) = stalling_env("GET", "arrays/space", 1).await;
     let start = std::time::Instant::now();
     let e = c
         .get_capacity(csi::GetCapacityRequest::default())
@@ -1004,25 +1015,9 @@ async fn two_csi_names_never_share_a_file_system() {
 
 #[tokio::test]
 async fn one_budget_per_rpc_from_the_callers_deadline() {
-    let env = controller_env(ControllerOpts {
-        array_timeout: Some("2s"),
-        ..Default::default()
-    })
-    .await;
-    let mut c = client(&env).await;
-    c.get_capacity(csi::GetCapacityRequest::default()).await.unwrap();
     // Every create stalls past the per-request deadline: without a budget
     // per RPC, retries and read-backs would add up to far more.
-    env.mock.set_faults(mock_flashblade::Faults {
-        stall_ms: 30_000,
-        script: vec![ScriptedFault::new(
-            Some("POST"),
-            Some("file-systems"),
-            FaultKind::Stall,
-            10,
-        )],
-        ..Default::default()
-    });
+    let (env, mut c) = stalling_env("POST", "file-systems", 10).await;
     let start = std::time::Instant::now();
     let mut req = tonic::Request::new(create_req("pvc-budget", GIB));
     req.set_timeout(std::time::Duration::from_secs(3));

@@ -339,15 +339,7 @@ async fn a_filesystem_that_stops_answering_cannot_hang_stats_or_unpublish() {
     assert!(mounted(&target));
 
     let start = Instant::now();
-    let stats = node
-        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-            volume_id: "fb01/k8s-pvc-dead/1".into(),
-            volume_path: target.to_string_lossy().into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = stats(&mut node, "fb01/k8s-pvc-dead/1", &target).await;
     let took = start.elapsed();
     assert!(took < Duration::from_secs(3), "stats took {took:?} (deadline 1s)");
     let cond = stats.volume_condition.unwrap();

@@ -291,15 +291,7 @@ async fn a_dead_file_system_costs_bounded_threads_and_blocks_nothing_else() {
         calls.spawn(async move {
             let _p = sem.acquire().await.unwrap();
             let t = Instant::now();
-            let r = node
-                .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-                    volume_id: "fb01/k8s-pvc-dead/1".into(),
-                    volume_path: path.to_string_lossy().into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let r = stats(&mut node, "fb01/k8s-pvc-dead/1", &path).await;
             (t.elapsed(), r)
         });
     }
@@ -406,15 +398,7 @@ async fn sigterm_ends_the_process_even_with_a_statfs_stuck() {
     let (mut child, socket) = spawn_node(dir.path(), &kubelet);
     common::wait_for_socket(&socket).await;
     let mut node = NodeClient::new(common::connect(&socket).await);
-    let stats = node
-        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-            volume_id: "fb01/k8s-pvc-dead/1".into(),
-            volume_path: target.to_string_lossy().into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = stats(&mut node, "fb01/k8s-pvc-dead/1", &target).await;
     assert!(stats.volume_condition.unwrap().abnormal);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

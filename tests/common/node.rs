@@ -210,3 +210,19 @@ pub mod hang {
         }
     }
 }
+
+/// NodeGetVolumeStats of `path`, expected to answer OK.
+pub async fn stats(
+    node: &mut NodeClient<tonic::transport::Channel>,
+    volume_id: &str,
+    path: &Path,
+) -> csi::NodeGetVolumeStatsResponse {
+    node.node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+        volume_id: volume_id.into(),
+        volume_path: path.to_string_lossy().into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
