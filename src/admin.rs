@@ -19,7 +19,7 @@ pub enum AdminError {
 /// volume). Data written after the snapshot is discarded.
 pub async fn restore(config: Config, volume_id: &str, snapshot_id: &str) -> Result<String, AdminError> {
     let config = Arc::new(config);
-    let (arrays, _) = array_clients(&config)?;
+    let arrays = array_clients(&config)?;
     let service = ControllerService::new(config, arrays.clone());
     let result = service.restore_volume(volume_id, snapshot_id).await;
     for c in arrays.values() {

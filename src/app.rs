@@ -22,24 +22,21 @@ pub enum AppError {
 }
 
 type ArrayClients = BTreeMap<String, Arc<ArrayClient>>;
-type Probes = Vec<(crate::config::ArrayConfig, reqwest::Client)>;
 
-/// One client per configured array, and the HTTP clients for the probe.
-pub fn array_clients(config: &Config) -> Result<(ArrayClients, Probes), AppError> {
+/// One client per configured array.
+pub fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {
     let mut arrays = BTreeMap::new();
-    let mut probes = Vec::new();
     for array in &config.arrays {
         let http = crate::flashblade::http_client(array, config.timeouts.array_request)?;
         let client = Arc::new(ArrayClient::new(
             array,
-            http.clone(),
+            http,
             config.limits.max_array_requests,
             config.timeouts.array_request,
         )?);
         arrays.insert(array.name.clone(), client);
-        probes.push((array.clone(), http));
     }
-    Ok((arrays, probes))
+    Ok(arrays)
 }
 
 /// Builds the services for `config.mode`, and the array clients they share
@@ -49,14 +46,13 @@ pub fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>
     let mut checks: Vec<Arc<dyn Readiness>> = Vec::new();
     let mut clients = Vec::new();
     let controller = if config.mode.runs_controller() {
-        let (arrays, probes) = array_clients(&config)?;
+        let arrays = array_clients(&config)?;
         for array in &config.arrays {
             if array.default_export_rules.is_none() {
                 tracing::warn!(array = %array.name, "no default_export_rules: StorageClasses must set exportRules or exportPolicy");
             }
         }
         clients.extend(arrays.values().cloned());
-        drop(probes);
         checks.push(Arc::new(ArraysLoggedIn::new(
             arrays.values().cloned().collect(),
             config.timeouts.probe,
@@ -114,9 +110,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         });
     }
-    for array in config.arrays.iter().filter(|_| config.mode.runs_controller()) {
-        if let Some(path) = &array.api_token_file {
-            warn_if_readable_by_others(&array.name, path);
+    if config.mode.runs_controller() {
+        for array in &config.arrays {
+            if let Some(path) = &array.api_token_file {
+                warn_if_readable_by_others(&array.name, path);
+            }
         }
     }
     let listener = server::bind_socket(&config.socket_path, config.socket_mode)?;

@@ -47,47 +47,6 @@ pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<req
     })
 }
 
-/// Checks that the array answers `GET /api/api_version` (no credentials
-/// needed) within `timeout`.
-pub async fn check_reachable(
-    client: &reqwest::Client,
-    array: &ArrayConfig,
-    timeout: Duration,
-) -> Result<(), Error> {
-    let url = array
-        .management_url
-        .as_ref()
-        .ok_or_else(|| Error::Setup {
-            array: array.name.clone(),
-            detail: "management URL is not configured".into(),
-        })?
-        .join("api/api_version")
-        .map_err(|e| Error::Unavailable {
-            attempts: 1,
-            array: array.name.clone(),
-            last: e.to_string(),
-        })?;
-    let resp = client
-        .get(url)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| Error::Unavailable {
-            attempts: 1,
-            array: array.name.clone(),
-            last: describe_reqwest_error(&e),
-        })?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(Error::Unavailable {
-            attempts: 1,
-            array: array.name.clone(),
-            last: format!("api_version answered HTTP {}", resp.status().as_u16()),
-        })
-    }
-}
-
 /// The error with its source chain (reqwest's Display alone hides the cause,
 /// e.g. which certificate check failed).
 pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
