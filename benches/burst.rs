@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flashblade_csi::config::{Config, Mode, ServeArgs};
+use flashblade_csi::config::{Config, Mode, Settings};
 use flashblade_csi::csi::{self, controller_client::ControllerClient};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Endpoint, Uri};
@@ -50,16 +50,24 @@ async fn run(latency_ms: u64, max_array_requests: usize, volumes: usize, concurr
     let token = dir.path().join("token");
     std::fs::write(&token, &mock.api_token).unwrap();
     let socket = dir.path().join("csi.sock");
-    let config = Config::load(&ServeArgs {
+    let config = Config::load(&Settings {
         mode: Some(Mode::Controller),
         endpoint: Some(format!("unix://{}", socket.display())),
-        array_url: Some(mock.url.clone()),
-        api_token_file: Some(token),
-        ca_file: mock.ca_file.clone(),
-        nfs_endpoint: Some("10.0.0.10".into()),
-        default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
-        max_array_requests: Some(max_array_requests),
-        array_timeout: Some("60s".into()),
+        array: flashblade_csi::config::ArraySettings {
+            management_url: Some(mock.url.clone()),
+            api_token_file: Some(token),
+            ca_file: mock.ca_file.clone(),
+            nfs_endpoint: Some("10.0.0.10".parse().unwrap()),
+            default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+            ..Default::default()
+        },
+        timeouts: flashblade_csi::config::TimeoutSettings {
+            array_request: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        },
+        limits: flashblade_csi::config::LimitSettings {
+            max_array_requests: Some(max_array_requests),
+        },
         ..Default::default()
     })
     .unwrap();

@@ -12,6 +12,7 @@ use crate::controller::ControllerService;
 use crate::identity::{AllOf, AlwaysReady, ArraysLoggedIn, IdentityService, Readiness};
 use crate::node::NodeService;
 use crate::server::{self, ServerError, Services};
+use crate::volume::ArrayName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -21,7 +22,7 @@ pub enum AppError {
     Array(#[from] crate::flashblade::Error),
 }
 
-type ArrayClients = BTreeMap<String, Arc<ArrayClient>>;
+type ArrayClients = BTreeMap<ArrayName, Arc<ArrayClient>>;
 
 /// One client per configured array.
 pub fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {

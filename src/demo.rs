@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::config::{Config, Mode, ServeArgs};
+use crate::config::{Config, Mode, Settings};
 use crate::csi::{self, controller_client::ControllerClient, node_client::NodeClient};
 
 /// Demo settings.
@@ -106,18 +106,21 @@ pub async fn run(args: DemoArgs) -> Result<String, String> {
     let token = root.join("api-token");
     std::fs::write(&token, &mock.api_token).map_err(|e| e.to_string())?;
     let socket = root.join("csi.sock");
-    let config = Config::load(&ServeArgs {
+    let config = Config::load(&Settings {
         mode: Some(Mode::All),
         endpoint: Some(format!("unix://{}", socket.display())),
-        array_name: Some("fb01".into()),
-        array_url: Some(mock.url.clone()),
-        api_token_file: Some(token),
-        ca_file: mock.ca_file.clone(),
-        nfs_endpoint: Some("127.0.0.1".into()),
-        default_export_rules: Some("127.0.0.0/8(rw,root_squash)".into()),
         node_id: Some("demo-node".into()),
         kubelet_dir: Some(kubelet.clone()),
         local_export_root: Some(mock.data_dir.clone()),
+        array: crate::config::ArraySettings {
+            name: Some("fb01".parse().unwrap()),
+            management_url: Some(mock.url.clone()),
+            api_token_file: Some(token),
+            ca_file: mock.ca_file.clone(),
+            nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+            default_export_rules: Some("127.0.0.0/8(rw,root_squash)".into()),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
@@ -457,7 +460,7 @@ async fn story(
     let tomb = mock.with_state(|s| {
         s.file_systems
             .values()
-            .find(|f| f.destroyed && crate::controller::ids::tombstone_of(&fs_name, &f.name).is_some())
+            .find(|f| f.destroyed && crate::volume::naming::tombstone_of(&fs_name, &f.name).is_some())
             .map(|f| f.name.clone())
     });
     let Some(tomb) = tomb else {

@@ -70,6 +70,12 @@ impl From<crate::flashblade::Error> for Error {
     }
 }
 
+/// A name or id the array returned that the driver cannot use: the array
+/// answered something it should not have.
+pub fn from_array(e: crate::volume::NameError) -> Error {
+    Error::Internal(format!("the array returned {e}"))
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = match &err {

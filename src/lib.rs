@@ -23,3 +23,4 @@ pub mod node;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod volume;

@@ -2,7 +2,7 @@
 //! library.
 
 use clap::{Parser, Subcommand};
-use flashblade_csi::config::{Config, ServeArgs};
+use flashblade_csi::config::{Config, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the CSI gRPC services on a unix socket.
-    Serve(ServeArgs),
+    Serve(Settings),
     /// Run the JupyterHub story end to end on this machine, against an
     /// embedded simulated array (mounts need root).
     #[cfg(feature = "demo")]
@@ -37,7 +37,7 @@ struct RestoreArgs {
     #[arg(long)]
     snapshot_id: String,
     #[command(flatten)]
-    serve: ServeArgs,
+    serve: Settings,
 }
 
 fn main() {
@@ -77,7 +77,7 @@ fn setup(
     Ok((config, runtime))
 }
 
-fn serve(args: ServeArgs) -> i32 {
+fn serve(args: Settings) -> i32 {
     let (config, runtime) = match setup(Config::load(&args), true) {
         Ok(s) => s,
         Err(code) => return code,

@@ -148,7 +148,7 @@ async fn create_validate_list_expand_capacity_delete() {
     let fs = env.mock.with_state(|s| {
         s.file_systems
             .values()
-            .find(|f| flashblade_csi::controller::ids::tombstone_of("k8s-pvc-0001", &f.name).is_some())
+            .find(|f| flashblade_csi::volume::naming::tombstone_of("k8s-pvc-0001", &f.name).is_some())
             .cloned()
             .expect("the tombstone")
     });
@@ -944,14 +944,17 @@ async fn two_controllers_creating_the_same_names_both_get_the_volume() {
     // CreateVolume calls against one array at once.
     let env = controller_env(ControllerOpts::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let args = flashblade_csi::config::ServeArgs {
+    let args = flashblade_csi::config::Settings {
         mode: Some(flashblade_csi::config::Mode::Controller),
-        array_name: Some("fb01".into()),
-        array_url: Some(env.mock.url.clone()),
-        api_token_file: Some(env.token_file.clone()),
-        ca_file: env.mock.ca_file.clone(),
-        nfs_endpoint: Some("127.0.0.1".into()),
-        default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+        array: flashblade_csi::config::ArraySettings {
+            name: Some("fb01".parse().unwrap()),
+            management_url: Some(env.mock.url.clone()),
+            api_token_file: Some(env.token_file.clone()),
+            ca_file: env.mock.ca_file.clone(),
+            nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+            default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let second = common::Driver::start(dir.path(), args).await;
@@ -1080,7 +1083,7 @@ async fn a_soft_deleted_name_can_be_used_again_at_once() {
             .unwrap()
     });
     assert!(
-        flashblade_csi::controller::ids::tombstone_of("k8s-pvc-reuse", &tomb).is_some(),
+        flashblade_csi::volume::naming::tombstone_of("k8s-pvc-reuse", &tomb).is_some(),
         "{tomb}"
     );
     assert_eq!(
@@ -1147,7 +1150,7 @@ async fn list_volumes_pages_by_name_on_the_array() {
         );
     }
     // A token whose name is not a file-system name is refused, not sent on.
-    let bad = flashblade_csi::controller::ids::fs_name_for("k8s", "x");
+    let bad = flashblade_csi::volume::naming::fs_name_for(&"k8s".parse().unwrap(), "x");
     let forged: String = format!("v1|0|{bad}' or name='*")
         .bytes()
         .map(|b| format!("{b:02x}"))

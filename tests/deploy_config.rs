@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use flashblade_csi::config::{Config, Mode, ServeArgs};
+use flashblade_csi::config::{Config, Mode, Settings};
 use flashblade_csi::controller::params::{SnapshotParams, VolumeParams};
 
 fn load(path: &str, mode: Mode, dir: &std::path::Path) -> Config {
@@ -23,7 +23,7 @@ fn load(path: &str, mode: Mode, dir: &std::path::Path) -> Config {
             "/etc/flashblade-csi/credentials/fb01/ca.pem",
             ca.to_str().unwrap(),
         );
-    let args = ServeArgs {
+    let args = Settings {
         mode: Some(mode),
         endpoint: Some("unix:///csi/csi.sock".into()),
         node_id: Some("node-1".into()),

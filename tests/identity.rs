@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{Driver, node_args};
-use flashblade_csi::config::{Mode, ServeArgs};
+use flashblade_csi::config::{Mode, Settings};
 use flashblade_csi::csi::{self, identity_client::IdentityClient};
 
 fn plugin_name_ok(name: &str) -> bool {
@@ -40,7 +40,7 @@ async fn plugin_info_and_probe_on_node_socket() {
 #[tokio::test]
 async fn driver_name_is_overridable() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ServeArgs {
+    let args = Settings {
         driver_name: Some("fb.csi.example.org".into()),
         ..node_args("n")
     };
@@ -55,14 +55,17 @@ async fn driver_name_is_overridable() {
     driver.stop().await;
 }
 
-fn controller_args(dir: &std::path::Path, url: &str) -> ServeArgs {
+fn controller_args(dir: &std::path::Path, url: &str) -> Settings {
     let token = dir.join("token");
     std::fs::write(&token, "T-00000000-0000-0000-0000-000000000000").unwrap();
-    ServeArgs {
+    Settings {
         mode: Some(Mode::Controller),
-        array_url: Some(url.into()),
-        api_token_file: Some(token),
-        nfs_endpoint: Some("127.0.0.1".into()),
+        array: flashblade_csi::config::ArraySettings {
+            management_url: Some(url.into()),
+            api_token_file: Some(token),
+            nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -138,12 +141,15 @@ async fn controller_probe_is_ready_only_with_a_token_the_array_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "T-00000000-0000-0000-0000-000000000000").unwrap();
-    let args = flashblade_csi::config::ServeArgs {
+    let args = flashblade_csi::config::Settings {
         mode: Some(flashblade_csi::config::Mode::Controller),
-        array_url: Some(env.mock.url.clone()),
-        api_token_file: Some(token),
-        ca_file: env.mock.ca_file.clone(),
-        nfs_endpoint: Some("127.0.0.1".into()),
+        array: flashblade_csi::config::ArraySettings {
+            management_url: Some(env.mock.url.clone()),
+            api_token_file: Some(token),
+            ca_file: env.mock.ca_file.clone(),
+            nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let wrong = Driver::start(dir.path(), args).await;

@@ -5,17 +5,20 @@
 mod common;
 
 use common::{Driver, create_req};
-use flashblade_csi::config::{Mode, ServeArgs};
+use flashblade_csi::config::{Mode, Settings};
 use flashblade_csi::csi::controller_client::ControllerClient;
 use tonic::Code;
 
-fn args(mock: &mock_flashblade::MockHandle, token: &std::path::Path) -> ServeArgs {
-    ServeArgs {
+fn args(mock: &mock_flashblade::MockHandle, token: &std::path::Path) -> Settings {
+    Settings {
         mode: Some(Mode::Controller),
-        array_url: Some(mock.url.clone()),
-        api_token_file: Some(token.to_path_buf()),
-        nfs_endpoint: Some("127.0.0.1".into()),
-        default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+        array: flashblade_csi::config::ArraySettings {
+            management_url: Some(mock.url.clone()),
+            api_token_file: Some(token.to_path_buf()),
+            nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+            default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

@@ -4,12 +4,9 @@
 //! in-flight guard for the volume or name, call the array client, build the
 //! response. Errors become gRPC codes in `crate::error`.
 
-pub mod ids;
 pub mod params;
 mod snapshots;
 mod volumes;
-
-pub use volumes::check_capability;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,13 +19,14 @@ use crate::csi::{self, controller_server::Controller};
 use crate::error::{Error, Result};
 use crate::flashblade::ArrayClient;
 use crate::inflight::{Guard, InFlight};
+use crate::volume::ArrayName;
 
 /// The default size of a volume whose request gives no capacity.
 pub const DEFAULT_VOLUME_BYTES: i64 = 10 << 30;
 
 pub struct ControllerService {
     config: Arc<Config>,
-    arrays: BTreeMap<String, Arc<ArrayClient>>,
+    arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
     inflight: InFlight,
 }
 
@@ -52,7 +50,7 @@ pub fn capabilities() -> Vec<csi::ControllerServiceCapability> {
 }
 
 impl ControllerService {
-    pub fn new(config: Arc<Config>, arrays: BTreeMap<String, Arc<ArrayClient>>) -> Self {
+    pub fn new(config: Arc<Config>, arrays: BTreeMap<ArrayName, Arc<ArrayClient>>) -> Self {
         Self {
             config,
             arrays,
@@ -60,7 +58,7 @@ impl ControllerService {
         }
     }
 
-    pub fn arrays(&self) -> &BTreeMap<String, Arc<ArrayClient>> {
+    pub fn arrays(&self) -> &BTreeMap<ArrayName, Arc<ArrayClient>> {
         &self.arrays
     }
 

@@ -4,43 +4,23 @@
 
 use std::collections::HashMap;
 
-use crate::config::{ArrayConfig, Config, validate_host, validate_name_prefix};
+use crate::config::{ArrayConfig, Config};
 use crate::error::Error;
-
-/// What DeleteVolume does with the file system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeletePolicy {
-    /// Soft delete: destroyed, recoverable until the array eradicates it.
-    Destroy,
-    /// Destroyed and eradicated at once: the data is gone.
-    Eradicate,
-    /// Left untouched on the array.
-    Retain,
-}
-
-impl DeletePolicy {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "destroy" => Some(Self::Destroy),
-            "eradicate" => Some(Self::Eradicate),
-            "retain" => Some(Self::Retain),
-            _ => None,
-        }
-    }
-}
+use crate::volume::exports::validate_export_rules;
+use crate::volume::{ArrayName, DeletePolicy, Host, NamePrefix, PolicyName};
 
 /// How the file system is exported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Export {
     Rules(String),
-    Policy(String),
+    Policy(PolicyName),
 }
 
 /// The parameters of a dynamic volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeParams {
-    pub array: String,
-    pub nfs_endpoint: String,
+    pub array: ArrayName,
+    pub nfs_endpoint: Host,
     pub hard_limit: bool,
     pub nfs_v3: bool,
     pub nfs_v41: bool,
@@ -49,7 +29,7 @@ pub struct VolumeParams {
     pub default_user_quota: Option<i64>,
     pub default_group_quota: Option<i64>,
     pub delete_policy: DeletePolicy,
-    pub name_prefix: String,
+    pub name_prefix: NamePrefix,
 }
 
 impl VolumeParams {
@@ -143,203 +123,6 @@ pub fn parse_quantity(text: &str) -> Result<i64, String> {
     Ok(bytes as i64)
 }
 
-const RULE_OPTIONS: &[&str] = &[
-    "rw",
-    "ro",
-    "root_squash",
-    "no_root_squash",
-    "all_squash",
-    "no_all_squash",
-    "secure",
-    "insecure",
-    "atime",
-    "noatime",
-    "fileid_32bit",
-    "no_fileid_32bit",
-];
-
-/// Checks a FlashBlade export rules string (`client(opt,...) ...`). A client
-/// that admits any host (`*`, or a /0 network) is refused unless allowed.
-pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), String> {
-    if rules.trim().is_empty() {
-        return Err("no rules given".into());
-    }
-    let (mut nets4, mut nets6) = (Vec::new(), Vec::new());
-    for entry in rules.split_whitespace() {
-        let (client, rest) = entry
-            .split_once('(')
-            .ok_or_else(|| format!("{entry:?} is not client(options)"))?;
-        let opts = rest
-            .strip_suffix(')')
-            .ok_or_else(|| format!("{entry:?} is missing its closing ')'"))?;
-        match classify_client(client).map_err(|why| format!("{entry:?}: {why}"))? {
-            RuleClient::Any if !allow_wildcard => {
-                return Err(format!(
-                    "{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)"
-                ));
-            }
-            RuleClient::Net { v6, first, last } => {
-                if v6 { &mut nets6 } else { &mut nets4 }.push((first, last));
-            }
-            _ => {}
-        }
-        let mut seen_access = false;
-        for opt in opts.split(',') {
-            let known = RULE_OPTIONS.contains(&opt)
-                || opt
-                    .strip_prefix("anonuid=")
-                    .or_else(|| opt.strip_prefix("anongid="))
-                    .is_some_and(|n| n.parse::<u32>().is_ok())
-                || opt.strip_prefix("sec=").is_some_and(|s| {
-                    s.split(':')
-                        .all(|x| matches!(x, "sys" | "krb5" | "krb5i" | "krb5p"))
-                });
-            if !known {
-                return Err(format!("{entry:?}: unknown option {opt:?}"));
-            }
-            if opt == "rw" || opt == "ro" {
-                if seen_access {
-                    return Err(format!("{entry:?}: give rw or ro once"));
-                }
-                seen_access = true;
-            }
-        }
-    }
-    if !allow_wildcard {
-        for (nets, max, family) in [(nets4, u32::MAX as u128, "IPv4"), (nets6, u128::MAX, "IPv6")] {
-            if covers_everything(nets, max) {
-                return Err(format!(
-                    "the rules' networks together admit every {family} host; name the node network instead (or enable allow_wildcard_export)"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What an export rule's client names.
-#[derive(Debug, PartialEq, Eq)]
-enum RuleClient {
-    /// `*`.
-    Any,
-    /// An address or network, as an inclusive range (IPv4-mapped IPv6
-    /// counts as IPv4).
-    Net { v6: bool, first: u128, last: u128 },
-    /// `@netgroup`.
-    Netgroup,
-    /// A host name, or a host-name pattern with `*` / `?` and at least one
-    /// literal character (`*.example.com`).
-    Host,
-}
-
-fn classify_client(client: &str) -> Result<RuleClient, String> {
-    use std::net::IpAddr;
-    let not_a_client = || format!("{client:?} is not an IP address, network, host name, @netgroup or *");
-    if client.is_empty() {
-        return Err("no client".into());
-    }
-    if client == "*" {
-        return Ok(RuleClient::Any);
-    }
-    if let Some(group) = client.strip_prefix('@') {
-        let ok = !group.is_empty()
-            && group.len() <= 255
-            && group
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
-        return if ok {
-            Ok(RuleClient::Netgroup)
-        } else {
-            Err(not_a_client())
-        };
-    }
-    let (addr, bits) = match client.split_once('/') {
-        Some((a, b)) => {
-            let ip: IpAddr = a.parse().map_err(|_| format!("{client:?} is not a network"))?;
-            let bits: u32 = b
-                .parse()
-                .map_err(|_| format!("{client:?} has a bad prefix length"))?;
-            (Some(ip), Some(bits))
-        }
-        None => (client.parse::<IpAddr>().ok(), None),
-    };
-    if let Some(ip) = addr {
-        let (v6, value, width) = match ip {
-            IpAddr::V4(v4) => (false, u32::from(v4) as u128, 32),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                // ::ffff:a.b.c.d/n is the IPv4 network a.b.c.d/(n-96).
-                Some(v4) if bits.is_none_or(|b| b >= 96) => (false, u32::from(v4) as u128, 32),
-                _ => (true, u128::from(v6), 128),
-            },
-        };
-        let mapped_shift = if !v6 && matches!(ip, IpAddr::V6(_)) { 96 } else { 0 };
-        let bits = match bits {
-            Some(b) if b > width + mapped_shift => {
-                return Err(format!(
-                    "{client:?}: prefix length {b} is larger than {}",
-                    width + mapped_shift
-                ));
-            }
-            Some(b) => b.saturating_sub(mapped_shift),
-            None => width,
-        };
-        let host_bits = width - bits;
-        let mask: u128 = match host_bits {
-            0 => 0,
-            128.. => u128::MAX,
-            n => (1u128 << n) - 1,
-        };
-        let first = value & !mask;
-        return Ok(RuleClient::Net {
-            v6,
-            first,
-            last: first | mask,
-        });
-    }
-    // A host name or a pattern: labels of letters, digits, '-', '*', '?'.
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && l.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-*?".contains(&c))
-    };
-    if client.len() > 253 || !client.split('.').all(label_ok) {
-        return Err(not_a_client());
-    }
-    if !client.bytes().any(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "{client:?} is a pattern that matches every host name; name the hosts or networks instead"
-        ));
-    }
-    Ok(RuleClient::Host)
-}
-
-/// True when the ranges together cover 0..=max.
-fn covers_everything(mut ranges: Vec<(u128, u128)>, max: u128) -> bool {
-    ranges.sort();
-    let mut next = 0u128; // first address not yet covered
-    for (first, last) in ranges {
-        if first > next {
-            return false;
-        }
-        if last >= max {
-            return true;
-        }
-        next = next.max(last + 1);
-    }
-    false
-}
-
-/// Export policy names as FlashBlade accepts them.
-fn valid_policy_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    (1..=63).contains(&b.len())
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
-}
-
 fn check_keys(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Error> {
     let mut unknown: Vec<&str> = params
         .keys()
@@ -383,11 +166,7 @@ impl VolumeParams {
         let get = |k: &str| params.get(k).map(String::as_str);
         let array = select_array(config, get("array"))?;
         let nfs_endpoint = match get("nfsEndpoint") {
-            Some(e) => {
-                validate_host("nfsEndpoint", e)
-                    .map_err(|_| invalid("nfsEndpoint", e, "expected a host name or IP address"))?;
-                e.to_string()
-            }
+            Some(e) => e.parse().map_err(|_| invalid("nfsEndpoint", e, Host::RULE))?,
             None => array.nfs_endpoint.clone().ok_or_else(|| {
                 Error::FailedPrecondition(format!("array {} has no NFS endpoint configured", array.name))
             })?,
@@ -419,16 +198,10 @@ impl VolumeParams {
                     .map_err(|e| invalid("exportRules", r, &e))?;
                 Export::Rules(r.to_string())
             }
-            (None, Some(p)) => {
-                if !valid_policy_name(p) {
-                    return Err(invalid(
-                        "exportPolicy",
-                        p,
-                        "expected a FlashBlade export policy name",
-                    ));
-                }
-                Export::Policy(p.to_string())
-            }
+            (None, Some(p)) => Export::Policy(
+                p.parse()
+                    .map_err(|_| invalid("exportPolicy", p, PolicyName::RULE))?,
+            ),
             (None, None) => match &array.default_export_rules {
                 Some(r) => Export::Rules(r.clone()),
                 None => {
@@ -454,14 +227,14 @@ impl VolumeParams {
         let default_group_quota = quota("defaultGroupQuota")?;
         let delete_policy = match get("deletePolicy") {
             None => DeletePolicy::Destroy,
-            Some(v) => DeletePolicy::parse(v)
-                .ok_or_else(|| invalid("deletePolicy", v, "expected destroy, eradicate or retain"))?,
+            Some(v) => v
+                .parse()
+                .map_err(|()| invalid("deletePolicy", v, "expected destroy, eradicate or retain"))?,
         };
         let name_prefix = match get("namePrefix") {
-            Some(p) => {
-                validate_name_prefix("namePrefix", p).map_err(|e| invalid("namePrefix", p, &e.problem))?;
-                p.to_string()
-            }
+            Some(p) => p
+                .parse()
+                .map_err(|_| invalid("namePrefix", p, NamePrefix::RULE))?,
             None => array.name_prefix.clone(),
         };
         Ok(VolumeParams {
@@ -504,11 +277,11 @@ impl SnapshotParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Mode, ServeArgs};
+    use crate::config::{Mode, Settings};
 
     fn config(default_rules: Option<&str>) -> Config {
-        let dir = std::env::temp_dir();
-        let token = dir.join("flashblade-csi-params-test-token");
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
         std::fs::write(&token, "T-x").unwrap();
         let mut toml = format!(
             "[[array]]\nname = \"fb01\"\nmanagement_url = \"https://fb01\"\napi_token_file = \"{}\"\nnfs_endpoint = \"10.0.0.10\"\n",
@@ -517,7 +290,7 @@ mod tests {
         if let Some(r) = default_rules {
             toml.push_str(&format!("default_export_rules = \"{r}\"\n"));
         }
-        let args = ServeArgs {
+        let args = Settings {
             mode: Some(Mode::Controller),
             endpoint: Some("/tmp/x.sock".into()),
             ..Default::default()
@@ -563,7 +336,7 @@ mod tests {
         .unwrap();
         assert_eq!(v.nfs_endpoint, "fb01-data.example.com");
         assert!(!v.hard_limit && !v.nfs_v3 && v.nfs_v41 && !v.snapshot_directory);
-        assert_eq!(v.export, Export::Policy("k8s-nodes".into()));
+        assert_eq!(v.export, Export::Policy("k8s-nodes".parse().unwrap()));
         assert_eq!(v.default_user_quota, Some(10 << 30));
         assert_eq!(v.default_group_quota, Some(1_000_000_000));
         assert_eq!(v.delete_policy, DeletePolicy::Eradicate);
@@ -614,59 +387,6 @@ mod tests {
         assert!(parse_quantity("-1").is_err());
         assert!(parse_quantity("").is_err());
         assert!(parse_quantity("99999Ei").is_err());
-    }
-
-    #[test]
-    fn export_rules() {
-        for ok in [
-            "10.0.0.0/16(rw,root_squash)",
-            "10.0.0.0/16(rw,no_root_squash,anonuid=1000,anongid=100) @hpc(ro) *.dom.com(ro,sec=krb5:krb5p)",
-            "fd00::/64(rw)",
-        ] {
-            validate_export_rules(ok, false).unwrap();
-        }
-        for bad in [
-            "*(rw)",
-            "0.0.0.0/0(rw)",
-            "10.0.0.0/8",
-            "10.0.0.0/8(rw",
-            "10.0.0.0/33(rw)",
-            "x(rw,ro)",
-            "x(bogus)",
-            "-x(rw)",
-            "",
-            "a;b(rw)",
-            // Ways around "admits every host" that once reached the array.
-            "0.0.0.0/1(rw) 128.0.0.0/1(rw)",
-            "0.0.0.0/2(rw) 64.0.0.0/2(rw) 128.0.0.0/1(rw)",
-            "**(rw)",
-            "*.*(rw)",
-            "?(rw)",
-            "::ffff:0.0.0.0/96(rw,no_root_squash)",
-            "::/0(rw)",
-            "::/1(rw) 8000::/1(rw)",
-            "a:b(rw)",
-            "@(rw)",
-            "10.0.0.0/8(rw) ::ffff:0.0.0.0/97(rw) ::ffff:128.0.0.0/97(rw)",
-        ] {
-            assert!(validate_export_rules(bad, false).is_err(), "{bad}");
-        }
-        // Large but not everything; mapped addresses are IPv4.
-        validate_export_rules("0.0.0.0/1(rw) 128.0.0.0/2(rw)", false).unwrap();
-        validate_export_rules(
-            "::ffff:10.0.0.0/104(rw) host-1.example.com(ro) 10.1.2.3(rw)",
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            classify_client("::ffff:10.0.0.0/104").unwrap(),
-            RuleClient::Net {
-                v6: false,
-                first: 10 << 24,
-                last: (11 << 24) - 1
-            }
-        );
-        validate_export_rules("*(rw,no_root_squash)", true).unwrap();
     }
 
     #[test]

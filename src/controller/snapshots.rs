@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 
 use super::ControllerService;
-use super::ids::{self, SNAPSHOT_SUFFIX_PREFIX, VolumeRef};
-use super::params::{DeletePolicy, SnapshotParams, VolumeParams};
+use super::params::{SnapshotParams, VolumeParams};
 use super::volumes::{collect_page, decode_token, encode_token};
 use crate::csi;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, from_array};
 use crate::flashblade::ArrayClient;
 use crate::flashblade::models::{FileSystem, Snapshot};
 use crate::telemetry::record_volume_id;
+use crate::volume::naming::{self, SNAPSHOT_SUFFIX_PREFIX};
+use crate::volume::{ArrayName, DeletePolicy, SnapshotId, SnapshotIdError, VolumeId};
 
 /// Suffix prefix of the short-lived snapshot behind a volume-to-volume clone;
 /// distinct from [`SNAPSHOT_SUFFIX_PREFIX`] so it never shows as a CSI snapshot.
@@ -25,21 +26,23 @@ fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 fn snapshot_message(
-    array: &str,
+    array: &ArrayName,
     snap: &Snapshot,
     source_volume_id: String,
     size: i64,
     eradicate: bool,
-) -> csi::Snapshot {
-    csi::Snapshot {
+) -> Result<csi::Snapshot> {
+    Ok(csi::Snapshot {
         size_bytes: size,
-        snapshot_id: ids::snapshot_id(array, &snap.name, &snap.id, eradicate),
+        snapshot_id: SnapshotId::of(array, &snap.name, &snap.id, eradicate)
+            .map_err(from_array)?
+            .to_string(),
         source_volume_id,
         creation_time: Some(timestamp(snap.created)),
         // FlashBlade snapshots are complete the moment they exist.
         ready_to_use: true,
         group_snapshot_id: String::new(),
-    }
+    })
 }
 
 /// What a volume-to-volume clone copies from.
@@ -56,7 +59,7 @@ impl ClonePlan {
 
 /// The snapshot a parsed id names: by name, or by the array's id for the
 /// compact form. The caller checks the id matches.
-async fn find_snapshot(client: &ArrayClient, sref: &ids::SnapshotRef) -> Result<Option<Snapshot>> {
+async fn find_snapshot(client: &ArrayClient, sref: &SnapshotId) -> Result<Option<Snapshot>> {
     Ok(match sref.snap_name() {
         Some(name) => client.find_snapshot(&name).await?,
         None => client.find_snapshot_by_id(&sref.snap_id).await?.filter(|s| {
@@ -75,7 +78,7 @@ impl ControllerService {
         snapshot_id: &str,
         size: i64,
     ) -> Result<String> {
-        let sref = ids::parse_snapshot_id(snapshot_id).map_err(|why| {
+        let sref = snapshot_id.parse::<SnapshotId>().map_err(|why| {
             Error::NotFound(format!("source snapshot {snapshot_id:?} does not exist ({why})"))
         })?;
         if sref.array != params.array {
@@ -111,7 +114,7 @@ impl ControllerService {
         size: i64,
     ) -> Result<ClonePlan> {
         let (vref, array, fs) = self.resolve_volume(volume_id).await?;
-        if matches!(vref, VolumeRef::Static { .. }) {
+        if matches!(vref, VolumeId::Static { .. }) {
             return Err(Error::InvalidArgument(format!(
                 "source volume {volume_id} is an imported (static) file system; cloning it is not supported"
             )));
@@ -129,7 +132,7 @@ impl ControllerService {
                 "requested {size} bytes is smaller than the source volume ({p} bytes)"
             )));
         }
-        let hash = ids::snapshot_suffix_for(new_name);
+        let hash = naming::snapshot_suffix_for(new_name);
         Ok(ClonePlan {
             source_fs: fs.name,
             suffix: format!("{CLONE_SUFFIX_PREFIX}{}", &hash[SNAPSHOT_SUFFIX_PREFIX.len()..]),
@@ -190,14 +193,14 @@ impl ControllerService {
         record_volume_id(&req.source_volume_id);
         let _guard = self.guard(format!("snapshot:{}", req.name))?;
         let (vref, array, fs) = self.resolve_volume(&req.source_volume_id).await?;
-        if matches!(vref, VolumeRef::Static { .. }) {
+        if matches!(vref, VolumeId::Static { .. }) {
             return Err(Error::InvalidArgument(format!(
                 "volume {} is an imported (static) file system; snapshots of it are not managed by the driver",
                 req.source_volume_id
             )));
         }
         let client = self.client(&array)?;
-        let suffix = ids::snapshot_suffix_for(&req.name);
+        let suffix = naming::snapshot_suffix_for(&req.name);
         // The same CSI name must not name a snapshot of another volume.
         let same = client
             .list_snapshots(&format!("suffix='{suffix}'"), 100, None)
@@ -232,7 +235,7 @@ impl ControllerService {
                 req.source_volume_id.clone(),
                 fs.provisioned.unwrap_or(0),
                 params.eradicate,
-            )),
+            )?),
         })
     }
 
@@ -244,15 +247,15 @@ impl ControllerService {
             return Err(Error::InvalidArgument("snapshot_id is required".into()));
         }
         let _guard = self.guard(format!("snapshot-id:{}", req.snapshot_id))?;
-        let sref = match ids::parse_snapshot_id(&req.snapshot_id) {
+        let sref = match req.snapshot_id.parse::<SnapshotId>() {
             Ok(s) => s,
             // Nothing by that name can exist: deleting it is done.
-            Err(ids::SnapshotIdError::Malformed(why)) => {
+            Err(SnapshotIdError::Malformed(why)) => {
                 tracing::info!(%why, "DeleteSnapshot of a malformed id: nothing to do");
                 return Ok(csi::DeleteSnapshotResponse {});
             }
             // An admin's snapshot (or one the id cannot pin down): never.
-            Err(ids::SnapshotIdError::NotOurs(why)) => return Err(Error::FailedPrecondition(why)),
+            Err(SnapshotIdError::NotOurs(why)) => return Err(Error::FailedPrecondition(why.clone())),
         };
         let client = self.arrays.get(&sref.array).ok_or_else(|| {
             Error::FailedPrecondition(format!(
@@ -310,7 +313,7 @@ impl ControllerService {
 
         // One snapshot by id.
         if !req.snapshot_id.is_empty() {
-            let Ok(sref) = ids::parse_snapshot_id(&req.snapshot_id) else {
+            let Ok(sref) = req.snapshot_id.parse::<SnapshotId>() else {
                 return Ok(empty);
             };
             let Some(client) = self.arrays.get(&sref.array) else {
@@ -328,7 +331,10 @@ impl ControllerService {
             };
             let source = owner
                 .as_ref()
-                .map(|f| ids::managed_volume_id(&sref.array, &f.name, &f.id, DeletePolicy::Destroy))
+                .map(|f| VolumeId::managed(&sref.array, &f.name, &f.id, DeletePolicy::Destroy))
+                .transpose()
+                .map_err(from_array)?
+                .map(|v| v.to_string())
                 .unwrap_or_default();
             if !req.source_volume_id.is_empty() && req.source_volume_id != source {
                 return Ok(empty);
@@ -339,7 +345,7 @@ impl ControllerService {
                 source,
                 owner.and_then(|f| f.provisioned).unwrap_or(0),
                 sref.eradicate,
-            );
+            )?;
             msg.snapshot_id = req.snapshot_id.clone();
             return Ok(csi::ListSnapshotsResponse {
                 entries: vec![csi::list_snapshots_response::Entry { snapshot: Some(msg) }],
@@ -348,7 +354,7 @@ impl ControllerService {
         }
 
         // All snapshots of one volume, or all of this driver's snapshots.
-        let mut scope: Vec<(usize, String, String)> = Vec::new(); // (array idx, array, filter)
+        let mut scope: Vec<(usize, ArrayName, String)> = Vec::new(); // (array idx, array, filter)
         let base = format!("suffix='{SNAPSHOT_SUFFIX_PREFIX}*' and destroyed=false");
         if !req.source_volume_id.is_empty() {
             let Ok((_, array, fs)) = self.resolve_volume(&req.source_volume_id).await else {
@@ -410,7 +416,10 @@ impl ControllerService {
                     req.source_volume_id.clone()
                 } else {
                     owner
-                        .map(|f| ids::managed_volume_id(&array, &f.name, &f.id, DeletePolicy::Destroy))
+                        .map(|f| VolumeId::managed(&array, &f.name, &f.id, DeletePolicy::Destroy))
+                        .transpose()
+                        .map_err(from_array)?
+                        .map(|v| v.to_string())
                         .unwrap_or_default()
                 };
                 out.push(csi::list_snapshots_response::Entry {
@@ -420,7 +429,7 @@ impl ControllerService {
                         source,
                         owner.and_then(|f| f.provisioned).unwrap_or(0),
                         true,
-                    )),
+                    )?),
                 });
             }
             if more {
@@ -448,12 +457,13 @@ impl ControllerService {
     pub async fn restore_volume(&self, volume_id: &str, snapshot_id: &str) -> Result<FileSystem> {
         let _guard = self.guard(format!("volume:{volume_id}"))?;
         let (vref, array, fs) = self.resolve_volume(volume_id).await?;
-        if matches!(vref, VolumeRef::Static { .. }) {
+        if matches!(vref, VolumeId::Static { .. }) {
             return Err(Error::FailedPrecondition(format!(
                 "volume {volume_id} is an imported (static) file system; the driver never changes it"
             )));
         }
-        let sref = ids::parse_snapshot_id(snapshot_id)
+        let sref = snapshot_id
+            .parse::<SnapshotId>()
             .map_err(|why| Error::NotFound(format!("snapshot {snapshot_id:?} does not exist ({why})")))?;
         let client = self.client(&array)?;
         let snap = if sref.array == array {

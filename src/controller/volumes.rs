@@ -5,16 +5,18 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::ids::{self, VolumeRef};
-use super::params::{DeletePolicy, Export, VolumeParams, nfs_versions_text, select_array};
+use super::params::{Export, VolumeParams, nfs_versions_text, select_array};
 use super::{ControllerService, DEFAULT_VOLUME_BYTES};
 use crate::context;
 use crate::csi;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, from_array};
 use crate::flashblade::FileSystemSpec;
 use crate::flashblade::models::FileSystem;
 use crate::flashblade::ops::Created;
 use crate::telemetry::record_volume_id;
+use crate::volume::access::check_capability;
+use crate::volume::naming;
+use crate::volume::{ArrayName, DeletePolicy, FsName, VolumeId};
 
 /// Checks requested capabilities: mount volumes in any access mode; block
 /// volumes are impossible on an NFS file system.
@@ -24,30 +26,6 @@ pub(super) fn check_capabilities(caps: &[csi::VolumeCapability]) -> Result<()> {
     }
     for cap in caps {
         check_capability(cap).map_err(Error::InvalidArgument)?;
-    }
-    Ok(())
-}
-
-/// Why a capability is unsupported, if it is.
-pub fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), String> {
-    use csi::volume_capability::AccessType;
-    match &cap.access_type {
-        None => return Err("a volume capability needs an access type (mount)".into()),
-        Some(AccessType::Block(_)) => {
-            return Err("block volumes are not supported: FlashBlade volumes are NFS file systems (use volumeMode: Filesystem)".into());
-        }
-        Some(AccessType::Mount(m)) => {
-            if !matches!(m.fs_type.as_str(), "" | "nfs" | "nfs4") {
-                return Err(format!(
-                    "fs_type {:?} is not supported: volumes are NFS file systems",
-                    m.fs_type
-                ));
-            }
-        }
-    }
-    let mode = cap.access_mode.as_ref().map_or(0, |m| m.mode);
-    if !(1..=7).contains(&mode) {
-        return Err("a volume capability needs a known access mode".into());
     }
     Ok(())
 }
@@ -118,11 +96,13 @@ fn volume_response(
     params: &VolumeParams,
     fs: &FileSystem,
     source: Option<csi::VolumeContentSource>,
-) -> csi::CreateVolumeResponse {
-    csi::CreateVolumeResponse {
+) -> Result<csi::CreateVolumeResponse> {
+    Ok(csi::CreateVolumeResponse {
         volume: Some(csi::Volume {
             capacity_bytes: fs.provisioned.unwrap_or(0),
-            volume_id: ids::managed_volume_id(&params.array, &fs.name, &fs.id, params.delete_policy),
+            volume_id: VolumeId::managed(&params.array, &fs.name, &fs.id, params.delete_policy)
+                .map_err(from_array)?
+                .to_string(),
             volume_context: volume_context(
                 &params.array,
                 &params.nfs_endpoint,
@@ -133,7 +113,7 @@ fn volume_response(
             content_source: source,
             accessible_topology: vec![],
         }),
-    }
+    })
 }
 
 /// Opaque list paging token: `<array index>|<last name>`, hex encoded.
@@ -250,7 +230,7 @@ impl ControllerService {
         }
         let _guard = self.guard(format!("create:{}", req.name))?;
         let client = self.client(&params.array)?;
-        let fs_name = ids::fs_name_for(&params.name_prefix, &req.name);
+        let fs_name = naming::fs_name_for(&params.name_prefix, &req.name);
         tracing::Span::current().record("volume_id", fs_name.as_str());
 
         // What the content should come from, resolved to a snapshot name.
@@ -314,7 +294,7 @@ impl ControllerService {
             nfs_v3: params.nfs_v3,
             nfs_v41: params.nfs_v41,
             rules,
-            export_policy: policy,
+            export_policy: policy.map(String::from),
             snapshot_directory: params.snapshot_directory,
             default_user_quota: params.default_user_quota,
             default_group_quota: params.default_group_quota,
@@ -350,7 +330,7 @@ impl ControllerService {
                 )
                 .await?;
         }
-        let resp = volume_response(&params, &fs, source);
+        let resp = volume_response(&params, &fs, source)?;
         if let Some(v) = &resp.volume {
             record_volume_id(&v.volume_id);
             tracing::info!(volume_id = %v.volume_id, bytes = size, "volume created");
@@ -401,7 +381,7 @@ impl ControllerService {
                 existing.nfs.v4_1_enabled
             )));
         }
-        Ok(volume_response(params, existing, source))
+        volume_response(params, existing, source)
     }
 
     pub(super) async fn delete_volume_impl(
@@ -413,7 +393,7 @@ impl ControllerService {
         }
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;
-        let vref = match ids::parse_volume_id(&req.volume_id) {
+        let vref = match req.volume_id.parse::<VolumeId>() {
             Ok(v) => v,
             Err(why) => {
                 // No volume of ours can have this id: nothing to delete.
@@ -422,7 +402,7 @@ impl ControllerService {
             }
         };
         match vref {
-            VolumeRef::Static { array, fs_name } => {
+            VolumeId::Static { array, fs_name } => {
                 let array = select_array(&self.config, array.as_deref()).map_err(|_| {
                     Error::FailedPrecondition(format!(
                         "volume {} names an array that is not configured",
@@ -437,7 +417,7 @@ impl ControllerService {
                     ))),
                 }
             }
-            VolumeRef::Managed {
+            VolumeId::Managed {
                 array,
                 fs_name,
                 fs_id,
@@ -454,7 +434,7 @@ impl ControllerService {
                 let Some(fs) = client.find_file_system_by_id(&fs_id).await? else {
                     return Ok(csi::DeleteVolumeResponse {});
                 };
-                if fs.name != fs_name && ids::tombstone_of(&fs_name, &fs.name).is_none() {
+                if fs.name != fs_name && naming::tombstone_of(&fs_name, &fs.name).is_none() {
                     return Err(Error::FailedPrecondition(format!(
                         "file system {} on array {array} (volume {}) was renamed on the array from {fs_name}; nothing was changed",
                         fs.name, req.volume_id
@@ -488,7 +468,7 @@ impl ControllerService {
                             .map(|d| d.as_secs())
                             .unwrap_or(0);
                         client
-                            .rename_file_system(&fs, &ids::tombstone_name(&fs_name, secs))
+                            .rename_file_system(&fs, &naming::tombstone_name(&fs_name, secs))
                             .await?
                     } else {
                         fs
@@ -513,11 +493,12 @@ impl ControllerService {
 
     /// Resolves any volume id or handle to its live file system; NOT_FOUND
     /// when it is gone or is not the volume the id was made for.
-    pub(super) async fn resolve_volume(&self, volume_id: &str) -> Result<(VolumeRef, String, FileSystem)> {
-        let vref = ids::parse_volume_id(volume_id)
+    pub(super) async fn resolve_volume(&self, volume_id: &str) -> Result<(VolumeId, ArrayName, FileSystem)> {
+        let vref = volume_id
+            .parse::<VolumeId>()
             .map_err(|why| Error::NotFound(format!("volume {volume_id:?} does not exist ({why})")))?;
         let array = match vref.array() {
-            Some(a) => a.to_string(),
+            Some(a) => a.clone(),
             None => select_array(&self.config, None)?.name.clone(),
         };
         let client = self
@@ -527,7 +508,7 @@ impl ControllerService {
             .find_file_system(vref.fs_name())
             .await?
             .ok_or_else(|| Error::NotFound(format!("volume {volume_id:?} does not exist")))?;
-        if let VolumeRef::Managed { fs_id, .. } = &vref
+        if let VolumeId::Managed { fs_id, .. } = &vref
             && fs.id != *fs_id
         {
             return Err(Error::NotFound(format!(
@@ -563,7 +544,7 @@ impl ControllerService {
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;
         let (vref, array, fs) = self.resolve_volume(&req.volume_id).await?;
-        if matches!(vref, VolumeRef::Static { .. }) {
+        if matches!(vref, VolumeId::Static { .. }) {
             return Err(Error::FailedPrecondition(format!(
                 "volume {} is an imported (static) file system; the driver never resizes it",
                 req.volume_id
@@ -662,7 +643,9 @@ impl ControllerService {
             decode_token(&req.starting_token)?
         };
         // The last name goes into an array filter: only a real name will do.
-        if start_idx >= self.config.arrays.len().max(1) || !(after.is_empty() || ids::valid_fs_name(&after)) {
+        if start_idx >= self.config.arrays.len().max(1)
+            || !(after.is_empty() || after.parse::<FsName>().is_ok())
+        {
             return Err(Error::Aborted(format!(
                 "starting_token {:?} is out of range",
                 req.starting_token
@@ -699,7 +682,7 @@ impl ControllerService {
                 },
             )
             .await?;
-            let server = array.nfs_endpoint.clone().unwrap_or_default();
+            let server = array.nfs_endpoint.as_deref().unwrap_or_default();
             for fs in all {
                 if idx == start_idx && !after.is_empty() && fs.name.as_str() <= after.as_str() {
                     continue;
@@ -720,13 +703,15 @@ impl ControllerService {
                     csi::list_volumes_response::Entry {
                         volume: Some(csi::Volume {
                             capacity_bytes: fs.provisioned.unwrap_or(0),
-                            volume_id: ids::managed_volume_id(
+                            volume_id: VolumeId::managed(
                                 &array.name,
                                 &fs.name,
                                 &fs.id,
                                 DeletePolicy::Destroy,
-                            ),
-                            volume_context: volume_context(&array.name, &server, &fs.name, v3, v41),
+                            )
+                            .map_err(from_array)?
+                            .to_string(),
+                            volume_context: volume_context(&array.name, server, &fs.name, v3, v41),
                             content_source: None,
                             accessible_topology: vec![],
                         }),

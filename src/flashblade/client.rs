@@ -152,11 +152,11 @@ impl ArrayClient {
         timeout: Duration,
     ) -> Result<Self, Error> {
         let setup = |detail: &str| Error::Setup {
-            array: array.name.clone(),
+            array: array.name.to_string(),
             detail: detail.to_string(),
         };
         Ok(Self {
-            name: array.name.clone(),
+            name: array.name.to_string(),
             base: array
                 .management_url
                 .clone()

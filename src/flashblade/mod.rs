@@ -20,7 +20,7 @@ use crate::config::ArrayConfig;
 /// per-request deadlines set by the caller.
 pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
     let url = array.management_url.as_ref().ok_or_else(|| Error::Setup {
-        array: array.name.clone(),
+        array: array.name.to_string(),
         detail: "management URL is not configured".into(),
     })?;
     let builder = reqwest::Client::builder()
@@ -36,13 +36,13 @@ pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<req
     let tls =
         tls::client_config(array.ca_file.as_deref(), array.insecure_skip_tls_verify).map_err(|reason| {
             Error::Setup {
-                array: array.name.clone(),
+                array: array.name.to_string(),
                 detail: format!("TLS setup failed: {reason}"),
             }
         })?;
     let builder = builder.use_preconfigured_tls(tls);
     builder.build().map_err(|e| Error::Setup {
-        array: array.name.clone(),
+        array: array.name.to_string(),
         detail: format!("TLS setup failed: {e}"),
     })
 }

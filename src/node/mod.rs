@@ -18,11 +18,11 @@ use tonic::{Request, Response, Status};
 
 use crate::config::Config;
 use crate::context;
-use crate::controller::ids::{self, VolumeRef};
 use crate::csi::{self, node_server::Node};
 use crate::error::{Error, Result};
 use crate::inflight::{Guard, InFlight};
 use crate::telemetry::record_volume_id;
+use crate::volume::VolumeId;
 use mounter::{MountError, Mounter};
 use mountinfo::MountEntry;
 use paths::{Found, Resolved};
@@ -86,7 +86,7 @@ fn mount_flags(cap: &csi::VolumeCapability) -> Vec<String> {
 
 fn check_node_capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::VolumeCapability> {
     let cap = cap.ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
-    crate::controller::check_capability(cap).map_err(Error::InvalidArgument)?;
+    crate::volume::access::check_capability(cap).map_err(Error::InvalidArgument)?;
     Ok(cap)
 }
 
@@ -139,9 +139,15 @@ impl NodeService {
             endpoints: config
                 .arrays
                 .iter()
-                .filter_map(|a| a.nfs_endpoint.clone().map(|e| (a.name.clone(), e)))
+                .filter_map(|a| {
+                    a.nfs_endpoint
+                        .as_ref()
+                        .map(|e| (a.name.to_string(), e.to_string()))
+                })
                 .collect(),
-            default_endpoint: config.default_array().and_then(|a| a.nfs_endpoint.clone()),
+            default_endpoint: config
+                .default_array()
+                .and_then(|a| a.nfs_endpoint.as_ref().map(ToString::to_string)),
             mounter,
             inflight: InFlight::new(),
         }
@@ -169,7 +175,7 @@ impl NodeService {
     /// Works out server, share and NFS versions from the volume context, or
     /// for an imported volume from its handle and the node's configuration.
     fn export_for(&self, volume_id: &str, ctx: &HashMap<String, String>) -> Result<Export> {
-        let handle = ids::parse_volume_id(volume_id).ok();
+        let handle = volume_id.parse::<VolumeId>().ok();
         let share = match ctx.get(context::SHARE) {
             Some(s) => s.clone(),
             None => match &handle {
@@ -188,9 +194,9 @@ impl NodeService {
                 let by_array = match &handle {
                     // Never fall back to another array's endpoint: a
                     // same-named file system there is not this volume.
-                    Some(VolumeRef::Static { array: Some(a), .. })
-                    | Some(VolumeRef::Managed { array: a, .. }) => {
-                        Some(self.endpoints.get(a).cloned().ok_or_else(|| {
+                    Some(VolumeId::Static { array: Some(a), .. })
+                    | Some(VolumeId::Managed { array: a, .. }) => {
+                        Some(self.endpoints.get(a.as_str()).cloned().ok_or_else(|| {
                             Error::FailedPrecondition(format!(
                                 "volume {volume_id:?} is on array {a:?}, for which this node has no NFS endpoint; \
                                  set the volume's `server` attribute or configure that array on the node"

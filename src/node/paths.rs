@@ -288,7 +288,10 @@ pub fn resolve(
 
 /// A host name or IP address for `server:/share`.
 pub fn check_server(server: &str) -> Result<(), String> {
-    crate::config::validate_host("server", server).map_err(|e| e.problem)
+    server
+        .parse::<crate::volume::Host>()
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// An export path: `/` plus a FlashBlade file-system name.
@@ -296,7 +299,7 @@ pub fn check_share(share: &str) -> Result<String, String> {
     let name = share
         .strip_prefix('/')
         .ok_or_else(|| format!("share {share:?} must be /<file-system name>"))?;
-    if !crate::controller::ids::valid_fs_name(name) {
+    if name.parse::<crate::volume::FsName>().is_err() {
         return Err(format!("share {share:?} must be /<file-system name>"));
     }
     Ok(name.to_string())

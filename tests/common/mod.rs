@@ -7,7 +7,7 @@ pub mod node;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flashblade_csi::config::{Config, Mode, ServeArgs};
+use flashblade_csi::config::{Config, Mode, Settings};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -46,7 +46,7 @@ pub struct Driver {
 
 impl Driver {
     /// Starts the driver with `args` (endpoint filled in) in `dir`.
-    pub async fn start(dir: &Path, mut args: ServeArgs) -> Driver {
+    pub async fn start(dir: &Path, mut args: Settings) -> Driver {
         let socket = dir.join("csi.sock");
         args.endpoint = Some(format!("unix://{}", socket.display()));
         let config = Config::load(&args).expect("valid test config");
@@ -91,8 +91,8 @@ impl Drop for Driver {
     }
 }
 
-pub fn node_args(node_id: &str) -> ServeArgs {
-    ServeArgs {
+pub fn node_args(node_id: &str) -> Settings {
+    Settings {
         mode: Some(Mode::Node),
         node_id: Some(node_id.into()),
         ..Default::default()
@@ -136,16 +136,22 @@ pub async fn controller_env_for(mock: mock_flashblade::MockHandle, opts: Control
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("api-token");
     std::fs::write(&token_file, &mock.api_token).unwrap();
-    let args = ServeArgs {
+    let args = Settings {
         mode: Some(opts.mode),
-        array_name: Some("fb01".into()),
-        array_url: Some(mock.url.clone()),
-        api_token_file: Some(token_file.clone()),
-        ca_file: if opts.ca { mock.ca_file.clone() } else { None },
-        nfs_endpoint: Some("127.0.0.1".into()),
-        default_export_rules: opts.default_export_rules.map(str::to_string),
-        array_timeout: opts.array_timeout.map(str::to_string),
         node_id: Some("node-1".into()),
+        array: flashblade_csi::config::ArraySettings {
+            name: Some("fb01".parse().unwrap()),
+            management_url: Some(mock.url.clone()),
+            api_token_file: Some(token_file.clone()),
+            ca_file: if opts.ca { mock.ca_file.clone() } else { None },
+            nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+            default_export_rules: opts.default_export_rules.map(str::to_string),
+            ..Default::default()
+        },
+        timeouts: flashblade_csi::config::TimeoutSettings {
+            array_request: opts.array_timeout.map(|t| humantime::parse_duration(t).unwrap()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let driver = Driver::start(dir.path(), args).await;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flashblade_csi::config::{Mode, ServeArgs};
+use flashblade_csi::config::{Mode, Settings};
 use flashblade_csi::csi::{self, node_client::NodeClient};
 
 use super::mount_cap;
@@ -64,7 +64,7 @@ pub struct NodeEnv {
 
 /// A driver in `all` mode against a mock, with the kubelet dir in a temp dir
 /// and NodeStage bind-mounting the mock's data directories.
-pub async fn node_env(extra: impl FnOnce(&mut ServeArgs)) -> NodeEnv {
+pub async fn node_env(extra: impl FnOnce(&mut Settings)) -> NodeEnv {
     let mock = mock_flashblade::start(mock_flashblade::MockConfig::default())
         .await
         .unwrap();
@@ -78,19 +78,25 @@ pub async fn node_env(extra: impl FnOnce(&mut ServeArgs)) -> NodeEnv {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("api-token");
     std::fs::write(&token_file, &mock.api_token).unwrap();
-    let mut args = ServeArgs {
+    let mut args = Settings {
         mode: Some(Mode::All),
-        array_name: Some("fb01".into()),
-        array_url: Some(mock.url.clone()),
-        api_token_file: Some(token_file.clone()),
-        ca_file: mock.ca_file.clone(),
-        nfs_endpoint: Some("127.0.0.1".into()),
-        default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
         node_id: Some("node-1".into()),
         kubelet_dir: Some(kubelet.clone()),
         local_export_root: Some(data_dir),
-        stats_timeout: Some("1s".into()),
-        unmount_timeout: Some("3s".into()),
+        array: flashblade_csi::config::ArraySettings {
+            name: Some("fb01".parse().unwrap()),
+            management_url: Some(mock.url.clone()),
+            api_token_file: Some(token_file.clone()),
+            ca_file: mock.ca_file.clone(),
+            nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+            default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+            ..Default::default()
+        },
+        timeouts: flashblade_csi::config::TimeoutSettings {
+            stats: Some(std::time::Duration::from_secs(1)),
+            unmount: Some(std::time::Duration::from_secs(3)),
+            ..Default::default()
+        },
         ..Default::default()
     };
     extra(&mut args);

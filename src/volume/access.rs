@@ -1,0 +1,29 @@
+//! The volume capabilities the driver serves: NFS file systems mounted as
+//! file systems, in any CSI access mode. Checked alike by the controller and
+//! the node.
+
+use crate::csi;
+
+/// Why a capability is unsupported, if it is.
+pub fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), String> {
+    use csi::volume_capability::AccessType;
+    match &cap.access_type {
+        None => return Err("a volume capability needs an access type (mount)".into()),
+        Some(AccessType::Block(_)) => {
+            return Err("block volumes are not supported: FlashBlade volumes are NFS file systems (use volumeMode: Filesystem)".into());
+        }
+        Some(AccessType::Mount(m)) => {
+            if !matches!(m.fs_type.as_str(), "" | "nfs" | "nfs4") {
+                return Err(format!(
+                    "fs_type {:?} is not supported: volumes are NFS file systems",
+                    m.fs_type
+                ));
+            }
+        }
+    }
+    let mode = cap.access_mode.as_ref().map_or(0, |m| m.mode);
+    if !(1..=7).contains(&mode) {
+        return Err("a volume capability needs a known access mode".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! Volume and snapshot ids: one type each, one `FromStr` and one `Display`.
+//!
+//! - Managed volume: `<array>/<fs-name>/<fs-id>[/<e|r>]`. The array's
+//!   immutable file-system id lets the driver refuse a same-named file system
+//!   it did not create; the optional last part records a non-default delete
+//!   policy (`e` eradicate, `r` retain), since DeleteVolume gets no parameters.
+//! - Static (imported) volume: `<fs-name>` or `<array>/<fs-name>`, written by
+//!   hand by an admin.
+//! - Snapshot: `<array>/<fs-name>.<suffix>/<snapshot-id>[/destroy]`, or the
+//!   compact `<array>/.<suffix>/<snapshot-id>[/destroy]` when the full form
+//!   would pass CSI's 128 bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::names::{ArrayName, FsName, NameError, ObjectId, SnapshotSuffix};
+use super::naming::is_driver_suffix;
+
+/// What DeleteVolume does with the file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeletePolicy {
+    /// Soft delete: destroyed, recoverable until the array eradicates it.
+    Destroy,
+    /// Destroyed and eradicated at once: the data is gone.
+    Eradicate,
+    /// Left untouched on the array.
+    Retain,
+}
+
+impl FromStr for DeletePolicy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "destroy" => Ok(Self::Destroy),
+            "eradicate" => Ok(Self::Eradicate),
+            "retain" => Ok(Self::Retain),
+            _ => Err(()),
+        }
+    }
+}
+
+impl DeletePolicy {
+    /// The volume-id marker of a non-default policy.
+    fn marker(self) -> Option<&'static str> {
+        match self {
+            DeletePolicy::Destroy => None,
+            DeletePolicy::Eradicate => Some("e"),
+            DeletePolicy::Retain => Some("r"),
+        }
+    }
+}
+
+/// A volume id (or static volume handle) that names nothing this driver
+/// could have made; the message says why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedId(pub String);
+
+/// What a volume id refers to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum VolumeId {
+    Managed {
+        array: ArrayName,
+        fs_name: FsName,
+        fs_id: ObjectId,
+        delete: DeletePolicy,
+    },
+    Static {
+        /// `None`: the default array.
+        array: Option<ArrayName>,
+        fs_name: FsName,
+    },
+}
+
+impl VolumeId {
+    pub fn fs_name(&self) -> &FsName {
+        match self {
+            VolumeId::Managed { fs_name, .. } | VolumeId::Static { fs_name, .. } => fs_name,
+        }
+    }
+
+    pub fn array(&self) -> Option<&ArrayName> {
+        match self {
+            VolumeId::Managed { array, .. } => Some(array),
+            VolumeId::Static { array, .. } => array.as_ref(),
+        }
+    }
+}
+
+impl VolumeId {
+    /// The id of a managed volume, from the name and id the array gave its
+    /// file system.
+    pub fn managed(
+        array: &ArrayName,
+        fs_name: &str,
+        fs_id: &str,
+        delete: DeletePolicy,
+    ) -> Result<Self, NameError> {
+        Ok(VolumeId::Managed {
+            array: array.clone(),
+            fs_name: fs_name.parse()?,
+            fs_id: fs_id.parse()?,
+            delete,
+        })
+    }
+}
+
+impl fmt::Display for VolumeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VolumeId::Managed {
+                array,
+                fs_name,
+                fs_id,
+                delete,
+            } => {
+                write!(f, "{array}/{fs_name}/{fs_id}")?;
+                match delete.marker() {
+                    Some(m) => write!(f, "/{m}"),
+                    None => Ok(()),
+                }
+            }
+            VolumeId::Static {
+                array: Some(array),
+                fs_name,
+            } => write!(f, "{array}/{fs_name}"),
+            VolumeId::Static { array: None, fs_name } => write!(f, "{fs_name}"),
+        }
+    }
+}
+
+impl FromStr for VolumeId {
+    type Err = MalformedId;
+
+    fn from_str(id: &str) -> Result<Self, MalformedId> {
+        let parts: Vec<&str> = id.split('/').collect();
+        let name_err = |e: super::names::NameError| MalformedId(e.to_string());
+        match parts.as_slice() {
+            [fs] => Ok(VolumeId::Static {
+                array: None,
+                fs_name: fs.parse().map_err(name_err)?,
+            }),
+            [array, fs] => Ok(VolumeId::Static {
+                array: Some(array.parse().map_err(name_err)?),
+                fs_name: fs.parse().map_err(name_err)?,
+            }),
+            [array, fs, fs_id, rest @ ..] if rest.len() <= 1 => {
+                let delete = match rest {
+                    [] => DeletePolicy::Destroy,
+                    ["e"] => DeletePolicy::Eradicate,
+                    ["r"] => DeletePolicy::Retain,
+                    [other] => {
+                        return Err(MalformedId(format!(
+                            "{} is not a delete policy marker",
+                            crate::error::clip(other)
+                        )));
+                    }
+                    _ => unreachable!("rest has at most one element"),
+                };
+                Ok(VolumeId::Managed {
+                    array: array.parse().map_err(name_err)?,
+                    fs_name: fs.parse().map_err(name_err)?,
+                    fs_id: fs_id.parse().map_err(name_err)?,
+                    delete,
+                })
+            }
+            _ => Err(MalformedId(
+                "expected <array>/<fs-name>/<fs-id>, <array>/<fs-name> or <fs-name>".into(),
+            )),
+        }
+    }
+}
+
+/// The id of a snapshot this driver made.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotId {
+    pub array: ArrayName,
+    /// `None` in the compact form: the array's snapshot id alone finds it.
+    pub fs_name: Option<FsName>,
+    pub suffix: SnapshotSuffix,
+    /// The array's snapshot id: the guard that this is the snapshot the id
+    /// was made for, never a same-named one made later or by someone else.
+    pub snap_id: ObjectId,
+    /// DeleteSnapshot eradicates (default) or only destroys.
+    pub eradicate: bool,
+}
+
+/// Why a snapshot id was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotIdError {
+    /// Not shaped like any snapshot id: nothing it could name exists.
+    #[error("{0}")]
+    Malformed(String),
+    /// Shaped like one, but not for a snapshot this driver made (an
+    /// admin's or a policy's): the driver must not touch it.
+    #[error("{0}")]
+    NotOurs(String),
+}
+
+const DESTROY_ONLY: &str = "/destroy";
+
+/// CSI's limit on ids.
+const MAX_ID_BYTES: usize = 128;
+
+impl SnapshotId {
+    /// The id of snapshot `<fs_name>.<suffix>`, in the full form when it
+    /// fits CSI's 128 bytes.
+    pub fn new(
+        array: ArrayName,
+        fs_name: FsName,
+        suffix: SnapshotSuffix,
+        snap_id: ObjectId,
+        eradicate: bool,
+    ) -> Self {
+        let tail = if eradicate { 0 } else { DESTROY_ONLY.len() };
+        let full = array.len() + 1 + fs_name.len() + 1 + suffix.len() + 1 + snap_id.len() + tail;
+        SnapshotId {
+            fs_name: (full <= MAX_ID_BYTES).then_some(fs_name),
+            array,
+            suffix,
+            snap_id,
+            eradicate,
+        }
+    }
+
+    /// The id of a snapshot, from the name (`<fs-name>.<suffix>`) and id the
+    /// array gave it.
+    pub fn of(array: &ArrayName, snap_name: &str, snap_id: &str, eradicate: bool) -> Result<Self, NameError> {
+        let (fs, suffix) = snap_name.split_once('.').unwrap_or((snap_name, ""));
+        Ok(Self::new(
+            array.clone(),
+            fs.parse()?,
+            suffix.parse()?,
+            snap_id.parse()?,
+            eradicate,
+        ))
+    }
+
+    /// `<fs-name>.<suffix>` when the id carries the file-system name.
+    pub fn snap_name(&self) -> Option<String> {
+        self.fs_name.as_ref().map(|f| format!("{f}.{}", self.suffix))
+    }
+}
+
+impl fmt::Display for SnapshotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fs = self.fs_name.as_deref().unwrap_or("");
+        write!(f, "{}/{fs}.{}/{}", self.array, self.suffix, self.snap_id)?;
+        if !self.eradicate {
+            f.write_str(DESTROY_ONLY)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for SnapshotId {
+    type Err = SnapshotIdError;
+
+    fn from_str(id: &str) -> Result<Self, SnapshotIdError> {
+        let malformed =
+            || SnapshotIdError::Malformed(format!("{} is not a snapshot id", crate::error::clip(id)));
+        let (rest, eradicate) = match id.strip_suffix(DESTROY_ONLY) {
+            Some(r) => (r, false),
+            None => (id, true),
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let (array, name, snap_id) = match parts.as_slice() {
+            [a, n] => (*a, *n, None),
+            [a, n, i] => (*a, *n, Some(*i)),
+            _ => return Err(malformed()),
+        };
+        let (fs, suffix) = name.split_once('.').ok_or_else(malformed)?;
+        let array: ArrayName = array.parse().map_err(|_| malformed())?;
+        let fs_name: Option<FsName> = match fs {
+            "" => None,
+            fs => Some(fs.parse().map_err(|_| malformed())?),
+        };
+        let suffix: SnapshotSuffix = suffix.parse().map_err(|_| malformed())?;
+        let snap_id: Option<ObjectId> = snap_id.map(str::parse).transpose().map_err(|_| malformed())?;
+        let what = || format!("{} ({array}/{name})", crate::error::clip(id));
+        if !is_driver_suffix(&suffix) {
+            return Err(SnapshotIdError::NotOurs(format!(
+                "snapshot {} was not made by this driver (its suffix is not one the driver generates); nothing was changed",
+                what()
+            )));
+        }
+        let Some(snap_id) = snap_id else {
+            return Err(SnapshotIdError::NotOurs(format!(
+                "snapshot id {} lacks the array's snapshot id, so the driver cannot tell it from a same-named snapshot; nothing was changed",
+                what()
+            )));
+        };
+        Ok(SnapshotId {
+            array,
+            fs_name,
+            suffix,
+            snap_id,
+            eradicate,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::naming::snapshot_suffix_for;
+
+    fn n<T: FromStr>(s: &str) -> T
+    where
+        T::Err: fmt::Debug,
+    {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn volume_ids_round_trip_and_stay_short() {
+        let id = VolumeId::Managed {
+            array: n("fb01"),
+            fs_name: n("k8s-pvc-1"),
+            fs_id: n("4f0c2a8e-1d2b-4c3a-9e1f-0a1b2c3d4e5f"),
+            delete: DeletePolicy::Destroy,
+        };
+        assert_eq!(
+            id.to_string(),
+            "fb01/k8s-pvc-1/4f0c2a8e-1d2b-4c3a-9e1f-0a1b2c3d4e5f"
+        );
+        assert_eq!(id.to_string().parse::<VolumeId>().unwrap(), id);
+        for p in [DeletePolicy::Eradicate, DeletePolicy::Retain] {
+            let id = format!("fb01/x/abc/{}", p.marker().unwrap());
+            match id.parse::<VolumeId>().unwrap() {
+                VolumeId::Managed { delete, .. } => assert_eq!(delete, p),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn static_handles() {
+        assert_eq!(
+            "datasets".parse::<VolumeId>().unwrap(),
+            VolumeId::Static {
+                array: None,
+                fs_name: n("datasets")
+            }
+        );
+        assert_eq!(
+            "fb01/datasets".parse::<VolumeId>().unwrap(),
+            VolumeId::Static {
+                array: Some(n("fb01")),
+                fs_name: n("datasets")
+            }
+        );
+    }
+
+    #[test]
+    fn hostile_ids_are_refused() {
+        for bad in [
+            "",
+            "/",
+            "a//b",
+            "../etc",
+            "fb01/../x",
+            "fb01/x/id/e/extra",
+            "fb01/x/id/z",
+            "fb01/-o/id",
+            "fb01/x y/id",
+            "fb01/x/i$d",
+            "fb01/x.y",
+            &"a".repeat(64),
+            "a\u{0}b",
+        ] {
+            assert!(bad.parse::<VolumeId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_ids() {
+        let id = SnapshotId::new(
+            n("fb01"),
+            n("k8s-pvc-1"),
+            n("csi-0011223344556677"),
+            n("1234-abcd"),
+            true,
+        );
+        assert_eq!(id.to_string(), "fb01/k8s-pvc-1.csi-0011223344556677/1234-abcd");
+        let r: SnapshotId = id.to_string().parse().unwrap();
+        assert_eq!(r, id);
+        assert_eq!(r.snap_name().unwrap(), "k8s-pvc-1.csi-0011223344556677");
+        let id = SnapshotId::new(n("fb01"), n("x"), n("csi-0011223344556677"), n("abc"), false);
+        let r: SnapshotId = id.to_string().parse().unwrap();
+        assert!(!r.eradicate && r.snap_id == "abc");
+        // The longest names use the compact form, snapshot id kept.
+        let long = SnapshotId::new(
+            n(&"a".repeat(20)),
+            n(&"f".repeat(63)),
+            n("csi-0011223344556677"),
+            n(&"9".repeat(36)),
+            false,
+        );
+        let text = long.to_string();
+        assert!(text.len() <= 128, "{}", text.len());
+        let r: SnapshotId = text.parse().unwrap();
+        assert_eq!((r.fs_name, r.snap_id.as_str()), (None, "9".repeat(36).as_str()));
+        for bad in [
+            "reallyfakesnapshotid",
+            "fb01/x/y",
+            "fb01/x.y/z/w",
+            "fb01/x.-y/z",
+            "fb01/x.y/z z",
+            "/destroy",
+        ] {
+            assert!(
+                matches!(bad.parse::<SnapshotId>(), Err(SnapshotIdError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        // An admin's snapshot, or ours without the array's id: not ours.
+        for foreign in [
+            "default/datasets.daily-1",
+            "default/datasets.daily-1/1234",
+            "fb01/k8s-pvc-1.csi-0011223344556677",
+            "fb01/k8s-pvc-1.csi-00112233445566/1234",
+        ] {
+            assert!(
+                matches!(foreign.parse::<SnapshotId>(), Err(SnapshotIdError::NotOurs(_))),
+                "{foreign}"
+            );
+        }
+    }
+
+    mod prop {
+        use super::*;
+        use crate::volume::names::NamePrefix;
+        use crate::volume::naming::fs_name_for;
+        use proptest::prelude::*;
+
+        fn array_name() -> impl Strategy<Value = ArrayName> {
+            "[a-zA-Z0-9][a-zA-Z0-9._-]{0,19}".prop_map(|s| s.parse().unwrap())
+        }
+        fn prefix() -> impl Strategy<Value = NamePrefix> {
+            "[a-zA-Z0-9][a-zA-Z0-9_]{0,19}".prop_map(|s| s.parse().unwrap())
+        }
+        fn object_id() -> impl Strategy<Value = ObjectId> {
+            "[a-f0-9-]{1,64}".prop_map(|s| s.parse().unwrap())
+        }
+        fn policy() -> impl Strategy<Value = DeletePolicy> {
+            prop_oneof![
+                Just(DeletePolicy::Destroy),
+                Just(DeletePolicy::Eradicate),
+                Just(DeletePolicy::Retain)
+            ]
+        }
+
+        proptest! {
+            // Every id the controller can produce parses back to itself and
+            // fits CSI's 128 bytes, for every valid array name and prefix.
+            #[test]
+            fn volume_ids_round_trip(array in array_name(), prefix in prefix(), csi_name in "\\PC{1,128}", fs_id in "[a-f0-9-]{36}", delete in policy()) {
+                let id = VolumeId::Managed {
+                    array,
+                    fs_name: fs_name_for(&prefix, &csi_name),
+                    fs_id: fs_id.parse().unwrap(),
+                    delete,
+                };
+                let text = id.to_string();
+                prop_assert!(text.len() <= MAX_ID_BYTES, "{}", text);
+                prop_assert_eq!(text.parse::<VolumeId>().unwrap(), id);
+            }
+
+            #[test]
+            fn snapshot_ids_round_trip(array in array_name(), prefix in prefix(), csi_name in "\\PC{1,128}", snap in "\\PC{1,128}", snap_id in object_id(), eradicate in any::<bool>()) {
+                let id = SnapshotId::new(array, fs_name_for(&prefix, &csi_name), snapshot_suffix_for(&snap), snap_id, eradicate);
+                let text = id.to_string();
+                prop_assert!(text.len() <= MAX_ID_BYTES, "{}", text);
+                prop_assert_eq!(text.parse::<SnapshotId>().unwrap(), id);
+            }
+
+            #[test]
+            fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
+                let _ = s.parse::<VolumeId>();
+                let _ = s.parse::<SnapshotId>();
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The driver's domain vocabulary, shared by config, controller and node:
+//! the names it and the array agree on ([`names`]), volume and snapshot ids
+//! ([`id`]), how it names what it creates ([`naming`]), export rules
+//! ([`exports`]) and the volume capabilities it serves ([`access`]). Depends
+//! on nothing else in the crate but the message helpers of [`crate::error`].
+
+pub mod access;
+pub mod exports;
+pub mod id;
+pub mod names;
+pub mod naming;
+
+pub use id::{DeletePolicy, MalformedId, SnapshotId, SnapshotIdError, VolumeId};
+pub use names::{ArrayName, FsName, Host, NameError, NamePrefix, ObjectId, PolicyName, SnapshotSuffix};
