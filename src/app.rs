@@ -25,7 +25,7 @@ pub enum AppError {
 type ArrayClients = BTreeMap<ArrayName, Arc<ArrayClient>>;
 
 /// One client per configured array.
-pub fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {
+pub(crate) fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {
     let mut arrays = BTreeMap::new();
     for array in &config.arrays {
         let http = crate::flashblade::http_client(array, config.timeouts.array_request)?;
@@ -42,7 +42,7 @@ pub fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {
 
 /// Builds the services for `config.mode`, and the array clients they share
 /// (so `run` can log them out on shutdown).
-pub fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>>), AppError> {
+pub(crate) fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>>), AppError> {
     let config = Arc::new(config.clone());
     let mut checks: Vec<Arc<dyn Readiness>> = Vec::new();
     let mut clients = Vec::new();

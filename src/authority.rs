@@ -57,7 +57,7 @@ struct Block {
 
 /// A connection whose request `:authority` is made acceptable (see the
 /// module docs). Writes pass straight through.
-pub struct AnyAuthority<S> {
+pub(crate) struct AnyAuthority<S> {
     inner: S,
     mode: Mode,
     input: Vec<u8>,
@@ -69,7 +69,7 @@ pub struct AnyAuthority<S> {
 }
 
 impl<S> AnyAuthority<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         Self {
             inner,
             mode: Mode::Preface,
@@ -80,10 +80,6 @@ impl<S> AnyAuthority<S> {
             block: None,
             eof: false,
         }
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 
     /// Moves what can be processed from `input` to `output`; false when more

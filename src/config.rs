@@ -18,10 +18,10 @@ use serde_json::Value;
 use crate::volume::{ArrayName, Host, NamePrefix};
 
 /// Default CSI driver name; overridable so two installations can coexist.
-pub const DEFAULT_DRIVER_NAME: &str = "flashblade.csi.dev";
-pub const DEFAULT_KUBELET_DIR: &str = "/var/lib/kubelet";
-pub const DEFAULT_NAME_PREFIX: &str = "k8s";
-pub const DEFAULT_ARRAY_NAME: &str = "default";
+pub(crate) const DEFAULT_DRIVER_NAME: &str = "flashblade.csi.dev";
+pub(crate) const DEFAULT_KUBELET_DIR: &str = "/var/lib/kubelet";
+pub(crate) const DEFAULT_NAME_PREFIX: &str = "k8s";
+pub(crate) const DEFAULT_ARRAY_NAME: &str = "default";
 
 /// Which CSI services this process serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -33,10 +33,10 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn runs_controller(self) -> bool {
+    pub(crate) fn runs_controller(self) -> bool {
         matches!(self, Mode::Controller | Mode::All)
     }
-    pub fn runs_node(self) -> bool {
+    pub(crate) fn runs_node(self) -> bool {
         matches!(self, Mode::Node | Mode::All)
     }
 }
@@ -249,7 +249,7 @@ fn overlay(base: &mut Value, top: Value) {
 
 impl Settings {
     /// These settings (from flags and environment) over `file`'s.
-    pub fn over(&self, file: Settings) -> Result<Settings, ConfigError> {
+    pub(crate) fn over(&self, file: Settings) -> Result<Settings, ConfigError> {
         let mut merged = json(&file)?;
         overlay(&mut merged, json(self)?);
         let mut out: Settings = serde_json::from_value(merged).map_err(|e| bad("config", e.to_string()))?;
@@ -400,12 +400,12 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn array(&self, name: &str) -> Option<&ArrayConfig> {
+    pub(crate) fn array(&self, name: &str) -> Option<&ArrayConfig> {
         self.arrays.iter().find(|a| a.name == name)
     }
 
     /// The array used when a request does not name one.
-    pub fn default_array(&self) -> Option<&ArrayConfig> {
+    pub(crate) fn default_array(&self) -> Option<&ArrayConfig> {
         match &self.default_array {
             Some(name) => self.array(name),
             None => self.arrays.first(),
@@ -661,7 +661,7 @@ impl Config {
 }
 
 /// Accepts `unix:///abs/path`, `unix:/abs/path` and a bare absolute path.
-pub fn parse_endpoint(text: &str) -> Result<PathBuf, ConfigError> {
+pub(crate) fn parse_endpoint(text: &str) -> Result<PathBuf, ConfigError> {
     let path = if let Some(rest) = text.strip_prefix("unix://") {
         rest
     } else if let Some(rest) = text.strip_prefix("unix:") {
@@ -692,7 +692,7 @@ pub fn parse_endpoint(text: &str) -> Result<PathBuf, ConfigError> {
 
 /// CSI plugin names: at most 63 characters, first and last a letter (the
 /// conformance suite enforces `^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$`).
-pub fn validate_driver_name(name: &str) -> Result<(), ConfigError> {
+pub(crate) fn validate_driver_name(name: &str) -> Result<(), ConfigError> {
     let b = name.as_bytes();
     let ok = (2..=63).contains(&b.len())
         && b[0].is_ascii_alphabetic()
@@ -713,7 +713,7 @@ pub fn validate_driver_name(name: &str) -> Result<(), ConfigError> {
 
 /// The certificates of a PEM CA bundle; an unreadable file, one that is not
 /// PEM, or one without a certificate is refused with a reason.
-pub fn load_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+pub(crate) fn load_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()

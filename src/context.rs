@@ -2,12 +2,12 @@
 //! gets everything it needs to mount from here: it never asks the array.
 
 /// NFS server (data VIP) to mount from.
-pub const SERVER: &str = "server";
+pub(crate) const SERVER: &str = "server";
 /// Export path on the server, e.g. `/k8s-pvc-1`.
-pub const SHARE: &str = "share";
+pub(crate) const SHARE: &str = "share";
 /// `3`, `4.1` or `3,4.1` (preference order for the mount).
-pub const NFS_VERSIONS: &str = "nfsVersions";
+pub(crate) const NFS_VERSIONS: &str = "nfsVersions";
 /// The array the volume lives on (informational).
-pub const ARRAY: &str = "array";
+pub(crate) const ARRAY: &str = "array";
 /// The file-system name (informational).
-pub const FS_NAME: &str = "fsName";
+pub(crate) const FS_NAME: &str = "fsName";

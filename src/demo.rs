@@ -69,7 +69,7 @@ fn say(out: &mut String, line: impl AsRef<str>) {
 }
 
 /// Runs the demo; returns the transcript.
-pub async fn run(args: DemoArgs) -> Result<String, String> {
+pub(crate) async fn run(args: DemoArgs) -> Result<String, String> {
     let mut out = String::new();
     let work = tempfile::Builder::new()
         .prefix("flashblade-csi-demo-")

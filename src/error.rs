@@ -4,6 +4,8 @@
 
 use tonic::{Code, Status};
 
+pub(crate) use crate::text::{bounded, clip};
+
 /// Errors a CSI handler can end with. Variants name the outcome the caller must
 /// act on, not the layer that failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,52 +35,27 @@ pub enum Error {
     /// The operation did not finish within its deadline; it may still complete.
     #[error("{0}")]
     DeadlineExceeded(String),
-    /// This RPC is not implemented by this driver or in this mode.
-    #[error("{0}")]
-    Unimplemented(String),
-    /// The array refused our credentials.
-    #[error("{0}")]
-    Unauthenticated(String),
     /// A bug or an unexpected answer; the message says what happened.
     #[error("{0}")]
     Internal(String),
+    /// The array refused or failed; the code follows from what it said.
+    #[error(transparent)]
+    Array(#[from] crate::flashblade::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<crate::flashblade::Error> for Error {
-    fn from(e: crate::flashblade::Error) -> Self {
-        use crate::flashblade::Error as Fb;
-        let text = e.to_string();
-        match e {
-            _ if e.is_not_found() => Error::NotFound(text),
-            _ if e.is_already_exists() => Error::AlreadyExists(text),
-            // The array refused the request as it stands (validation or
-            // state): retrying the same request will not help until
-            // something changes.
-            Fb::Api { status: 400, .. } => Error::FailedPrecondition(text),
-            Fb::Api { .. } | Fb::Protocol { .. } => Error::Internal(text),
-            // Credentials, overload, unknown outcomes and unreachable arrays
-            // are transient from the sidecar's point of view: it retries and
-            // our idempotent lookups make the retry safe.
-            Fb::Unauthorized { .. } | Fb::Unavailable { .. } | Fb::Ambiguous { .. } => {
-                Error::Unavailable(text)
-            }
-            Fb::Timeout { .. } => Error::DeadlineExceeded(text),
-            Fb::Version { .. } | Fb::Setup { .. } => Error::FailedPrecondition(text),
-        }
-    }
-}
-
 /// A name or id the array returned that the driver cannot use: the array
 /// answered something it should not have.
-pub fn from_array(e: crate::volume::NameError) -> Error {
+pub(crate) fn from_array(e: crate::volume::NameError) -> Error {
     Error::Internal(format!("the array returned {e}"))
 }
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        let code = match &err {
+impl Error {
+    /// The gRPC code. The sidecars and kubelet retry or give up by it, so
+    /// each says why it was chosen.
+    pub(crate) fn code(&self) -> Code {
+        match self {
             // Final: the sidecar records the error and will not succeed by
             // retrying the same request.
             Error::InvalidArgument(_) => Code::InvalidArgument,
@@ -101,45 +78,56 @@ impl From<Error> for Status {
             Error::Unavailable(_) => Code::Unavailable,
             // Retried and not final: the work may have happened on the array.
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
-            // Final: the caller must not retry (per the CSI error scheme).
-            Error::Unimplemented(_) => Code::Unimplemented,
-            // Retried: fixing the credentials Secret makes it succeed.
-            Error::Unauthenticated(_) => Code::Unauthenticated,
             // Retried by the sidecars; logged loudly.
             Error::Internal(_) => Code::Internal,
-        };
-        Status::new(code, bounded(err.to_string(), MAX_STATUS_MESSAGE))
+            Error::Array(e) => array_code(e),
+        }
+    }
+
+    /// Whether the failure is the driver's or the array's (logged as a
+    /// warning) rather than a refusal of the request (logged as info).
+    pub(crate) fn is_failure(&self) -> bool {
+        matches!(
+            self.code(),
+            Code::Internal | Code::Unavailable | Code::DeadlineExceeded
+        )
+    }
+}
+
+fn array_code(e: &crate::flashblade::Error) -> Code {
+    use crate::flashblade::Error as Fb;
+    use crate::flashblade::error::ApiErrorKind as Kind;
+    match e {
+        Fb::Api {
+            kind: Kind::NotFound, ..
+        } => Code::NotFound,
+        Fb::Api {
+            kind: Kind::AlreadyExists,
+            ..
+        } => Code::AlreadyExists,
+        // The array refused the request as it stands (validation or state):
+        // retrying the same request will not help until something changes.
+        Fb::Api { status: 400, .. } => Code::FailedPrecondition,
+        Fb::Api { .. } | Fb::Protocol { .. } => Code::Internal,
+        // Credentials, overload, unknown outcomes and unreachable arrays are
+        // transient from the sidecar's point of view: it retries and our
+        // idempotent lookups make the retry safe.
+        Fb::Unauthorized { .. } | Fb::Unavailable { .. } | Fb::Ambiguous { .. } => Code::Unavailable,
+        Fb::Timeout { .. } => Code::DeadlineExceeded,
+        Fb::Version { .. } | Fb::Setup { .. } => Code::FailedPrecondition,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        Status::new(err.code(), bounded(err.to_string(), MAX_STATUS_MESSAGE))
     }
 }
 
 /// Longest status message sent. The message travels in a header
 /// (percent-encoded, up to three times longer); C-core clients refuse
 /// headers past 8 KiB, and a message echoing a 10 KB id helps nobody.
-pub const MAX_STATUS_MESSAGE: usize = 1024;
-
-/// Longest piece of caller input echoed inside a message.
-const MAX_ECHO: usize = 96;
-
-/// `s` cut to at most `max` bytes (on a character boundary), saying how
-/// much was left out.
-pub fn bounded(mut s: String, max: usize) -> String {
-    if s.len() <= max {
-        return s;
-    }
-    let total = s.len();
-    let mut cut = max.saturating_sub(40);
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    s.truncate(cut);
-    s.push_str(&format!("… ({} more bytes)", total - cut));
-    s
-}
-
-/// Caller input for a message: quoted, cut to a readable length.
-pub fn clip(input: &str) -> String {
-    bounded(format!("{input:?}"), MAX_ECHO)
-}
+pub(crate) const MAX_STATUS_MESSAGE: usize = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -156,14 +144,48 @@ mod tests {
             (Error::Aborted("a".into()), Code::Aborted),
             (Error::Unavailable("a".into()), Code::Unavailable),
             (Error::DeadlineExceeded("a".into()), Code::DeadlineExceeded),
-            (Error::Unimplemented("a".into()), Code::Unimplemented),
-            (Error::Unauthenticated("a".into()), Code::Unauthenticated),
             (Error::Internal("a".into()), Code::Internal),
         ];
         for (err, code) in cases {
             let status = Status::from(err);
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), "a");
+        }
+    }
+
+    #[test]
+    fn array_errors_keep_their_source_and_map_by_kind() {
+        use crate::flashblade::Error as Fb;
+        use crate::flashblade::error::ApiErrorKind;
+        let api = |status, message: &str| Fb::Api {
+            array: "fb01".into(),
+            status,
+            kind: ApiErrorKind::classify(status, message),
+            message: message.into(),
+            context: None,
+        };
+        for (e, code) in [
+            (api(400, "File system does not exist."), Code::NotFound),
+            (api(400, "File system already exists."), Code::AlreadyExists),
+            (
+                api(400, "Requested size is below current usage."),
+                Code::FailedPrecondition,
+            ),
+            (api(422, "odd"), Code::Internal),
+            (
+                Fb::Timeout {
+                    array: "fb01".into(),
+                    seconds: 1.0,
+                    what: "x".into(),
+                },
+                Code::DeadlineExceeded,
+            ),
+        ] {
+            let err = Error::from(e);
+            assert_eq!(err.code(), code, "{err}");
+            assert!(err.to_string().starts_with("array fb01: "), "{err}");
+            // The array's error travels whole, not as a copied string.
+            assert!(matches!(err, Error::Array(_)));
         }
     }
 
@@ -177,7 +199,7 @@ mod tests {
             status.message().len()
         );
         assert!(status.message().ends_with("more bytes)"));
-        assert!(clip(&long).len() <= MAX_ECHO);
+        assert!(clip(&long).len() <= crate::text::MAX_ECHO);
         assert_eq!(clip("pvc-1"), "\"pvc-1\"");
     }
 }

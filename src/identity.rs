@@ -17,7 +17,7 @@ pub trait Readiness: Send + Sync + 'static {
 }
 
 /// A node plugin needs nothing remote to be ready.
-pub struct AlwaysReady;
+pub(crate) struct AlwaysReady;
 
 #[tonic::async_trait]
 impl Readiness for AlwaysReady {
@@ -30,7 +30,7 @@ impl Readiness for AlwaysReady {
 /// can log in now): an unreachable array and a refused API token both make
 /// Probe say not ready. The answer is cached briefly so frequent probes do
 /// not load the array; each array's reason is logged once per change.
-pub struct ArraysLoggedIn {
+pub(crate) struct ArraysLoggedIn {
     arrays: Vec<Arc<ArrayClient>>,
     timeout: Duration,
     cache: Mutex<Option<(Instant, bool)>>,
@@ -41,7 +41,7 @@ pub struct ArraysLoggedIn {
 const PROBE_CACHE: Duration = Duration::from_secs(5);
 
 impl ArraysLoggedIn {
-    pub fn new(arrays: Vec<Arc<ArrayClient>>, timeout: Duration) -> Self {
+    pub(crate) fn new(arrays: Vec<Arc<ArrayClient>>, timeout: Duration) -> Self {
         let n = arrays.len();
         Self {
             arrays,
@@ -89,7 +89,7 @@ impl Readiness for ArraysLoggedIn {
 }
 
 /// All readiness checks must pass.
-pub struct AllOf(pub Vec<Arc<dyn Readiness>>);
+pub(crate) struct AllOf(pub Vec<Arc<dyn Readiness>>);
 
 #[tonic::async_trait]
 impl Readiness for AllOf {
@@ -106,7 +106,7 @@ impl Readiness for AllOf {
 /// The plugin-level capabilities. They describe the plugin as a whole, so a
 /// node-only and a controller-only process give the same answer (the
 /// conformance suite reads them from the node socket too).
-pub fn plugin_capabilities() -> Vec<csi::PluginCapability> {
+pub(crate) fn plugin_capabilities() -> Vec<csi::PluginCapability> {
     use plugin_capability::{Service, Type, VolumeExpansion, service, volume_expansion};
     vec![
         csi::PluginCapability {

@@ -7,24 +7,24 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Default, Debug)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     keys: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Held while the operation runs; releases the key on drop.
 #[derive(Debug)]
-pub struct Guard {
+pub(crate) struct Guard {
     keys: Arc<Mutex<HashSet<String>>>,
     key: String,
 }
 
 impl InFlight {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Takes `key`, or `None` if another call holds it.
-    pub fn try_acquire(&self, key: impl Into<String>) -> Option<Guard> {
+    pub(crate) fn try_acquire(&self, key: impl Into<String>) -> Option<Guard> {
         let key = key.into();
         let mut keys = self.keys.lock().expect("in-flight set poisoned");
         if !keys.insert(key.clone()) {
@@ -34,14 +34,6 @@ impl InFlight {
             keys: self.keys.clone(),
             key,
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.lock().expect("in-flight set poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -65,6 +57,6 @@ mod tests {
         let _b = f.try_acquire("vol:b").expect("other keys are independent");
         drop(a);
         assert!(f.try_acquire("vol:a").is_some());
-        assert_eq!(f.len(), 1);
+        assert!(f.try_acquire("vol:b").is_none(), "b is still held");
     }
 }

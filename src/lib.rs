@@ -8,9 +8,9 @@
 
 pub mod admin;
 pub mod app;
-pub mod authority;
+pub(crate) mod authority;
 pub mod config;
-pub mod context;
+pub(crate) mod context;
 pub mod controller;
 pub mod csi;
 #[cfg(feature = "demo")]
@@ -18,9 +18,10 @@ pub mod demo;
 pub mod error;
 pub mod flashblade;
 pub mod identity;
-pub mod inflight;
+pub(crate) mod inflight;
 pub mod node;
-pub mod secret;
+pub(crate) mod secret;
 pub mod server;
 pub mod telemetry;
+pub(crate) mod text;
 pub mod volume;

@@ -35,7 +35,7 @@ pub fn init(log: &LogConfig) -> Result<(), String> {
 /// Opens one `rpc` span per gRPC call with the method name; handlers record
 /// `volume_id` (and other ids) into it once they have validated the request.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RpcSpanLayer;
+pub(crate) struct RpcSpanLayer;
 
 impl<S> Layer<S> for RpcSpanLayer {
     type Service = RpcSpan<S>;
@@ -45,7 +45,7 @@ impl<S> Layer<S> for RpcSpanLayer {
 }
 
 #[derive(Clone, Debug)]
-pub struct RpcSpan<S> {
+pub(crate) struct RpcSpan<S> {
     inner: S,
 }
 
@@ -73,6 +73,6 @@ where
 }
 
 /// Records the volume id into the current RPC span.
-pub fn record_volume_id(volume_id: &str) {
+pub(crate) fn record_volume_id(volume_id: &str) {
     tracing::Span::current().record("volume_id", volume_id);
 }

@@ -22,7 +22,7 @@ use crate::inflight::{Guard, InFlight};
 use crate::volume::ArrayName;
 
 /// The default size of a volume whose request gives no capacity.
-pub const DEFAULT_VOLUME_BYTES: i64 = 10 << 30;
+pub(crate) const DEFAULT_VOLUME_BYTES: i64 = 10 << 30;
 
 pub struct ControllerService {
     config: Arc<Config>,
@@ -31,7 +31,7 @@ pub struct ControllerService {
 }
 
 /// The capabilities this controller implements.
-pub fn capabilities() -> Vec<csi::ControllerServiceCapability> {
+pub(crate) fn capabilities() -> Vec<csi::ControllerServiceCapability> {
     use csi::controller_service_capability::{Rpc, Type, rpc};
     [
         rpc::Type::CreateDeleteVolume,
@@ -50,16 +50,12 @@ pub fn capabilities() -> Vec<csi::ControllerServiceCapability> {
 }
 
 impl ControllerService {
-    pub fn new(config: Arc<Config>, arrays: BTreeMap<ArrayName, Arc<ArrayClient>>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, arrays: BTreeMap<ArrayName, Arc<ArrayClient>>) -> Self {
         Self {
             config,
             arrays,
             inflight: InFlight::new(),
         }
-    }
-
-    pub fn arrays(&self) -> &BTreeMap<ArrayName, Arc<ArrayClient>> {
-        &self.arrays
     }
 
     fn client(&self, array: &str) -> Result<&Arc<ArrayClient>> {
@@ -92,11 +88,10 @@ fn finish<T>(method: &str, r: Result<T>) -> Result<Response<T>, Status> {
     match r {
         Ok(v) => Ok(Response::new(v)),
         Err(e) => {
-            match &e {
-                Error::Internal(_) | Error::Unavailable(_) | Error::DeadlineExceeded(_) => {
-                    tracing::warn!(error = %e, "{method} failed")
-                }
-                _ => tracing::info!(error = %e, "{method} refused"),
+            if e.is_failure() {
+                tracing::warn!(error = %e, "{method} failed")
+            } else {
+                tracing::info!(error = %e, "{method} refused")
             }
             Err(e.into())
         }

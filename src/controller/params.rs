@@ -32,14 +32,7 @@ pub struct VolumeParams {
     pub name_prefix: NamePrefix,
 }
 
-impl VolumeParams {
-    /// The `nfsVersions` value these flags stand for.
-    pub fn nfs_versions(&self) -> String {
-        nfs_versions_text(self.nfs_v3, self.nfs_v41)
-    }
-}
-
-pub fn nfs_versions_text(v3: bool, v41: bool) -> String {
+pub(crate) fn nfs_versions_text(v3: bool, v41: bool) -> String {
     match (v3, v41) {
         (true, true) => "3,4.1".into(),
         (true, false) => "3".into(),
@@ -48,7 +41,7 @@ pub fn nfs_versions_text(v3: bool, v41: bool) -> String {
     }
 }
 
-pub const VOLUME_KEYS: &[&str] = &[
+pub(crate) const VOLUME_KEYS: &[&str] = &[
     "array",
     "nfsEndpoint",
     "hardLimit",
@@ -75,7 +68,7 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, Error> {
 }
 
 /// A Kubernetes resource quantity as bytes: `10Gi`, `500M`, `1e9`, `1024`.
-pub fn parse_quantity(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_quantity(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -141,7 +134,7 @@ fn check_keys(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Er
 }
 
 /// Picks the array a request names, or the default one.
-pub fn select_array<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a ArrayConfig, Error> {
+pub(crate) fn select_array<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a ArrayConfig, Error> {
     match name {
         Some(n) => config.array(n).ok_or_else(|| {
             Error::InvalidArgument(format!(
@@ -260,7 +253,7 @@ pub struct SnapshotParams {
     pub eradicate: bool,
 }
 
-pub const SNAPSHOT_KEYS: &[&str] = &["deletePolicy"];
+pub(crate) const SNAPSHOT_KEYS: &[&str] = &["deletePolicy"];
 
 impl SnapshotParams {
     pub fn parse(params: &HashMap<String, String>) -> Result<Self, Error> {
@@ -312,7 +305,7 @@ mod tests {
         assert_eq!(v.export, Export::Rules("10.0.0.0/16(rw,root_squash)".into()));
         assert_eq!(v.delete_policy, DeletePolicy::Destroy);
         assert_eq!(v.name_prefix, "k8s");
-        assert_eq!(v.nfs_versions(), "3,4.1");
+        assert_eq!(nfs_versions_text(v.nfs_v3, v.nfs_v41), "3,4.1");
     }
 
     #[test]

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 
 use super::ControllerService;
 use super::params::{SnapshotParams, VolumeParams};
-use super::volumes::{collect_page, decode_token, encode_token};
+use super::volumes::{decode_token, encode_token};
 use crate::csi;
 use crate::error::{Error, Result, from_array};
 use crate::flashblade::ArrayClient;
+use crate::flashblade::filter::Filter;
 use crate::flashblade::models::{FileSystem, Snapshot};
+use crate::flashblade::ops::collect_page;
 use crate::telemetry::record_volume_id;
 use crate::volume::naming::{self, SNAPSHOT_SUFFIX_PREFIX};
 use crate::volume::{ArrayName, DeletePolicy, SnapshotId, SnapshotIdError, VolumeId};
@@ -52,7 +54,7 @@ pub(super) struct ClonePlan {
 }
 
 impl ClonePlan {
-    pub fn snapshot_name(&self) -> String {
+    pub(crate) fn snapshot_name(&self) -> String {
         format!("{}.{}", self.source_fs, self.suffix)
     }
 }
@@ -173,9 +175,9 @@ impl ControllerService {
         client: &ArrayClient,
         fs_name: &str,
     ) -> Result<Vec<String>> {
-        let filter =
-            format!("owner.name='{fs_name}' and suffix='{SNAPSHOT_SUFFIX_PREFIX}*' and destroyed=false");
-        let page = client.list_snapshots(&filter, 100, None).await?;
+        let page = client
+            .list_snapshots(&Filter::driver_snapshots_of(fs_name), 100, None)
+            .await?;
         Ok(page.items.into_iter().map(|s| s.name).collect())
     }
 
@@ -203,7 +205,7 @@ impl ControllerService {
         let suffix = naming::snapshot_suffix_for(&req.name);
         // The same CSI name must not name a snapshot of another volume.
         let same = client
-            .list_snapshots(&format!("suffix='{suffix}'"), 100, None)
+            .list_snapshots(&Filter::snapshot_suffix(&suffix), 100, None)
             .await?;
         for s in &same.items {
             if s.owner.name.as_deref() != Some(fs.name.as_str()) {
@@ -354,8 +356,7 @@ impl ControllerService {
         }
 
         // All snapshots of one volume, or all of this driver's snapshots.
-        let mut scope: Vec<(usize, ArrayName, String)> = Vec::new(); // (array idx, array, filter)
-        let base = format!("suffix='{SNAPSHOT_SUFFIX_PREFIX}*' and destroyed=false");
+        let mut scope: Vec<(usize, ArrayName, Filter)> = Vec::new(); // (array idx, array, filter)
         if !req.source_volume_id.is_empty() {
             let Ok((_, array, fs)) = self.resolve_volume(&req.source_volume_id).await else {
                 return Ok(empty);
@@ -366,10 +367,10 @@ impl ControllerService {
                 .iter()
                 .position(|a| a.name == array)
                 .unwrap_or(0);
-            scope.push((idx, array, format!("owner.name='{}' and {base}", fs.name)));
+            scope.push((idx, array, Filter::driver_snapshots_of(&fs.name)));
         } else {
             for (idx, a) in self.config.arrays.iter().enumerate() {
-                scope.push((idx, a.name.clone(), base.clone()));
+                scope.push((idx, a.name.clone(), Filter::driver_snapshots()));
             }
         }
         let max = if req.max_entries == 0 {
@@ -454,7 +455,7 @@ impl ControllerService {
 
     /// Restores a volume in place from one of its own snapshots: the volume's
     /// content becomes the snapshot's, and data written since is discarded.
-    pub async fn restore_volume(&self, volume_id: &str, snapshot_id: &str) -> Result<FileSystem> {
+    pub(crate) async fn restore_volume(&self, volume_id: &str, snapshot_id: &str) -> Result<FileSystem> {
         let _guard = self.guard(format!("volume:{volume_id}"))?;
         let (vref, array, fs) = self.resolve_volume(volume_id).await?;
         if matches!(vref, VolumeId::Static { .. }) {

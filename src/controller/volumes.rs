@@ -3,16 +3,15 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
-
 use super::params::{Export, VolumeParams, nfs_versions_text, select_array};
 use super::{ControllerService, DEFAULT_VOLUME_BYTES};
 use crate::context;
 use crate::csi;
 use crate::error::{Error, Result, from_array};
 use crate::flashblade::FileSystemSpec;
+use crate::flashblade::filter::Filter;
 use crate::flashblade::models::FileSystem;
-use crate::flashblade::ops::Created;
+use crate::flashblade::ops::{Created, collect_page};
 use crate::telemetry::record_volume_id;
 use crate::volume::access::check_capability;
 use crate::volume::naming;
@@ -117,66 +116,6 @@ fn volume_response(
 }
 
 /// Opaque list paging token: `<array index>|<last name>`, hex encoded.
-/// What one list page needs from one array, in name order: with no `need`,
-/// everything matching `filter` (following the array's continuation
-/// tokens); otherwise keyset paging sorted on the array: only names after
-/// `after`, and at most one more than `need` (which says whether more
-/// remain), so a page costs what it returns instead of a re-listing.
-/// `after` must be a checked name (it goes into the filter).
-pub(super) async fn collect_page<T, F, Fut>(
-    filter: &str,
-    after: &str,
-    need: Option<usize>,
-    name: impl Fn(&T) -> &str,
-    fetch: F,
-) -> Result<Vec<T>>
-where
-    F: Fn(String, u32, Option<String>, bool) -> Fut,
-    Fut: std::future::Future<
-            Output = std::result::Result<crate::flashblade::models::Page<T>, crate::flashblade::Error>,
-        >,
-{
-    let mut all = Vec::new();
-    match need {
-        None => {
-            let f = if after.is_empty() {
-                filter.to_string()
-            } else {
-                format!("({filter}) and name>'{after}'")
-            };
-            let mut token: Option<String> = None;
-            loop {
-                let page = fetch(f.clone(), 1000, token.clone(), false).await?;
-                all.extend(page.items);
-                match page.continuation_token {
-                    Some(t) if !t.is_empty() => token = Some(t),
-                    _ => break,
-                }
-            }
-        }
-        Some(need) => {
-            let mut last = after.to_string();
-            loop {
-                let limit = (need + 1 - all.len()).min(1000);
-                let f = if last.is_empty() {
-                    filter.to_string()
-                } else {
-                    format!("({filter}) and name>'{last}'")
-                };
-                let page = fetch(f, limit as u32, None, true).await?;
-                let n = page.items.len();
-                all.extend(page.items);
-                if n < limit || all.len() > need {
-                    break;
-                }
-                last = all.last().map(|t| name(t).to_string()).unwrap_or_default();
-            }
-        }
-    }
-    all.sort_by(|a, b| name(a).cmp(name(b)));
-    Ok(all)
-}
-
 pub(super) fn encode_token(array_idx: usize, last: &str) -> String {
     format!("v1|{array_idx}|{last}")
         .bytes()
@@ -321,14 +260,7 @@ impl ControllerService {
         };
         // A clone keeps the source's size on some arrays: grow it to the request.
         if fs.provisioned != Some(size) {
-            fs = client
-                .patch_file_system(
-                    &fs.id,
-                    json!({"provisioned": size}),
-                    vec![],
-                    format!("resize clone {fs_name}"),
-                )
-                .await?;
+            fs = client.resize_file_system(&fs, size).await?;
         }
         let resp = volume_response(&params, &fs, source)?;
         if let Some(v) = &resp.volume {
@@ -565,14 +497,7 @@ impl ControllerService {
         let fs = if new_size == current {
             fs
         } else {
-            self.client(&array)?
-                .patch_file_system(
-                    &fs.id,
-                    json!({"provisioned": new_size}),
-                    vec![],
-                    format!("resize file system {}", fs.name),
-                )
-                .await?
+            self.client(&array)?.resize_file_system(&fs, new_size).await?
         };
         tracing::info!(bytes = new_size, "volume expanded");
         Ok(csi::ControllerExpandVolumeResponse {
@@ -663,11 +588,7 @@ impl ControllerService {
             };
             let mut prefixes = vec![array.name_prefix.clone()];
             prefixes.extend(array.extra_name_prefixes.iter().cloned());
-            let filter = prefixes
-                .iter()
-                .map(|p| format!("name='{p}-*'"))
-                .collect::<Vec<_>>()
-                .join(" or ");
+            let filter = Filter::name_prefixes(&prefixes);
             let after_here = if idx == start_idx { after.as_str() } else { "" };
             let need = (max != usize::MAX).then(|| max - entries.len());
             let all = collect_page(

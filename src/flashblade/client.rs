@@ -6,19 +6,18 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
-use super::error::Error;
+use super::error::{ApiErrorKind, Error};
 use crate::config::ArrayConfig;
 use crate::secret::Secret;
 
 /// Newest REST 2.x minor version this client is written and tested for.
-pub const MAX_MINOR: u32 = 17;
+pub(crate) const MAX_MINOR: u32 = 17;
 /// Attempts per call (the first try included) before giving up.
 const MAX_ATTEMPTS: u32 = 6;
 /// Login is retried this often on overload, as the array's limiter runs
@@ -32,15 +31,8 @@ struct Session {
     minor: u32,
 }
 
-/// Client-side counters, for logs and tests.
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    pub logins: AtomicU64,
-    pub retries: AtomicU64,
-}
-
 /// A FlashBlade REST client for one configured array.
-pub struct ArrayClient {
+pub(crate) struct ArrayClient {
     name: String,
     base: Url,
     http: reqwest::Client,
@@ -49,7 +41,6 @@ pub struct ArrayClient {
     login_lock: Mutex<()>,
     permits: Semaphore,
     timeout: Duration,
-    pub stats: ClientStats,
 }
 
 impl fmt::Debug for ArrayClient {
@@ -63,7 +54,7 @@ impl fmt::Debug for ArrayClient {
 }
 
 /// One REST call.
-pub struct Call {
+pub(crate) struct Call {
     pub method: Method,
     /// Path below `/api/2.N/`, e.g. `file-systems`.
     pub resource: &'static str,
@@ -76,7 +67,11 @@ pub struct Call {
 }
 
 impl Call {
-    pub fn get(resource: &'static str, query: Vec<(&'static str, String)>, what: impl Into<String>) -> Self {
+    pub(crate) fn get(
+        resource: &'static str,
+        query: Vec<(&'static str, String)>,
+        what: impl Into<String>,
+    ) -> Self {
         Call {
             method: Method::GET,
             resource,
@@ -145,7 +140,7 @@ fn error_message(body: &Value) -> (String, Option<String>) {
 }
 
 impl ArrayClient {
-    pub fn new(
+    pub(crate) fn new(
         array: &ArrayConfig,
         http: reqwest::Client,
         max_in_flight: usize,
@@ -170,16 +165,15 @@ impl ArrayClient {
             login_lock: Mutex::new(()),
             permits: Semaphore::new(max_in_flight.max(1)),
             timeout,
-            stats: ClientStats::default(),
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The negotiated REST minor version (logs in if needed).
-    pub async fn api_minor(&self) -> Result<u32, Error> {
+    pub(crate) async fn api_minor(&self) -> Result<u32, Error> {
         let deadline = Instant::now() + self.timeout;
         Ok(self.current_session(deadline).await?.minor)
     }
@@ -299,7 +293,6 @@ impl ArrayClient {
                             array: self.name.clone(),
                             detail: "login answered without an x-auth-token header".into(),
                         })?;
-                    self.stats.logins.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(array = %self.name, api_version = %format!("2.{minor}"), "logged in to array");
                     return Ok(Session {
                         token: Secret::new(token),
@@ -327,6 +320,7 @@ impl ArrayClient {
                             return Err(Error::Api {
                                 array: self.name.clone(),
                                 status: status.as_u16(),
+                                kind: ApiErrorKind::classify(status.as_u16(), &message),
                                 message,
                                 context: None,
                             });
@@ -373,7 +367,7 @@ impl ArrayClient {
     }
 
     /// Ends the session (on shutdown). Errors are logged, not returned.
-    pub async fn logout(&self) {
+    pub(crate) async fn logout(&self) {
         let Some(s) = self.session.write().await.take() else {
             return;
         };
@@ -392,7 +386,7 @@ impl ArrayClient {
 
     /// Runs one REST call with the session, the in-flight bound, the deadline
     /// and the retry policy.
-    pub async fn call(&self, call: Call) -> Result<Value, Error> {
+    pub(crate) async fn call(&self, call: Call) -> Result<Value, Error> {
         let deadline = Instant::now() + self.timeout;
         let request_id = uuid_like();
         let mut attempt = 0u32;
@@ -458,7 +452,6 @@ impl ArrayClient {
                     last: reason,
                 });
             }
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(array = %self.name, what = %call.what, attempt, wait = ?wait, reason = %reason, "retrying");
             tokio::time::sleep(wait).await;
         }
@@ -583,6 +576,7 @@ impl ArrayClient {
             _ => Outcome::Fail(Error::Api {
                 array: self.name.clone(),
                 status: status.as_u16(),
+                kind: ApiErrorKind::classify(status.as_u16(), &message),
                 message,
                 context,
             }),

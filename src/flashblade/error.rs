@@ -10,6 +10,8 @@ pub enum Error {
     Api {
         array: String,
         status: u16,
+        /// What the refusal means, decided once from the answer.
+        kind: ApiErrorKind,
         message: String,
         context: Option<String>,
     },
@@ -52,14 +54,83 @@ pub enum Error {
     Setup { array: String, detail: String },
 }
 
+/// What an array's refusal means to the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiErrorKind {
+    /// The named object does not exist.
+    NotFound,
+    /// The name is taken (by a live or a destroyed object).
+    AlreadyExists,
+    /// Anything else the array refused: validation or the object's state.
+    Refused,
+}
+
+impl ApiErrorKind {
+    /// FlashBlade REST 2.x error bodies carry a message and a context (the
+    /// object), but no machine-readable code, and the array answers 400 for
+    /// not-found and conflicts alike (404 for unknown endpoints and for
+    /// objects on some versions). So the kind follows from the status and the
+    /// message's wording: here, once, as each answer arrives, and nowhere else.
+    pub(crate) fn classify(status: u16, message: &str) -> Self {
+        let m = message.to_ascii_lowercase();
+        match status {
+            400 | 404 if m.contains("does not exist") || m.contains("not found") => ApiErrorKind::NotFound,
+            400 | 409 if m.contains("already exists") => ApiErrorKind::AlreadyExists,
+            _ => ApiErrorKind::Refused,
+        }
+    }
+}
+
 impl Error {
     /// The array said the named object does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Api { status: 400 | 404, message, .. } if message.contains("does not exist"))
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::Api {
+                kind: ApiErrorKind::NotFound,
+                ..
+            }
+        )
     }
 
     /// The array said the name is taken.
-    pub fn is_already_exists(&self) -> bool {
-        matches!(self, Error::Api { status: 400, message, .. } if message.contains("already exists"))
+    pub(crate) fn is_already_exists(&self) -> bool {
+        matches!(
+            self,
+            Error::Api {
+                kind: ApiErrorKind::AlreadyExists,
+                ..
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(
+            ApiErrorKind::classify(400, "File system does not exist."),
+            ApiErrorKind::NotFound
+        );
+        assert_eq!(
+            ApiErrorKind::classify(404, "Snapshot not found."),
+            ApiErrorKind::NotFound
+        );
+        assert_eq!(
+            ApiErrorKind::classify(400, "File system already exists."),
+            ApiErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            ApiErrorKind::classify(400, "Requested size is below current usage."),
+            ApiErrorKind::Refused
+        );
+        // A server error never reads as "gone", whatever it says.
+        assert_eq!(
+            ApiErrorKind::classify(500, "does not exist"),
+            ApiErrorKind::Refused
+        );
     }
 }

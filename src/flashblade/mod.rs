@@ -1,15 +1,16 @@
 //! FlashBlade REST 2.x client: TLS setup, the session/retry transport
 //! ([`client`]), typed operations ([`ops`]), models and errors.
 
-pub mod client;
+pub(crate) mod client;
 pub mod error;
-pub mod models;
-pub mod ops;
-pub mod tls;
+pub(crate) mod filter;
+pub(crate) mod models;
+pub(crate) mod ops;
+pub(crate) mod tls;
 
-pub use client::ArrayClient;
+pub(crate) use client::ArrayClient;
 pub use error::Error;
-pub use ops::FileSystemSpec;
+pub(crate) use ops::FileSystemSpec;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::config::ArrayConfig;
 /// Builds the HTTP client for one array: TLS verified against the configured
 /// CA bundle (or, only when asked, not verified), connection reuse, and
 /// per-request deadlines set by the caller.
-pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+pub(crate) fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
     let url = array.management_url.as_ref().ok_or_else(|| Error::Setup {
         array: array.name.to_string(),
         detail: "management URL is not configured".into(),
@@ -49,7 +50,7 @@ pub fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Result<req
 
 /// The error with its source chain (reqwest's Display alone hides the cause,
 /// e.g. which certificate check failed).
-pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -6,14 +6,14 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
-pub struct Reference {
+pub(crate) struct Reference {
     pub id: Option<String>,
     pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Space {
+pub(crate) struct Space {
     #[serde(rename = "virtual")]
     pub virtual_bytes: Option<i64>,
     pub unique: Option<i64>,
@@ -25,7 +25,7 @@ pub struct Space {
 
 impl Space {
     /// Bytes used, from the newest field the array reports.
-    pub fn used(&self) -> i64 {
+    pub(crate) fn used(&self) -> i64 {
         self.total_used
             .or(self.total_physical)
             .or(self.virtual_bytes)
@@ -35,7 +35,7 @@ impl Space {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Nfs {
+pub(crate) struct Nfs {
     pub v3_enabled: Option<bool>,
     pub v4_1_enabled: Option<bool>,
     pub rules: Option<String>,
@@ -44,7 +44,7 @@ pub struct Nfs {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct FileSystem {
+pub(crate) struct FileSystem {
     pub id: String,
     pub name: String,
     pub created: i64,
@@ -63,7 +63,7 @@ pub struct FileSystem {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub id: String,
     pub name: String,
     pub suffix: Option<String>,
@@ -76,14 +76,14 @@ pub struct Snapshot {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct ArraySpace {
+pub(crate) struct ArraySpace {
     pub capacity: i64,
     pub space: Space,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct ExportPolicy {
+pub(crate) struct ExportPolicy {
     pub id: String,
     pub name: String,
     pub enabled: bool,
@@ -92,7 +92,7 @@ pub struct ExportPolicy {
 /// A GET answer: one page of items.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
-pub struct Page<T> {
+pub(crate) struct Page<T> {
     pub items: Vec<T>,
     pub continuation_token: Option<String>,
     pub total_item_count: Option<i64>,

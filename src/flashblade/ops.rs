@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::client::{ArrayClient, Call};
 use super::error::Error;
+use super::filter::Filter;
 use super::models::{ArraySpace, ExportPolicy, FileSystem, Page, Snapshot};
 
 /// How many times a create is sent when each attempt's outcome was unknown
@@ -17,7 +18,7 @@ const CREATE_ATTEMPTS: u32 = 3;
 
 /// What to create.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FileSystemSpec {
+pub(crate) struct FileSystemSpec {
     pub provisioned: Option<i64>,
     pub hard_limit: bool,
     pub nfs_v3: bool,
@@ -86,7 +87,7 @@ fn first<T: DeserializeOwned>(array: &str, what: &str, v: Value) -> Result<T, Er
 /// here; quotes are escaped anyway).
 /// Facts about an array for the log.
 #[derive(Debug, Clone)]
-pub struct ArrayInfo {
+pub(crate) struct ArrayInfo {
     pub name: String,
     pub version: String,
     pub rest_minor: u32,
@@ -94,31 +95,27 @@ pub struct ArrayInfo {
 
 /// What a create found: a new object, or one that already had the name.
 #[derive(Debug)]
-pub enum Created<T> {
+pub(crate) enum Created<T> {
     New(T),
     Found(T),
 }
 
 impl<T> Created<T> {
-    pub fn into_inner(self) -> T {
+    pub(crate) fn into_inner(self) -> T {
         match self {
             Created::New(t) | Created::Found(t) => t,
         }
     }
 }
 
-fn quoted(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
 impl ArrayClient {
     /// The file system with this name, live or destroyed, if any. Uses a
     /// filter so a missing name is an empty answer, not an error.
-    pub async fn find_file_system(&self, name: &str) -> Result<Option<FileSystem>, Error> {
+    pub(crate) async fn find_file_system(&self, name: &str) -> Result<Option<FileSystem>, Error> {
         let v = self
             .call(Call::get(
                 "file-systems",
-                vec![("filter", format!("name={}", quoted(name)))],
+                vec![("filter", Filter::name(name).to_string())],
                 format!("look up file system {name}"),
             ))
             .await?;
@@ -127,11 +124,11 @@ impl ArrayClient {
     }
 
     /// The file system with the array's id `id`, whatever its name now.
-    pub async fn find_file_system_by_id(&self, id: &str) -> Result<Option<FileSystem>, Error> {
+    pub(crate) async fn find_file_system_by_id(&self, id: &str) -> Result<Option<FileSystem>, Error> {
         let v = self
             .call(Call::get(
                 "file-systems",
-                vec![("filter", format!("id={}", quoted(id)))],
+                vec![("filter", Filter::id(id).to_string())],
                 format!("look up file system id {id}"),
             ))
             .await?;
@@ -140,7 +137,11 @@ impl ArrayClient {
     }
 
     /// Renames a file system (REST 2.16+).
-    pub async fn rename_file_system(&self, fs: &FileSystem, new_name: &str) -> Result<FileSystem, Error> {
+    pub(crate) async fn rename_file_system(
+        &self,
+        fs: &FileSystem,
+        new_name: &str,
+    ) -> Result<FileSystem, Error> {
         self.patch_file_system(
             &fs.id,
             json!({"name": new_name}),
@@ -150,24 +151,12 @@ impl ArrayClient {
         .await
     }
 
-    /// One page of file systems matching `filter` (FlashBlade syntax).
-    pub async fn list_file_systems(
-        &self,
-        filter: &str,
-        destroyed: Option<bool>,
-        limit: u32,
-        token: Option<&str>,
-    ) -> Result<Page<FileSystem>, Error> {
-        self.list_file_systems_sorted(filter, destroyed, limit, token, false)
-            .await
-    }
-
-    /// Like [`ArrayClient::list_file_systems`], optionally sorted by name
+    /// One page of file systems matching `filter`, optionally sorted by name
     /// on the array (then the array sends no continuation token: page by
     /// `name>'last'` in the filter instead).
-    pub async fn list_file_systems_sorted(
+    pub(crate) async fn list_file_systems_sorted(
         &self,
-        filter: &str,
+        filter: &Filter,
         destroyed: Option<bool>,
         limit: u32,
         token: Option<&str>,
@@ -235,7 +224,7 @@ impl ArrayClient {
     }
 
     /// Creates a file system (see [`ArrayClient::create_resolving`]).
-    pub async fn create_file_system(
+    pub(crate) async fn create_file_system(
         &self,
         name: &str,
         spec: &FileSystemSpec,
@@ -257,7 +246,7 @@ impl ArrayClient {
     /// Restores a file system in place from one of its snapshots
     /// (`overwrite` + `discard_non_snapshotted_data`). Repeating it gives the
     /// same result, so it is retried like an idempotent call.
-    pub async fn restore_file_system(&self, name: &str, snapshot: &str) -> Result<FileSystem, Error> {
+    pub(crate) async fn restore_file_system(&self, name: &str, snapshot: &str) -> Result<FileSystem, Error> {
         let call = Call {
             method: Method::POST,
             resource: "file-systems",
@@ -274,7 +263,7 @@ impl ArrayClient {
     }
 
     /// Changes a file system, addressed by id.
-    pub async fn patch_file_system(
+    pub(crate) async fn patch_file_system(
         &self,
         id: &str,
         body: Value,
@@ -294,9 +283,20 @@ impl ArrayClient {
         first(self.name(), "patch file system", self.call(call).await?)
     }
 
+    /// Sets a file system's size (its hard quota when the limit is on).
+    pub(crate) async fn resize_file_system(&self, fs: &FileSystem, bytes: i64) -> Result<FileSystem, Error> {
+        self.patch_file_system(
+            &fs.id,
+            json!({"provisioned": bytes}),
+            vec![],
+            format!("resize file system {} to {bytes} bytes", fs.name),
+        )
+        .await
+    }
+
     /// Soft delete: destroyed (recoverable until eradication) with every
     /// protocol switched off, in one request as FlashBlade tooling does.
-    pub async fn destroy_file_system(&self, fs: &FileSystem) -> Result<FileSystem, Error> {
+    pub(crate) async fn destroy_file_system(&self, fs: &FileSystem) -> Result<FileSystem, Error> {
         self.patch_file_system(
             &fs.id,
             json!({
@@ -312,7 +312,7 @@ impl ArrayClient {
     }
 
     /// Eradicates a destroyed file system. Already gone is success.
-    pub async fn eradicate_file_system(&self, fs: &FileSystem) -> Result<(), Error> {
+    pub(crate) async fn eradicate_file_system(&self, fs: &FileSystem) -> Result<(), Error> {
         let call = Call {
             method: Method::DELETE,
             resource: "file-systems",
@@ -330,7 +330,7 @@ impl ArrayClient {
 
     /// Who the array is: its name, Purity version and the negotiated REST
     /// version (logs in if needed).
-    pub async fn describe(&self) -> Result<ArrayInfo, Error> {
+    pub(crate) async fn describe(&self) -> Result<ArrayInfo, Error> {
         let rest_minor = self.api_minor().await?;
         let v = self.call(Call::get("arrays", vec![], "describe array")).await?;
         let item: Value = first(self.name(), "arrays", v)?;
@@ -342,7 +342,7 @@ impl ArrayClient {
         })
     }
 
-    pub async fn array_space(&self) -> Result<ArraySpace, Error> {
+    pub(crate) async fn array_space(&self) -> Result<ArraySpace, Error> {
         let v = self
             .call(Call::get(
                 "arrays/space",
@@ -353,11 +353,11 @@ impl ArrayClient {
         first(self.name(), "arrays/space", v)
     }
 
-    pub async fn find_export_policy(&self, name: &str) -> Result<Option<ExportPolicy>, Error> {
+    pub(crate) async fn find_export_policy(&self, name: &str) -> Result<Option<ExportPolicy>, Error> {
         let v = self
             .call(Call::get(
                 "nfs-export-policies",
-                vec![("filter", format!("name={}", quoted(name)))],
+                vec![("filter", Filter::name(name).to_string())],
                 format!("look up export policy {name}"),
             ))
             .await?;
@@ -366,9 +366,9 @@ impl ArrayClient {
     }
 
     /// One page of snapshots matching `filter`.
-    pub async fn list_snapshots(
+    pub(crate) async fn list_snapshots(
         &self,
-        filter: &str,
+        filter: &Filter,
         limit: u32,
         token: Option<&str>,
     ) -> Result<Page<Snapshot>, Error> {
@@ -377,9 +377,9 @@ impl ArrayClient {
 
     /// Like [`ArrayClient::list_snapshots`], optionally sorted by name on
     /// the array.
-    pub async fn list_snapshots_sorted(
+    pub(crate) async fn list_snapshots_sorted(
         &self,
-        filter: &str,
+        filter: &Filter,
         limit: u32,
         token: Option<&str>,
         by_name: bool,
@@ -398,23 +398,19 @@ impl ArrayClient {
     }
 
     /// The snapshot with this full name (`fs.suffix`), if any.
-    pub async fn find_snapshot(&self, name: &str) -> Result<Option<Snapshot>, Error> {
-        let page = self
-            .list_snapshots(&format!("name={}", quoted(name)), 10, None)
-            .await?;
+    pub(crate) async fn find_snapshot(&self, name: &str) -> Result<Option<Snapshot>, Error> {
+        let page = self.list_snapshots(&Filter::name(name), 10, None).await?;
         Ok(page.items.into_iter().find(|s| s.name == name))
     }
 
     /// The snapshot with the array's id `id`, if any.
-    pub async fn find_snapshot_by_id(&self, id: &str) -> Result<Option<Snapshot>, Error> {
-        let page = self
-            .list_snapshots(&format!("id={}", quoted(id)), 1, None)
-            .await?;
+    pub(crate) async fn find_snapshot_by_id(&self, id: &str) -> Result<Option<Snapshot>, Error> {
+        let page = self.list_snapshots(&Filter::id(id), 1, None).await?;
         Ok(page.items.into_iter().find(|s| s.id == id))
     }
 
     /// Snapshots `fs_name` with `suffix` (see [`ArrayClient::create_resolving`]).
-    pub async fn create_snapshot(&self, fs_name: &str, suffix: &str) -> Result<Snapshot, Error> {
+    pub(crate) async fn create_snapshot(&self, fs_name: &str, suffix: &str) -> Result<Snapshot, Error> {
         let full = format!("{fs_name}.{suffix}");
         let call = || Call {
             method: Method::POST,
@@ -432,7 +428,7 @@ impl ArrayClient {
     }
 
     /// Destroys (if needed) and eradicates a snapshot. Already gone is success.
-    pub async fn delete_snapshot(&self, snap: &Snapshot, eradicate: bool) -> Result<(), Error> {
+    pub(crate) async fn delete_snapshot(&self, snap: &Snapshot, eradicate: bool) -> Result<(), Error> {
         if !snap.destroyed {
             let call = Call {
                 method: Method::PATCH,
@@ -465,4 +461,52 @@ impl ArrayClient {
         }
         Ok(())
     }
+}
+
+/// What one list page needs from one array, in name order: with no `need`,
+/// everything matching `filter` after `after` (following the array's
+/// continuation tokens); otherwise keyset paging sorted on the array: only
+/// names after `after`, and at most one more than `need` (which says whether
+/// more remain), so a page costs what it returns instead of a re-listing.
+pub(crate) async fn collect_page<T, F, Fut>(
+    filter: &Filter,
+    after: &str,
+    need: Option<usize>,
+    name: impl Fn(&T) -> &str,
+    fetch: F,
+) -> Result<Vec<T>, Error>
+where
+    F: Fn(Filter, u32, Option<String>, bool) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, Error>>,
+{
+    let mut all = Vec::new();
+    match need {
+        None => {
+            let f = filter.after(after);
+            let mut token: Option<String> = None;
+            loop {
+                let page = fetch(f.clone(), 1000, token.clone(), false).await?;
+                all.extend(page.items);
+                match page.continuation_token {
+                    Some(t) if !t.is_empty() => token = Some(t),
+                    _ => break,
+                }
+            }
+        }
+        Some(need) => {
+            let mut last = after.to_string();
+            loop {
+                let limit = (need + 1 - all.len()).min(1000);
+                let page = fetch(filter.after(&last), limit as u32, None, true).await?;
+                let n = page.items.len();
+                all.extend(page.items);
+                if n < limit || all.len() > need {
+                    break;
+                }
+                last = all.last().map(|t| name(t).to_string()).unwrap_or_default();
+            }
+        }
+    }
+    all.sort_by(|a, b| name(a).cmp(name(b)));
+    Ok(all)
 }

@@ -16,7 +16,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// pinning their CA trusts nothing else), otherwise against the system trust
 /// store (the image's CA bundle), for arrays with a certificate from a public
 /// or enterprise CA. `insecure` skips verification.
-pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;

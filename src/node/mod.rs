@@ -7,8 +7,8 @@
 //! volume context.
 
 pub mod mounter;
-pub mod mountinfo;
-pub mod paths;
+pub(crate) mod mountinfo;
+pub(crate) mod paths;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ pub struct NodeService {
 }
 
 /// The node capabilities this plugin implements.
-pub fn capabilities() -> Vec<csi::NodeServiceCapability> {
+pub(crate) fn capabilities() -> Vec<csi::NodeServiceCapability> {
     use csi::node_service_capability::{Rpc, Type, rpc};
     [
         rpc::Type::StageUnstageVolume,
@@ -92,7 +92,7 @@ fn check_node_capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::Vo
 
 /// The option lists to try, in order: one per allowed NFS version (newest
 /// first) unless the mount flags pin a version; `ro` for reader-only access.
-pub fn mount_attempts(versions: &[&str], flags: &[String], readonly: bool) -> Vec<Vec<String>> {
+pub(crate) fn mount_attempts(versions: &[&str], flags: &[String], readonly: bool) -> Vec<Vec<String>> {
     let pinned = flags
         .iter()
         .any(|f| f.starts_with("vers=") || f.starts_with("nfsvers="));
@@ -128,7 +128,7 @@ struct Export {
 }
 
 impl NodeService {
-    pub fn new(config: &Config, mounter: Arc<dyn Mounter>) -> Self {
+    pub(crate) fn new(config: &Config, mounter: Arc<dyn Mounter>) -> Self {
         // Resolve a symlinked kubelet dir once (a local directory; safe to stat).
         let kubelet_dir =
             std::fs::canonicalize(&config.kubelet_dir).unwrap_or_else(|_| config.kubelet_dir.clone());

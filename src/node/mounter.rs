@@ -22,7 +22,7 @@ use super::mountinfo::{self, MountEntry};
 use super::paths::{self, PathError, Resolved};
 
 #[derive(Debug, thiserror::Error)]
-pub enum MountError {
+pub(crate) enum MountError {
     #[error("{what} did not finish within {seconds:.1}s")]
     Timeout { what: String, seconds: f64 },
     /// A statfs was not started because an earlier one is still stuck.
@@ -36,7 +36,7 @@ pub enum MountError {
 
 /// Space and inode figures of a mounted volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub total_bytes: i64,
     pub available_bytes: i64,
     pub used_bytes: i64,
@@ -48,7 +48,7 @@ pub struct Stats {
 /// What the node needs from the kernel; a trait so node logic can be tested
 /// without mounting.
 #[tonic::async_trait]
-pub trait Mounter: Send + Sync + 'static {
+pub(crate) trait Mounter: Send + Sync + 'static {
     /// `mount -t nfs -o <options> <server>:<share> <target>`.
     async fn mount_nfs(
         &self,
@@ -81,7 +81,7 @@ pub trait Mounter: Send + Sync + 'static {
 }
 
 /// The `mount` arguments for an NFS export (unit-tested; no shell involved).
-pub fn nfs_mount_args(server: &str, share: &str, target: &Path, options: &[String]) -> Vec<String> {
+pub(crate) fn nfs_mount_args(server: &str, share: &str, target: &Path, options: &[String]) -> Vec<String> {
     let source = if server.contains(':') {
         format!("[{server}]:{share}")
     } else {
@@ -98,7 +98,7 @@ pub fn nfs_mount_args(server: &str, share: &str, target: &Path, options: &[Strin
 }
 
 /// The kernel's mounts, through the real syscalls and `mount` binary.
-pub struct SystemMounter {
+pub(crate) struct SystemMounter {
     pub mount_timeout: Duration,
     pub unmount_timeout: Duration,
     pub stats_timeout: Duration,
@@ -116,10 +116,10 @@ const LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// mounted volume is the most a dead server costs, and a node rarely stages
 /// more than this many volumes from one server; past it, stats answer "abnormal"
 /// at once instead of starting threads, so the count stays fixed.
-pub const MAX_STUCK_STATFS: usize = 32;
+pub(crate) const MAX_STUCK_STATFS: usize = 32;
 
 impl SystemMounter {
-    pub fn new(mount_timeout: Duration, unmount_timeout: Duration, stats_timeout: Duration) -> Self {
+    pub(crate) fn new(mount_timeout: Duration, unmount_timeout: Duration, stats_timeout: Duration) -> Self {
         Self {
             mount_timeout,
             unmount_timeout,
@@ -136,7 +136,7 @@ impl SystemMounter {
 /// the kernel keeps its key busy until it returns, so repeated stats of a
 /// dead volume cost nothing more.
 #[derive(Clone)]
-pub struct StatGate {
+pub(crate) struct StatGate {
     busy: Arc<Mutex<HashSet<String>>>,
     limit: usize,
 }
@@ -145,7 +145,7 @@ pub struct StatGate {
 pub const STATFS_THREAD: &str = "fbcsi-statfs";
 
 impl StatGate {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             busy: Arc::new(Mutex::new(HashSet::new())),
             limit,
@@ -153,7 +153,7 @@ impl StatGate {
     }
 
     /// statvfs of `path` (of the file system `key`), given up after `limit`.
-    pub async fn statfs(
+    pub(crate) async fn statfs(
         &self,
         path: &Path,
         key: &str,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// One line of mountinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountEntry {
+pub(crate) struct MountEntry {
     pub mount_id: u32,
     pub parent_id: u32,
     /// `major:minor` of the mounted device (NFS and tmpfs get anonymous ones).
@@ -22,7 +22,7 @@ pub struct MountEntry {
 }
 
 impl MountEntry {
-    pub fn read_only(&self) -> bool {
+    pub(crate) fn read_only(&self) -> bool {
         self.options.iter().any(|o| o == "ro")
     }
 }
@@ -49,7 +49,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// Parses one mountinfo line.
-pub fn parse_line(line: &str) -> Result<MountEntry, String> {
+pub(crate) fn parse_line(line: &str) -> Result<MountEntry, String> {
     let fields: Vec<&str> = line.split(' ').collect();
     let sep = fields
         .iter()
@@ -75,7 +75,7 @@ pub fn parse_line(line: &str) -> Result<MountEntry, String> {
     })
 }
 
-pub fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
+pub(crate) fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(parse_line)
@@ -83,18 +83,19 @@ pub fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
 }
 
 /// Reads and parses `/proc/self/mountinfo`.
-pub fn read() -> std::io::Result<Vec<MountEntry>> {
+pub(crate) fn read() -> std::io::Result<Vec<MountEntry>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")?;
     parse(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// The mounts at `path`, oldest first (mounts can be stacked).
-pub fn mounts_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Vec<&'a MountEntry> {
+#[cfg(test)]
+fn mounts_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Vec<&'a MountEntry> {
     mounts.iter().filter(|m| m.mount_point == path).collect()
 }
 
 /// The mount visible at `path` (the last one stacked there).
-pub fn top_mount_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+pub(crate) fn top_mount_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
     mounts.iter().rev().find(|m| m.mount_point == path)
 }
 

@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use super::mountinfo::{self, MountEntry};
 
 /// Checks a path from a request. `Err` says what is wrong with it.
-pub fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<PathBuf, String> {
     if path.is_empty() {
         return Err(format!("{what} is required"));
     }
@@ -51,7 +51,7 @@ pub fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<PathBuf,
 
 /// What a resolved path's last component is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Found {
+pub(crate) enum Found {
     /// Nothing there (and it was not asked to be created).
     Missing,
     /// A mount point, known from mountinfo; never stat()ed, so a dead
@@ -65,7 +65,7 @@ pub enum Found {
 
 /// A request path resolved to its real location inside the kubelet directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The real path: no symlink in it, inside the kubelet directory.
     pub path: PathBuf,
     pub found: Found,
@@ -73,7 +73,7 @@ pub struct Resolved {
 
 /// Why a path was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     #[error("{what} {path:?} leads out of the kubelet directory {kubelet} (through {via})")]
     Escapes {
         what: String,
@@ -111,7 +111,7 @@ pub enum PathError {
 impl PathError {
     /// True when the caller sent a path it must not send (INVALID_ARGUMENT),
     /// false for a local I/O failure (INTERNAL).
-    pub fn is_caller_error(&self) -> bool {
+    pub(crate) fn is_caller_error(&self) -> bool {
         !matches!(self, PathError::Io { .. })
     }
 }
@@ -121,7 +121,7 @@ const MAX_LINKS: usize = 40;
 
 /// File-system types whose contents live on another machine: walking into
 /// one can block on a dead server, so no path may pass through one.
-pub fn is_remote_fs(fs_type: &str) -> bool {
+pub(crate) fn is_remote_fs(fs_type: &str) -> bool {
     fs_type.starts_with("nfs")
         || fs_type.starts_with("fuse")
         || matches!(fs_type, "cifs" | "smb3" | "9p" | "ceph" | "glusterfs" | "lustre")
@@ -141,7 +141,7 @@ pub fn is_remote_fs(fs_type: &str) -> bool {
 ///   mkdir(2), which never follows a symlink, and checked again.
 ///
 /// Blocking (lstat, readlink, mkdir): call it on a thread with a deadline.
-pub fn resolve(
+pub(crate) fn resolve(
     what: &str,
     kubelet_dir: &Path,
     path: &Path,
@@ -287,7 +287,7 @@ pub fn resolve(
 }
 
 /// A host name or IP address for `server:/share`.
-pub fn check_server(server: &str) -> Result<(), String> {
+pub(crate) fn check_server(server: &str) -> Result<(), String> {
     server
         .parse::<crate::volume::Host>()
         .map(drop)
@@ -295,7 +295,7 @@ pub fn check_server(server: &str) -> Result<(), String> {
 }
 
 /// An export path: `/` plus a FlashBlade file-system name.
-pub fn check_share(share: &str) -> Result<String, String> {
+pub(crate) fn check_share(share: &str) -> Result<String, String> {
     let name = share
         .strip_prefix('/')
         .ok_or_else(|| format!("share {share:?} must be /<file-system name>"))?;
@@ -312,7 +312,7 @@ const RESERVED_OPTIONS: &[&str] = &["bind", "rbind", "move", "remount", "loop"];
 /// Splits and checks mount flags from a volume capability: each option is
 /// `name` or `name=value` of safe characters, so nothing can smuggle another
 /// option or a path.
-pub fn check_mount_flags(flags: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn check_mount_flags(flags: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for flag in flags {
         for opt in flag.split(',').map(str::trim).filter(|o| !o.is_empty()) {

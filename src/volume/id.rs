@@ -152,7 +152,7 @@ impl FromStr for VolumeId {
                     [other] => {
                         return Err(MalformedId(format!(
                             "{} is not a delete policy marker",
-                            crate::error::clip(other)
+                            crate::text::clip(other)
                         )));
                     }
                     _ => unreachable!("rest has at most one element"),
@@ -258,7 +258,7 @@ impl FromStr for SnapshotId {
 
     fn from_str(id: &str) -> Result<Self, SnapshotIdError> {
         let malformed =
-            || SnapshotIdError::Malformed(format!("{} is not a snapshot id", crate::error::clip(id)));
+            || SnapshotIdError::Malformed(format!("{} is not a snapshot id", crate::text::clip(id)));
         let (rest, eradicate) = match id.strip_suffix(DESTROY_ONLY) {
             Some(r) => (r, false),
             None => (id, true),
@@ -277,7 +277,7 @@ impl FromStr for SnapshotId {
         };
         let suffix: SnapshotSuffix = suffix.parse().map_err(|_| malformed())?;
         let snap_id: Option<ObjectId> = snap_id.map(str::parse).transpose().map_err(|_| malformed())?;
-        let what = || format!("{} ({array}/{name})", crate::error::clip(id));
+        let what = || format!("{} ({array}/{name})", crate::text::clip(id));
         if !is_driver_suffix(&suffix) {
             return Err(SnapshotIdError::NotOurs(format!(
                 "snapshot {} was not made by this driver (its suffix is not one the driver generates); nothing was changed",

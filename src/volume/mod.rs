@@ -2,7 +2,8 @@
 //! the names it and the array agree on ([`names`]), volume and snapshot ids
 //! ([`id`]), how it names what it creates ([`naming`]), export rules
 //! ([`exports`]) and the volume capabilities it serves ([`access`]). Depends
-//! on nothing else in the crate but the message helpers of [`crate::error`].
+//! on nothing else in the crate but the generated CSI types and the message
+//! helpers of `text` (tests/layers.rs keeps it so).
 
 pub mod access;
 pub mod exports;

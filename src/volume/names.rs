@@ -43,7 +43,7 @@ macro_rules! name_type {
                 } else {
                     Err(NameError {
                         what: $what,
-                        value: crate::error::clip(s),
+                        value: crate::text::clip(s),
                         rule: $rule,
                     })
                 }
