@@ -1,0 +1,98 @@
+//! `arrays` and `arrays/space`: the array's identity, settings and capacity.
+
+use serde_json::{Value, json};
+
+use super::{Array, now_ms, valid_policy_name};
+use crate::api::{ApiError, ApiResult, Query, list_envelope};
+use crate::data;
+
+impl Array {
+    pub fn get_arrays(&self, q: &Query) -> ApiResult<Value> {
+        let item = json!({
+            "id": self.st.array_id,
+            "name": self.st.array_name,
+            "os": "Purity//FB",
+            "version": "4.5.0",
+            "idle_timeout": self.st.idle_timeout,
+            "eradication_config": {
+                "eradication_delay": self.eradication_delay_ms,
+                "manual_eradication": "enabled",
+            },
+        });
+        list_envelope(vec![item], q, |_| json!({}))
+    }
+
+    pub fn patch_arrays(&mut self, body: &Value) -> ApiResult<Value> {
+        if let Some(v) = body.get("idle_timeout") {
+            let t = v
+                .as_i64()
+                .filter(|t| *t == 0 || (300_000..=10_800_000).contains(t))
+                .ok_or_else(|| {
+                    ApiError::bad("idle_timeout must be 0 or between 300000 and 10800000.", None)
+                })?;
+            self.st.idle_timeout = t;
+        }
+        if let Some(n) = body.get("name").and_then(Value::as_str) {
+            if !valid_policy_name(n) {
+                return Err(ApiError::bad("Invalid array name.", Some(n)));
+            }
+            self.st.array_name = n.to_string();
+        }
+        let env = self.get_arrays(&Query::default())?;
+        Ok(json!({"items": env["items"]}))
+    }
+
+    pub fn space(&self) -> (i64, i64, i64) {
+        let mut virt = 0i64;
+        let mut snaps = 0i64;
+        for fs in self.st.file_systems.values() {
+            virt += data::usage(&self.fs_dir(&fs.name)).bytes as i64;
+        }
+        for s in self.st.snapshots.values() {
+            snaps += data::usage(&self.snap_path(&s.id)).bytes as i64;
+        }
+        let provisioned = self
+            .st
+            .file_systems
+            .values()
+            .filter(|f| !f.destroyed)
+            .map(|f| f.provisioned.unwrap_or(0))
+            .sum();
+        (virt, snaps, provisioned)
+    }
+
+    pub fn get_arrays_space(&self, q: &Query) -> ApiResult<Value> {
+        if let Some(t) = q.get("type")
+            && !matches!(t, "array" | "file-system" | "object-store")
+        {
+            return Err(ApiError::bad("Invalid type.", Some(t)));
+        }
+        let (virt, snaps, provisioned) = if q.get("type") == Some("object-store") {
+            (0, 0, 0)
+        } else {
+            self.space()
+        };
+        let used = virt + snaps;
+        let item = json!({
+            "id": self.st.array_id,
+            "name": self.st.array_name,
+            "time": now_ms(),
+            "capacity": self.st.capacity,
+            "parity": 1.0,
+            "space": {
+                "virtual": virt,
+                "unique": virt,
+                "snapshots": snaps,
+                "total_physical": used,
+                "total_used": used,
+                "total_provisioned": provisioned,
+                "available_provisioned": (self.st.capacity - provisioned).max(0),
+                "data_reduction": 1.0,
+                "destroyed": 0,
+                "destroyed_virtual": 0,
+                "shared": 0,
+            },
+        });
+        list_envelope(vec![item], q, |_| json!({}))
+    }
+}

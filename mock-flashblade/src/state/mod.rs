@@ -1,0 +1,260 @@
+//! The simulated array's store: everything it remembers ([`ArrayState`]),
+//! where each object's data lives, persistence to `state.json`, and the
+//! eradication sweep. The operations live with their resource in the
+//! submodules; HTTP concerns live in `server.rs`.
+
+mod arrays;
+mod file_systems;
+mod policies;
+mod quotas;
+mod snapshots;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, ApiResult, Selector};
+use crate::data;
+
+pub use file_systems::{FileSystem, Nfs};
+pub use policies::{Policy, Rule, validate_rules};
+pub use quotas::{Quota, QuotaKind};
+pub use snapshots::Snapshot;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn new_id() -> String {
+    let v: u128 = rand::random();
+    let h = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// FlashBlade file-system names (our documented assumption).
+pub fn valid_fs_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
+fn valid_policy_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
+/// Everything the array remembers (persisted as JSON when enabled).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ArrayState {
+    pub array_name: String,
+    pub array_id: String,
+    pub capacity: i64,
+    pub idle_timeout: i64,
+    pub file_systems: BTreeMap<String, FileSystem>,
+    pub snapshots: BTreeMap<String, Snapshot>,
+    pub user_quotas: Vec<Quota>,
+    pub group_quotas: Vec<Quota>,
+    pub policies: BTreeMap<String, Policy>,
+    pub counter: u64,
+}
+
+impl ArrayState {
+    pub fn new(capacity: i64) -> Self {
+        Self {
+            array_name: "mock-fb01".into(),
+            array_id: new_id(),
+            capacity,
+            idle_timeout: 0,
+            file_systems: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            user_quotas: Vec::new(),
+            group_quotas: Vec::new(),
+            policies: BTreeMap::new(),
+            counter: 0,
+        }
+    }
+}
+
+/// The array model plus where its data lives.
+pub struct Array {
+    pub st: ArrayState,
+    pub data_dir: PathBuf,
+    pub snap_dir: PathBuf,
+    pub eradication_delay_ms: i64,
+    pub persist_path: Option<PathBuf>,
+    /// Changed since the last flush.
+    pub dirty: bool,
+}
+
+fn io_err(e: std::io::Error) -> ApiError {
+    ApiError::new(500, format!("Internal error: {e}."), None)
+}
+
+fn bool_field(body: &Value, key: &str) -> ApiResult<Option<bool>> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::bad(format!("{key} must be a boolean."), None)),
+    }
+}
+
+fn bytes_field(body: &Value, key: &str, allow_zero: bool) -> ApiResult<Option<i64>> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(v) if v > 0 || (allow_zero && v == 0) => Ok(Some(v)),
+            _ => Err(ApiError::bad(format!("{key} is out of range."), None)),
+        },
+        Some(_) => Err(ApiError::bad(
+            format!("{key} must be an integer number of bytes."),
+            None,
+        )),
+    }
+}
+
+/// Resolves `names` or `ids` against objects keyed by name; every element
+/// must match, or the call fails naming the first missing one.
+fn resolve<T>(
+    map: &BTreeMap<String, T>,
+    sel: &Selector,
+    id_of: impl Fn(&T) -> &str,
+    missing: &str,
+) -> ApiResult<Vec<String>> {
+    match sel {
+        Selector::Names(names) => names
+            .iter()
+            .map(|n| {
+                if map.contains_key(n) {
+                    Ok(n.clone())
+                } else {
+                    Err(ApiError::bad(missing, Some(n)))
+                }
+            })
+            .collect(),
+        Selector::Ids(ids) => ids
+            .iter()
+            .map(|i| {
+                map.iter()
+                    .find(|(_, v)| id_of(v) == i)
+                    .map(|(k, _)| k.clone())
+                    .ok_or_else(|| ApiError::bad(missing, Some(i)))
+            })
+            .collect(),
+    }
+}
+
+impl Array {
+    pub fn new(st: ArrayState, data_dir: PathBuf, snap_dir: PathBuf, eradication_delay_ms: i64) -> Self {
+        Self {
+            st,
+            data_dir,
+            snap_dir,
+            eradication_delay_ms,
+            persist_path: None,
+            dirty: false,
+        }
+    }
+
+    pub fn fs_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
+    pub(crate) fn snap_path(&self, snap_id: &str) -> PathBuf {
+        self.snap_dir.join(snap_id)
+    }
+
+    /// Marks the state changed; [`Array::flush`] writes it.
+    pub fn save(&mut self) {
+        self.dirty = self.persist_path.is_some();
+    }
+
+    /// Writes the state atomically (temp file + rename) if it changed.
+    pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let Some(path) = &self.persist_path else { return };
+        let tmp = path.with_extension("json.tmp");
+        let Ok(text) = serde_json::to_vec_pretty(&self.st) else {
+            return;
+        };
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+
+    pub fn load(path: &Path) -> Option<ArrayState> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    pub(crate) fn time_remaining(&self, destroyed_at: Option<i64>, now: i64) -> Value {
+        match destroyed_at {
+            Some(at) => json!((at + self.eradication_delay_ms - now).max(0)),
+            None => Value::Null,
+        }
+    }
+}
+
+impl Array {
+    /// Eradicates destroyed objects whose delay has passed. Returns whether
+    /// anything changed.
+    pub fn sweep(&mut self, now: i64) -> bool {
+        let delay = self.eradication_delay_ms;
+        let due_fs: Vec<String> = self
+            .st
+            .file_systems
+            .values()
+            .filter(|f| f.destroyed_at.is_some_and(|at| at + delay <= now))
+            .map(|f| f.name.clone())
+            .collect();
+        let due_snaps: Vec<Snapshot> = self
+            .st
+            .snapshots
+            .values()
+            .filter(|s| s.destroyed_at.is_some_and(|at| at + delay <= now))
+            .cloned()
+            .collect();
+        let changed = !due_fs.is_empty() || !due_snaps.is_empty();
+        for n in due_fs {
+            let _ = self.eradicate_fs(&n);
+        }
+        for s in due_snaps {
+            let _ = data::remove_tree(&self.snap_path(&s.id));
+            self.st.snapshots.remove(&s.name);
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_fs_name("k8s-pvc-1"));
+        assert!(valid_fs_name(&"a".repeat(63)));
+        assert!(!valid_fs_name(&"a".repeat(64)));
+        assert!(!valid_fs_name("-x"));
+        assert!(!valid_fs_name("a.b"));
+        assert!(!valid_fs_name(""));
+    }
+}
