@@ -1,6 +1,13 @@
-//! Request/response plumbing shared by the resources: query parameters, the
-//! FlashBlade error body, and the 2.x list envelope (filter, sort, paging).
+//! Request/response plumbing shared by the resources: the extractors handlers
+//! take (query parameters, the JSON body, the API version), the FlashBlade
+//! error body, the success answer, and the 2.x list envelope (filter, sort,
+//! paging).
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::filter;
@@ -41,6 +48,109 @@ impl ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON answer with a status; `None` is an empty body (no content type).
+pub(crate) fn json_response(status: u16, body: Option<&Value>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match body {
+        Some(v) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(v).unwrap_or_default(),
+        )
+            .into_response(),
+        None => status.into_response(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, Some(&self.body()))
+    }
+}
+
+/// A successful API answer: 200 with the JSON, or with an empty body for
+/// `Value::Null` (DELETE). A list's continuation token is repeated in
+/// `x-next-token`, as the array does.
+pub(crate) struct Reply(pub Value);
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        if self.0.is_null() {
+            return json_response(200, None);
+        }
+        let mut resp = json_response(200, Some(&self.0));
+        if let Some(t) = self.0.get("continuation_token").and_then(Value::as_str)
+            && let Ok(v) = HeaderValue::from_str(t)
+        {
+            resp.headers_mut().insert("x-next-token", v);
+        }
+        resp
+    }
+}
+
+/// The REST 2.x minor version of a versioned request (set by the router's
+/// version check).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ApiVersion(pub u32);
+
+impl ApiVersion {
+    /// Resources added in a later 2.x release are unknown to older versions.
+    pub fn require(self, minor: u32, resource: &str) -> ApiResult<()> {
+        if self.0 < minor {
+            Err(ApiError::new(
+                404,
+                format!("{resource} requires API version 2.{minor} or later."),
+                None,
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<ApiVersion>()
+            .copied()
+            .ok_or_else(|| ApiError::new(404, "Not found.", None))
+    }
+}
+
+/// The request body, already checked to be JSON by the router (so a
+/// malformed body is refused before the route is looked at, as on the array).
+#[derive(Clone, Debug)]
+pub(crate) struct JsonBody(pub Value);
+
+/// A handler's decoded request body. GET and DELETE bodies are ignored, and
+/// an absent body reads as `{}`.
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let v = parts
+            .extensions
+            .remove::<JsonBody>()
+            .map_or_else(|| json!({}), |b| b.0);
+        serde_json::from_value(v)
+            .map(Body)
+            .map_err(|e| ApiError::bad(format!("Invalid request body: {e}."), None))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Query::parse(parts.uri.query()))
+    }
+}
 
 /// Decoded query parameters, in the order sent.
 #[derive(Debug, Clone, Default)]

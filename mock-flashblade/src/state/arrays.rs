@@ -1,10 +1,37 @@
 //! `arrays` and `arrays/space`: the array's identity, settings and capacity.
 
+use std::sync::Arc;
+
+use super::{read, write};
+use crate::api::{Body, Reply};
+use crate::server::Shared;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
 use serde_json::{Value, json};
 
 use super::{Array, now_ms, valid_policy_name};
 use crate::api::{ApiError, ApiResult, Query, list_envelope};
 use crate::data;
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/{version}/arrays", get(get_arrays).patch(patch_arrays))
+        .route("/api/{version}/arrays/space", get(get_space))
+}
+
+async fn get_arrays(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    read(s, move |a| a.get_arrays(&q)).await
+}
+
+async fn patch_arrays(State(s): State<Arc<Shared>>, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.patch_arrays(&b)).await
+}
+
+async fn get_space(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    read(s, move |a| a.get_arrays_space(&q)).await
+}
 
 impl Array {
     pub fn get_arrays(&self, q: &Query) -> ApiResult<Value> {

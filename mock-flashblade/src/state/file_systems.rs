@@ -1,6 +1,15 @@
 //! `file-systems`: create (empty, cloned from a snapshot, or restored in
 //! place), list, change, destroy, recover and eradicate.
 
+use std::sync::Arc;
+
+use super::{read, write};
+use crate::api::{Body, Reply};
+use crate::server::Shared;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -9,6 +18,29 @@ use super::{
 };
 use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
 use crate::data;
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new().route(
+        "/api/{version}/file-systems",
+        get(list_fs).post(create_fs).patch(update_fs).delete(delete_fs),
+    )
+}
+
+async fn list_fs(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    read(s, move |a| a.get_file_systems(&q)).await
+}
+
+async fn create_fs(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.post_file_systems(&q, &b)).await
+}
+
+async fn update_fs(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.patch_file_systems(&q, &b)).await
+}
+
+async fn delete_fs(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    write(s, move |a| a.delete_file_systems(&q)).await
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Nfs {

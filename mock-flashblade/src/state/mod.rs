@@ -7,21 +7,75 @@ mod arrays;
 mod file_systems;
 mod policies;
 mod quotas;
+pub(crate) mod sessions;
 mod snapshots;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, ApiResult, Selector};
+use crate::api::{ApiError, ApiResult, Reply, Selector};
 use crate::data;
+use crate::server::Shared;
 
 pub use file_systems::{FileSystem, Nfs};
 pub use policies::{Policy, Rule, validate_rules};
 pub use quotas::{Quota, QuotaKind};
+pub(crate) use sessions::Sessions;
 pub use snapshots::Snapshot;
+
+/// Every versioned resource's routes (`/api/{version}/...`).
+pub(crate) fn resource_routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .merge(arrays::routes())
+        .merge(file_systems::routes())
+        .merge(snapshots::routes())
+        .merge(quotas::routes())
+        .merge(policies::routes())
+}
+
+/// Runs an operation on the array off the async threads (operations walk
+/// and copy directories) and, when `write` and it succeeded, marks the state
+/// for saving.
+async fn run<F>(shared: Arc<Shared>, write: bool, op: F) -> ApiResult<Reply>
+where
+    F: FnOnce(&mut Array) -> ApiResult<Value> + Send + 'static,
+{
+    let result = tokio::task::spawn_blocking(move || {
+        let mut array = shared.array.lock().unwrap();
+        let r = op(&mut array);
+        if write && r.is_ok() {
+            array.save();
+        }
+        r
+    })
+    .await;
+    match result {
+        Ok(r) => r.map(Reply),
+        Err(e) => Err(ApiError::new(500, format!("Internal error: {e}."), None)),
+    }
+}
+
+/// A GET: reads the array.
+async fn read<F>(shared: Arc<Shared>, op: F) -> ApiResult<Reply>
+where
+    F: FnOnce(&Array) -> ApiResult<Value> + Send + 'static,
+{
+    run(shared, false, move |a| op(a)).await
+}
+
+/// A POST, PATCH or DELETE: changes the array.
+async fn write<F>(shared: Arc<Shared>, op: F) -> ApiResult<Reply>
+where
+    F: FnOnce(&mut Array) -> ApiResult<Value> + Send + 'static,
+{
+    run(shared, true, op).await
+}
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

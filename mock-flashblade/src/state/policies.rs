@@ -1,11 +1,98 @@
 //! `nfs-export-policies` and `nfs-export-policies/rules` (REST 2.3+), and the
 //! NFS export rule strings file systems carry.
 
+use std::sync::Arc;
+
+use super::{read, write};
+use crate::api::{ApiVersion, Body, Reply};
+use crate::server::Shared;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Array, bool_field, new_id, resolve, valid_policy_name};
 use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/api/{version}/nfs-export-policies",
+            get(list_policies)
+                .post(create_policies)
+                .patch(update_policies)
+                .delete(delete_policies),
+        )
+        .route(
+            "/api/{version}/nfs-export-policies/rules",
+            get(list_rules)
+                .post(create_rules)
+                .patch(update_rules)
+                .delete(delete_rules),
+        )
+}
+
+async fn list_policies(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    read(s, move |a| a.get_policies(&q)).await
+}
+
+async fn create_policies(
+    State(s): State<Arc<Shared>>,
+    v: ApiVersion,
+    q: Query,
+    Body(b): Body<Value>,
+) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    write(s, move |a| a.post_policies(&q, &b)).await
+}
+
+async fn update_policies(
+    State(s): State<Arc<Shared>>,
+    v: ApiVersion,
+    q: Query,
+    Body(b): Body<Value>,
+) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    write(s, move |a| a.patch_policies(&q, &b)).await
+}
+
+async fn delete_policies(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    write(s, move |a| a.delete_policies(&q)).await
+}
+
+async fn list_rules(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    read(s, move |a| a.get_rules(&q)).await
+}
+
+async fn create_rules(
+    State(s): State<Arc<Shared>>,
+    v: ApiVersion,
+    q: Query,
+    Body(b): Body<Value>,
+) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    write(s, move |a| a.post_rules(&q, &b)).await
+}
+
+async fn update_rules(
+    State(s): State<Arc<Shared>>,
+    v: ApiVersion,
+    q: Query,
+    Body(b): Body<Value>,
+) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    write(s, move |a| a.patch_rules(&q, &b)).await
+}
+
+async fn delete_rules(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
+    v.require(3, "nfs-export-policies")?;
+    write(s, move |a| a.delete_rules(&q)).await
+}
 
 const RULE_OPTIONS: &[&str] = &[
     "rw",

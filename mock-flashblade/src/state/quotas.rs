@@ -1,12 +1,71 @@
 //! `quotas/users` and `quotas/groups`: per-uid / per-gid limits on a file
 //! system, with usage measured from its directory.
 
+use std::sync::Arc;
+
+use super::{read, write};
+use crate::api::{Body, Reply};
+use crate::server::Shared;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Array;
 use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
 use crate::data;
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/api/{version}/quotas/users",
+            get(list_users)
+                .post(create_users)
+                .patch(update_users)
+                .delete(delete_users),
+        )
+        .route(
+            "/api/{version}/quotas/groups",
+            get(list_groups)
+                .post(create_groups)
+                .patch(update_groups)
+                .delete(delete_groups),
+        )
+}
+
+async fn list_users(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    read(s, move |a| a.get_quotas(QuotaKind::User, &q)).await
+}
+
+async fn create_users(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.post_quotas(QuotaKind::User, &q, &b)).await
+}
+
+async fn update_users(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.patch_quotas(QuotaKind::User, &q, &b)).await
+}
+
+async fn delete_users(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    write(s, move |a| a.delete_quotas(QuotaKind::User, &q)).await
+}
+
+async fn list_groups(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    read(s, move |a| a.get_quotas(QuotaKind::Group, &q)).await
+}
+
+async fn create_groups(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.post_quotas(QuotaKind::Group, &q, &b)).await
+}
+
+async fn update_groups(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.patch_quotas(QuotaKind::Group, &q, &b)).await
+}
+
+async fn delete_groups(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    write(s, move |a| a.delete_quotas(QuotaKind::Group, &q)).await
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Quota {

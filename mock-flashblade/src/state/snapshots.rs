@@ -1,11 +1,46 @@
 //! `file-system-snapshots`: take, list, destroy, recover and eradicate.
 
+use std::sync::Arc;
+
+use super::{read, write};
+use crate::api::{Body, Reply};
+use crate::server::Shared;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Array, bool_field, io_err, new_id, now_ms, resolve};
 use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
 use crate::data;
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new().route(
+        "/api/{version}/file-system-snapshots",
+        get(list_snaps)
+            .post(create_snaps)
+            .patch(update_snaps)
+            .delete(delete_snaps),
+    )
+}
+
+async fn list_snaps(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    read(s, move |a| a.get_snapshots(&q)).await
+}
+
+async fn create_snaps(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.post_snapshots(&q, &b)).await
+}
+
+async fn update_snaps(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+    write(s, move |a| a.patch_snapshots(&q, &b)).await
+}
+
+async fn delete_snaps(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    write(s, move |a| a.delete_snapshots(&q)).await
+}
 
 fn valid_suffix(s: &str) -> bool {
     let b = s.as_bytes();
