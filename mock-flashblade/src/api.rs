@@ -7,7 +7,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::filter;
@@ -94,30 +95,27 @@ impl IntoResponse for Reply {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ApiVersion(pub u32);
 
-impl ApiVersion {
-    /// Resources added in a later 2.x release are unknown to older versions.
-    pub fn require(self, minor: u32, resource: &str) -> ApiResult<()> {
-        if self.0 < minor {
-            Err(ApiError::new(
-                404,
-                format!("{resource} requires API version 2.{minor} or later."),
-                None,
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
+/// Admits a request made at REST 2.`MINOR` or later: resources added in a
+/// later release are unknown to older versions. Put it before the body in a
+/// handler's arguments, so the version is checked first.
+pub(crate) struct Since<const MINOR: u32>;
 
-impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
+impl<S: Send + Sync, const MINOR: u32> FromRequestParts<S> for Since<MINOR> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<ApiVersion>()
-            .copied()
-            .ok_or_else(|| ApiError::new(404, "Not found.", None))
+        match parts.extensions.get::<ApiVersion>() {
+            Some(ApiVersion(minor)) if *minor >= MINOR => Ok(Since),
+            _ => {
+                let path = parts.uri.path();
+                let resource = crate::server::split_versioned(path).map_or(path, |(_, _, r)| r);
+                Err(ApiError::new(
+                    404,
+                    format!("{resource} requires API version 2.{MINOR} or later."),
+                    None,
+                ))
+            }
+        }
     }
 }
 
@@ -126,21 +124,41 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
 #[derive(Clone, Debug)]
 pub(crate) struct JsonBody(pub Value);
 
-/// A handler's decoded request body. GET and DELETE bodies are ignored, and
-/// an absent body reads as `{}`.
+/// A handler's decoded request body: a JSON object (GET and DELETE bodies
+/// are ignored, and an absent or null body reads as `{}`). Type errors name
+/// the field.
 pub(crate) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let v = parts
-            .extensions
-            .remove::<JsonBody>()
-            .map_or_else(|| json!({}), |b| b.0);
-        serde_json::from_value(v)
+        let v = match parts.extensions.remove::<JsonBody>() {
+            Some(JsonBody(Value::Null)) | None => json!({}),
+            Some(JsonBody(v)) if v.is_object() => v,
+            Some(_) => return Err(ApiError::bad("The request body must be a JSON object.", None)),
+        };
+        serde_path_to_error::deserialize(v)
             .map(Body)
             .map_err(|e| ApiError::bad(format!("Invalid request body: {e}."), None))
+    }
+}
+
+/// For a number field where null (or "") clears the value rather than
+/// leaving it unchanged: absent → `None` (via `#[serde(default)]`), null or
+/// "" → `Some(None)`, a number → `Some(Some(n))`. Range checks are the
+/// operation's, so their messages stay FlashBlade's.
+pub(crate) fn clearable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Some(None)),
+        Value::String(s) if s.is_empty() => Ok(Some(None)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|v| Some(Some(v)))
+            .ok_or_else(|| D::Error::custom(format!("{n} is out of range"))),
+        other => Err(D::Error::custom(format!(
+            "invalid value {other}, expected an integer, null or \"\""
+        ))),
     }
 }
 

@@ -2,18 +2,16 @@
 
 use std::sync::Arc;
 
-use super::{read, write};
-use crate::api::{Body, Reply};
-use crate::server::Shared;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Array, now_ms, valid_policy_name};
-use crate::api::{ApiError, ApiResult, Query, list_envelope};
+use super::{Array, now_ms, read, valid_name, write};
+use crate::api::{ApiError, ApiResult, Body, Query, Reply, list_envelope};
 use crate::data;
+use crate::server::Shared;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -25,12 +23,21 @@ async fn get_arrays(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> 
     read(s, move |a| a.get_arrays(&q)).await
 }
 
-async fn patch_arrays(State(s): State<Arc<Shared>>, Body(b): Body<Value>) -> ApiResult<Reply> {
+async fn patch_arrays(State(s): State<Arc<Shared>>, Body(b): Body<ArrayPatch>) -> ApiResult<Reply> {
     write(s, move |a| a.patch_arrays(&b)).await
 }
 
 async fn get_space(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_arrays_space(&q)).await
+}
+
+/// The PATCH body: the settings the simulator keeps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ArrayPatch {
+    name: Option<String>,
+    /// Session idle timeout in ms; 0 turns it off.
+    idle_timeout: Option<i64>,
 }
 
 impl Array {
@@ -49,21 +56,26 @@ impl Array {
         list_envelope(vec![item], q, |_| json!({}))
     }
 
-    pub fn patch_arrays(&mut self, body: &Value) -> ApiResult<Value> {
-        if let Some(v) = body.get("idle_timeout") {
-            let t = v
-                .as_i64()
-                .filter(|t| *t == 0 || (300_000..=10_800_000).contains(t))
-                .ok_or_else(|| {
-                    ApiError::bad("idle_timeout must be 0 or between 300000 and 10800000.", None)
-                })?;
+    fn patch_arrays(&mut self, body: &ArrayPatch) -> ApiResult<Value> {
+        if let Some(t) = body.idle_timeout
+            && t != 0
+            && !(300_000..=10_800_000).contains(&t)
+        {
+            return Err(ApiError::bad(
+                "idle_timeout must be 0 or between 300000 and 10800000.",
+                None,
+            ));
+        }
+        if let Some(n) = &body.name
+            && !valid_name(n)
+        {
+            return Err(ApiError::bad("Invalid array name.", Some(n)));
+        }
+        if let Some(t) = body.idle_timeout {
             self.st.idle_timeout = t;
         }
-        if let Some(n) = body.get("name").and_then(Value::as_str) {
-            if !valid_policy_name(n) {
-                return Err(ApiError::bad("Invalid array name.", Some(n)));
-            }
-            self.st.array_name = n.to_string();
+        if let Some(n) = &body.name {
+            self.st.array_name = n.clone();
         }
         let env = self.get_arrays(&Query::default())?;
         Ok(json!({"items": env["items"]}))

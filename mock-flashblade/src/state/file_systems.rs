@@ -3,43 +3,126 @@
 
 use std::sync::Arc;
 
-use super::{read, write};
-use crate::api::{Body, Reply};
-use crate::server::Shared;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{
-    Array, Snapshot, bool_field, bytes_field, io_err, new_id, now_ms, resolve, valid_fs_name, validate_rules,
-};
-use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
+use super::{Array, Snapshot, io_err, new_id, now_ms, read, resolve, valid_name, validate_rules, write};
+use crate::api::{ApiError, ApiResult, Body, Query, Reply, Selector, clearable, list_envelope};
 use crate::data;
+use crate::server::Shared;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new().route(
         "/api/{version}/file-systems",
-        get(list_fs).post(create_fs).patch(update_fs).delete(delete_fs),
+        get(list).post(create).patch(update).delete(eradicate),
     )
 }
 
-async fn list_fs(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn list(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_file_systems(&q)).await
 }
 
-async fn create_fs(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+async fn create(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<FsBody>) -> ApiResult<Reply> {
     write(s, move |a| a.post_file_systems(&q, &b)).await
 }
 
-async fn update_fs(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
+async fn update(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<FsBody>) -> ApiResult<Reply> {
     write(s, move |a| a.patch_file_systems(&q, &b)).await
 }
 
-async fn delete_fs(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn eradicate(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_file_systems(&q)).await
+}
+
+/// The POST and PATCH body. An absent and a null field both mean "not
+/// given" (PATCH keeps the value), except `provisioned`, where null or ""
+/// means unlimited. Unknown fields are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct FsBody {
+    name: Option<String>,
+    /// Outer `None`: not given; `Some(None)`: unlimited.
+    #[serde(deserialize_with = "clearable")]
+    provisioned: Option<Option<i64>>,
+    hard_limit_enabled: Option<bool>,
+    default_user_quota: Option<i64>,
+    default_group_quota: Option<i64>,
+    destroyed: Option<bool>,
+    writable: Option<bool>,
+    snapshot_directory_enabled: Option<bool>,
+    fast_remove_directory_enabled: Option<bool>,
+    nfs: Option<NfsBody>,
+    smb: Option<Toggle>,
+    http: Option<Toggle>,
+    /// The snapshot to clone or restore from (POST).
+    source: Option<Reference>,
+    group_ownership: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct NfsBody {
+    v3_enabled: Option<bool>,
+    v4_1_enabled: Option<bool>,
+    rules: Option<String>,
+    add_rules: Option<String>,
+    remove_rules: Option<String>,
+    /// Where `add_rules` go: after this existing rule.
+    after: Option<String>,
+    export_policy: Option<Reference>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct Toggle {
+    enabled: Option<bool>,
+}
+
+/// Another object, by name or id.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct Reference {
+    name: Option<String>,
+    id: Option<String>,
+}
+
+impl FsBody {
+    /// `provisioned` when given: bytes, or `None` for unlimited.
+    fn provisioned(&self) -> ApiResult<Option<Option<i64>>> {
+        match self.provisioned {
+            Some(Some(v)) if v < 0 => Err(ApiError::bad("provisioned is out of range.", None)),
+            p => Ok(p),
+        }
+    }
+
+    /// Whether the body sets anything a destroyed file system refuses:
+    /// everything but `destroyed` (and, when destroying, the protocols).
+    fn changes_destroyed(&self) -> bool {
+        let protocols = self.nfs.is_some() || self.smb.is_some() || self.http.is_some();
+        let rest = FsBody {
+            destroyed: None,
+            nfs: None,
+            smb: None,
+            http: None,
+            ..self.clone()
+        } != FsBody::default();
+        match self.destroyed {
+            Some(false) => rest || protocols,
+            Some(true) => rest,
+            None => true,
+        }
+    }
+}
+
+/// A default quota: bytes, 0 for none.
+fn default_quota(v: Option<i64>, key: &str) -> ApiResult<Option<i64>> {
+    match v {
+        Some(v) if v < 0 => Err(ApiError::bad(format!("{key} is out of range."), None)),
+        v => Ok(v),
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,27 +153,6 @@ pub struct FileSystem {
     /// (snapshot id, snapshot name) this file system was copied from.
     pub source: Option<(String, String)>,
     pub group_ownership: String,
-}
-
-/// `provisioned`: bytes, or null / "" for unlimited. Outer None = not given.
-fn provisioned_field(body: &Value) -> ApiResult<Option<Option<i64>>> {
-    match body.get("provisioned") {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) if s.is_empty() => Ok(Some(None)),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(v) if v >= 0 => Ok(Some(Some(v))),
-            _ => Err(ApiError::bad("provisioned is out of range.", None)),
-        },
-        Some(_) => Err(ApiError::bad(
-            "provisioned must be an integer number of bytes.",
-            None,
-        )),
-    }
-}
-
-fn reference_name(v: &Value) -> Option<String> {
-    v.get("name").and_then(Value::as_str).map(str::to_string)
 }
 
 impl Array {
@@ -272,28 +334,25 @@ impl Array {
         })
     }
 
-    fn apply_nfs(&self, nfs: &mut Nfs, body: &Value, creating: bool) -> ApiResult<()> {
-        let Some(n) = body.get("nfs") else { return Ok(()) };
-        if !n.is_object() {
-            return Err(ApiError::bad("nfs must be an object.", None));
-        }
-        if let Some(b) = bool_field(n, "v3_enabled")? {
+    fn apply_nfs(&self, nfs: &mut Nfs, body: Option<&NfsBody>, creating: bool) -> ApiResult<()> {
+        let Some(n) = body else { return Ok(()) };
+        if let Some(b) = n.v3_enabled {
             nfs.v3_enabled = b;
         }
-        if let Some(b) = bool_field(n, "v4_1_enabled")? {
+        if let Some(b) = n.v4_1_enabled {
             nfs.v4_1_enabled = b;
         }
-        let rules = n.get("rules").and_then(Value::as_str);
-        let policy = n.get("export_policy").filter(|p| !p.is_null());
-        let policy_name = policy.and_then(reference_name);
+        let rules = n.rules.as_deref();
+        let policy = n.export_policy.as_ref();
+        let policy_name = policy.and_then(|p| p.name.clone());
         if rules.is_some() && policy_name.is_some() {
             return Err(ApiError::bad(
                 "rules and export_policy cannot be set together.",
                 None,
             ));
         }
-        let add = n.get("add_rules").and_then(Value::as_str);
-        let remove = n.get("remove_rules").and_then(Value::as_str);
+        let add = n.add_rules.as_deref();
+        let remove = n.remove_rules.as_deref();
         if (add.is_some() || remove.is_some()) && (rules.is_some() || creating) {
             return Err(ApiError::bad(
                 "add_rules and remove_rules cannot be combined with rules.",
@@ -306,12 +365,11 @@ impl Array {
             nfs.rules = r.to_string();
             nfs.export_policy = None;
         }
-        if let Some(p) = policy {
+        if policy.is_some() {
             let name = policy_name.ok_or_else(|| ApiError::bad("export_policy needs a name.", None))?;
             if !self.st.policies.contains_key(&name) {
                 return Err(ApiError::bad("Export policy does not exist.", Some(&name)));
             }
-            let _ = p;
             nfs.export_policy = Some(name);
             nfs.rules = String::new();
         }
@@ -333,7 +391,7 @@ impl Array {
             if let Some(a) = add {
                 validate_rules(a)
                     .map_err(|e| ApiError::bad(format!("Invalid NFS export rules: {e}."), Some(a)))?;
-                let mut at = match n.get("after").and_then(Value::as_str) {
+                let mut at = match n.after.as_deref() {
                     Some(after) => entries
                         .iter()
                         .position(|e| e == after)
@@ -353,8 +411,8 @@ impl Array {
         Ok(())
     }
 
-    fn find_snapshot(&self, reference: &Value) -> ApiResult<Snapshot> {
-        if let Some(name) = reference.get("name").and_then(Value::as_str) {
+    fn find_snapshot(&self, reference: &Reference) -> ApiResult<Snapshot> {
+        if let Some(name) = reference.name.as_deref() {
             return self
                 .st
                 .snapshots
@@ -362,7 +420,7 @@ impl Array {
                 .cloned()
                 .ok_or_else(|| ApiError::bad("Source snapshot does not exist.", Some(name)));
         }
-        if let Some(id) = reference.get("id").and_then(Value::as_str) {
+        if let Some(id) = reference.id.as_deref() {
             return self
                 .st
                 .snapshots
@@ -374,14 +432,14 @@ impl Array {
         Err(ApiError::bad("source needs a name or an id.", None))
     }
 
-    pub fn post_file_systems(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn post_file_systems(&mut self, q: &Query, body: &FsBody) -> ApiResult<Value> {
         let names = q
             .list("names")
             .filter(|n| !n.is_empty())
             .ok_or_else(|| ApiError::bad("names is required.", None))?;
         let overwrite = q.bool("overwrite")?.unwrap_or(false);
         let discard = q.bool("discard_non_snapshotted_data")?.unwrap_or(false);
-        let source = body.get("source").filter(|s| !s.is_null());
+        let source = body.source.as_ref();
         let default_exports = match q.get("default_exports") {
             None => vec!["nfs".to_string(), "smb".to_string()],
             Some(s) => s
@@ -393,7 +451,7 @@ impl Array {
         let now = now_ms();
         let mut out = Vec::new();
         for name in &names {
-            if !valid_fs_name(name) {
+            if !valid_name(name) {
                 return Err(ApiError::bad("Invalid file system name.", Some(name)));
             }
             if overwrite {
@@ -442,9 +500,9 @@ impl Array {
                 },
                 export_policy: None,
             };
-            self.apply_nfs(&mut nfs, body, true)?;
-            let provisioned = provisioned_field(body)?.flatten();
-            let hard = bool_field(body, "hard_limit_enabled")?.unwrap_or(false);
+            self.apply_nfs(&mut nfs, body.nfs.as_ref(), true)?;
+            let provisioned = body.provisioned()?.flatten();
+            let hard = body.hard_limit_enabled.unwrap_or(false);
             let snap = match source {
                 Some(s) => {
                     let snap = self.find_snapshot(s)?;
@@ -455,7 +513,7 @@ impl Array {
                 }
                 None => None,
             };
-            let group_ownership = match body.get("group_ownership").and_then(Value::as_str) {
+            let group_ownership = match body.group_ownership.as_deref() {
                 None => "creator".to_string(),
                 Some(g @ ("creator" | "parent-directory")) => g.to_string(),
                 Some(g) => return Err(ApiError::bad("Invalid group_ownership.", Some(g))),
@@ -466,23 +524,18 @@ impl Array {
                 created: now,
                 provisioned,
                 hard_limit_enabled: hard,
-                default_user_quota: bytes_field(body, "default_user_quota", true)?.unwrap_or(0),
-                default_group_quota: bytes_field(body, "default_group_quota", true)?.unwrap_or(0),
+                default_user_quota: default_quota(body.default_user_quota, "default_user_quota")?
+                    .unwrap_or(0),
+                default_group_quota: default_quota(body.default_group_quota, "default_group_quota")?
+                    .unwrap_or(0),
                 destroyed: false,
                 destroyed_at: None,
-                writable: bool_field(body, "writable")?.unwrap_or(true),
-                snapshot_directory_enabled: bool_field(body, "snapshot_directory_enabled")?.unwrap_or(true),
-                fast_remove_directory_enabled: bool_field(body, "fast_remove_directory_enabled")?
-                    .unwrap_or(false),
+                writable: body.writable.unwrap_or(true),
+                snapshot_directory_enabled: body.snapshot_directory_enabled.unwrap_or(true),
+                fast_remove_directory_enabled: body.fast_remove_directory_enabled.unwrap_or(false),
                 nfs,
-                smb_enabled: body
-                    .pointer("/smb/enabled")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                http_enabled: body
-                    .pointer("/http/enabled")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                smb_enabled: body.smb.as_ref().and_then(|t| t.enabled).unwrap_or(false),
+                http_enabled: body.http.as_ref().and_then(|t| t.enabled).unwrap_or(false),
                 source: snap.as_ref().map(|s| (s.id.clone(), s.name.clone())),
                 group_ownership,
             };
@@ -502,37 +555,27 @@ impl Array {
         Ok(json!({"items": out}))
     }
 
-    pub fn patch_file_systems(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn patch_file_systems(&mut self, q: &Query, body: &FsBody) -> ApiResult<Value> {
         let sel = q
             .names_or_ids()?
             .ok_or_else(|| ApiError::bad("names or ids is required.", None))?;
         let names = self.select_fs(&sel)?;
         let ignore_usage = q.bool("ignore_usage")?.unwrap_or(false);
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ApiError::bad("The request body must be a JSON object.", None))?;
         let now = now_ms();
+        let destroyed_patch = body.destroyed;
         // Validate everything for every target before changing anything.
         let mut updated = Vec::new();
         for name in &names {
             let mut fs = self.st.file_systems[name].clone();
-            let destroyed_patch = bool_field(body, "destroyed")?;
-            if fs.destroyed {
-                let only_recover = obj.keys().all(|k| k == "destroyed") && destroyed_patch == Some(false);
-                let only_destroy = obj
-                    .keys()
-                    .all(|k| matches!(k.as_str(), "destroyed" | "nfs" | "smb" | "http"))
-                    && destroyed_patch == Some(true);
-                if !only_recover && !only_destroy {
-                    return Err(ApiError::bad(
-                        "Cannot modify a destroyed file system.",
-                        Some(name),
-                    ));
-                }
+            if fs.destroyed && body.changes_destroyed() {
+                return Err(ApiError::bad(
+                    "Cannot modify a destroyed file system.",
+                    Some(name),
+                ));
             }
             let usage = data::usage(&self.fs_dir(name)).bytes as i64;
-            if let Some(p) = provisioned_field(body)? {
-                let hard = bool_field(body, "hard_limit_enabled")?.unwrap_or(fs.hard_limit_enabled);
+            if let Some(p) = body.provisioned()? {
+                let hard = body.hard_limit_enabled.unwrap_or(fs.hard_limit_enabled);
                 if let Some(size) = p
                     && hard
                     && size < usage
@@ -545,7 +588,7 @@ impl Array {
                 }
                 fs.provisioned = p;
             }
-            if let Some(h) = bool_field(body, "hard_limit_enabled")? {
+            if let Some(h) = body.hard_limit_enabled {
                 if h && !fs.hard_limit_enabled && fs.provisioned.is_some_and(|p| usage > p) && !ignore_usage {
                     return Err(ApiError::bad(
                         "Requested size is below current usage.",
@@ -554,37 +597,36 @@ impl Array {
                 }
                 fs.hard_limit_enabled = h;
             }
-            if let Some(v) = bytes_field(body, "default_user_quota", true)? {
+            if let Some(v) = default_quota(body.default_user_quota, "default_user_quota")? {
                 fs.default_user_quota = v;
             }
-            if let Some(v) = bytes_field(body, "default_group_quota", true)? {
+            if let Some(v) = default_quota(body.default_group_quota, "default_group_quota")? {
                 fs.default_group_quota = v;
             }
-            for (key, slot) in [
-                ("writable", &mut fs.writable),
-                ("snapshot_directory_enabled", &mut fs.snapshot_directory_enabled),
+            for (given, slot) in [
+                (body.writable, &mut fs.writable),
                 (
-                    "fast_remove_directory_enabled",
+                    body.snapshot_directory_enabled,
+                    &mut fs.snapshot_directory_enabled,
+                ),
+                (
+                    body.fast_remove_directory_enabled,
                     &mut fs.fast_remove_directory_enabled,
                 ),
+                (body.smb.as_ref().and_then(|t| t.enabled), &mut fs.smb_enabled),
+                (body.http.as_ref().and_then(|t| t.enabled), &mut fs.http_enabled),
             ] {
-                if let Some(b) = bool_field(body, key)? {
+                if let Some(b) = given {
                     *slot = b;
                 }
             }
-            if let Some(b) = body.pointer("/smb/enabled").and_then(Value::as_bool) {
-                fs.smb_enabled = b;
-            }
-            if let Some(b) = body.pointer("/http/enabled").and_then(Value::as_bool) {
-                fs.http_enabled = b;
-            }
             let mut nfs = fs.nfs.clone();
-            self.apply_nfs(&mut nfs, body, false)?;
+            self.apply_nfs(&mut nfs, body.nfs.as_ref(), false)?;
             fs.nfs = nfs;
-            if let Some(new_name) = body.get("name").and_then(Value::as_str)
+            if let Some(new_name) = body.name.as_deref()
                 && new_name != fs.name
             {
-                if !valid_fs_name(new_name) {
+                if !valid_name(new_name) {
                     return Err(ApiError::bad("Invalid file system name.", Some(new_name)));
                 }
                 if self.st.file_systems.contains_key(new_name) || names.len() > 1 {

@@ -97,17 +97,11 @@ pub fn new_id() -> String {
     )
 }
 
-/// FlashBlade file-system names (our documented assumption).
-pub fn valid_fs_name(name: &str) -> bool {
+/// Names of file systems, export policies and the array (our documented
+/// assumption for FlashBlade): 1-63 letters, digits, `_` or `-`, starting
+/// with a letter or digit.
+fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
-    (1..=63).contains(&b.len())
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
-}
-
-fn valid_policy_name(s: &str) -> bool {
-    let b = s.as_bytes();
     (1..=63).contains(&b.len())
         && b[0].is_ascii_alphanumeric()
         && b.iter()
@@ -159,28 +153,6 @@ pub struct Array {
 
 fn io_err(e: std::io::Error) -> ApiError {
     ApiError::new(500, format!("Internal error: {e}."), None)
-}
-
-fn bool_field(body: &Value, key: &str) -> ApiResult<Option<bool>> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::bad(format!("{key} must be a boolean."), None)),
-    }
-}
-
-fn bytes_field(body: &Value, key: &str, allow_zero: bool) -> ApiResult<Option<i64>> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(v) if v > 0 || (allow_zero && v == 0) => Ok(Some(v)),
-            _ => Err(ApiError::bad(format!("{key} is out of range."), None)),
-        },
-        Some(_) => Err(ApiError::bad(
-            format!("{key} must be an integer number of bytes."),
-            None,
-        )),
-    }
 }
 
 /// Resolves `names` or `ids` against objects keyed by name; every element
@@ -304,11 +276,11 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(valid_fs_name("k8s-pvc-1"));
-        assert!(valid_fs_name(&"a".repeat(63)));
-        assert!(!valid_fs_name(&"a".repeat(64)));
-        assert!(!valid_fs_name("-x"));
-        assert!(!valid_fs_name("a.b"));
-        assert!(!valid_fs_name(""));
+        assert!(valid_name("k8s-pvc-1"));
+        assert!(valid_name(&"a".repeat(63)));
+        assert!(!valid_name(&"a".repeat(64)));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a.b"));
+        assert!(!valid_name(""));
     }
 }

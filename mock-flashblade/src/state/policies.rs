@@ -3,18 +3,18 @@
 
 use std::sync::Arc;
 
-use super::{read, write};
-use crate::api::{ApiVersion, Body, Reply};
-use crate::server::Shared;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Array, bool_field, new_id, resolve, valid_policy_name};
-use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
+use super::{Array, new_id, read, resolve, valid_name, write};
+use crate::api::{ApiError, ApiResult, Body, Query, Reply, Selector, Since, clearable, list_envelope};
+use crate::server::Shared;
+
+/// Export policies arrived in REST 2.3.
+type Policies = Since<3>;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -34,64 +34,85 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         )
 }
 
-async fn list_policies(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
+async fn list_policies(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_policies(&q)).await
 }
 
 async fn create_policies(
     State(s): State<Arc<Shared>>,
-    v: ApiVersion,
+    _: Policies,
     q: Query,
-    Body(b): Body<Value>,
+    Body(b): Body<PolicyBody>,
 ) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
     write(s, move |a| a.post_policies(&q, &b)).await
 }
 
 async fn update_policies(
     State(s): State<Arc<Shared>>,
-    v: ApiVersion,
+    _: Policies,
     q: Query,
-    Body(b): Body<Value>,
+    Body(b): Body<PolicyBody>,
 ) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
     write(s, move |a| a.patch_policies(&q, &b)).await
 }
 
-async fn delete_policies(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
+async fn delete_policies(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_policies(&q)).await
 }
 
-async fn list_rules(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
+async fn list_rules(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_rules(&q)).await
 }
 
 async fn create_rules(
     State(s): State<Arc<Shared>>,
-    v: ApiVersion,
+    _: Policies,
     q: Query,
-    Body(b): Body<Value>,
+    Body(b): Body<RuleBody>,
 ) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
     write(s, move |a| a.post_rules(&q, &b)).await
 }
 
 async fn update_rules(
     State(s): State<Arc<Shared>>,
-    v: ApiVersion,
+    _: Policies,
     q: Query,
-    Body(b): Body<Value>,
+    Body(b): Body<RuleBody>,
 ) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
     write(s, move |a| a.patch_rules(&q, &b)).await
 }
 
-async fn delete_rules(State(s): State<Arc<Shared>>, v: ApiVersion, q: Query) -> ApiResult<Reply> {
-    v.require(3, "nfs-export-policies")?;
+async fn delete_rules(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_rules(&q)).await
+}
+
+/// The policy POST and PATCH body; `rules` replaces every rule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PolicyBody {
+    name: Option<String>,
+    enabled: Option<bool>,
+    rules: Option<Vec<RuleBody>>,
+}
+
+/// A rule's POST and PATCH body (and each rule in a policy body). Absent
+/// and null fields keep the value, except `anonuid` / `anongid`, where null
+/// or "" clears it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RuleBody {
+    client: Option<String>,
+    permission: Option<String>,
+    access: Option<String>,
+    #[serde(deserialize_with = "clearable")]
+    anonuid: Option<Option<i64>>,
+    #[serde(deserialize_with = "clearable")]
+    anongid: Option<Option<i64>>,
+    security: Option<Vec<String>>,
+    secure: Option<bool>,
+    atime: Option<bool>,
+    fileid_32bit: Option<bool>,
+    required_transport_security: Option<String>,
 }
 
 const RULE_OPTIONS: &[&str] = &[
@@ -209,7 +230,7 @@ impl Array {
         })
     }
 
-    fn rule_from(body: &Value, base: Option<&Rule>) -> ApiResult<Rule> {
+    fn rule_from(body: &RuleBody, base: Option<&Rule>) -> ApiResult<Rule> {
         let mut r = base.cloned().unwrap_or(Rule {
             id: new_id(),
             client: "*".into(),
@@ -223,17 +244,17 @@ impl Array {
             fileid_32bit: false,
             required_transport_security: "none".into(),
         });
-        if let Some(c) = body.get("client").and_then(Value::as_str) {
+        if let Some(c) = body.client.as_deref() {
             validate_rules(&format!("{c}(rw)")).map_err(|_| ApiError::bad("Invalid client.", Some(c)))?;
             r.client = c.to_string();
         }
-        if let Some(p) = body.get("permission").and_then(Value::as_str) {
+        if let Some(p) = body.permission.as_deref() {
             if !matches!(p, "rw" | "ro") {
                 return Err(ApiError::bad("permission must be rw or ro.", Some(p)));
             }
             r.permission = p.to_string();
         }
-        if let Some(a) = body.get("access").and_then(Value::as_str) {
+        if let Some(a) = body.access.as_deref() {
             if !matches!(a, "root-squash" | "all-squash" | "no-squash") {
                 return Err(ApiError::bad(
                     "access must be root-squash, all-squash or no-squash.",
@@ -242,19 +263,19 @@ impl Array {
             }
             r.access = a.to_string();
         }
-        for (key, slot) in [("anonuid", &mut r.anonuid), ("anongid", &mut r.anongid)] {
-            match body.get(key) {
+        for (key, given, slot) in [
+            ("anonuid", body.anonuid, &mut r.anonuid),
+            ("anongid", body.anongid, &mut r.anongid),
+        ] {
+            match given {
                 None => {}
-                Some(Value::Null) => *slot = None,
-                Some(Value::String(s)) if s.is_empty() => *slot = None,
-                Some(Value::Number(n)) if n.as_i64().is_some_and(|v| (0..=u32::MAX as i64).contains(&v)) => {
-                    *slot = n.as_i64()
+                Some(Some(v)) if !(0..=u32::MAX as i64).contains(&v) => {
+                    return Err(ApiError::bad(format!("Invalid {key}."), None));
                 }
-                Some(_) => return Err(ApiError::bad(format!("Invalid {key}."), None)),
+                Some(v) => *slot = v,
             }
         }
-        if let Some(s) = body.get("security").and_then(Value::as_array) {
-            let sec: Vec<String> = s.iter().filter_map(Value::as_str).map(str::to_string).collect();
+        if let Some(sec) = &body.security {
             if sec.is_empty()
                 || !sec
                     .iter()
@@ -262,18 +283,18 @@ impl Array {
             {
                 return Err(ApiError::bad("Invalid security.", None));
             }
-            r.security = sec;
+            r.security = sec.clone();
         }
-        for (key, slot) in [
-            ("secure", &mut r.secure),
-            ("atime", &mut r.atime),
-            ("fileid_32bit", &mut r.fileid_32bit),
+        for (given, slot) in [
+            (body.secure, &mut r.secure),
+            (body.atime, &mut r.atime),
+            (body.fileid_32bit, &mut r.fileid_32bit),
         ] {
-            if let Some(b) = bool_field(body, key)? {
+            if let Some(b) = given {
                 *slot = b;
             }
         }
-        if let Some(t) = body.get("required_transport_security").and_then(Value::as_str) {
+        if let Some(t) = body.required_transport_security.as_deref() {
             if !matches!(t, "none" | "tls" | "mutual-tls") {
                 return Err(ApiError::bad("Invalid required_transport_security.", Some(t)));
             }
@@ -349,20 +370,20 @@ impl Array {
         list_envelope(items, q, |_| json!({}))
     }
 
-    pub fn post_policies(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn post_policies(&mut self, q: &Query, body: &PolicyBody) -> ApiResult<Value> {
         let names = q
             .list("names")
             .filter(|n| !n.is_empty())
             .ok_or_else(|| ApiError::bad("names is required.", None))?;
         let mut rules = Vec::new();
-        if let Some(list) = body.get("rules").and_then(Value::as_array) {
+        if let Some(list) = &body.rules {
             for r in list {
                 rules.push(Self::rule_from(r, None)?);
             }
         }
         rules.sort_by_key(|r| Self::client_group(&r.client));
         for n in &names {
-            if !valid_policy_name(n) {
+            if !valid_name(n) {
                 return Err(ApiError::bad("Invalid policy name.", Some(n)));
             }
             if self.st.policies.contains_key(n) {
@@ -374,7 +395,7 @@ impl Array {
             let p = Policy {
                 id: new_id(),
                 name: n.clone(),
-                enabled: bool_field(body, "enabled")?.unwrap_or(true),
+                enabled: body.enabled.unwrap_or(true),
                 version: String::new(),
                 rules: rules
                     .iter()
@@ -391,13 +412,13 @@ impl Array {
         Ok(json!({"items": out}))
     }
 
-    pub fn patch_policies(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn patch_policies(&mut self, q: &Query, body: &PolicyBody) -> ApiResult<Value> {
         let names = self
             .select_policies(q, "names", "ids")?
             .ok_or_else(|| ApiError::bad("names or ids is required.", None))?;
         self.check_versions(q, &names)?;
-        let enabled = bool_field(body, "enabled")?;
-        let new_rules = match body.get("rules").and_then(Value::as_array) {
+        let enabled = body.enabled;
+        let new_rules = match &body.rules {
             Some(list) => {
                 let mut v = list
                     .iter()
@@ -408,11 +429,9 @@ impl Array {
             }
             None => None,
         };
-        let rename = body.get("name").and_then(Value::as_str).map(str::to_string);
+        let rename = body.name.clone();
         if let Some(r) = &rename
-            && (names.len() != 1
-                || !valid_policy_name(r)
-                || (self.st.policies.contains_key(r) && r != &names[0]))
+            && (names.len() != 1 || !valid_name(r) || (self.st.policies.contains_key(r) && r != &names[0]))
         {
             return Err(ApiError::bad("Invalid or duplicate policy name.", Some(r)));
         }
@@ -526,7 +545,7 @@ impl Array {
         list_envelope(items, q, |_| json!({}))
     }
 
-    pub fn post_rules(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn post_rules(&mut self, q: &Query, body: &RuleBody) -> ApiResult<Value> {
         let names = self
             .select_policies(q, "policy_names", "policy_ids")?
             .ok_or_else(|| ApiError::bad("policy_names or policy_ids is required.", None))?;
@@ -581,7 +600,7 @@ impl Array {
         Ok(json!({"items": out}))
     }
 
-    pub fn patch_rules(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn patch_rules(&mut self, q: &Query, body: &RuleBody) -> ApiResult<Value> {
         let chosen = self
             .select_rules(q)?
             .ok_or_else(|| ApiError::bad("names or ids is required.", None))?;

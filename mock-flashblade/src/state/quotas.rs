@@ -3,68 +3,49 @@
 
 use std::sync::Arc;
 
-use super::{read, write};
-use crate::api::{Body, Reply};
-use crate::server::Shared;
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-
+use axum::routing::{MethodRouter, get};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Array;
-use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
+use super::{Array, read, write};
+use crate::api::{ApiError, ApiResult, Body, Query, Selector, list_envelope};
 use crate::data;
+use crate::server::Shared;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route(
-            "/api/{version}/quotas/users",
-            get(list_users)
-                .post(create_users)
-                .patch(update_users)
-                .delete(delete_users),
-        )
-        .route(
-            "/api/{version}/quotas/groups",
-            get(list_groups)
-                .post(create_groups)
-                .patch(update_groups)
-                .delete(delete_groups),
-        )
+        .route("/api/{version}/quotas/users", methods(QuotaKind::User))
+        .route("/api/{version}/quotas/groups", methods(QuotaKind::Group))
 }
 
-async fn list_users(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
-    read(s, move |a| a.get_quotas(QuotaKind::User, &q)).await
+/// The same four operations on either table.
+fn methods(kind: QuotaKind) -> MethodRouter<Arc<Shared>> {
+    get(move |State(s): State<Arc<Shared>>, q: Query| async move {
+        read(s, move |a| a.get_quotas(kind, &q)).await
+    })
+    .post(
+        move |State(s): State<Arc<Shared>>, q: Query, Body(b): Body<QuotaBody>| async move {
+            write(s, move |a| a.post_quotas(kind, &q, b.quota)).await
+        },
+    )
+    .patch(
+        move |State(s): State<Arc<Shared>>, q: Query, Body(b): Body<QuotaBody>| async move {
+            write(s, move |a| a.patch_quotas(kind, &q, b.quota)).await
+        },
+    )
+    .delete(move |State(s): State<Arc<Shared>>, q: Query| async move {
+        write(s, move |a| a.delete_quotas(kind, &q)).await
+    })
 }
 
-async fn create_users(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
-    write(s, move |a| a.post_quotas(QuotaKind::User, &q, &b)).await
-}
-
-async fn update_users(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
-    write(s, move |a| a.patch_quotas(QuotaKind::User, &q, &b)).await
-}
-
-async fn delete_users(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
-    write(s, move |a| a.delete_quotas(QuotaKind::User, &q)).await
-}
-
-async fn list_groups(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
-    read(s, move |a| a.get_quotas(QuotaKind::Group, &q)).await
-}
-
-async fn create_groups(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
-    write(s, move |a| a.post_quotas(QuotaKind::Group, &q, &b)).await
-}
-
-async fn update_groups(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
-    write(s, move |a| a.patch_quotas(QuotaKind::Group, &q, &b)).await
-}
-
-async fn delete_groups(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
-    write(s, move |a| a.delete_quotas(QuotaKind::Group, &q)).await
+/// The POST and PATCH body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct QuotaBody {
+    /// Bytes; required.
+    quota: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -245,17 +226,15 @@ impl Array {
         list_envelope(items, q, |_| json!({}))
     }
 
-    fn quota_value(body: &Value) -> ApiResult<i64> {
-        match body.get("quota") {
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| ApiError::bad("quota must be greater than zero.", None)),
-            _ => Err(ApiError::bad("quota is required.", None)),
+    fn quota_value(quota: Option<i64>) -> ApiResult<i64> {
+        match quota {
+            None => Err(ApiError::bad("quota is required.", None)),
+            Some(v) if v > 0 => Ok(v),
+            Some(_) => Err(ApiError::bad("quota must be greater than zero.", None)),
         }
     }
 
-    pub fn post_quotas(&mut self, kind: QuotaKind, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn post_quotas(&mut self, kind: QuotaKind, q: &Query, quota: Option<i64>) -> ApiResult<Value> {
         let fss = self.quota_file_systems(q, true)?.unwrap_or_default();
         let principals = self.principals(kind, q)?.ok_or_else(|| {
             ApiError::bad(
@@ -263,7 +242,7 @@ impl Array {
                 None,
             )
         })?;
-        let quota = Self::quota_value(body)?;
+        let quota = Self::quota_value(quota)?;
         for fs in &fss {
             if self.st.file_systems[fs].destroyed {
                 return Err(ApiError::bad("Cannot modify a destroyed file system.", Some(fs)));
@@ -321,9 +300,9 @@ impl Array {
         Ok(idx)
     }
 
-    pub fn patch_quotas(&mut self, kind: QuotaKind, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn patch_quotas(&mut self, kind: QuotaKind, q: &Query, quota: Option<i64>) -> ApiResult<Value> {
         let idx = self.quota_indices(kind, q)?;
-        let quota = Self::quota_value(body)?;
+        let quota = Self::quota_value(quota)?;
         let mut out = Vec::new();
         for i in idx {
             self.quotas_mut(kind)[i].quota = quota;

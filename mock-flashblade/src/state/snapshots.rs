@@ -2,44 +2,52 @@
 
 use std::sync::Arc;
 
-use super::{read, write};
-use crate::api::{Body, Reply};
-use crate::server::Shared;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Array, bool_field, io_err, new_id, now_ms, resolve};
-use crate::api::{ApiError, ApiResult, Query, Selector, list_envelope};
+use super::{Array, io_err, new_id, now_ms, read, resolve, write};
+use crate::api::{ApiError, ApiResult, Body, Query, Reply, Selector, list_envelope};
 use crate::data;
+use crate::server::Shared;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new().route(
         "/api/{version}/file-system-snapshots",
-        get(list_snaps)
-            .post(create_snaps)
-            .patch(update_snaps)
-            .delete(delete_snaps),
+        get(list).post(create).patch(update).delete(eradicate),
     )
 }
 
-async fn list_snaps(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn list(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_snapshots(&q)).await
 }
 
-async fn create_snaps(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
-    write(s, move |a| a.post_snapshots(&q, &b)).await
+async fn create(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<SnapshotPost>) -> ApiResult<Reply> {
+    write(s, move |a| a.post_snapshots(&q, b.suffix)).await
 }
 
-async fn update_snaps(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<Value>) -> ApiResult<Reply> {
-    write(s, move |a| a.patch_snapshots(&q, &b)).await
+async fn update(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<SnapshotPatch>) -> ApiResult<Reply> {
+    write(s, move |a| a.patch_snapshots(&q, b.destroyed)).await
 }
 
-async fn delete_snaps(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn eradicate(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_snapshots(&q)).await
+}
+
+/// The POST body; without a suffix the array numbers the snapshot.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SnapshotPost {
+    suffix: Option<String>,
+}
+
+/// The PATCH body: destroy or recover.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SnapshotPatch {
+    destroyed: Option<bool>,
 }
 
 fn valid_suffix(s: &str) -> bool {
@@ -129,7 +137,7 @@ impl Array {
         list_envelope(items, q, |_| json!({}))
     }
 
-    pub fn post_snapshots(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn post_snapshots(&mut self, q: &Query, suffix: Option<String>) -> ApiResult<Value> {
         let sources: Vec<String> = match (q.list("source_names"), q.list("source_ids")) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad(
@@ -148,16 +156,11 @@ impl Array {
                 .map(|f| f.name.clone())
                 .collect(),
         };
-        let suffix = match body.get("suffix") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                if !valid_suffix(s) {
-                    return Err(ApiError::bad("Invalid snapshot suffix.", Some(s)));
-                }
-                Some(s.clone())
-            }
-            Some(_) => return Err(ApiError::bad("suffix must be a string.", None)),
-        };
+        if let Some(s) = &suffix
+            && !valid_suffix(s)
+        {
+            return Err(ApiError::bad("Invalid snapshot suffix.", Some(s)));
+        }
         for fs_name in &sources {
             let fs = &self.st.file_systems[fs_name];
             if fs.destroyed {
@@ -211,9 +214,8 @@ impl Array {
         }
     }
 
-    pub fn patch_snapshots(&mut self, q: &Query, body: &Value) -> ApiResult<Value> {
+    fn patch_snapshots(&mut self, q: &Query, destroyed: Option<bool>) -> ApiResult<Value> {
         let names = self.select_snaps(q)?;
-        let destroyed = bool_field(body, "destroyed")?;
         let now = now_ms();
         for n in &names {
             let s = &self.st.snapshots[n];
