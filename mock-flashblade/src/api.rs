@@ -15,14 +15,14 @@ use crate::filter;
 
 /// An API error as FlashBlade reports it: an HTTP status and one error item.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-    pub context: Option<String>,
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+    pub(crate) context: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, message: impl Into<String>, context: Option<&str>) -> Self {
+    pub(crate) fn new(status: u16, message: impl Into<String>, context: Option<&str>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -32,11 +32,11 @@ impl ApiError {
 
     /// FlashBlade answers 400 for validation errors, missing objects and
     /// conflicts alike.
-    pub fn bad(message: impl Into<String>, context: Option<&str>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>, context: Option<&str>) -> Self {
         Self::new(400, message, context)
     }
 
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let item = json!({"context": self.context, "message": self.message});
         if matches!(self.status, 401 | 403 | 429) {
             // The gateway's shape (top-level message) plus the API's shape, so
@@ -48,7 +48,7 @@ impl ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON answer with a status; `None` is an empty body (no content type).
 pub(crate) fn json_response(status: u16, body: Option<&Value>) -> Response {
@@ -172,22 +172,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 
 /// Decoded query parameters, in the order sent.
 #[derive(Debug, Clone, Default)]
-pub struct Query(pub Vec<(String, String)>);
+pub(crate) struct Query(pub Vec<(String, String)>);
 
 impl Query {
-    pub fn parse(raw: Option<&str>) -> Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
         Query(
             raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                 .unwrap_or_default(),
         )
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// A comma-separated list parameter; `None` when absent.
-    pub fn list(&self, key: &str) -> Option<Vec<String>> {
+    pub(crate) fn list(&self, key: &str) -> Option<Vec<String>> {
         self.get(key).map(|v| {
             v.split(',')
                 .map(|s| s.trim().to_string())
@@ -196,7 +196,7 @@ impl Query {
         })
     }
 
-    pub fn bool(&self, key: &str) -> ApiResult<Option<bool>> {
+    pub(crate) fn bool(&self, key: &str) -> ApiResult<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
@@ -205,7 +205,7 @@ impl Query {
         }
     }
 
-    pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
+    pub(crate) fn int(&self, key: &str) -> ApiResult<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -216,7 +216,7 @@ impl Query {
     }
 
     /// `names` and `ids` select objects; they cannot be combined.
-    pub fn names_or_ids(&self) -> ApiResult<Option<Selector>> {
+    pub(crate) fn names_or_ids(&self) -> ApiResult<Option<Selector>> {
         match (self.list("names"), self.list("ids")) {
             (Some(_), Some(_)) => Err(ApiError::bad("names and ids cannot be used together.", None)),
             (Some(n), None) => Ok(Some(Selector::Names(n))),
@@ -227,13 +227,13 @@ impl Query {
 }
 
 #[derive(Debug, Clone)]
-pub enum Selector {
+pub(crate) enum Selector {
     Names(Vec<String>),
     Ids(Vec<String>),
 }
 
 /// Largest page the mock returns; larger limits are lowered silently.
-pub const MAX_LIMIT: i64 = 5000;
+pub(crate) const MAX_LIMIT: i64 = 5000;
 const TOKEN_SALT: u64 = 0x5eed_f1a5_4b1a_de00;
 
 fn encode_token(offset: usize) -> String {
@@ -274,7 +274,7 @@ fn sort_key_cmp(a: &Value, b: &Value, field: &str) -> std::cmp::Ordering {
 /// Builds the GET envelope `{continuation_token, total_item_count, items,
 /// total}` from every matching item, applying `filter`, `sort`, `offset`,
 /// `continuation_token`, `limit` and `total_only`.
-pub fn list_envelope(
+pub(crate) fn list_envelope(
     mut items: Vec<Value>,
     q: &Query,
     total: impl Fn(&[Value]) -> Value,

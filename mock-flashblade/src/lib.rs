@@ -12,13 +12,13 @@
 //! Start it in-process with [`start`]; the returned [`MockHandle`] stops it
 //! when dropped.
 
-pub mod api;
+mod api;
 mod control;
-pub mod data;
-pub mod faults;
-pub mod filter;
-pub mod server;
-pub mod state;
+mod data;
+mod faults;
+mod filter;
+mod server;
+mod state;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -31,7 +31,9 @@ use tokio::sync::watch;
 
 pub use faults::{Counters, FaultKind, Faults, RequestCount, ScriptedFault};
 use server::Shared;
-use state::{Array, ArrayState, Sessions};
+use state::{Array, Sessions};
+/// The array model [`MockHandle::with_state`] shows.
+pub use state::{ArrayState, FileSystem, Nfs, Policy, Quota, Rule, Snapshot};
 
 /// How the management port does TLS.
 #[derive(Clone, Debug, Default)]
@@ -170,10 +172,7 @@ impl MockHandle {
 
     /// Runs the eradication sweep now.
     pub fn sweep(&self) {
-        let mut a = self.shared.array.lock().unwrap();
-        if a.sweep(state::now_ms()) {
-            a.save();
-        }
+        self.shared.sweep();
     }
 
     /// The directory holding a file system's content.

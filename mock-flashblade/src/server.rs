@@ -26,15 +26,15 @@ use crate::faults::{Bucket, CounterStore, FaultKind, Faults};
 use crate::state::{self, Array, Sessions, new_id};
 
 /// The oldest and newest REST 2.x minor versions served.
-pub const MIN_MINOR: u32 = 0;
-pub const MAX_MINOR: u32 = 17;
+pub(crate) const MIN_MINOR: u32 = 0;
+pub(crate) const MAX_MINOR: u32 = 17;
 
 /// Requests per second allowed when no rate limit is configured.
 const DEFAULT_RATE_LIMIT: f64 = 100_000.0;
 
 /// What `api_version` lists: 1.x as a real array does, though only 2.x
 /// resources are served.
-pub fn api_versions() -> Vec<String> {
+pub(crate) fn api_versions() -> Vec<String> {
     let mut v: Vec<String> = (0..=12).map(|m| format!("1.{m}")).collect();
     v.extend((MIN_MINOR..=MAX_MINOR).map(|m| format!("2.{m}")));
     v
@@ -50,17 +50,17 @@ pub(crate) fn split_versioned(path: &str) -> Option<(u32, u32, &str)> {
 
 /// State shared by every connection.
 pub(crate) struct Shared {
-    pub array: Mutex<Array>,
-    pub sessions: Sessions,
-    pub faults: Mutex<Faults>,
+    pub(crate) array: Mutex<Array>,
+    pub(crate) sessions: Sessions,
+    pub(crate) faults: Mutex<Faults>,
     semaphore: Mutex<Option<Arc<Semaphore>>>,
     bucket: Mutex<Option<Bucket>>,
-    pub counters: Mutex<CounterStore>,
+    pub(crate) counters: Mutex<CounterStore>,
     in_flight: AtomicU64,
 }
 
 impl Shared {
-    pub fn new(array: Array, sessions: Sessions, faults: Faults) -> Self {
+    pub(crate) fn new(array: Array, sessions: Sessions, faults: Faults) -> Self {
         let s = Self {
             array: Mutex::new(array),
             sessions,
@@ -74,7 +74,7 @@ impl Shared {
         s
     }
 
-    pub fn set_faults(&self, f: Faults) {
+    pub(crate) fn set_faults(&self, f: Faults) {
         *self.semaphore.lock().unwrap() = f.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1))));
         // Like the array's gateway, a limiter is always there (so every
         // answer carries RateLimit-* headers); without --rate-limit it is
@@ -87,7 +87,7 @@ impl Shared {
     }
 
     /// Eradicates what is due and writes the state if it changed.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let mut a = self.array.lock().unwrap();
         if a.sweep(state::now_ms()) {
             a.save();
@@ -100,7 +100,7 @@ impl Shared {
 /// endpoint answers loopback only) and how to drop it (reset faults).
 #[derive(Clone)]
 pub(crate) struct Conn {
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     kill: Arc<Notify>,
 }
 

@@ -41,7 +41,7 @@ struct ArrayPatch {
 }
 
 impl Array {
-    pub fn get_arrays(&self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn get_arrays(&self, q: &Query) -> ApiResult<Value> {
         let item = json!({
             "id": self.st.array_id,
             "name": self.st.array_name,
@@ -81,7 +81,7 @@ impl Array {
         Ok(json!({"items": env["items"]}))
     }
 
-    pub fn space(&self) -> (i64, i64, i64) {
+    pub(crate) fn space(&self) -> (i64, i64, i64) {
         let mut virt = 0i64;
         let mut snaps = 0i64;
         for fs in self.st.file_systems.values() {
@@ -100,7 +100,7 @@ impl Array {
         (virt, snaps, provisioned)
     }
 
-    pub fn get_arrays_space(&self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn get_arrays_space(&self, q: &Query) -> ApiResult<Value> {
         if let Some(t) = q.get("type")
             && !matches!(t, "array" | "file-system" | "object-store")
         {

@@ -156,7 +156,7 @@ pub struct FileSystem {
 }
 
 impl Array {
-    pub fn fs_json(&self, fs: &FileSystem, now: i64) -> Value {
+    pub(crate) fn fs_json(&self, fs: &FileSystem, now: i64) -> Value {
         let snaps: i64 = self
             .st
             .snapshots
@@ -249,7 +249,7 @@ impl Array {
         )
     }
 
-    pub fn get_file_systems(&self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn get_file_systems(&self, q: &Query) -> ApiResult<Value> {
         let now = now_ms();
         let destroyed = q.bool("destroyed")?;
         // A filter that pins the name (the usual existence check) only needs
@@ -701,7 +701,7 @@ impl Array {
         Ok(())
     }
 
-    pub fn delete_file_systems(&mut self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn delete_file_systems(&mut self, q: &Query) -> ApiResult<Value> {
         let sel = q
             .names_or_ids()?
             .ok_or_else(|| ApiError::bad("names or ids is required.", None))?;

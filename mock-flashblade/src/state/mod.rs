@@ -1,7 +1,17 @@
-//! The simulated array's store: everything it remembers ([`ArrayState`]),
-//! where each object's data lives, persistence to `state.json`, and the
-//! eradication sweep. The operations live with their resource in the
-//! submodules; HTTP concerns live in `server.rs`.
+//! The simulated array. This module owns the store: everything the array
+//! remembers ([`ArrayState`]), where each object's data lives, persistence to
+//! `state.json`, the eradication sweep, and the helpers handlers use to run
+//! an operation on it. Each resource module owns its model types, its
+//! request bodies, its operations (FlashBlade's rules) and its routes:
+//!
+//! - `sessions`: `api_version`, `login-banner`, login, logout, session table
+//! - `arrays`: `arrays`, `arrays/space`
+//! - `file_systems`: `file-systems`
+//! - `snapshots`: `file-system-snapshots`
+//! - `quotas`: `quotas/users`, `quotas/groups`
+//! - `policies`: `nfs-export-policies`, `nfs-export-policies/rules`
+//!
+//! Connections and the layers around the routes live in `server.rs`.
 
 mod arrays;
 mod file_systems;
@@ -12,7 +22,6 @@ mod snapshots;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,8 +33,9 @@ use crate::data;
 use crate::server::Shared;
 
 pub use file_systems::{FileSystem, Nfs};
-pub use policies::{Policy, Rule, validate_rules};
-pub use quotas::{Quota, QuotaKind};
+pub(crate) use policies::validate_rules;
+pub use policies::{Policy, Rule};
+pub use quotas::Quota;
 pub(crate) use sessions::Sessions;
 pub use snapshots::Snapshot;
 
@@ -77,14 +87,14 @@ where
     run(shared, true, op).await
 }
 
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let v: u128 = rand::random();
     let h = format!("{v:032x}");
     format!(
@@ -124,7 +134,7 @@ pub struct ArrayState {
 }
 
 impl ArrayState {
-    pub fn new(capacity: i64) -> Self {
+    pub(crate) fn new(capacity: i64) -> Self {
         Self {
             array_name: "mock-fb01".into(),
             array_id: new_id(),
@@ -141,14 +151,14 @@ impl ArrayState {
 }
 
 /// The array model plus where its data lives.
-pub struct Array {
-    pub st: ArrayState,
-    pub data_dir: PathBuf,
-    pub snap_dir: PathBuf,
-    pub eradication_delay_ms: i64,
-    pub persist_path: Option<PathBuf>,
+pub(crate) struct Array {
+    pub(crate) st: ArrayState,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) snap_dir: PathBuf,
+    pub(crate) eradication_delay_ms: i64,
+    pub(crate) persist_path: Option<PathBuf>,
     /// Changed since the last flush.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
 }
 
 fn io_err(e: std::io::Error) -> ApiError {
@@ -187,7 +197,12 @@ fn resolve<T>(
 }
 
 impl Array {
-    pub fn new(st: ArrayState, data_dir: PathBuf, snap_dir: PathBuf, eradication_delay_ms: i64) -> Self {
+    pub(crate) fn new(
+        st: ArrayState,
+        data_dir: PathBuf,
+        snap_dir: PathBuf,
+        eradication_delay_ms: i64,
+    ) -> Self {
         Self {
             st,
             data_dir,
@@ -198,7 +213,7 @@ impl Array {
         }
     }
 
-    pub fn fs_dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn fs_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join(name)
     }
 
@@ -207,12 +222,12 @@ impl Array {
     }
 
     /// Marks the state changed; [`Array::flush`] writes it.
-    pub fn save(&mut self) {
+    pub(crate) fn save(&mut self) {
         self.dirty = self.persist_path.is_some();
     }
 
     /// Writes the state atomically (temp file + rename) if it changed.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if !self.dirty {
             return;
         }
@@ -227,7 +242,7 @@ impl Array {
         }
     }
 
-    pub fn load(path: &Path) -> Option<ArrayState> {
+    pub(crate) fn load(path: &Path) -> Option<ArrayState> {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()
     }
 
@@ -242,7 +257,7 @@ impl Array {
 impl Array {
     /// Eradicates destroyed objects whose delay has passed. Returns whether
     /// anything changed.
-    pub fn sweep(&mut self, now: i64) -> bool {
+    pub(crate) fn sweep(&mut self, now: i64) -> bool {
         let delay = self.eradication_delay_ms;
         let due_fs: Vec<String> = self
             .st

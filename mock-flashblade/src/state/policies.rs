@@ -131,7 +131,7 @@ const RULE_OPTIONS: &[&str] = &[
 ];
 
 /// Checks an `nfs.rules` string: space-separated `client(options)` entries.
-pub fn validate_rules(rules: &str) -> Result<(), String> {
+pub(crate) fn validate_rules(rules: &str) -> Result<(), String> {
     for entry in rules.split_whitespace() {
         let (client, opts) = entry
             .split_once('(')
@@ -358,7 +358,7 @@ impl Array {
         Ok(())
     }
 
-    pub fn get_policies(&self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn get_policies(&self, q: &Query) -> ApiResult<Value> {
         let names = self.select_policies(q, "names", "ids")?;
         let items = self
             .st
@@ -466,7 +466,7 @@ impl Array {
         Ok(json!({"items": out}))
     }
 
-    pub fn delete_policies(&mut self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn delete_policies(&mut self, q: &Query) -> ApiResult<Value> {
         let names = self
             .select_policies(q, "names", "ids")?
             .ok_or_else(|| ApiError::bad("names or ids is required.", None))?;
@@ -527,7 +527,7 @@ impl Array {
         }
     }
 
-    pub fn get_rules(&self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn get_rules(&self, q: &Query) -> ApiResult<Value> {
         let policies = self.select_policies(q, "policy_names", "policy_ids")?;
         let chosen = self.select_rules(q)?;
         let mut items = Vec::new();
@@ -620,7 +620,7 @@ impl Array {
         Ok(json!({"items": out}))
     }
 
-    pub fn delete_rules(&mut self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn delete_rules(&mut self, q: &Query) -> ApiResult<Value> {
         let mut chosen = self
             .select_rules(q)?
             .ok_or_else(|| ApiError::bad("names or ids is required.", None))?;

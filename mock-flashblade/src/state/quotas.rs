@@ -73,7 +73,7 @@ type Principal = (u32, Option<String>);
 
 /// Which quota table an operation works on.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum QuotaKind {
+pub(crate) enum QuotaKind {
     User,
     Group,
 }
@@ -205,7 +205,7 @@ impl Array {
         sel.map(|s| self.select_fs(&s)).transpose()
     }
 
-    pub fn get_quotas(&self, kind: QuotaKind, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn get_quotas(&self, kind: QuotaKind, q: &Query) -> ApiResult<Value> {
         let fss = self.quota_file_systems(q, false)?;
         let principals = self.principals(kind, q)?;
         let items = self
@@ -312,7 +312,7 @@ impl Array {
         Ok(json!({"items": out}))
     }
 
-    pub fn delete_quotas(&mut self, kind: QuotaKind, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn delete_quotas(&mut self, kind: QuotaKind, q: &Query) -> ApiResult<Value> {
         let mut idx = self.quota_indices(kind, q)?;
         idx.sort_unstable();
         idx.dedup();

@@ -46,7 +46,7 @@ fn auth_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Sessions {
-    pub fn new(api_token: String, ttl: Option<Duration>) -> Self {
+    pub(crate) fn new(api_token: String, ttl: Option<Duration>) -> Self {
         Self {
             table: Mutex::new(HashMap::new()),
             api_token: Mutex::new(api_token),
@@ -54,7 +54,7 @@ impl Sessions {
         }
     }
 
-    pub fn set_api_token(&self, token: &str) {
+    pub(crate) fn set_api_token(&self, token: &str) {
         *self.api_token.lock().unwrap() = token.to_string();
     }
 
@@ -77,31 +77,31 @@ impl Sessions {
     }
 
     /// Ends the session a request carries, if any.
-    pub fn end(&self, headers: &HeaderMap) {
+    pub(crate) fn end(&self, headers: &HeaderMap) {
         if let Some(t) = auth_token(headers) {
             self.table.lock().unwrap().remove(t);
         }
     }
 
     /// Ends every session, as an array restart would.
-    pub fn expire_all(&self) -> usize {
+    pub(crate) fn expire_all(&self) -> usize {
         let mut s = self.table.lock().unwrap();
         let n = s.len();
         s.clear();
         n
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.table.lock().unwrap().len()
     }
 
-    pub fn tokens(&self) -> Vec<String> {
+    pub(crate) fn tokens(&self) -> Vec<String> {
         self.table.lock().unwrap().keys().cloned().collect()
     }
 
     /// Checks the request's session (by TTL and the array's `idle_timeout`,
     /// in ms, 0 = none) and marks it used.
-    pub fn authorize(&self, headers: &HeaderMap, idle_ms: i64) -> ApiResult<()> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap, idle_ms: i64) -> ApiResult<()> {
         let Some(token) = auth_token(headers) else {
             return Err(ApiError::new(401, "Authentication required.", None));
         };

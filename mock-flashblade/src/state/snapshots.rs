@@ -95,7 +95,7 @@ impl Array {
         })
     }
 
-    pub fn get_snapshots(&self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn get_snapshots(&self, q: &Query) -> ApiResult<Value> {
         let now = now_ms();
         let destroyed = q.bool("destroyed")?;
         let mut selected: Vec<&Snapshot> = Vec::new();
@@ -252,7 +252,7 @@ impl Array {
         Ok(json!({"items": out}))
     }
 
-    pub fn delete_snapshots(&mut self, q: &Query) -> ApiResult<Value> {
+    pub(crate) fn delete_snapshots(&mut self, q: &Query) -> ApiResult<Value> {
         let names = self.select_snaps(q)?;
         for n in &names {
             let s = &self.st.snapshots[n];
