@@ -1,20 +1,28 @@
-//! Request/response plumbing shared by the resources: query parameters, the
-//! FlashBlade error body, and the 2.x list envelope (filter, sort, paging).
+//! Request/response plumbing shared by the resources: the extractors handlers
+//! take (query parameters, the JSON body, the API version), the FlashBlade
+//! error body, the success answer, and the 2.x list envelope (filter, sort,
+//! paging).
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::filter;
 
 /// An API error as FlashBlade reports it: an HTTP status and one error item.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-    pub context: Option<String>,
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+    pub(crate) context: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, message: impl Into<String>, context: Option<&str>) -> Self {
+    pub(crate) fn new(status: u16, message: impl Into<String>, context: Option<&str>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -24,11 +32,11 @@ impl ApiError {
 
     /// FlashBlade answers 400 for validation errors, missing objects and
     /// conflicts alike.
-    pub fn bad(message: impl Into<String>, context: Option<&str>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>, context: Option<&str>) -> Self {
         Self::new(400, message, context)
     }
 
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let item = json!({"context": self.context, "message": self.message});
         if matches!(self.status, 401 | 403 | 429) {
             // The gateway's shape (top-level message) plus the API's shape, so
@@ -40,26 +48,146 @@ impl ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON answer with a status; `None` is an empty body (no content type).
+pub(crate) fn json_response(status: u16, body: Option<&Value>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match body {
+        Some(v) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(v).unwrap_or_default(),
+        )
+            .into_response(),
+        None => status.into_response(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, Some(&self.body()))
+    }
+}
+
+/// A successful API answer: 200 with the JSON, or with an empty body for
+/// `Value::Null` (DELETE). A list's continuation token is repeated in
+/// `x-next-token`, as the array does.
+pub(crate) struct Reply(pub Value);
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        if self.0.is_null() {
+            return json_response(200, None);
+        }
+        let mut resp = json_response(200, Some(&self.0));
+        if let Some(t) = self.0.get("continuation_token").and_then(Value::as_str)
+            && let Ok(v) = HeaderValue::from_str(t)
+        {
+            resp.headers_mut().insert("x-next-token", v);
+        }
+        resp
+    }
+}
+
+/// The REST 2.x minor version of a versioned request (set by the router's
+/// version check).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ApiVersion(pub u32);
+
+/// Admits a request made at REST 2.`MINOR` or later: resources added in a
+/// later release are unknown to older versions. Put it before the body in a
+/// handler's arguments, so the version is checked first.
+pub(crate) struct Since<const MINOR: u32>;
+
+impl<S: Send + Sync, const MINOR: u32> FromRequestParts<S> for Since<MINOR> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.extensions.get::<ApiVersion>() {
+            Some(ApiVersion(minor)) if *minor >= MINOR => Ok(Since),
+            _ => {
+                let path = parts.uri.path();
+                let resource = crate::server::split_versioned(path).map_or(path, |(_, _, r)| r);
+                Err(ApiError::new(
+                    404,
+                    format!("{resource} requires API version 2.{MINOR} or later."),
+                    None,
+                ))
+            }
+        }
+    }
+}
+
+/// The request body, already checked to be JSON by the router (so a
+/// malformed body is refused before the route is looked at, as on the array).
+#[derive(Clone, Debug)]
+pub(crate) struct JsonBody(pub Value);
+
+/// A handler's decoded request body: a JSON object (GET and DELETE bodies
+/// are ignored, and an absent or null body reads as `{}`). Type errors name
+/// the field.
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let v = match parts.extensions.remove::<JsonBody>() {
+            Some(JsonBody(Value::Null)) | None => json!({}),
+            Some(JsonBody(v)) if v.is_object() => v,
+            Some(_) => return Err(ApiError::bad("The request body must be a JSON object.", None)),
+        };
+        serde_path_to_error::deserialize(v)
+            .map(Body)
+            .map_err(|e| ApiError::bad(format!("Invalid request body: {e}."), None))
+    }
+}
+
+/// For a number field where null (or "") clears the value rather than
+/// leaving it unchanged: absent → `None` (via `#[serde(default)]`), null or
+/// "" → `Some(None)`, a number → `Some(Some(n))`. Range checks are the
+/// operation's, so their messages stay FlashBlade's.
+pub(crate) fn clearable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Some(None)),
+        Value::String(s) if s.is_empty() => Ok(Some(None)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|v| Some(Some(v)))
+            .ok_or_else(|| D::Error::custom(format!("{n} is out of range"))),
+        other => Err(D::Error::custom(format!(
+            "invalid value {other}, expected an integer, null or \"\""
+        ))),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Query::parse(parts.uri.query()))
+    }
+}
 
 /// Decoded query parameters, in the order sent.
 #[derive(Debug, Clone, Default)]
-pub struct Query(pub Vec<(String, String)>);
+pub(crate) struct Query(pub Vec<(String, String)>);
 
 impl Query {
-    pub fn parse(raw: Option<&str>) -> Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
         Query(
             raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                 .unwrap_or_default(),
         )
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// A comma-separated list parameter; `None` when absent.
-    pub fn list(&self, key: &str) -> Option<Vec<String>> {
+    pub(crate) fn list(&self, key: &str) -> Option<Vec<String>> {
         self.get(key).map(|v| {
             v.split(',')
                 .map(|s| s.trim().to_string())
@@ -68,7 +196,7 @@ impl Query {
         })
     }
 
-    pub fn bool(&self, key: &str) -> ApiResult<Option<bool>> {
+    pub(crate) fn bool(&self, key: &str) -> ApiResult<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
@@ -77,7 +205,7 @@ impl Query {
         }
     }
 
-    pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
+    pub(crate) fn int(&self, key: &str) -> ApiResult<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -88,7 +216,7 @@ impl Query {
     }
 
     /// `names` and `ids` select objects; they cannot be combined.
-    pub fn names_or_ids(&self) -> ApiResult<Option<Selector>> {
+    pub(crate) fn names_or_ids(&self) -> ApiResult<Option<Selector>> {
         match (self.list("names"), self.list("ids")) {
             (Some(_), Some(_)) => Err(ApiError::bad("names and ids cannot be used together.", None)),
             (Some(n), None) => Ok(Some(Selector::Names(n))),
@@ -99,13 +227,13 @@ impl Query {
 }
 
 #[derive(Debug, Clone)]
-pub enum Selector {
+pub(crate) enum Selector {
     Names(Vec<String>),
     Ids(Vec<String>),
 }
 
 /// Largest page the mock returns; larger limits are lowered silently.
-pub const MAX_LIMIT: i64 = 5000;
+pub(crate) const MAX_LIMIT: i64 = 5000;
 const TOKEN_SALT: u64 = 0x5eed_f1a5_4b1a_de00;
 
 fn encode_token(offset: usize) -> String {
@@ -146,7 +274,7 @@ fn sort_key_cmp(a: &Value, b: &Value, field: &str) -> std::cmp::Ordering {
 /// Builds the GET envelope `{continuation_token, total_item_count, items,
 /// total}` from every matching item, applying `filter`, `sort`, `offset`,
 /// `continuation_token`, `limit` and `total_only`.
-pub fn list_envelope(
+pub(crate) fn list_envelope(
     mut items: Vec<Value>,
     q: &Query,
     total: impl Fn(&[Value]) -> Value,

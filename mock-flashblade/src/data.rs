@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Copies the tree at `from` into `to` (created), keeping modes and, when
 /// running as root, owners.
-pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::create_dir_all(to)?;
     let meta = std::fs::metadata(from)?;
     std::fs::set_permissions(to, meta.permissions())?;
@@ -33,7 +33,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Empties `dir` (keeping the directory itself, which may be a mount source)
 /// and fills it with a copy of `from`.
-pub fn replace_contents(dir: &Path, from: &Path) -> io::Result<()> {
+pub(crate) fn replace_contents(dir: &Path, from: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -46,7 +46,7 @@ pub fn replace_contents(dir: &Path, from: &Path) -> io::Result<()> {
     copy_tree(from, dir)
 }
 
-pub fn remove_tree(dir: &Path) -> io::Result<()> {
+pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
@@ -55,13 +55,13 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
 
 /// Bytes used under `dir`, with per-uid and per-gid totals.
 #[derive(Debug, Default, Clone)]
-pub struct Usage {
-    pub bytes: u64,
-    pub by_uid: HashMap<u32, u64>,
-    pub by_gid: HashMap<u32, u64>,
+pub(crate) struct Usage {
+    pub(crate) bytes: u64,
+    pub(crate) by_uid: HashMap<u32, u64>,
+    pub(crate) by_gid: HashMap<u32, u64>,
 }
 
-pub fn usage(dir: &Path) -> Usage {
+pub(crate) fn usage(dir: &Path) -> Usage {
     let mut u = Usage::default();
     walk(dir, &mut u);
     u

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
+pub(crate) enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
@@ -17,7 +17,7 @@ pub enum Expr {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Op {
+pub(crate) enum Op {
     Eq,
     Ne,
     Lt,
@@ -27,7 +27,7 @@ pub enum Op {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Lit {
+pub(crate) enum Lit {
     Str(String),
     Num(f64),
     Bool(bool),
@@ -230,7 +230,7 @@ impl Parser {
     }
 }
 
-pub fn parse(s: &str) -> Result<Expr, String> {
+pub(crate) fn parse(s: &str) -> Result<Expr, String> {
     let mut p = Parser {
         toks: lex(s)?,
         pos: 0,
@@ -299,7 +299,7 @@ fn cmp_one(v: Option<&Value>, op: Op, lit: &Lit) -> bool {
 
 /// The only values `field` can have for `e` to match, when the expression
 /// pins it with `=` (no wildcard): lets callers skip building every object.
-pub fn pinned_values(e: &Expr, field: &str) -> Option<Vec<String>> {
+pub(crate) fn pinned_values(e: &Expr, field: &str) -> Option<Vec<String>> {
     match e {
         Expr::Cmp(f, Op::Eq, lits) if f == field => lits
             .iter()
@@ -322,7 +322,7 @@ pub fn pinned_values(e: &Expr, field: &str) -> Option<Vec<String>> {
     }
 }
 
-pub fn eval(e: &Expr, item: &Value) -> bool {
+pub(crate) fn eval(e: &Expr, item: &Value) -> bool {
     match e {
         Expr::And(a, b) => eval(a, item) && eval(b, item),
         Expr::Or(a, b) => eval(a, item) || eval(b, item),

@@ -12,18 +12,18 @@
 //! Start it in-process with [`start`]; the returned [`MockHandle`] stops it
 //! when dropped.
 
-pub mod api;
-pub mod data;
-pub mod faults;
-pub mod filter;
-pub mod server;
-pub mod state;
+mod api;
+mod control;
+mod data;
+mod faults;
+mod filter;
+mod server;
+mod state;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -31,7 +31,9 @@ use tokio::sync::watch;
 
 pub use faults::{Counters, FaultKind, Faults, RequestCount, ScriptedFault};
 use server::Shared;
-use state::{Array, ArrayState};
+use state::{Array, Sessions};
+/// The array model [`MockHandle::with_state`] shows.
+pub use state::{ArrayState, FileSystem, Nfs, Policy, Quota, Rule, Snapshot};
 
 /// How the management port does TLS.
 #[derive(Clone, Debug, Default)]
@@ -130,7 +132,7 @@ impl MockHandle {
     }
 
     pub fn counters(&self) -> Counters {
-        let live = self.shared.live_sessions();
+        let live = self.shared.sessions.len();
         self.shared.counters.lock().unwrap().snapshot(live)
     }
 
@@ -154,26 +156,23 @@ impl MockHandle {
     /// Accepts only `token` from now on (an admin rotating the API token).
     /// Existing sessions stay valid until they expire.
     pub fn set_api_token(&self, token: &str) {
-        *self.shared.api_token.lock().unwrap() = token.to_string();
+        self.shared.sessions.set_api_token(token);
     }
 
     /// Ends every session, as an array restart or idle timeout would.
     pub fn expire_sessions(&self) -> usize {
-        self.shared.expire_sessions()
+        self.shared.sessions.expire_all()
     }
 
     /// The session tokens currently issued (for tests that check a client
     /// never leaks them).
     pub fn session_tokens(&self) -> Vec<String> {
-        self.shared.sessions.lock().unwrap().keys().cloned().collect()
+        self.shared.sessions.tokens()
     }
 
     /// Runs the eradication sweep now.
     pub fn sweep(&self) {
-        let mut a = self.shared.array.lock().unwrap();
-        if a.sweep(state::now_ms()) {
-            a.save();
-        }
+        self.shared.sweep();
     }
 
     /// The directory holding a file system's content.
@@ -315,18 +314,11 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
     };
     let url = format!("{scheme}://{host}:{}", addr.port());
 
-    let shared = Arc::new(Shared {
-        array: Mutex::new(array),
-        sessions: Mutex::new(Default::default()),
-        faults: Mutex::new(Faults::default()),
-        semaphore: Mutex::new(None),
-        bucket: Mutex::new(None),
-        counters: Mutex::new(Default::default()),
-        in_flight: AtomicU64::new(0),
-        api_token: Mutex::new(api_token.clone()),
-        session_ttl: config.session_ttl,
-    });
-    shared.set_faults(config.faults.clone());
+    let shared = Arc::new(Shared::new(
+        array,
+        Sessions::new(api_token.clone(), config.session_ttl),
+        config.faults.clone(),
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -345,14 +337,7 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
             // Eradicate what is due, then write the state if anything changed
             // (writes are batched so a burst of changes costs one write).
             let s = sweeper.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let mut a = s.array.lock().unwrap();
-                if a.sweep(state::now_ms()) {
-                    a.save();
-                }
-                a.flush();
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || s.sweep()).await;
         }
     });
 

@@ -1,60 +1,80 @@
-//! The HTTP side of the simulator: connection handling (TLS or plain, HTTP/1
-//! and HTTP/2), authentication and sessions, fault injection, counters, the
-//! loopback-only control endpoint, and routing to the array model.
+//! The HTTP side of the simulator: connections (TLS or plain, HTTP/1 and
+//! HTTP/2, each one droppable by a reset fault), the axum router that puts
+//! the resource modules' routes together, and the layers an API request
+//! passes through, outermost first: request id, fault injection (latency,
+//! concurrency limit, rate limit, injected errors, counters), then for
+//! versioned paths the version, session and body checks.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
+use tower::ServiceExt;
 
-use crate::api::{ApiError, ApiResult, Query};
-use crate::faults::{Bucket, CounterStore, FaultKind, Faults, ScriptedFault};
-use crate::state::{Array, QuotaKind, new_id, now_ms};
+use crate::api::{ApiError, ApiVersion, JsonBody};
+use crate::faults::{Bucket, CounterStore, FaultKind, Faults};
+use crate::state::{self, Array, Sessions, new_id};
 
 /// The oldest and newest REST 2.x minor versions served.
-pub const MIN_MINOR: u32 = 0;
-pub const MAX_MINOR: u32 = 17;
+pub(crate) const MIN_MINOR: u32 = 0;
+pub(crate) const MAX_MINOR: u32 = 17;
 
 /// Requests per second allowed when no rate limit is configured.
-pub const DEFAULT_RATE_LIMIT: f64 = 100_000.0;
+const DEFAULT_RATE_LIMIT: f64 = 100_000.0;
 
-pub fn api_versions() -> Vec<String> {
+/// What `api_version` lists: 1.x as a real array does, though only 2.x
+/// resources are served.
+pub(crate) fn api_versions() -> Vec<String> {
     let mut v: Vec<String> = (0..=12).map(|m| format!("1.{m}")).collect();
     v.extend((MIN_MINOR..=MAX_MINOR).map(|m| format!("2.{m}")));
     v
 }
 
-pub(crate) struct Session {
-    created: Instant,
-    last_used: Instant,
+/// Parses `/api/<major>.<minor>/<resource>`.
+pub(crate) fn split_versioned(path: &str) -> Option<(u32, u32, &str)> {
+    let rest = path.strip_prefix("/api/")?;
+    let (ver, resource) = rest.split_once('/')?;
+    let (major, minor) = ver.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?, resource))
 }
 
 /// State shared by every connection.
 pub(crate) struct Shared {
-    pub array: Mutex<Array>,
-    pub sessions: Mutex<HashMap<String, Session>>,
-    pub faults: Mutex<Faults>,
-    pub semaphore: Mutex<Option<Arc<Semaphore>>>,
-    pub bucket: Mutex<Option<Bucket>>,
-    pub counters: Mutex<CounterStore>,
-    pub in_flight: AtomicU64,
-    pub api_token: Mutex<String>,
-    pub session_ttl: Option<Duration>,
+    pub(crate) array: Mutex<Array>,
+    pub(crate) sessions: Sessions,
+    pub(crate) faults: Mutex<Faults>,
+    semaphore: Mutex<Option<Arc<Semaphore>>>,
+    bucket: Mutex<Option<Bucket>>,
+    pub(crate) counters: Mutex<CounterStore>,
+    in_flight: AtomicU64,
 }
 
 impl Shared {
-    pub fn set_faults(&self, f: Faults) {
+    pub(crate) fn new(array: Array, sessions: Sessions, faults: Faults) -> Self {
+        let s = Self {
+            array: Mutex::new(array),
+            sessions,
+            faults: Mutex::new(Faults::default()),
+            semaphore: Mutex::new(None),
+            bucket: Mutex::new(None),
+            counters: Mutex::new(CounterStore::default()),
+            in_flight: AtomicU64::new(0),
+        };
+        s.set_faults(faults);
+        s
+    }
+
+    pub(crate) fn set_faults(&self, f: Faults) {
         *self.semaphore.lock().unwrap() = f.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1))));
         // Like the array's gateway, a limiter is always there (so every
         // answer carries RateLimit-* headers); without --rate-limit it is
@@ -66,34 +86,42 @@ impl Shared {
         *self.faults.lock().unwrap() = f;
     }
 
-    pub fn expire_sessions(&self) -> usize {
-        let mut s = self.sessions.lock().unwrap();
-        let n = s.len();
-        s.clear();
-        n
-    }
-
-    pub fn live_sessions(&self) -> usize {
-        self.sessions.lock().unwrap().len()
-    }
-}
-
-type Resp = Response<Full<Bytes>>;
-
-fn json_response(status: u16, body: Option<&Value>) -> Resp {
-    let mut b = Response::builder().status(status);
-    let bytes = match body {
-        Some(v) => {
-            b = b.header("content-type", "application/json");
-            Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+    /// Eradicates what is due and writes the state if it changed.
+    pub(crate) fn sweep(&self) {
+        let mut a = self.array.lock().unwrap();
+        if a.sweep(state::now_ms()) {
+            a.save();
         }
-        None => Bytes::new(),
-    };
-    b.body(Full::new(bytes)).expect("valid response")
+        a.flush();
+    }
 }
 
-fn error_response(e: &ApiError) -> Resp {
-    json_response(e.status, Some(&e.body()))
+/// What a request knows about its connection: the peer (the control
+/// endpoint answers loopback only) and how to drop it (reset faults).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub(crate) peer: SocketAddr,
+    kill: Arc<Notify>,
+}
+
+/// The whole HTTP surface.
+fn router(shared: Arc<Shared>) -> Router {
+    let versioned = Router::new()
+        .merge(state::resource_routes())
+        .method_not_allowed_fallback(|| async { ApiError::new(405, "Method not allowed.", None) })
+        // After the method fallback, so a wrong method is also answered only
+        // to a valid session, as on the array.
+        .route_layer(middleware::from_fn_with_state(shared.clone(), admit_versioned));
+    let api = Router::new()
+        .merge(state::sessions::routes())
+        .merge(versioned)
+        .fallback(unmatched)
+        .layer(middleware::from_fn_with_state(shared.clone(), inject_faults));
+    Router::new()
+        .nest("/mock", crate::control::routes())
+        .merge(api)
+        .layer(middleware::from_fn(request_id))
+        .with_state(shared)
 }
 
 /// Accepts connections until `stop` flips.
@@ -103,12 +131,13 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let app = router(shared);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection(stream, peer, tls.clone(), shared.clone(), stop.clone()));
+                tokio::spawn(connection(stream, peer, tls.clone(), app.clone(), stop.clone()));
             }
             _ = stop.changed() => break,
         }
@@ -119,13 +148,18 @@ async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    shared: Arc<Shared>,
+    app: Router,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Lets a request drop its own connection (reset faults).
-    let kill = Arc::new(Notify::new());
-    let k = kill.clone();
-    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, k.clone(), req));
+    let conn = Conn {
+        peer,
+        kill: Arc::new(Notify::new()),
+    };
+    let kill = conn.kill.clone();
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(conn.clone());
+        app.clone().oneshot(req)
+    });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     match tls {
         Some(acceptor) => {
@@ -149,6 +183,19 @@ async fn connection(
             }
         }
     }
+}
+
+/// Echoes the client's `x-request-id` (or makes one) on every answer.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .filter(|v| v.to_str().is_ok_and(|v| !v.is_empty() && v.len() <= 128))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_str(&new_id()).expect("hex id"));
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert("x-request-id", id);
+    resp
 }
 
 struct InFlight<'a>(&'a AtomicU64);
@@ -220,28 +267,17 @@ fn rate_headers(b: &Bucket) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    kill: Arc<Notify>,
-    req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
+/// The array's gateway, simulated: concurrency limit, latency, rate limit
+/// and injected faults before the request is handled; ambiguous failures
+/// after; and a count of every answer.
+async fn inject_faults(
+    State(shared): State<Arc<Shared>>,
+    axum::Extension(conn): axum::Extension<Conn>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_string)
-        .unwrap_or_else(new_id);
-
-    if let Some(control_path) = path.strip_prefix("/mock/") {
-        let mut resp = control(&shared, peer, &method, control_path, req).await;
-        resp.headers_mut()
-            .insert("x-request-id", request_id.parse().expect("header value"));
-        return Ok(resp);
-    }
 
     let semaphore = shared.semaphore.lock().unwrap().clone();
     let _permit = match &semaphore {
@@ -288,20 +324,25 @@ async fn handle(
         ]);
     }
 
-    let finish = |status: u16, mut resp: Resp, extra: &[(&'static str, String)]| -> Resp {
+    let finish = |mut resp: Response| -> Response {
         shared
             .counters
             .lock()
             .unwrap()
-            .record(method.as_str(), &path, status);
+            .record(method.as_str(), &path, resp.status().as_u16());
         let h = resp.headers_mut();
-        h.insert("x-request-id", request_id.parse().expect("header value"));
-        for (k, v) in extra {
+        for (k, v) in &extra_headers {
             if let Ok(v) = v.parse() {
                 h.insert(*k, v);
             }
         }
         resp
+    };
+    // Drops the connection without an answer.
+    let reset = || async {
+        shared.counters.lock().unwrap().record(method.as_str(), &path, 0);
+        conn.kill.notify_one();
+        std::future::pending::<Response>().await
     };
 
     if let Some(kind) = forced.filter(|k| !k.is_ambiguous() && *k != FaultKind::Stall) {
@@ -315,30 +356,16 @@ async fn handle(
             FaultKind::GatewayTimeout => (504, "Gateway timeout."),
             FaultKind::RateLimited => (429, "API rate limit exceeded"),
             FaultKind::SessionExpired => {
-                if let Some(t) = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()) {
-                    shared.sessions.lock().unwrap().remove(t);
-                }
+                shared.sessions.end(req.headers());
                 (403, "Session has expired.")
             }
-            FaultKind::Reset => {
-                shared.counters.lock().unwrap().record(method.as_str(), &path, 0);
-                kill.notify_one();
-                std::future::pending::<()>().await;
-                unreachable!()
-            }
+            FaultKind::Reset => return reset().await,
             FaultKind::Ambiguous500 | FaultKind::AmbiguousReset | FaultKind::Stall => unreachable!(),
         };
-        let e = ApiError::new(status, message, None);
-        return Ok(finish(status, error_response(&e), &extra_headers));
+        return finish(ApiError::new(status, message, None).into_response());
     }
 
-    let headers = req.headers().clone();
-    let query = Query::parse(req.uri().query());
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
-    let (status, resp) = api(&shared, &method, &path, &query, &headers, &body).await;
+    let resp = next.run(req).await;
 
     let ambiguous = match forced {
         Some(k) if k.is_ambiguous() => Some(k),
@@ -349,361 +376,81 @@ async fn handle(
         }),
         _ => None,
     };
-    if let Some(kind) = ambiguous.filter(|_| is_mutation(&method) && (200..300).contains(&status)) {
+    if let Some(kind) = ambiguous.filter(|_| is_mutation(&method) && resp.status().is_success()) {
         // The change is committed; the client is not told.
         shared.counters.lock().unwrap().injected_faults += 1;
         if kind == FaultKind::AmbiguousReset {
-            shared.counters.lock().unwrap().record(method.as_str(), &path, 0);
-            kill.notify_one();
-            std::future::pending::<()>().await;
+            return reset().await;
         }
-        let e = ApiError::new(500, "Internal server error.", None);
-        return Ok(finish(500, error_response(&e), &extra_headers));
+        return finish(ApiError::new(500, "Internal server error.", None).into_response());
     }
-    if let Some(t) = resp.body_token.clone() {
-        extra_headers.push(("x-next-token", t));
-    }
-    Ok(finish(status, resp.response, &extra_headers))
+    finish(resp)
 }
 
-struct ApiResp {
-    response: Resp,
-    body_token: Option<String>,
-}
-
-fn ok_json(v: Value) -> (u16, ApiResp) {
-    let token = v
-        .get("continuation_token")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    (
-        200,
-        ApiResp {
-            response: json_response(200, if v.is_null() { None } else { Some(&v) }),
-            body_token: token,
-        },
-    )
-}
-
-fn err(e: ApiError) -> (u16, ApiResp) {
-    (
-        e.status,
-        ApiResp {
-            response: error_response(&e),
-            body_token: None,
-        },
-    )
-}
-
-/// Parses `/api/2.N/<resource>`; returns the minor version and resource.
-fn split_versioned(path: &str) -> Option<(u32, u32, &str)> {
-    let rest = path.strip_prefix("/api/")?;
-    let (ver, resource) = rest.split_once('/')?;
-    let (major, minor) = ver.split_once('.')?;
-    Some((major.parse().ok()?, minor.parse().ok()?, resource))
-}
-
-fn token_matches(given: &str, expected: &str) -> bool {
-    // Constant-time comparison: no early exit on the first differing byte.
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= (*a.get(i).unwrap_or(&0) ^ *b.get(i).unwrap_or(&0)) as usize;
-    }
-    diff == 0
-}
-
-async fn api(
-    shared: &Arc<Shared>,
-    method: &Method,
-    path: &str,
-    query: &Query,
-    headers: &hyper::HeaderMap,
-    body: &Bytes,
-) -> (u16, ApiResp) {
-    match (method, path) {
-        (&Method::GET, "/api/api_version") => return ok_json(json!({"versions": api_versions()})),
-        (&Method::GET, "/api/login-banner") => return ok_json(json!({"login_banner": ""})),
-        _ => {}
-    }
-    let versioned = split_versioned(path);
-    let is_login = path == "/api/login" || (versioned.is_some_and(|(ma, _, r)| ma == 2 && r == "login"));
-    let is_logout = path == "/api/logout" || (versioned.is_some_and(|(ma, _, r)| ma == 2 && r == "logout"));
-    if is_login {
-        if method != Method::POST {
-            return err(ApiError::new(405, "Method not allowed.", None));
-        }
-        let given = headers
-            .get("api-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let expected = shared.api_token.lock().unwrap().clone();
-        if given.is_empty() || !token_matches(given, &expected) {
-            shared.counters.lock().unwrap().failed_logins += 1;
-            return err(ApiError::new(401, "Invalid API token.", None));
-        }
-        let token = new_id();
-        let now = Instant::now();
-        shared.sessions.lock().unwrap().insert(
-            token.clone(),
-            Session {
-                created: now,
-                last_used: now,
-            },
-        );
-        shared.counters.lock().unwrap().logins += 1;
-        let mut resp = json_response(200, Some(&json!({"username": "pureuser"})));
-        resp.headers_mut()
-            .insert("x-auth-token", token.parse().expect("header value"));
-        return (
-            200,
-            ApiResp {
-                response: resp,
-                body_token: None,
-            },
-        );
-    }
-    if is_logout {
-        if method != Method::POST {
-            return err(ApiError::new(405, "Method not allowed.", None));
-        }
-        if let Some(t) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
-            shared.sessions.lock().unwrap().remove(t);
-        }
-        shared.counters.lock().unwrap().logouts += 1;
-        return (
-            200,
-            ApiResp {
-                response: json_response(200, None),
-                body_token: None,
-            },
-        );
-    }
-    let Some((major, minor, resource)) = versioned else {
-        return err(ApiError::new(404, "Not found.", None));
+/// Versioned paths: a served 2.x version, then a live session, then a JSON
+/// body, in the array's order (a bad version is 404 even without a session;
+/// a bad body is 400 whatever the route).
+async fn admit(shared: &Shared, req: Request) -> Result<Request, ApiError> {
+    let Some((major, minor, _)) = split_versioned(req.uri().path()) else {
+        return Err(ApiError::new(404, "Not found.", None));
     };
     if major == 1 {
-        return err(ApiError::new(
+        return Err(ApiError::new(
             404,
             "REST 1.x resources are not served by mock-flashblade; use 2.x.",
             None,
         ));
     }
     if major != 2 || !(MIN_MINOR..=MAX_MINOR).contains(&minor) {
-        return err(ApiError::new(
+        return Err(ApiError::new(
             404,
             format!("API version {major}.{minor} is not supported."),
             None,
         ));
     }
-
-    // Authentication: the session token from login.
-    let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) else {
-        return err(ApiError::new(401, "Authentication required.", None));
-    };
-    {
-        let idle_ms = shared.array.lock().unwrap().st.idle_timeout;
-        let mut sessions = shared.sessions.lock().unwrap();
-        let now = Instant::now();
-        let expired = match sessions.get(token) {
-            None => true,
-            Some(s) => {
-                shared
-                    .session_ttl
-                    .is_some_and(|ttl| now.duration_since(s.created) > ttl)
-                    || (idle_ms > 0
-                        && now.duration_since(s.last_used) > Duration::from_millis(idle_ms as u64))
-            }
-        };
-        if expired {
-            sessions.remove(token);
-            // FlashBlade answers 403 for an expired API-token session.
-            return err(ApiError::new(403, "Session has expired.", None));
-        }
-        if let Some(s) = sessions.get_mut(token) {
-            s.last_used = now;
-        }
-    }
-
-    let body_json: Value = if body.is_empty() || matches!(*method, Method::GET | Method::DELETE) {
-        Value::Object(Default::default())
+    let idle_ms = shared.array.lock().unwrap().st.idle_timeout;
+    shared.sessions.authorize(req.headers(), idle_ms)?;
+    let (mut parts, body) = req.into_parts();
+    let json = if matches!(parts.method, Method::GET | Method::DELETE) {
+        json!({})
     } else {
-        match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => return err(ApiError::bad(format!("Invalid JSON in request body: {e}."), None)),
-        }
-    };
-
-    let shared = shared.clone();
-    let method = method.clone();
-    let resource = resource.to_string();
-    let query = query.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut array = shared.array.lock().unwrap();
-        let r = route(&mut array, &method, minor, &resource, &query, &body_json);
-        if r.is_ok() && method != Method::GET {
-            array.save();
-        }
-        r
-    })
-    .await;
-    match result {
-        Ok(Ok(v)) => ok_json(v),
-        Ok(Err(e)) => err(e),
-        Err(e) => err(ApiError::new(500, format!("Internal error: {e}."), None)),
-    }
-}
-
-fn route(
-    a: &mut Array,
-    method: &Method,
-    minor: u32,
-    resource: &str,
-    q: &Query,
-    body: &Value,
-) -> ApiResult<Value> {
-    let needs = |v: u32| -> ApiResult<()> {
-        if minor < v {
-            Err(ApiError::new(
-                404,
-                format!("{resource} requires API version 2.{v} or later."),
-                None,
-            ))
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        if bytes.is_empty() {
+            json!({})
         } else {
-            Ok(())
+            serde_json::from_slice::<Value>(&bytes)
+                .map_err(|e| ApiError::bad(format!("Invalid JSON in request body: {e}."), None))?
         }
     };
-    match (method.as_str(), resource) {
-        ("GET", "arrays") => a.get_arrays(q),
-        ("PATCH", "arrays") => a.patch_arrays(body),
-        ("GET", "arrays/space") => a.get_arrays_space(q),
-        ("GET", "file-systems") => a.get_file_systems(q),
-        ("POST", "file-systems") => a.post_file_systems(q, body),
-        ("PATCH", "file-systems") => a.patch_file_systems(q, body),
-        ("DELETE", "file-systems") => a.delete_file_systems(q),
-        ("GET", "file-system-snapshots") => a.get_snapshots(q),
-        ("POST", "file-system-snapshots") => a.post_snapshots(q, body),
-        ("PATCH", "file-system-snapshots") => a.patch_snapshots(q, body),
-        ("DELETE", "file-system-snapshots") => a.delete_snapshots(q),
-        ("GET", "quotas/users") => a.get_quotas(QuotaKind::User, q),
-        ("POST", "quotas/users") => a.post_quotas(QuotaKind::User, q, body),
-        ("PATCH", "quotas/users") => a.patch_quotas(QuotaKind::User, q, body),
-        ("DELETE", "quotas/users") => a.delete_quotas(QuotaKind::User, q),
-        ("GET", "quotas/groups") => a.get_quotas(QuotaKind::Group, q),
-        ("POST", "quotas/groups") => a.post_quotas(QuotaKind::Group, q, body),
-        ("PATCH", "quotas/groups") => a.patch_quotas(QuotaKind::Group, q, body),
-        ("DELETE", "quotas/groups") => a.delete_quotas(QuotaKind::Group, q),
-        ("GET", "nfs-export-policies") => needs(3).and_then(|_| a.get_policies(q)),
-        ("POST", "nfs-export-policies") => needs(3).and_then(|_| a.post_policies(q, body)),
-        ("PATCH", "nfs-export-policies") => needs(3).and_then(|_| a.patch_policies(q, body)),
-        ("DELETE", "nfs-export-policies") => needs(3).and_then(|_| a.delete_policies(q)),
-        ("GET", "nfs-export-policies/rules") => needs(3).and_then(|_| a.get_rules(q)),
-        ("POST", "nfs-export-policies/rules") => needs(3).and_then(|_| a.post_rules(q, body)),
-        ("PATCH", "nfs-export-policies/rules") => needs(3).and_then(|_| a.patch_rules(q, body)),
-        ("DELETE", "nfs-export-policies/rules") => needs(3).and_then(|_| a.delete_rules(q)),
-        (
-            _,
-            "arrays"
-            | "arrays/space"
-            | "file-systems"
-            | "file-system-snapshots"
-            | "quotas/users"
-            | "quotas/groups"
-            | "nfs-export-policies"
-            | "nfs-export-policies/rules",
-        ) => Err(ApiError::new(405, "Method not allowed.", None)),
-        _ => Err(ApiError::new(404, "Not found.", None)),
+    parts.extensions.insert(JsonBody(json));
+    parts.extensions.insert(ApiVersion(minor));
+    Ok(Request::from_parts(parts, axum::body::Body::empty()))
+}
+
+async fn admit_versioned(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    // axum would answer HEAD from the GET handler; the array refuses it.
+    let head = req.method() == Method::HEAD;
+    match admit(&shared, req).await {
+        Ok(_) if head => ApiError::new(405, "Method not allowed.", None).into_response(),
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
-/// Only processes on the same machine may steer the simulator.
-pub fn control_allowed(peer: &SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V4(ip) => ip.is_loopback(),
-        std::net::IpAddr::V6(ip) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+/// Paths no route serves: 404, after the version and session checks when
+/// the path is versioned.
+pub(crate) async fn unmatched(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    if split_versioned(req.uri().path()).is_some()
+        && let Err(e) = admit(&shared, req).await
+    {
+        return e.into_response();
     }
-}
-
-async fn control(
-    shared: &Arc<Shared>,
-    peer: SocketAddr,
-    method: &Method,
-    path: &str,
-    req: Request<Incoming>,
-) -> Resp {
-    if !control_allowed(&peer) {
-        return error_response(&ApiError::new(
-            403,
-            "The control endpoint only answers loopback clients.",
-            None,
-        ));
-    }
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let ok = |v: Value| json_response(200, Some(&v));
-    let bad = |m: String| error_response(&ApiError::bad(m, None));
-    match (method.as_str(), path) {
-        ("GET", "health") => ok(json!({"ok": true})),
-        ("GET", "counters") => {
-            let live = shared.live_sessions();
-            ok(serde_json::to_value(shared.counters.lock().unwrap().snapshot(live)).unwrap())
-        }
-        ("POST", "counters/reset") => {
-            *shared.counters.lock().unwrap() = CounterStore::default();
-            ok(json!({}))
-        }
-        ("GET", "faults") => ok(serde_json::to_value(shared.faults.lock().unwrap().clone()).unwrap()),
-        ("PUT", "faults") => match serde_json::from_slice::<Faults>(&body) {
-            Ok(f) => {
-                shared.set_faults(f.clone());
-                ok(serde_json::to_value(f).unwrap())
-            }
-            Err(e) => bad(format!("Invalid faults: {e}.")),
-        },
-        ("POST", "faults/script") => {
-            let list = serde_json::from_slice::<Vec<ScriptedFault>>(&body)
-                .or_else(|_| serde_json::from_slice::<ScriptedFault>(&body).map(|f| vec![f]));
-            match list {
-                Ok(l) => {
-                    shared.faults.lock().unwrap().script.extend(l);
-                    ok(serde_json::to_value(shared.faults.lock().unwrap().clone()).unwrap())
-                }
-                Err(e) => bad(format!("Invalid scripted fault: {e}.")),
-            }
-        }
-        ("POST", "sessions/expire") => ok(json!({"expired": shared.expire_sessions()})),
-        ("POST", "sweep") => {
-            let mut a = shared.array.lock().unwrap();
-            if a.sweep(now_ms()) {
-                a.save();
-            }
-            a.flush();
-            ok(json!({}))
-        }
-        _ => error_response(&ApiError::new(404, "Unknown control endpoint.", None)),
-    }
+    ApiError::new(404, "Not found.", None).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_endpoint_is_loopback_only() {
-        assert!(control_allowed(&"127.0.0.1:5".parse().unwrap()));
-        assert!(control_allowed(&"127.8.0.1:5".parse().unwrap()));
-        assert!(control_allowed(&"[::1]:5".parse().unwrap()));
-        assert!(control_allowed(&"[::ffff:127.0.0.1]:5".parse().unwrap()));
-        assert!(!control_allowed(&"10.0.0.5:5".parse().unwrap()));
-        assert!(!control_allowed(&"[fd00::1]:5".parse().unwrap()));
-        assert!(!control_allowed(&"[::ffff:10.0.0.1]:5".parse().unwrap()));
-    }
 
     #[test]
     fn versions_list_mixes_1x_and_2x_in_order() {
@@ -714,10 +461,16 @@ mod tests {
     }
 
     #[test]
-    fn token_compare() {
-        assert!(token_matches("T-abc", "T-abc"));
-        assert!(!token_matches("T-abd", "T-abc"));
-        assert!(!token_matches("T-ab", "T-abc"));
-        assert!(!token_matches("", "T-abc"));
+    fn versioned_paths() {
+        assert_eq!(
+            split_versioned("/api/2.17/file-systems"),
+            Some((2, 17, "file-systems"))
+        );
+        assert_eq!(
+            split_versioned("/api/1.2/quotas/users"),
+            Some((1, 2, "quotas/users"))
+        );
+        assert_eq!(split_versioned("/api/login"), None);
+        assert_eq!(split_versioned("/api/x.1/arrays"), None);
     }
 }
