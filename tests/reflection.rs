@@ -72,6 +72,16 @@ async fn reflection_lists_the_services_served_and_describes_them() {
         .expect("csi.proto among the answer");
     let node = file.service.iter().find(|s| s.name() == "Node").unwrap();
     assert!(node.method.iter().any(|m| m.name() == "NodeStageVolume"));
+
+    // Every advertised service resolves to a descriptor (a generic client
+    // resolves each one it lists).
+    for name in &names {
+        let answer = reflect(&mut client, MessageRequest::FileContainingSymbol(name.clone())).await;
+        assert!(
+            matches!(answer, MessageResponse::FileDescriptorResponse(_)),
+            "{name}: {answer:?}"
+        );
+    }
     driver.stop().await;
 }
 
