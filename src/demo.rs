@@ -2,7 +2,11 @@
 //! against an embedded mock-flashblade and the driver on a private unix
 //! socket, speaking CSI like the sidecars and kubelet would.
 //!
-//! Without root the node steps (mounts) are skipped and said so.
+//! Without root the node steps (mounts) are skipped and each one is named.
+//! Every exit path cleans up: the end of the story, an error, a panic,
+//! Ctrl-C / SIGTERM / SIGHUP, and a reader that goes away (`demo | head`):
+//! mounts under the working directory are detached, the driver and the
+//! simulator stopped, and the working directory removed (unless `--keep`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,11 +21,11 @@ use crate::csi::{self, controller_client::ControllerClient, node_client::NodeCli
 /// Demo settings.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
-    /// How many users log in at 9:00.
-    #[arg(long, default_value_t = 30)]
-    pub users: usize,
-    /// Array latency to simulate per request, in milliseconds.
-    #[arg(long, default_value_t = 20)]
+    /// How many users log in at 9:00 (alice, bob and N-2 students; 2 to 2000).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=2000))]
+    pub users: u64,
+    /// Array latency to simulate per request, in milliseconds (at most 10000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub latency_ms: u64,
     /// Keep the demo's working directory (printed at the end).
     #[arg(long)]
@@ -63,27 +67,124 @@ async fn connect(path: &Path) -> Result<Channel, String> {
         .map_err(|e| e.to_string())
 }
 
-fn say(out: &mut String, line: impl AsRef<str>) {
-    println!("{}", line.as_ref());
-    let _ = writeln!(out, "{}", line.as_ref());
+/// What the demo prints: stdout, and a copy for the caller. A closed stdout
+/// (the reader went away, as `demo | head` does) stops the story: the
+/// process cleans up and exits instead of dying on SIGPIPE half-way.
+struct Transcript {
+    text: String,
+    stdout_closed: std::sync::Arc<tokio::sync::Notify>,
+    closed: bool,
 }
 
-/// Runs the demo; returns the transcript.
-pub(crate) async fn run(args: DemoArgs) -> Result<String, String> {
-    let mut out = String::new();
-    let work = tempfile::Builder::new()
-        .prefix("flashblade-csi-demo-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+impl Transcript {
+    fn say(&mut self, line: impl AsRef<str>) {
+        use std::io::Write as _;
+        let line = line.as_ref();
+        let _ = writeln!(self.text, "{line}");
+        if self.closed {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
+            self.closed = true;
+            self.stdout_closed.notify_one();
+        }
+    }
+}
+
+/// How the demo ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGINT, SIGTERM or SIGHUP (the signal number).
+    Signal(i32),
+    /// stdout was closed.
+    OutputClosed,
+}
+
+/// The demo's outcome: the transcript, an error, or an early stop; in every
+/// case after the clean-up.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(String),
+    Failed(String),
+    Stopped(Stopped),
+}
+
+/// Detaches every mount under the working directory when dropped: on
+/// success, on error, on a stop and while unwinding from a panic. It runs
+/// before the directory is removed, so removal never reaches into a mount.
+struct MountSweeper(PathBuf);
+
+impl Drop for MountSweeper {
+    fn drop(&mut self) {
+        sweep_mounts(&self.0);
+    }
+}
+
+/// Resolves on the first SIGINT, SIGTERM or SIGHUP.
+async fn stop_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+        _ = hup.recv() => libc::SIGHUP,
+    }
+}
+
+/// Runs the demo, stopping early on a signal or a closed stdout, and cleans
+/// up on every path.
+pub async fn run(args: DemoArgs) -> Outcome {
+    // Handlers first, so a Ctrl-C during start-up is not lost.
+    let signal = stop_signal();
+    tokio::pin!(signal);
+    let stdout_closed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut out = Transcript {
+        text: String::new(),
+        stdout_closed: stdout_closed.clone(),
+        closed: false,
+    };
+    let work = match tempfile::Builder::new().prefix("flashblade-csi-demo-").tempdir() {
+        Ok(w) => w,
+        Err(e) => return Outcome::Failed(format!("cannot make a working directory: {e}")),
+    };
     let root = work.path().to_path_buf();
+    let sweeper = MountSweeper(root.clone());
+    let result = tokio::select! {
+        r = demo(&args, &mut out, &root) => r.map(|()| None),
+        n = &mut signal => Ok(Some(Stopped::Signal(n))),
+        () = stdout_closed.notified() => Ok(Some(Stopped::OutputClosed)),
+    };
+    // The story, the driver and the simulator are gone (dropped or
+    // stopped); now the mounts, then the directory.
+    drop(sweeper);
+    let stopped_early = matches!(result, Ok(Some(_)));
+    if args.keep && !stopped_early {
+        let kept = work.keep();
+        out.say(format!("kept the working directory {}", kept.display()));
+    } else if let Err(e) = work.close() {
+        eprintln!("flashblade-csi demo: could not remove {}: {e}", root.display());
+    }
+    match result {
+        Ok(None) => Outcome::Done(out.text),
+        Ok(Some(stop)) => Outcome::Stopped(stop),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Starts the simulator and the driver under `root` and tells the story.
+async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
     let kubelet = root.join("kubelet");
     std::fs::create_dir_all(&kubelet).map_err(|e| e.to_string())?;
     let is_root = nix::unistd::geteuid().is_root();
 
-    say(
-        &mut out,
-        "== flashblade-csi demo: JupyterHub homes and datasets on a (simulated) FlashBlade",
-    );
+    out.say("== flashblade-csi demo: JupyterHub homes and datasets on a (simulated) FlashBlade");
     let mock = mock_flashblade::start(mock_flashblade::MockConfig {
         state_dir: Some(root.join("array")),
         eradication_delay: Duration::from_secs(24 * 3600),
@@ -91,17 +192,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<String, String> {
     })
     .await
     .map_err(|e| format!("cannot start mock-flashblade: {e}"))?;
-    say(
-        &mut out,
-        format!(
-            "array: mock-flashblade at {} (TLS, CA {})",
-            mock.url,
-            mock.ca_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        ),
-    );
+    out.say(format!(
+        "array: mock-flashblade at {} (TLS, CA {})",
+        mock.url,
+        mock.ca_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    ));
 
     let token = root.join("api-token");
     std::fs::write(&token, &mock.api_token).map_err(|e| e.to_string())?;
@@ -126,46 +224,47 @@ pub(crate) async fn run(args: DemoArgs) -> Result<String, String> {
     .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_config = config.clone();
-    let server = tokio::spawn(crate::app::run(config, async {
+    let mut server = tokio::spawn(crate::app::run(config, async {
         let _ = stop_rx.await;
     }));
-    for _ in 0..200 {
-        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-            break;
+    let result = async {
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let channel = connect(&socket).await?;
-    say(
-        &mut out,
-        format!(
+        let channel = connect(&socket).await?;
+        out.say(format!(
             "driver: serving CSI on {} (controller and node)",
             socket.display()
-        ),
-    );
-
-    let result = story(&args, &mut out, &mock, channel, &kubelet, &admin_config, is_root).await;
-    // Leave no mounts behind, whatever happened.
-    sweep_mounts(&root);
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    if args.keep {
-        let kept = work.keep();
-        say(&mut out, format!("kept the working directory {}", kept.display()));
+        ));
+        story(args, out, &mock, channel, &kubelet, &admin_config, is_root).await
     }
-    result.map(|()| out)
+    .await;
+    // Mounts first (the driver would refuse nothing, but a stopped driver
+    // cannot unmount), then the driver, with a bound.
+    sweep_mounts(root);
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(Duration::from_secs(10), &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
+    mock.stop();
+    result
 }
 
 async fn story(
     args: &DemoArgs,
-    out: &mut String,
+    out: &mut Transcript,
     mock: &mock_flashblade::MockHandle,
     channel: Channel,
     kubelet: &Path,
     admin_config: &Config,
     is_root: bool,
 ) -> Step {
-    use csi::volume_capability::access_mode::Mode;
     let mut ctl = ControllerClient::new(channel.clone());
     let mut node = NodeClient::new(channel.clone());
     let e = |what: &str| {
@@ -193,10 +292,7 @@ async fn story(
         fb.logout().await;
     }
     std::fs::write(ds.join("iris.csv"), "sepal_length,sepal_width\n5.1,3.5\n").map_err(|e| e.to_string())?;
-    say(
-        out,
-        "admin: file system `datasets` exists on the array (1 TiB, iris.csv inside)",
-    );
+    out.say("admin: file system `datasets` exists on the array (1 TiB, iris.csv inside)");
 
     mock.set_faults(mock_flashblade::Faults {
         latency_ms: args.latency_ms,
@@ -204,11 +300,11 @@ async fn story(
     });
     mock.reset_counters();
     // 9:00: the class logs in. KubeSpawner creates claim-<user>; the
-    // provisioner calls CreateVolume for each, all at once.
+    // provisioner asks the driver for each volume, all at once.
     let users: Vec<String> = ["alice", "bob"]
         .into_iter()
         .map(String::from)
-        .chain((2..args.users.max(2)).map(|i| format!("student{i:03}")))
+        .chain((2..args.users).map(|i| format!("student{i:03}")))
         .collect();
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -228,208 +324,78 @@ async fn story(
     volumes.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
     let took = start.elapsed();
     let c = mock.counters();
-    say(
-        out,
-        format!(
-            "9:00: {} users log in: {} home file systems with a 10 GiB hard quota in {:.2?} ({:.0}/s) with {} ms array latency; {} array requests, {} login",
-            users.len(),
-            volumes.len(),
-            took,
-            volumes.len() as f64 / took.as_secs_f64(),
-            args.latency_ms,
-            c.total(),
-            c.logins
-        ),
-    );
-    // Replayed by the provisioner after a timeout: the same volume, no new file system.
+    out.say(format!(
+        "9:00: {} users log in: {} home file systems with a 10 GiB hard quota in {:.2?} ({:.0}/s) with {} ms array latency; {} array requests, {} new logins (the driver's session from start-up is reused)",
+        users.len(),
+        volumes.len(),
+        took,
+        volumes.len() as f64 / took.as_secs_f64(),
+        args.latency_ms,
+        c.total(),
+        c.logins
+    ));
+    // Sent again by the provisioner after a timeout: the same volume, no new file system.
     let again = ctl
         .create_volume(home_request(format!("pvc-claim-{}", users[0])))
         .await
-        .map_err(e("CreateVolume replay"))?
+        .map_err(e("CreateVolume retried"))?
         .into_inner()
         .volume
         .unwrap_or_default();
-    let first = volumes
-        .iter()
-        .find(|v| {
-            v.volume_context
-                .get("fsName")
-                .is_some_and(|n| n.ends_with("-alice"))
-        })
-        .ok_or("first user's volume missing")?
-        .clone();
-    if again.volume_id != first.volume_id {
-        return Err("a replayed CreateVolume returned another volume".into());
+    let find = |user: &str| {
+        volumes
+            .iter()
+            .find(|v| {
+                v.volume_context
+                    .get("fsName")
+                    .is_some_and(|n| n.ends_with(&format!("-{user}")))
+            })
+            .cloned()
+            .ok_or(format!("{user}'s volume missing"))
+    };
+    let alice = find("alice")?;
+    if again.volume_id != alice.volume_id {
+        return Err("a retried CreateVolume returned another volume".into());
     }
-    say(
-        out,
-        format!(
-            "the provisioner replays alice's CreateVolume: same volume {}",
-            first.volume_id
-        ),
-    );
+    let fs_name = alice.volume_context.get("fsName").cloned().unwrap_or_default();
+    out.say(format!(
+        "the provisioner retries alice's volume (as after a timeout): it gets the same file system {fs_name} back, not a second one"
+    ));
+    // What the array holds for her home.
+    let limit = mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .find(|f| f.name == fs_name)
+            .map(|f| (f.provisioned.unwrap_or(0), f.hard_limit_enabled))
+    });
+    let Some((provisioned, hard)) = limit else {
+        return Err(format!("{fs_name} is not on the array"));
+    };
+    out.say(format!(
+        "on the array, {fs_name} has a quota of {} GiB, hard limit {}",
+        provisioned >> 30,
+        if hard { "on" } else { "off" }
+    ));
 
-    let alice = first;
+    let mut skipped: Vec<&str> = Vec::new();
     if is_root {
-        let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice/globalmount");
-        let home = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/home/mount");
-        let ds_staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/datasets/globalmount");
-        let ds_target = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/datasets/mount");
-        node.node_stage_volume(csi::NodeStageVolumeRequest {
-            volume_id: alice.volume_id.clone(),
-            staging_target_path: staging.display().to_string(),
-            volume_capability: Some(cap(Mode::SingleNodeWriter)),
-            volume_context: alice.volume_context.clone(),
-            ..Default::default()
-        })
-        .await
-        .map_err(e("NodeStageVolume"))?;
-        node.node_publish_volume(csi::NodePublishVolumeRequest {
-            volume_id: alice.volume_id.clone(),
-            staging_target_path: staging.display().to_string(),
-            target_path: home.display().to_string(),
-            volume_capability: Some(cap(Mode::SingleNodeWriter)),
-            volume_context: alice.volume_context.clone(),
-            ..Default::default()
-        })
-        .await
-        .map_err(e("NodePublishVolume"))?;
-        std::fs::write(home.join("analysis.ipynb"), "{\"cells\": [\"first draft\"]}")
-            .map_err(|e| e.to_string())?;
-        say(
-            out,
-            "alice's notebook pod: her home mounted read-write (/home/jovyan); analysis.ipynb saved",
-        );
-
-        // The datasets, read-only, even though the pod asks for read-write.
-        let ds_vol = "fb01/datasets";
-        node.node_stage_volume(csi::NodeStageVolumeRequest {
-            volume_id: ds_vol.into(),
-            staging_target_path: ds_staging.display().to_string(),
-            volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
-            ..Default::default()
-        })
-        .await
-        .map_err(e("NodeStageVolume datasets"))?;
-        node.node_publish_volume(csi::NodePublishVolumeRequest {
-            volume_id: ds_vol.into(),
-            staging_target_path: ds_staging.display().to_string(),
-            target_path: ds_target.display().to_string(),
-            volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
-            readonly: false,
-            ..Default::default()
-        })
-        .await
-        .map_err(e("NodePublishVolume datasets"))?;
-        let rows = std::fs::read_to_string(ds_target.join("iris.csv"))
-            .map_err(|e| e.to_string())?
-            .lines()
-            .count();
-        let write = std::fs::write(ds_target.join("oops.csv"), "x");
-        match write {
-            Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EROFS as i32) => say(
-                out,
-                format!("alice reads datasets/iris.csv ({rows} lines); writing there fails: {err}"),
-            ),
-            other => {
-                return Err(format!(
-                    "a write to the read-only datasets did not fail with EROFS: {other:?}"
-                ));
-            }
-        }
-
-        // Snapshot, an accident, and the restore.
-        let snap = ctl
-            .create_snapshot(csi::CreateSnapshotRequest {
-                name: "snapshot-alice-before-deadline".into(),
-                source_volume_id: alice.volume_id.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(e("CreateSnapshot"))?
-            .into_inner()
-            .snapshot
-            .unwrap_or_default();
-        std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}").map_err(|e| e.to_string())?;
-        say(
-            out,
-            format!(
-                "snapshot {} taken; then alice empties her notebook by mistake",
-                snap.snapshot_id
-            ),
-        );
-        crate::admin::restore(admin_config.clone(), &alice.volume_id, &snap.snapshot_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let back = std::fs::read_to_string(home.join("analysis.ipynb")).map_err(|e| e.to_string())?;
-        if !back.contains("first draft") {
-            return Err("restore did not bring the notebook back".into());
-        }
-        say(
-            out,
-            "admin: `flashblade-csi restore` brings analysis.ipynb back from the snapshot",
-        );
-
-        let stats = node
-            .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-                volume_id: alice.volume_id.clone(),
-                volume_path: home.display().to_string(),
-                ..Default::default()
-            })
-            .await
-            .map_err(e("NodeGetVolumeStats"))?
-            .into_inner();
-        let healthy = stats.volume_condition.as_ref().is_some_and(|c| !c.abnormal);
-        say(
-            out,
-            format!(
-                "kubelet volume stats for alice's home: {} usage figures, healthy: {healthy}",
-                stats.usage.len()
-            ),
-        );
-
-        // Alice logs out: the pod goes away.
-        for (target, staging, vol) in [
-            (&home, &staging, alice.volume_id.as_str()),
-            (&ds_target, &ds_staging, ds_vol),
-        ] {
-            node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-                volume_id: vol.into(),
-                target_path: target.display().to_string(),
-            })
-            .await
-            .map_err(e("NodeUnpublishVolume"))?;
-            node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-                volume_id: vol.into(),
-                staging_target_path: staging.display().to_string(),
-            })
-            .await
-            .map_err(e("NodeUnstageVolume"))?;
-        }
-        say(
-            out,
-            "alice logs out: mounts removed (decided from /proc/self/mountinfo)",
-        );
-        ctl.delete_snapshot(csi::DeleteSnapshotRequest {
-            snapshot_id: snap.snapshot_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .map_err(e("DeleteSnapshot"))?;
+        node_steps(out, &mut ctl, &mut node, kubelet, admin_config, &alice).await?;
     } else {
-        say(out, "(not root: skipping the node steps — mounting needs root)");
+        skipped = vec![
+            "alice's pod mounting her home and the datasets",
+            "the write to the read-only datasets failing",
+            "the snapshot, the accident and the restore",
+            "the usage figures the kubelet reads",
+            "the unmounts when alice logs out",
+        ];
+        out.say("not root: the steps that mount are skipped (mounting needs root):");
+        for s in &skipped {
+            out.say(format!("  - skipped: {s}"));
+        }
     }
 
     // More room for one user: online expansion.
-    let bob = volumes
-        .iter()
-        .find(|v| {
-            v.volume_context
-                .get("fsName")
-                .is_some_and(|n| n.ends_with("-bob"))
-        })
-        .ok_or("bob's volume missing")?
-        .clone();
+    let bob = find("bob")?;
     let grown = ctl
         .controller_expand_volume(csi::ControllerExpandVolumeRequest {
             volume_id: bob.volume_id.clone(),
@@ -442,10 +408,10 @@ async fn story(
         .await
         .map_err(e("ControllerExpandVolume"))?
         .into_inner();
-    say(
-        out,
-        format!("bob's quota grows online to {} GiB", grown.capacity_bytes >> 30),
-    );
+    out.say(format!(
+        "bob asks for more room: his quota grows to {} GiB while his pod runs",
+        grown.capacity_bytes >> 30
+    ));
 
     // A user is deleted from the hub: their PVC goes, the file system is only destroyed.
     ctl.delete_volume(csi::DeleteVolumeRequest {
@@ -454,7 +420,6 @@ async fn story(
     })
     .await
     .map_err(e("DeleteVolume"))?;
-    let fs_name = alice.volume_context.get("fsName").cloned().unwrap_or_default();
     // Soft delete renames the file system to a tombstone (so the name is
     // free for a new claim) and destroys it.
     let tomb = mock.with_state(|s| {
@@ -466,12 +431,9 @@ async fn story(
     let Some(tomb) = tomb else {
         return Err("the deleted volume is not in the destroyed (recoverable) state".into());
     };
-    say(
-        out,
-        format!(
-            "alice is deleted from the hub: {fs_name} is destroyed, recoverable on the array for 24 h (kept as {tomb}, so the name is free again)"
-        ),
-    );
+    out.say(format!(
+        "alice is deleted from the hub: {fs_name} is destroyed, recoverable on the array for 24 h (kept as {tomb}, so the name is free again)"
+    ));
     let dataset_refused = ctl
         .delete_volume(csi::DeleteVolumeRequest {
             volume_id: "fb01/datasets".into(),
@@ -481,25 +443,217 @@ async fn story(
         .err()
         .map(|s| s.code());
     let refused = dataset_refused.map_or("accepted!".to_string(), |c| format!("{c:?}"));
-    say(
-        out,
-        format!(
-            "a DeleteVolume on the datasets volume is refused ({refused}): imported file systems are never deleted"
-        ),
-    );
+    out.say(format!(
+        "deleting the shared datasets volume is refused ({refused}): file systems the driver did not create are never deleted"
+    ));
     if dataset_refused.is_none() {
         return Err("the datasets volume was deleted".into());
     }
     let c = mock.counters();
-    say(
-        out,
-        format!(
-            "done: {} array requests in all; {} logins (the driver's one session, and the restore command's own)",
-            c.total(),
-            c.logins
-        ),
-    );
+    let whose = if is_root {
+        "the driver kept the session it opened at start-up; `flashblade-csi restore` logged in on its own"
+    } else {
+        "the driver kept the session it opened at start-up"
+    };
+    out.say(format!(
+        "done: {} array requests and {} new logins since 9:00 ({whose})",
+        c.total(),
+        c.logins
+    ));
+    if !skipped.is_empty() {
+        out.say(format!(
+            "skipped without root: {} steps (listed above); run as root to see them",
+            skipped.len()
+        ));
+    }
+    out.say("next: deploy/README.md installs the driver on a cluster (Helm or Kustomize);");
+    out.say("      deploy/examples/jupyterhub/README.md is the JupyterHub recipe;");
+    out.say("      README.md \"Try it against the simulator\" runs the driver and the simulator by hand.");
     Ok(())
+}
+
+/// The steps that mount (root only): alice's pod, the read-only datasets,
+/// the hard quota, a snapshot and a restore, the usage figures, logging out.
+async fn node_steps(
+    out: &mut Transcript,
+    ctl: &mut ControllerClient<Channel>,
+    node: &mut NodeClient<Channel>,
+    kubelet: &Path,
+    admin_config: &Config,
+    alice: &csi::Volume,
+) -> Step {
+    use csi::volume_capability::access_mode::Mode;
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |s: tonic::Status| format!("{what}: {} ({:?})", s.message(), s.code())
+    };
+    let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice/globalmount");
+    let home = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/home/mount");
+    let ds_staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/datasets/globalmount");
+    let ds_target = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/datasets/mount");
+    node.node_stage_volume(csi::NodeStageVolumeRequest {
+        volume_id: alice.volume_id.clone(),
+        staging_target_path: staging.display().to_string(),
+        volume_capability: Some(cap(Mode::SingleNodeWriter)),
+        volume_context: alice.volume_context.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodeStageVolume"))?;
+    node.node_publish_volume(csi::NodePublishVolumeRequest {
+        volume_id: alice.volume_id.clone(),
+        staging_target_path: staging.display().to_string(),
+        target_path: home.display().to_string(),
+        volume_capability: Some(cap(Mode::SingleNodeWriter)),
+        volume_context: alice.volume_context.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodePublishVolume"))?;
+    std::fs::write(home.join("analysis.ipynb"), "{\"cells\": [\"first draft\"]}")
+        .map_err(|e| e.to_string())?;
+    out.say("alice's notebook pod: her home mounted read-write (/home/jovyan); analysis.ipynb saved");
+    out.say(
+        "  a write past her 10 GiB hard quota would fail with EDQUOT (\"Disk quota exceeded\") on a FlashBlade: \
+         NOT SHOWN, the simulator keeps file systems as plain directories and does not enforce quotas on writes",
+    );
+
+    // The datasets, read-only, even though the pod asks for read-write.
+    let ds_vol = "fb01/datasets";
+    node.node_stage_volume(csi::NodeStageVolumeRequest {
+        volume_id: ds_vol.into(),
+        staging_target_path: ds_staging.display().to_string(),
+        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodeStageVolume datasets"))?;
+    node.node_publish_volume(csi::NodePublishVolumeRequest {
+        volume_id: ds_vol.into(),
+        staging_target_path: ds_staging.display().to_string(),
+        target_path: ds_target.display().to_string(),
+        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
+        readonly: false,
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodePublishVolume datasets"))?;
+    let rows = std::fs::read_to_string(ds_target.join("iris.csv"))
+        .map_err(|e| e.to_string())?
+        .lines()
+        .count();
+    match std::fs::write(ds_target.join("oops.csv"), "x") {
+        Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EROFS as i32) => out.say(format!(
+            "alice reads datasets/iris.csv ({rows} lines); writing there fails: {err}"
+        )),
+        other => {
+            return Err(format!(
+                "a write to the read-only datasets did not fail with EROFS: {other:?}"
+            ));
+        }
+    }
+
+    // Snapshot, an accident, and getting the notebook back.
+    let snap = ctl
+        .create_snapshot(csi::CreateSnapshotRequest {
+            name: "snapshot-alice-before-deadline".into(),
+            source_volume_id: alice.volume_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(e("CreateSnapshot"))?
+        .into_inner()
+        .snapshot
+        .unwrap_or_default();
+    std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}").map_err(|e| e.to_string())?;
+    out.say("a snapshot of alice's home is taken; then she empties her notebook by mistake");
+    // Self-service: the snapshot as a directory under ~/.snapshot.
+    match find_in_snapshot_dir(&home, "analysis.ipynb") {
+        Some(copy) => {
+            std::fs::copy(&copy, home.join("analysis.ipynb")).map_err(|e| e.to_string())?;
+            let rel = copy.strip_prefix(&home).unwrap_or(&copy).display().to_string();
+            out.say(format!("alice copies her notebook back herself: cp ~/{rel} ~/"));
+        }
+        None => out.say(
+            "  alice copying the file back from ~/.snapshot herself: NOT SHOWN, the simulator does not \
+             yet show snapshots under .snapshot (a FlashBlade does, with snapshotDirectory on)",
+        ),
+    }
+    std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}").map_err(|e| e.to_string())?;
+    crate::admin::restore(admin_config.clone(), &alice.volume_id, &snap.snapshot_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let back = std::fs::read_to_string(home.join("analysis.ipynb")).map_err(|e| e.to_string())?;
+    if !back.contains("first draft") {
+        return Err("restore did not bring the notebook back".into());
+    }
+    out.say("the admin restores her whole home from the snapshot (`flashblade-csi restore`): analysis.ipynb is back");
+
+    let stats = node
+        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+            volume_id: alice.volume_id.clone(),
+            volume_path: home.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .map_err(e("NodeGetVolumeStats"))?
+        .into_inner();
+    let healthy = stats.volume_condition.as_ref().is_some_and(|c| !c.abnormal);
+    let figure = |unit: i32| {
+        stats.usage.iter().find(|u| u.unit == unit).map(|u| {
+            if unit == csi::volume_usage::Unit::Bytes as i32 {
+                format!(
+                    "{:.1} GiB used of {:.1} GiB ({:.1} GiB free)",
+                    u.used as f64 / (1u64 << 30) as f64,
+                    u.total as f64 / (1u64 << 30) as f64,
+                    u.available as f64 / (1u64 << 30) as f64
+                )
+            } else {
+                format!("{} of {} inodes used", u.used, u.total)
+            }
+        })
+    };
+    let bytes = figure(csi::volume_usage::Unit::Bytes as i32).unwrap_or("no byte figures".into());
+    let inodes = figure(csi::volume_usage::Unit::Inodes as i32).unwrap_or("no inode figures".into());
+    out.say(format!(
+        "the kubelet reads alice's usage: {bytes}, {inodes}; healthy: {}",
+        if healthy { "yes" } else { "NO" }
+    ));
+    out.say("  (the simulator's directories sit on this machine's disk, so these are its figures; on a FlashBlade they are the file system's)");
+
+    // Alice logs out: the pod goes away.
+    for (target, staging, vol) in [
+        (&home, &staging, alice.volume_id.as_str()),
+        (&ds_target, &ds_staging, ds_vol),
+    ] {
+        node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: vol.into(),
+            target_path: target.display().to_string(),
+        })
+        .await
+        .map_err(e("NodeUnpublishVolume"))?;
+        node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: staging.display().to_string(),
+        })
+        .await
+        .map_err(e("NodeUnstageVolume"))?;
+    }
+    out.say("alice logs out: her pod's mounts are removed");
+    ctl.delete_snapshot(csi::DeleteSnapshotRequest {
+        snapshot_id: snap.snapshot_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("DeleteSnapshot"))?;
+    Ok(())
+}
+
+/// `name` inside any snapshot directory under `home/.snapshot`, if the
+/// array shows snapshots there.
+fn find_in_snapshot_dir(home: &Path, name: &str) -> Option<PathBuf> {
+    let dir = std::fs::read_dir(home.join(".snapshot")).ok()?;
+    dir.flatten().map(|e| e.path().join(name)).find(|p| p.is_file())
 }
 
 /// Lazily unmounts anything left under `root`, deepest first.
@@ -518,8 +672,10 @@ fn sweep_mounts(root: &Path) {
     }
 }
 
-/// Runs the demo with its own runtime and reports an exit code. Driver logs
-/// are off unless RUST_LOG asks for them: the story goes to stdout.
+/// Runs the demo with its own runtime and reports an exit code: 0 when the
+/// story ran to its end, 1 on a failure, 128 + the signal after a signal,
+/// 141 (as SIGPIPE would) when stdout was closed. Driver logs are off
+/// unless RUST_LOG asks for them: the story goes to stdout.
 pub fn main(args: DemoArgs) -> i32 {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
     let _ = crate::telemetry::init(&crate::config::LogConfig {
@@ -533,11 +689,19 @@ pub fn main(args: DemoArgs) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(run(args)) {
-        Ok(_) => 0,
-        Err(e) => {
+    let code = match runtime.block_on(run(args)) {
+        Outcome::Done(_) => 0,
+        Outcome::Failed(e) => {
             eprintln!("flashblade-csi demo failed: {e}");
             1
         }
-    }
+        Outcome::Stopped(Stopped::Signal(n)) => {
+            eprintln!("flashblade-csi demo: stopped by signal {n}; mounts and the working directory removed");
+            128 + n
+        }
+        Outcome::Stopped(Stopped::OutputClosed) => 128 + libc::SIGPIPE,
+    };
+    // A blocking thread may still sit in a mount call: do not wait for it.
+    runtime.shutdown_background();
+    code
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tonic::server::NamedService;
 
 use crate::csi::controller_server::ControllerServer;
 use crate::csi::identity_server::IdentityServer;
@@ -24,6 +25,8 @@ pub enum ServerError {
     NotASocket { path: PathBuf },
     #[error("socket {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -82,11 +85,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Result<(), ServerError> {
+    let mut served = vec![<IdentityServer<IdentityService> as NamedService>::NAME];
+    if services.controller.is_some() {
+        served.push(<ControllerServer<ControllerService> as NamedService>::NAME);
+    }
+    if services.node.is_some() {
+        served.push(<NodeServer<NodeService> as NamedService>::NAME);
+    }
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in &served {
+        health
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let (reflection_v1, reflection_v1alpha) = reflection(&served)?;
     let router = tonic::transport::Server::builder()
         .layer(crate::telemetry::RpcSpanLayer)
         .add_service(IdentityServer::new(services.identity))
         .add_optional_service(services.controller.map(ControllerServer::new))
-        .add_optional_service(services.node.map(NodeServer::new));
+        .add_optional_service(services.node.map(NodeServer::new))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Any :authority is accepted (C-core clients send the socket path).
@@ -111,7 +131,16 @@ pub async fn serve(
             Ok(())
         }),
         None => {
-            tracing::info!(grace = ?grace, "shutting down: no new connections, waiting for in-flight RPCs");
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: no new connections, waiting for in-flight RPCs"
+            );
+            // A health watcher sees the server go before the socket does.
+            for name in served.iter().copied().chain([""]) {
+                health
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
             let _ = stop_tx.send(());
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(Ok(res)) => res,
@@ -134,6 +163,47 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     result.map_err(ServerError::from)
+}
+
+/// The gRPC reflection service (v1, and v1alpha for older clients) for the
+/// CSI services this process serves plus the health service, so grpcurl and
+/// other generic clients need no .proto file.
+#[allow(clippy::type_complexity)]
+fn reflection(
+    served: &[&str],
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    ServerError,
+> {
+    let builder = || {
+        let mut b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::csi::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Both reflection versions are described by both services (a
+            // v1alpha client lists the v1 service too, and resolves it).
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+        for name in served {
+            b = b.with_service_name(*name);
+        }
+        b
+    };
+    let err = |e: tonic_reflection::server::Error| ServerError::Reflection(e.to_string());
+    Ok((
+        builder().build_v1().map_err(err)?,
+        builder().build_v1alpha().map_err(err)?,
+    ))
 }
 
 /// Resolves on SIGTERM, SIGINT or SIGHUP. SIGHUP would otherwise kill the

@@ -33,7 +33,8 @@ pub fn init(log: &LogConfig) -> Result<(), String> {
 }
 
 /// Opens one `rpc` span per gRPC call with the method name; handlers record
-/// `volume_id` (and other ids) into it once they have validated the request.
+/// `volume_id` (once it is known, and only that) and `fs_name` (the file
+/// system a CreateVolume is about, before the volume id exists) into it.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RpcSpanLayer;
 
@@ -67,6 +68,7 @@ where
             "rpc",
             method = %method,
             volume_id = tracing::field::Empty,
+            fs_name = tracing::field::Empty,
         );
         self.inner.call(req).instrument(span)
     }
@@ -75,4 +77,10 @@ where
 /// Records the volume id into the current RPC span.
 pub(crate) fn record_volume_id(volume_id: &str) {
     tracing::Span::current().record("volume_id", volume_id);
+}
+
+/// Records the file system name into the current RPC span (CreateVolume
+/// knows it before the volume id exists).
+pub fn record_fs_name(fs_name: &str) {
+    tracing::Span::current().record("fs_name", fs_name);
 }

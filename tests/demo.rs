@@ -1,9 +1,39 @@
-//! `flashblade-csi demo` runs the whole story and succeeds.
+//! `flashblade-csi demo` runs the whole story and succeeds; it refuses bad
+//! arguments; and it cleans up (mounts, working directory) when stopped by a
+//! signal or when its reader goes away.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn demo() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+}
+
+/// Nothing is left in `tmp` (the demo's TMPDIR) and nothing under it is
+/// mounted.
+fn assert_clean(tmp: &Path) {
+    let left: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(tmp.to_str().unwrap()),
+        "mounts left under {}",
+        tmp.display()
+    );
+}
 
 #[test]
 fn demo_runs_end_to_end() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+    let tmp = tempfile::tempdir().unwrap();
+    let out = demo()
         .args(["demo", "--users", "6", "--latency-ms", "5"])
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -13,12 +43,101 @@ fn demo_runs_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("6 users log in: 6 home file systems"), "{stdout}");
-    assert!(stdout.contains("same volume"));
-    assert!(stdout.contains("quota grows online to 20 GiB"));
+    assert!(stdout.contains("retries alice's volume"), "{stdout}");
+    assert!(stdout.contains("quota of 10 GiB, hard limit on"), "{stdout}");
+    assert!(stdout.contains("quota grows to 20 GiB"), "{stdout}");
     assert!(stdout.contains("destroyed, recoverable"));
     assert!(stdout.contains("refused (FailedPrecondition)"));
+    assert!(stdout.contains("next: deploy/README.md"), "{stdout}");
     if nix::unistd::geteuid().is_root() {
         assert!(stdout.contains("Read-only file system"), "{stdout}");
-        assert!(stdout.contains("brings analysis.ipynb back"));
+        assert!(stdout.contains("analysis.ipynb is back"), "{stdout}");
+        assert!(stdout.contains("GiB used of"), "stats figures: {stdout}");
+        assert!(stdout.contains("EDQUOT"), "{stdout}");
+        assert!(!stdout.contains("skipped"), "{stdout}");
+        assert!(stdout.contains("restore` logged in on its own"), "{stdout}");
+    } else {
+        assert!(
+            stdout.contains("- skipped: the snapshot, the accident and the restore"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("restore` logged in"), "{stdout}");
     }
+    assert_clean(tmp.path());
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_runs() {
+    for bad in [["--users", "0"], ["--users", "1"], ["--latency-ms", "20000"]] {
+        let out = demo().arg("demo").args(bad).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{bad:?} printed a story");
+    }
+}
+
+/// Starts the demo with many users and a slow array (so it is mid-story for
+/// a while), waits for the line `after`, then hands over the child.
+fn start_slow(tmp: &Path) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = demo()
+        .args(["demo", "--users", "400", "--latency-ms", "200"])
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // The driver is up: from here on the story is running.
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "demo ended early");
+        if line.starts_with("driver:") {
+            break;
+        }
+    }
+    (child, reader)
+}
+
+fn wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the demo did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_demo_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, _reader) = start_slow(tmp.path());
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = wait(&mut child);
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        sent.elapsed()
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?} {stderr}");
+    assert!(stderr.contains("stopped by signal 2"), "{stderr}");
+    assert_clean(tmp.path());
+}
+
+#[test]
+fn a_closed_output_stops_the_demo_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, reader) = start_slow(tmp.path());
+    // As `demo | head` does once head has its lines.
+    drop(reader);
+    let status = wait(&mut child);
+    assert_eq!(status.code(), Some(141));
+    assert_clean(tmp.path());
 }

@@ -132,6 +132,14 @@ def cargo_version():
         return re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M).group(1)
 
 
+def cargo_repository():
+    """The `repository` of Cargo.toml, or None while the project has none
+    (then the image has no source label)."""
+    with open(os.path.join(ROOT, "Cargo.toml")) as f:
+        m = re.search(r'^repository\s*=\s*"([^"]+)"', f.read(), re.M)
+    return m.group(1) if m else None
+
+
 def check_config(settings, version):
     annotations, cfg, manifest = oci_config(os.path.join(IMAGE_DIR, "oci"))
     c = cfg.get("config", {})
@@ -142,7 +150,7 @@ def check_config(settings, version):
     want = {"org.opencontainers.image.version": version, "org.opencontainers.image.licenses": "Apache-2.0"}
     r.check(all(labels.get(k) == v for k, v in want.items())
             and re.match(r"^[0-9a-f]{40}(-dirty)?$", labels.get("org.opencontainers.image.revision", ""))
-            and labels.get("org.opencontainers.image.source", "").startswith("https://"),
+            and labels.get("org.opencontainers.image.source") == cargo_repository(),
             f"image labels {labels}")
     r.check(cfg.get("os") == "linux" and cfg.get("architecture") == "amd64", "image is linux/amd64")
     return manifest

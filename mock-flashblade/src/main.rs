@@ -126,8 +126,11 @@ fn probability(name: &str, p: f64) -> Result<f64, String> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in a redirected log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

@@ -273,8 +273,10 @@ mod tests {
     use crate::config::{Mode, Settings};
 
     fn config(default_rules: Option<&str>) -> Config {
+        // A fresh directory per call: the file only has to exist while the
+        // configuration is validated (tests run in parallel, and users share /tmp).
         let dir = tempfile::tempdir().unwrap();
-        let token = dir.path().join("token");
+        let token = dir.path().join("api-token");
         std::fs::write(&token, "T-x").unwrap();
         let mut toml = format!(
             "[[array]]\nname = \"fb01\"\nmanagement_url = \"https://fb01\"\napi_token_file = \"{}\"\nnfs_endpoint = \"10.0.0.10\"\n",

@@ -170,7 +170,7 @@ impl ControllerService {
         let _guard = self.guard(format!("create:{}", req.name))?;
         let client = self.client(&params.array)?;
         let fs_name = naming::fs_name_for(&params.name_prefix, &req.name);
-        tracing::Span::current().record("volume_id", fs_name.as_str());
+        crate::telemetry::record_fs_name(&fs_name);
 
         // What the content should come from, resolved to a snapshot name.
         let source = req.volume_content_source.clone();
