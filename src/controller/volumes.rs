@@ -449,6 +449,13 @@ impl ControllerService {
                         req.volume_id
                     ))
                 })?;
+                if delete == DeletePolicy::Destroy
+                    && let Some(done) = self
+                        .soft_delete_by_id(client, &req.volume_id, &fs_name, &fs_id)
+                        .await?
+                {
+                    return Ok(done);
+                }
                 // By the array's id: the one file system this volume is,
                 // found even after an earlier attempt renamed it.
                 let Some(fs) = client.find_file_system_by_id(&fs_id).await? else {
@@ -464,14 +471,17 @@ impl ControllerService {
                     tracing::info!(fs = %fs_name, "deletePolicy retain: file system left on the array");
                     return Ok(csi::DeleteVolumeResponse {});
                 }
-                let snaps = self.live_driver_snapshots(client, &fs.name).await?;
-                if !snaps.is_empty() && !fs.destroyed {
-                    return Err(Error::FailedPrecondition(format!(
-                        "volume {} has {} snapshot(s) ({}); FlashBlade snapshots go with their file system, so delete the VolumeSnapshots first",
-                        req.volume_id,
-                        snaps.len(),
-                        snaps.join(", ")
-                    )));
+                // Snapshots matter only while the file system is live.
+                if !fs.destroyed {
+                    let snaps = self.live_driver_snapshots(client, &fs.name).await?;
+                    if !snaps.is_empty() {
+                        return Err(Error::FailedPrecondition(format!(
+                            "volume {} has {} snapshot(s) ({}); FlashBlade snapshots go with their file system, so delete the VolumeSnapshots first",
+                            req.volume_id,
+                            snaps.len(),
+                            snaps.join(", ")
+                        )));
+                    }
                 }
                 let fs = if fs.destroyed {
                     fs
@@ -508,6 +518,70 @@ impl ControllerService {
                 }
                 Ok(csi::DeleteVolumeResponse {})
             }
+        }
+    }
+
+    /// The default soft delete in two requests, addressed by the array's id
+    /// from the volume id (so no look-up, and never another file system): a
+    /// filtered GET for live driver snapshots owned by that id, then one
+    /// PATCH by `ids=` that switches the protocols off, renames the file
+    /// system to its tombstone (REST 2.16+, frees the name) and destroys it.
+    /// A missing id is done. `None` when this path cannot settle it (live
+    /// snapshots, already destroyed, any other refusal): the caller then
+    /// takes the full path, which looks the file system up and decides.
+    ///
+    /// Unlike the full path this does not refuse a file system an admin
+    /// renamed (nothing tells it the current name without a third request):
+    /// the id still proves it is the one made for this volume, and the
+    /// result is recoverable (destroyed, not eradicated).
+    async fn soft_delete_by_id(
+        &self,
+        client: &crate::flashblade::ArrayClient,
+        volume_id: &str,
+        fs_name: &str,
+        fs_id: &str,
+    ) -> Result<Option<csi::DeleteVolumeResponse>> {
+        // `fs_id` is checked by parse_volume_id: letters, digits and '-'.
+        let filter = format!(
+            "owner.id='{fs_id}' and suffix='{}*' and destroyed=false",
+            ids::SNAPSHOT_SUFFIX_PREFIX
+        );
+        match client.list_snapshots(&filter, 1, None).await {
+            Ok(page) if page.items.is_empty() => {}
+            Ok(_) | Err(crate::flashblade::Error::Api { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let tombstone = if client.api_minor().await? >= 16 {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            Some(ids::tombstone_name(fs_name, secs))
+        } else {
+            None
+        };
+        match client
+            .destroy_file_system_by_id(fs_id, fs_name, tombstone.as_deref())
+            .await
+        {
+            Ok(Some(fs)) => {
+                tracing::info!(
+                    fs = %fs_name,
+                    renamed_to = %fs.name,
+                    time_remaining_ms = fs.time_remaining.unwrap_or(0),
+                    "file system destroyed (recoverable until eradicated)"
+                );
+                Ok(Some(csi::DeleteVolumeResponse {}))
+            }
+            Ok(None) => {
+                tracing::info!(volume_id, "no file system has this id: nothing to delete");
+                Ok(Some(csi::DeleteVolumeResponse {}))
+            }
+            Err(crate::flashblade::Error::Api { message, .. }) => {
+                tracing::debug!(%message, "one-request soft delete refused; looking the file system up");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
