@@ -204,7 +204,12 @@ struct Driver {
 }
 
 impl Driver {
-    async fn start(mock: &mock_flashblade::MockHandle, dir: &Path) -> Driver {
+    /// `max_array_requests`: None for the driver's default.
+    async fn start(
+        mock: &mock_flashblade::MockHandle,
+        dir: &Path,
+        max_array_requests: Option<usize>,
+    ) -> Driver {
         let token = dir.join("token");
         std::fs::write(&token, &mock.api_token).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -224,6 +229,11 @@ impl Driver {
             .arg(mock.ca_file.as_ref().expect("mock CA"))
             .args(["--nfs-endpoint", "10.0.0.10"])
             .args(["--default-export-rules", "10.0.0.0/16(rw,root_squash)"])
+            .args(
+                max_array_requests
+                    .map(|v| vec!["--max-array-requests".to_string(), v.to_string()])
+                    .unwrap_or_default(),
+            )
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .kill_on_drop(true)
@@ -296,6 +306,22 @@ fn create_req(name: String) -> csi::CreateVolumeRequest {
 
 // ------------------------------------------------------------------ report
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    // After the command: state is field 3, utime 14 and stime 15.
+    let tick = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(14) + tick(15)) / 100.0
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -310,18 +336,50 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// Requests per operation at the array, by method and resource.
-fn breakdown(c: &mock_flashblade::Counters, n: usize) -> String {
+/// Requests per operation at the array, by method, resource and status.
+fn breakdown(phases: &[Phase], ops: f64) -> String {
     let mut by: std::collections::BTreeMap<String, u64> = Default::default();
-    for r in &c.requests {
+    for r in phases.iter().flat_map(|p| &p.counters.requests) {
         let resource = r.path.splitn(4, '/').nth(3).unwrap_or(&r.path);
         *by.entry(format!("{} {resource} {}", r.method, r.status))
             .or_default() += r.count;
     }
     by.iter()
-        .map(|(k, v)| format!("{k}: {:.2}", *v as f64 / n as f64))
+        .map(|(k, v)| format!("{k}: {:.2}", *v as f64 / ops))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The median by wall time (the upper one of an even count).
+fn median(phases: &[Phase]) -> &Phase {
+    let mut v: Vec<&Phase> = phases.iter().collect();
+    v.sort_by_key(|p| p.wall);
+    v[v.len() / 2]
+}
+
+fn walls(phases: &[Phase]) -> String {
+    phases
+        .iter()
+        .map(|p| format!("{:.3}", p.wall.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sum(phases: &[Phase], f: impl Fn(&mock_flashblade::Counters) -> u64) -> u64 {
+    phases.iter().map(|p| f(&p.counters)).sum()
+}
+
+/// One driver configuration under test.
+struct Subject {
+    label: String,
+    driver: Driver,
+    channel: Channel,
+    pid: String,
+    idle_rss: u64,
+    creates: Vec<Phase>,
+    deletes: Vec<Phase>,
+    cpu_creates: (f64, f64),
+    cpu_deletes: (f64, f64),
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -332,6 +390,13 @@ async fn main() {
         latency_ms: env("BENCH_LATENCY_MS", 20) as u64,
         parallel: env("BENCH_ARRAY_PARALLEL", 16),
     };
+    let rounds = env("BENCH_ROUNDS", 3).max(1);
+    // Driver configurations: "default" (no flag) and --max-array-requests values.
+    let limits: Vec<Option<usize>> = std::env::var("BENCH_DRIVER_LIMITS")
+        .unwrap_or_else(|_| "default,64".into())
+        .split(',')
+        .map(|v| v.trim().parse().ok())
+        .collect();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_before = loadavg();
 
@@ -348,67 +413,105 @@ async fn main() {
     };
     let dir = tempfile::tempdir().unwrap();
 
-    // 1. The plain client: logged in before the clock starts.
+    // Every client logs in before any clock starts (a real controller is
+    // long running and logs in at start; the script logs in once).
     let plain = Arc::new(PlainClient::login(&mock).await);
-    mock.set_faults(array.clone());
-    let baseline = drive(&mock, load, move |i| {
-        let plain = plain.clone();
-        async move { plain.create(&format!("adm-pvc-{i:05}-2bc92e91-485f-4f21")).await }
-    })
-    .await;
-
-    // 2. The driver, a separate process, logged in before the clock starts
-    // (a real controller is long running; it logs in at start).
-    mock.set_faults(Default::default());
-    let driver = Driver::start(&mock, dir.path()).await;
-    let ch = driver.channel().await;
-    ControllerClient::new(ch.clone())
-        .get_capacity(csi::GetCapacityRequest::default())
-        .await
-        .expect("GetCapacity");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let idle_rss = driver.status_kib("VmRSS");
-    mock.set_faults(array.clone());
-
-    let ids: Arc<Vec<std::sync::Mutex<String>>> =
-        Arc::new((0..load.volumes).map(|_| Default::default()).collect());
-    let (c2, ids2) = (ch.clone(), ids.clone());
-    let creates = drive(&mock, load, move |i| {
-        let (mut c, ids) = (ControllerClient::new(c2.clone()), ids2.clone());
-        async move {
-            let v = c
-                .create_volume(create_req(format!("pvc-{i:05}-2bc92e91-485f-4f21-83b4")))
-                .await
-                .map_err(|e| format!("CreateVolume {i}: {e}"))?
-                .into_inner()
-                .volume
-                .ok_or("CreateVolume: no volume")?;
-            *ids[i].lock().unwrap() = v.volume_id;
-            Ok(())
-        }
-    })
-    .await;
-    let hwm_creates = driver.status_kib("VmHWM");
-
-    let (c3, ids3) = (ch.clone(), ids.clone());
-    let deletes = drive(&mock, load, move |i| {
-        let (mut c, ids) = (ControllerClient::new(c3.clone()), ids3.clone());
-        async move {
-            let volume_id = ids[i].lock().unwrap().clone();
-            if volume_id.is_empty() {
-                return Err(format!("DeleteVolume {i}: its create failed"));
-            }
-            c.delete_volume(csi::DeleteVolumeRequest {
-                volume_id,
-                ..Default::default()
-            })
+    let mut subjects = Vec::new();
+    for (k, limit) in limits.iter().enumerate() {
+        let sub = dir.path().join(format!("driver-{k}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let driver = Driver::start(&mock, &sub, *limit).await;
+        let channel = driver.channel().await;
+        ControllerClient::new(channel.clone())
+            .get_capacity(csi::GetCapacityRequest::default())
             .await
-            .map_err(|e| format!("DeleteVolume {i}: {e}"))?;
-            Ok(())
+            .expect("GetCapacity");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        subjects.push(Subject {
+            label: match limit {
+                None => "driver (default limits)".to_string(),
+                Some(n) => format!("driver --max-array-requests {n}"),
+            },
+            idle_rss: driver.status_kib("VmRSS"),
+            pid: driver.child.id().expect("running").to_string(),
+            driver,
+            channel,
+            creates: Vec::new(),
+            deletes: Vec::new(),
+            cpu_creates: (0.0, 0.0),
+            cpu_deletes: (0.0, 0.0),
+        });
+    }
+    mock.set_faults(array.clone());
+
+    // Rounds of: the plain client's creates, then for each driver its
+    // creates and its deletes of those volumes; fresh names every time.
+    let mut plains = Vec::new();
+    let mut cpu_plain = 0.0;
+    let add = |acc: &mut (f64, f64), from: (f64, f64), to: (f64, f64)| {
+        acc.0 += to.0 - from.0;
+        acc.1 += to.1 - from.1;
+    };
+    for round in 0..rounds {
+        let t0 = cpu_secs("self");
+        let p = plain.clone();
+        plains.push(
+            drive(&mock, load, move |i| {
+                let p = p.clone();
+                async move { p.create(&format!("adm-r{round}-{i:05}-2bc92e91-485f-4f21")).await }
+            })
+            .await,
+        );
+        cpu_plain += cpu_secs("self") - t0;
+
+        for (k, s) in subjects.iter_mut().enumerate() {
+            let cpu = || (cpu_secs("self"), cpu_secs(&s.pid));
+            let ids: Arc<Vec<std::sync::Mutex<String>>> =
+                Arc::new((0..load.volumes).map(|_| Default::default()).collect());
+            let (c2, ids2) = (s.channel.clone(), ids.clone());
+            let t1 = cpu();
+            s.creates.push(
+                drive(&mock, load, move |i| {
+                    let (mut c, ids) = (ControllerClient::new(c2.clone()), ids2.clone());
+                    async move {
+                        let v = c
+                            .create_volume(create_req(format!("pvc-d{k}-r{round}-{i:05}-2bc92e91-485f")))
+                            .await
+                            .map_err(|e| format!("CreateVolume {i}: {e}"))?
+                            .into_inner()
+                            .volume
+                            .ok_or("CreateVolume: no volume")?;
+                        *ids[i].lock().unwrap() = v.volume_id;
+                        Ok(())
+                    }
+                })
+                .await,
+            );
+            let t2 = cpu();
+            add(&mut s.cpu_creates, t1, t2);
+            let c3 = s.channel.clone();
+            s.deletes.push(
+                drive(&mock, load, move |i| {
+                    let (mut c, ids) = (ControllerClient::new(c3.clone()), ids.clone());
+                    async move {
+                        let volume_id = ids[i].lock().unwrap().clone();
+                        if volume_id.is_empty() {
+                            return Err(format!("DeleteVolume {i}: its create failed"));
+                        }
+                        c.delete_volume(csi::DeleteVolumeRequest {
+                            volume_id,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| format!("DeleteVolume {i}: {e}"))?;
+                        Ok(())
+                    }
+                })
+                .await,
+            );
+            add(&mut s.cpu_deletes, t2, cpu());
         }
-    })
-    .await;
-    let hwm = driver.status_kib("VmHWM");
+    }
     let destroyed = mock.with_state(|s| {
         s.file_systems
             .values()
@@ -416,106 +519,127 @@ async fn main() {
             .count()
     });
     let load_after = loadavg();
-    let log_lines = std::fs::read_to_string(&driver.log).map_or(0, |l| l.lines().count());
-    drop(ch);
-    driver.stop().await;
 
     // ------------------------------------------------------------ report
-    let n = load.volumes as f64;
+    let ops = (load.volumes * rounds) as f64;
+    let r = rounds as f64;
     let create_bound = load.bound(1.0);
-    let per_create = creates.counters.total() as f64 / n;
-    let per_delete = deletes.counters.total() as f64 / n;
-    let delete_bound = load.bound(per_delete);
     let ratio = |p: &Phase, b: Duration| p.wall.as_secs_f64() / b.as_secs_f64();
+    let peak = |v: &[Phase]| v.iter().map(|p| p.counters.peak_in_flight).max().unwrap_or(0);
+    let mp = median(&plains);
     println!(
-        "burst: N={} C={} L={} ms P={}",
+        "burst: N={} C={} L={} ms P={}; {rounds} rounds, each: plain creates, then per driver its creates and deletes",
         load.volumes, load.concurrency, load.latency_ms, load.parallel
     );
     println!("machine: {cpus} CPUs; load average {load_before} before, {load_after} after");
     println!("create lower bound ceil(N/P)*L: {}", secs(create_bound));
     println!();
-    println!("| figure | value |");
+    println!("| figure (median of {rounds} rounds) | value |");
     println!("| --- | --- |");
     println!(
-        "| plain REST client, {} workers: wall / ratio to bound | {} / {:.2} |",
+        "| plain REST client, {} workers: create wall / ratio to bound | {} / {:.2} |",
         load.concurrency,
-        secs(baseline.wall),
-        ratio(&baseline, create_bound)
+        secs(mp.wall),
+        ratio(mp, create_bound)
     );
     println!(
-        "| driver CreateVolume: wall / ratio to bound | {} / {:.2} |",
-        secs(creates.wall),
-        ratio(&creates, create_bound)
+        "| plain client: array requests per create; logins; peak in flight at the array; CPU s per round (this process) | {:.2}; {}; {}; {:.2} |",
+        sum(&plains, |c| c.total()) as f64 / ops,
+        sum(&plains, |c| c.logins),
+        peak(&plains),
+        cpu_plain / r
     );
+    let mut errors: Vec<&String> = plains.iter().flat_map(|p| &p.errors).collect();
+    let mut detail = Vec::new();
+    for s in &subjects {
+        let (mc, md) = (median(&s.creates), median(&s.deletes));
+        let per_delete = sum(&s.deletes, |c| c.total()) as f64 / ops;
+        let delete_bound = load.bound(per_delete);
+        let per_round: Vec<String> = plains
+            .iter()
+            .zip(&s.creates)
+            .map(|(p, c)| format!("{:.2}", c.wall.as_secs_f64() / p.wall.as_secs_f64()))
+            .collect();
+        let l = &s.label;
+        println!(
+            "| {l}: CreateVolume wall / ratio to bound | {} / {:.2} |",
+            secs(mc.wall),
+            ratio(mc, create_bound)
+        );
+        println!(
+            "| {l}: create wall / plain client wall (medians; per round {}) | {:.2} |",
+            per_round.join(", "),
+            mc.wall.as_secs_f64() / mp.wall.as_secs_f64()
+        );
+        println!(
+            "| {l}: array requests per create / per delete | {:.2} / {per_delete:.2} |",
+            sum(&s.creates, |c| c.total()) as f64 / ops
+        );
+        println!(
+            "| {l}: DeleteVolume wall / bound ceil(N*{per_delete:.2}/P)*L / ratio | {} / {} / {:.2} |",
+            secs(md.wall),
+            secs(delete_bound),
+            ratio(md, delete_bound)
+        );
+        println!(
+            "| {l}: per call p50 / p99, create; delete | {:.1?} / {:.1?}; {:.1?} / {:.1?} |",
+            mc.pct(0.5),
+            mc.pct(0.99),
+            md.pct(0.5),
+            md.pct(0.99)
+        );
+        println!(
+            "| {l}: logins in the timed phases (creates, deletes); peak in flight at the array (creates, deletes) | {}, {}; {}, {} |",
+            sum(&s.creates, |c| c.logins),
+            sum(&s.deletes, |c| c.logins),
+            peak(&s.creates),
+            peak(&s.deletes)
+        );
+        println!(
+            "| {l}: controller RSS idle (logged in) / peak (VmHWM, whole run) | {} / {} |",
+            mib(s.idle_rss),
+            mib(s.driver.status_kib("VmHWM"))
+        );
+        println!(
+            "| {l}: CPU s per round, this process (mock + gRPC callers) / controller: creates; deletes | {:.2} / {:.2}; {:.2} / {:.2} |",
+            s.cpu_creates.0 / r,
+            s.cpu_creates.1 / r,
+            s.cpu_deletes.0 / r,
+            s.cpu_deletes.1 / r
+        );
+        println!(
+            "| {l}: errors (creates / deletes) | {} / {} |",
+            s.creates.iter().map(|p| p.errors.len()).sum::<usize>(),
+            s.deletes.iter().map(|p| p.errors.len()).sum::<usize>()
+        );
+        errors.extend(s.creates.iter().chain(&s.deletes).flat_map(|p| &p.errors));
+        detail.push(format!(
+            "{l}: walls (s) creates {}; deletes {}\n{l}: requests per create: {}\n{l}: requests per delete: {}\n{l}: log {} lines",
+            walls(&s.creates),
+            walls(&s.deletes),
+            breakdown(&s.creates, ops),
+            breakdown(&s.deletes, ops),
+            std::fs::read_to_string(&s.driver.log).map_or(0, |t| t.lines().count())
+        ));
+    }
     println!(
-        "| driver create wall / plain client wall | {:.2} |",
-        creates.wall.as_secs_f64() / baseline.wall.as_secs_f64()
-    );
-    println!(
-        "| array requests per create (driver / plain) | {per_create:.2} / {:.2} |",
-        baseline.counters.total() as f64 / n
-    );
-    println!(
-        "| driver DeleteVolume: wall / lower bound for {per_delete:.2} requests each / ratio | {} / {} / {:.2} |",
-        secs(deletes.wall),
-        secs(delete_bound),
-        ratio(&deletes, delete_bound)
-    );
-    println!("| array requests per delete | {per_delete:.2} |");
-    println!(
-        "| CreateVolume per call p50 / p99 | {:.1?} / {:.1?} |",
-        creates.pct(0.5),
-        creates.pct(0.99)
-    );
-    println!(
-        "| DeleteVolume per call p50 / p99 | {:.1?} / {:.1?} |",
-        deletes.pct(0.5),
-        deletes.pct(0.99)
-    );
-    println!(
-        "| logins during the timed phases (driver creates + deletes, plain) | {} + {}, {} |",
-        creates.counters.logins, deletes.counters.logins, baseline.counters.logins
-    );
-    println!(
-        "| peak requests in flight at the array (plain / creates / deletes) | {} / {} / {} |",
-        baseline.counters.peak_in_flight, creates.counters.peak_in_flight, deletes.counters.peak_in_flight
-    );
-    println!(
-        "| controller RSS idle / VmHWM after creates / VmHWM after deletes | {} / {} / {} |",
-        mib(idle_rss),
-        mib(hwm_creates),
-        mib(hwm)
-    );
-    println!(
-        "| errors (plain / creates / deletes) | {} / {} / {} |",
-        baseline.errors.len(),
-        creates.errors.len(),
-        deletes.errors.len()
-    );
-    println!(
-        "| file systems soft-deleted by the driver | {destroyed} of {} |",
-        load.volumes
+        "| file systems soft-deleted by the drivers | {destroyed} of {} |",
+        load.volumes * rounds * subjects.len()
     );
     println!();
-    println!(
-        "requests per create: {}",
-        breakdown(&creates.counters, load.volumes)
-    );
-    println!(
-        "requests per delete: {}",
-        breakdown(&deletes.counters, load.volumes)
-    );
-    println!("controller log: {log_lines} lines");
-    let errors: Vec<&String> = baseline
-        .errors
-        .iter()
-        .chain(&creates.errors)
-        .chain(&deletes.errors)
-        .collect();
+    println!("plain: walls (s) {}", walls(&plains));
+    for d in detail {
+        println!("{d}");
+    }
     for e in errors.iter().take(5) {
         eprintln!("error: {e}");
     }
-    if !errors.is_empty() {
+    let failed = !errors.is_empty();
+    for s in subjects {
+        drop(s.channel);
+        s.driver.stop().await;
+    }
+    if failed {
         std::process::exit(1);
     }
 }
