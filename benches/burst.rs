@@ -1,18 +1,29 @@
-//! A class logging in at once: many concurrent CreateVolume calls through the
-//! driver's unix socket against mock-flashblade with injected latency.
+//! A class logging in at once: N CreateVolume calls from C concurrent callers,
+//! then N DeleteVolume calls, through the driver's unix socket, against
+//! mock-flashblade answering each request after L ms with at most P requests
+//! served at a time. The same N creates are also sent by a plain REST client
+//! (the "admin script" baseline: log in, then C workers POSTing straight at
+//! the same mock), so the driver's cost is measured against both the array's
+//! lower bound, ceil(N·k/P)·L for k requests per operation, and what the
+//! simplest possible client achieves on the same machine in the same run.
 //!
-//! Run: `cargo bench --bench burst` (BENCH_VOLUMES, BENCH_CONCURRENCY change
-//! the load). Prints the driver's own overhead per call (latency minus the
-//! array time it waited for), throughput against the Little's-law ceiling of
-//! the array-request bound, array requests per volume and logins.
+//! The driver runs as a child process (the release `flashblade-csi serve
+//! --mode controller`, default limits), so its peak RSS (VmHWM) is its own.
+//! The mock and both load generators share this process.
+//!
+//! Run: `cargo bench --bench burst`. BENCH_VOLUMES (1000), BENCH_CONCURRENCY
+//! (100), BENCH_LATENCY_MS (20) and BENCH_ARRAY_PARALLEL (16) change the load.
+//! Exits non-zero when any call failed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use flashblade_csi::config::{Config, Mode, Settings};
 use flashblade_csi::csi::{self, controller_client::ControllerClient};
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
+use serde_json::{Value, json};
+use tonic::transport::{Channel, Endpoint, Uri};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -21,169 +32,614 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn channel(path: &Path) -> tonic::transport::Channel {
-    let path = path.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }))
-        .await
-        .unwrap()
+#[derive(Clone, Copy)]
+struct Load {
+    volumes: usize,
+    concurrency: usize,
+    latency_ms: u64,
+    parallel: usize,
 }
 
-struct Run {
-    latencies: Vec<Duration>,
+impl Load {
+    /// The array's lower bound for `volumes` operations of `k` requests each.
+    fn bound(&self, k: f64) -> Duration {
+        let requests = (self.volumes as f64 * k).round() as u64;
+        Duration::from_millis(requests.div_ceil(self.parallel as u64) * self.latency_ms)
+    }
+}
+
+/// The outcome of one timed phase.
+struct Phase {
     wall: Duration,
+    latencies: Vec<Duration>,
+    errors: Vec<String>,
     counters: mock_flashblade::Counters,
 }
 
-async fn run(latency_ms: u64, max_array_requests: usize, volumes: usize, concurrency: usize) -> Run {
+impl Phase {
+    fn pct(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies[((self.latencies.len() as f64 * q) as usize).min(self.latencies.len() - 1)]
+    }
+}
+
+/// Runs `op(i)` for i in 0..n from `concurrency` workers pulling from one
+/// queue; times the whole and each call.
+async fn drive<F, Fut>(mock: &mock_flashblade::MockHandle, load: Load, op: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    mock.reset_counters();
+    let queue = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..load.concurrency {
+        let (queue, op) = (queue.clone(), op.clone());
+        set.spawn(async move {
+            let (mut lat, mut err) = (Vec::new(), Vec::new());
+            loop {
+                let i = queue.fetch_add(1, Ordering::SeqCst);
+                if i >= load.volumes {
+                    break;
+                }
+                let t = Instant::now();
+                match op(i).await {
+                    Ok(()) => lat.push(t.elapsed()),
+                    Err(e) => err.push(e),
+                }
+            }
+            (lat, err)
+        });
+    }
+    let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+    while let Some(r) = set.join_next().await {
+        let (l, e) = r.expect("worker");
+        latencies.extend(l);
+        errors.extend(e);
+    }
+    let wall = start.elapsed();
+    latencies.sort();
+    Phase {
+        wall,
+        latencies,
+        errors,
+        counters: mock.counters(),
+    }
+}
+
+// ------------------------------------------------------------ plain client
+
+/// The "admin script": api_version, one login, then plain POSTs with the
+/// body the driver sends for a default StorageClass.
+struct PlainClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl PlainClient {
+    async fn login(mock: &mock_flashblade::MockHandle) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(mock.ca_file.as_ref().expect("mock CA")).unwrap();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let tls =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
+        let versions: Value = http
+            .get(format!("{}/api/api_version", mock.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let minor = versions["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str()?.strip_prefix("2.")?.parse::<u32>().ok())
+            .max()
+            .unwrap();
+        let resp = http
+            .post(format!("{}/api/login", mock.url))
+            .header("api-token", &mock.api_token)
+            .send()
+            .await
+            .unwrap();
+        let token = resp.headers()["x-auth-token"].to_str().unwrap().to_string();
+        PlainClient {
+            http,
+            base: format!("{}/api/2.{minor}", mock.url),
+            token,
+        }
+    }
+
+    async fn create(&self, name: &str) -> Result<(), String> {
+        let body = json!({
+            "provisioned": 10i64 << 30,
+            "hard_limit_enabled": true,
+            "snapshot_directory_enabled": true,
+            "nfs": {"v3_enabled": true, "v4_1_enabled": true, "rules": "10.0.0.0/16(rw,root_squash)"},
+            "smb": {"enabled": false},
+            "http": {"enabled": false},
+        });
+        let resp = self
+            .http
+            .post(format!("{}/file-systems", self.base))
+            .query(&[("names", name)])
+            .header("x-auth-token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let _ = resp.bytes().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("POST {name}: HTTP {status}"))
+        }
+    }
+}
+
+// ------------------------------------------------------------------ driver
+
+/// The controller as its own process.
+struct Driver {
+    child: tokio::process::Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Driver {
+    /// `max_array_requests`: None for the driver's default.
+    async fn start(
+        mock: &mock_flashblade::MockHandle,
+        dir: &Path,
+        max_array_requests: Option<usize>,
+    ) -> Driver {
+        let token = dir.join("token");
+        std::fs::write(&token, &mock.api_token).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let socket = dir.join("csi.sock");
+        let log = dir.join("controller.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+            .arg("serve")
+            .args(["--mode", "controller"])
+            .arg("--endpoint")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--array-url", &mock.url])
+            .arg("--api-token-file")
+            .arg(&token)
+            .arg("--ca-file")
+            .arg(mock.ca_file.as_ref().expect("mock CA"))
+            .args(["--nfs-endpoint", "10.0.0.10"])
+            .args(["--default-export-rules", "10.0.0.0/16(rw,root_squash)"])
+            .args(
+                max_array_requests
+                    .map(|v| vec!["--max-array-requests".to_string(), v.to_string()])
+                    .unwrap_or_default(),
+            )
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start flashblade-csi serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the controller did not open its socket; log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Driver { child, socket, log }
+    }
+
+    async fn channel(&self) -> Channel {
+        let path = self.socket.clone();
+        Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .unwrap()
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB (VmRSS, VmHWM).
+    fn status_kib(&self, key: &str) -> u64 {
+        let pid = self.child.id().expect("running");
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+fn create_req(name: String) -> csi::CreateVolumeRequest {
+    csi::CreateVolumeRequest {
+        name,
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: 10 << 30,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![csi::VolumeCapability {
+            access_type: Some(csi::volume_capability::AccessType::Mount(Default::default())),
+            access_mode: Some(csi::volume_capability::AccessMode { mode: 1 }),
+        }],
+        ..Default::default()
+    }
+}
+
+// ------------------------------------------------------------------ report
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    // After the command: state is field 3, utime 14 and stime 15.
+    let tick = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(14) + tick(15)) / 100.0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Requests per operation at the array, by method, resource and status.
+fn breakdown(phases: &[Phase], ops: f64) -> String {
+    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in phases.iter().flat_map(|p| &p.counters.requests) {
+        let resource = r.path.splitn(4, '/').nth(3).unwrap_or(&r.path);
+        *by.entry(format!("{} {resource} {}", r.method, r.status))
+            .or_default() += r.count;
+    }
+    by.iter()
+        .map(|(k, v)| format!("{k}: {:.2}", *v as f64 / ops))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The median by wall time (the upper one of an even count).
+fn median(phases: &[Phase]) -> &Phase {
+    let mut v: Vec<&Phase> = phases.iter().collect();
+    v.sort_by_key(|p| p.wall);
+    v[v.len() / 2]
+}
+
+fn walls(phases: &[Phase]) -> String {
+    phases
+        .iter()
+        .map(|p| format!("{:.3}", p.wall.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sum(phases: &[Phase], f: impl Fn(&mock_flashblade::Counters) -> u64) -> u64 {
+    phases.iter().map(|p| f(&p.counters)).sum()
+}
+
+/// One driver configuration under test.
+struct Subject {
+    label: String,
+    driver: Driver,
+    channel: Channel,
+    pid: String,
+    idle_rss: u64,
+    creates: Vec<Phase>,
+    deletes: Vec<Phase>,
+    cpu_creates: (f64, f64),
+    cpu_deletes: (f64, f64),
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let load = Load {
+        volumes: env("BENCH_VOLUMES", 1000),
+        concurrency: env("BENCH_CONCURRENCY", 100),
+        latency_ms: env("BENCH_LATENCY_MS", 20) as u64,
+        parallel: env("BENCH_ARRAY_PARALLEL", 16),
+    };
+    let rounds = env("BENCH_ROUNDS", 3).max(1);
+    // Driver configurations: "default" (no flag) and --max-array-requests values.
+    let limits: Vec<Option<usize>> = std::env::var("BENCH_DRIVER_LIMITS")
+        .unwrap_or_else(|_| "default,64".into())
+        .split(',')
+        .map(|v| v.trim().parse().ok())
+        .collect();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load_before = loadavg();
+
     let mock = mock_flashblade::start(mock_flashblade::MockConfig {
         persist: false,
         ..Default::default()
     })
     .await
     .unwrap();
+    let array = mock_flashblade::Faults {
+        latency_ms: load.latency_ms,
+        max_concurrency: Some(load.parallel),
+        ..Default::default()
+    };
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, &mock.api_token).unwrap();
-    let socket = dir.path().join("csi.sock");
-    let config = Config::load(&Settings {
-        mode: Some(Mode::Controller),
-        endpoint: Some(format!("unix://{}", socket.display())),
-        array: flashblade_csi::config::ArraySettings {
-            management_url: Some(mock.url.clone()),
-            api_token_file: Some(token),
-            ca_file: mock.ca_file.clone(),
-            nfs_endpoint: Some("10.0.0.10".parse().unwrap()),
-            default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
-            ..Default::default()
-        },
-        timeouts: flashblade_csi::config::TimeoutSettings {
-            array_request: Some(std::time::Duration::from_secs(60)),
-            ..Default::default()
-        },
-        limits: flashblade_csi::config::LimitSettings {
-            max_array_requests: Some(max_array_requests),
-        },
-        ..Default::default()
-    })
-    .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flashblade_csi::app::run(config, async {
-        let _ = stop_rx.await;
-    }));
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let ch = channel(&socket).await;
-    // Log in before the clock starts (a real controller is long running).
-    ControllerClient::new(ch.clone())
-        .get_capacity(csi::GetCapacityRequest::default())
-        .await
-        .unwrap();
-    mock.set_faults(mock_flashblade::Faults {
-        latency_ms,
-        ..Default::default()
-    });
-    mock.reset_counters();
 
-    let queue = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (ch, queue) = (ch.clone(), queue.clone());
-        set.spawn(async move {
-            let mut c = ControllerClient::new(ch);
-            let mut lat = Vec::new();
-            loop {
-                let i = queue.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= volumes {
-                    break;
-                }
-                let req = csi::CreateVolumeRequest {
-                    name: format!("pvc-{i:05}-2bc92e91-485f-4f21-83b4"),
-                    capacity_range: Some(csi::CapacityRange {
-                        required_bytes: 10 << 30,
-                        limit_bytes: 0,
-                    }),
-                    volume_capabilities: vec![csi::VolumeCapability {
-                        access_type: Some(csi::volume_capability::AccessType::Mount(Default::default())),
-                        access_mode: Some(csi::volume_capability::AccessMode { mode: 1 }),
-                    }],
-                    ..Default::default()
-                };
-                let t = Instant::now();
-                c.create_volume(req).await.expect("create");
-                lat.push(t.elapsed());
-            }
-            lat
+    // Every client logs in before any clock starts (a real controller is
+    // long running and logs in at start; the script logs in once).
+    let plain = Arc::new(PlainClient::login(&mock).await);
+    let mut subjects = Vec::new();
+    for (k, limit) in limits.iter().enumerate() {
+        let sub = dir.path().join(format!("driver-{k}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let driver = Driver::start(&mock, &sub, *limit).await;
+        let channel = driver.channel().await;
+        ControllerClient::new(channel.clone())
+            .get_capacity(csi::GetCapacityRequest::default())
+            .await
+            .expect("GetCapacity");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        subjects.push(Subject {
+            label: match limit {
+                None => "driver (default limits)".to_string(),
+                Some(n) => format!("driver --max-array-requests {n}"),
+            },
+            idle_rss: driver.status_kib("VmRSS"),
+            pid: driver.child.id().expect("running").to_string(),
+            driver,
+            channel,
+            creates: Vec::new(),
+            deletes: Vec::new(),
+            cpu_creates: (0.0, 0.0),
+            cpu_deletes: (0.0, 0.0),
         });
     }
-    let mut latencies = Vec::new();
-    while let Some(r) = set.join_next().await {
-        latencies.extend(r.unwrap());
+    mock.set_faults(array.clone());
+
+    // Rounds of: the plain client's creates, then for each driver its
+    // creates and its deletes of those volumes; fresh names every time.
+    let mut plains = Vec::new();
+    let mut cpu_plain = 0.0;
+    let add = |acc: &mut (f64, f64), from: (f64, f64), to: (f64, f64)| {
+        acc.0 += to.0 - from.0;
+        acc.1 += to.1 - from.1;
+    };
+    for round in 0..rounds {
+        let t0 = cpu_secs("self");
+        let p = plain.clone();
+        plains.push(
+            drive(&mock, load, move |i| {
+                let p = p.clone();
+                async move { p.create(&format!("adm-r{round}-{i:05}-2bc92e91-485f-4f21")).await }
+            })
+            .await,
+        );
+        cpu_plain += cpu_secs("self") - t0;
+
+        for (k, s) in subjects.iter_mut().enumerate() {
+            let cpu = || (cpu_secs("self"), cpu_secs(&s.pid));
+            let ids: Arc<Vec<std::sync::Mutex<String>>> =
+                Arc::new((0..load.volumes).map(|_| Default::default()).collect());
+            let (c2, ids2) = (s.channel.clone(), ids.clone());
+            let t1 = cpu();
+            s.creates.push(
+                drive(&mock, load, move |i| {
+                    let (mut c, ids) = (ControllerClient::new(c2.clone()), ids2.clone());
+                    async move {
+                        let v = c
+                            .create_volume(create_req(format!("pvc-d{k}-r{round}-{i:05}-2bc92e91-485f")))
+                            .await
+                            .map_err(|e| format!("CreateVolume {i}: {e}"))?
+                            .into_inner()
+                            .volume
+                            .ok_or("CreateVolume: no volume")?;
+                        *ids[i].lock().unwrap() = v.volume_id;
+                        Ok(())
+                    }
+                })
+                .await,
+            );
+            let t2 = cpu();
+            add(&mut s.cpu_creates, t1, t2);
+            let c3 = s.channel.clone();
+            s.deletes.push(
+                drive(&mock, load, move |i| {
+                    let (mut c, ids) = (ControllerClient::new(c3.clone()), ids.clone());
+                    async move {
+                        let volume_id = ids[i].lock().unwrap().clone();
+                        if volume_id.is_empty() {
+                            return Err(format!("DeleteVolume {i}: its create failed"));
+                        }
+                        c.delete_volume(csi::DeleteVolumeRequest {
+                            volume_id,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| format!("DeleteVolume {i}: {e}"))?;
+                        Ok(())
+                    }
+                })
+                .await,
+            );
+            add(&mut s.cpu_deletes, t2, cpu());
+        }
     }
-    let wall = start.elapsed();
-    let counters = mock.counters();
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    latencies.sort();
-    Run {
-        latencies,
-        wall,
-        counters,
+    let destroyed = mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .filter(|f| f.destroyed && f.name.starts_with("k8s-"))
+            .count()
+    });
+    let load_after = loadavg();
+
+    // ------------------------------------------------------------ report
+    let ops = (load.volumes * rounds) as f64;
+    let r = rounds as f64;
+    let create_bound = load.bound(1.0);
+    let ratio = |p: &Phase, b: Duration| p.wall.as_secs_f64() / b.as_secs_f64();
+    let peak = |v: &[Phase]| v.iter().map(|p| p.counters.peak_in_flight).max().unwrap_or(0);
+    let mp = median(&plains);
+    println!(
+        "burst: N={} C={} L={} ms P={}; {rounds} rounds, each: plain creates, then per driver its creates and deletes",
+        load.volumes, load.concurrency, load.latency_ms, load.parallel
+    );
+    println!("machine: {cpus} CPUs; load average {load_before} before, {load_after} after");
+    println!("create lower bound ceil(N/P)*L: {}", secs(create_bound));
+    println!();
+    println!("| figure (median of {rounds} rounds) | value |");
+    println!("| --- | --- |");
+    println!(
+        "| plain REST client, {} workers: create wall / ratio to bound | {} / {:.2} |",
+        load.concurrency,
+        secs(mp.wall),
+        ratio(mp, create_bound)
+    );
+    println!(
+        "| plain client: array requests per create; logins; peak in flight at the array; CPU s per round (this process) | {:.2}; {}; {}; {:.2} |",
+        sum(&plains, |c| c.total()) as f64 / ops,
+        sum(&plains, |c| c.logins),
+        peak(&plains),
+        cpu_plain / r
+    );
+    let mut errors: Vec<&String> = plains.iter().flat_map(|p| &p.errors).collect();
+    let mut detail = Vec::new();
+    for s in &subjects {
+        let (mc, md) = (median(&s.creates), median(&s.deletes));
+        let per_delete = sum(&s.deletes, |c| c.total()) as f64 / ops;
+        let delete_bound = load.bound(per_delete);
+        let per_round: Vec<String> = plains
+            .iter()
+            .zip(&s.creates)
+            .map(|(p, c)| format!("{:.2}", c.wall.as_secs_f64() / p.wall.as_secs_f64()))
+            .collect();
+        let l = &s.label;
+        println!(
+            "| {l}: CreateVolume wall / ratio to bound | {} / {:.2} |",
+            secs(mc.wall),
+            ratio(mc, create_bound)
+        );
+        println!(
+            "| {l}: create wall / plain client wall (medians; per round {}) | {:.2} |",
+            per_round.join(", "),
+            mc.wall.as_secs_f64() / mp.wall.as_secs_f64()
+        );
+        println!(
+            "| {l}: array requests per create / per delete | {:.2} / {per_delete:.2} |",
+            sum(&s.creates, |c| c.total()) as f64 / ops
+        );
+        println!(
+            "| {l}: DeleteVolume wall / bound ceil(N*{per_delete:.2}/P)*L / ratio | {} / {} / {:.2} |",
+            secs(md.wall),
+            secs(delete_bound),
+            ratio(md, delete_bound)
+        );
+        println!(
+            "| {l}: per call p50 / p99, create; delete | {:.1?} / {:.1?}; {:.1?} / {:.1?} |",
+            mc.pct(0.5),
+            mc.pct(0.99),
+            md.pct(0.5),
+            md.pct(0.99)
+        );
+        println!(
+            "| {l}: logins in the timed phases (creates, deletes); peak in flight at the array (creates, deletes) | {}, {}; {}, {} |",
+            sum(&s.creates, |c| c.logins),
+            sum(&s.deletes, |c| c.logins),
+            peak(&s.creates),
+            peak(&s.deletes)
+        );
+        println!(
+            "| {l}: controller RSS idle (logged in) / peak (VmHWM, whole run) | {} / {} |",
+            mib(s.idle_rss),
+            mib(s.driver.status_kib("VmHWM"))
+        );
+        println!(
+            "| {l}: CPU s per round, this process (mock + gRPC callers) / controller: creates; deletes | {:.2} / {:.2}; {:.2} / {:.2} |",
+            s.cpu_creates.0 / r,
+            s.cpu_creates.1 / r,
+            s.cpu_deletes.0 / r,
+            s.cpu_deletes.1 / r
+        );
+        println!(
+            "| {l}: errors (creates / deletes) | {} / {} |",
+            s.creates.iter().map(|p| p.errors.len()).sum::<usize>(),
+            s.deletes.iter().map(|p| p.errors.len()).sum::<usize>()
+        );
+        errors.extend(s.creates.iter().chain(&s.deletes).flat_map(|p| &p.errors));
+        detail.push(format!(
+            "{l}: walls (s) creates {}; deletes {}\n{l}: requests per create: {}\n{l}: requests per delete: {}\n{l}: log {} lines",
+            walls(&s.creates),
+            walls(&s.deletes),
+            breakdown(&s.creates, ops),
+            breakdown(&s.deletes, ops),
+            std::fs::read_to_string(&s.driver.log).map_or(0, |t| t.lines().count())
+        ));
     }
-}
-
-fn pct(v: &[Duration], q: f64) -> Duration {
-    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let volumes = env("BENCH_VOLUMES", 500);
-    let concurrency = env("BENCH_CONCURRENCY", 100);
-
-    // 1. Driver overhead: the array bound out of the way, fixed array latency.
-    let latency = 100u64;
-    let r = run(latency, 256, volumes, concurrency).await;
-    let calls = r.counters.total() as f64 / volumes as f64;
-    let array_time = Duration::from_millis(latency) * calls.round() as u32;
-    let overhead: Vec<Duration> = r.latencies.iter().map(|l| l.saturating_sub(array_time)).collect();
     println!(
-        "burst: {volumes} CreateVolume calls, {concurrency} concurrent, array latency {latency} ms, array bound 256"
+        "| file systems soft-deleted by the drivers | {destroyed} of {} |",
+        load.volumes * rounds * subjects.len()
     );
-    println!(
-        "  per call: p50 {:.1?}  p99 {:.1?}; array calls per volume {calls:.2} (= {array_time:?} of array time)",
-        pct(&r.latencies, 0.5),
-        pct(&r.latencies, 0.99)
-    );
-    println!(
-        "  driver overhead: p50 {:.2?}  p99 {:.2?}; logins {}; wall {:.2?} ({:.0} volumes/s)",
-        pct(&overhead, 0.5),
-        pct(&overhead, 0.99),
-        r.counters.logins,
-        r.wall,
-        volumes as f64 / r.wall.as_secs_f64()
-    );
-
-    // 2. Throughput at the array bound (Little's law: N / L requests per second).
-    let (latency, bound) = (200u64, 16usize);
-    let r = run(latency, bound, volumes, concurrency).await;
-    let calls = r.counters.total() as f64 / volumes as f64;
-    let ceiling = bound as f64 / (latency as f64 / 1000.0) / calls;
-    let rate = volumes as f64 / r.wall.as_secs_f64();
-    println!(
-        "burst: {volumes} CreateVolume calls, {concurrency} concurrent, array latency {latency} ms, array bound {bound}"
-    );
-    println!(
-        "  {rate:.1} volumes/s of a {ceiling:.1}/s ceiling ({:.0} %); peak requests in flight at the array {}; wall {:.2?}; p99 {:.2?}",
-        100.0 * rate / ceiling,
-        r.counters.peak_in_flight,
-        r.wall,
-        pct(&r.latencies, 0.99)
-    );
+    println!();
+    println!("plain: walls (s) {}", walls(&plains));
+    for d in detail {
+        println!("{d}");
+    }
+    for e in errors.iter().take(5) {
+        eprintln!("error: {e}");
+    }
+    let failed = !errors.is_empty();
+    for s in subjects {
+        drop(s.channel);
+        s.driver.stop().await;
+    }
+    if failed {
+        std::process::exit(1);
+    }
 }

@@ -261,7 +261,10 @@ async fn idempotent_create_ten_times_is_one_file_system() {
         c.create_volume(other).await.unwrap_err().code(),
         Code::AlreadyExists
     );
-    // Delete ten times: one rename and one destroy.
+    // Delete ten times: one PATCH renames and destroys; each repeat's PATCH
+    // is refused by the array (a destroyed file system cannot be renamed),
+    // so nothing changes after the first.
+    env.mock.reset_counters();
     for _ in 0..10 {
         c.delete_volume(csi::DeleteVolumeRequest {
             volume_id: ids[0].clone(),
@@ -270,7 +273,148 @@ async fn idempotent_create_ten_times_is_one_file_system() {
         .await
         .unwrap();
     }
-    assert_eq!(env.mock.counters().count("PATCH", "file-systems"), 2);
+    let counts = env.mock.counters();
+    assert_eq!(counts.count_status("PATCH", "file-systems", 200), 1);
+    assert_eq!(counts.count_status("PATCH", "file-systems", 400), 9);
+}
+
+#[tokio::test]
+async fn soft_delete_is_two_requests_by_the_array_id() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    let v = c
+        .create_volume(create_req("pvc-del2", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let delete = |id: String| csi::DeleteVolumeRequest {
+        volume_id: id,
+        ..Default::default()
+    };
+    // A live volume: the snapshot check (one filtered GET by the owner's
+    // id) and one PATCH by id that renames, switches off and destroys.
+    env.mock.reset_counters();
+    c.delete_volume(delete(v.volume_id.clone())).await.unwrap();
+    let counts = env.mock.counters();
+    assert_eq!(counts.count_status("GET", "file-system-snapshots", 200), 1);
+    assert_eq!(counts.count_status("PATCH", "file-systems", 200), 1);
+    assert_eq!(counts.total(), 2, "{counts:?}");
+    let fs = env.mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .find(|f| flashblade_csi::volume::naming::tombstone_of("k8s-pvc-del2", &f.name).is_some())
+            .cloned()
+            .expect("the tombstone")
+    });
+    assert!(fs.destroyed);
+    assert!(!fs.nfs.v3_enabled && !fs.nfs.v4_1_enabled && !fs.smb_enabled && !fs.http_enabled);
+
+    // A repeat: the PATCH is refused (destroyed), one look-up by id settles
+    // it; nothing changes.
+    env.mock.reset_counters();
+    c.delete_volume(delete(v.volume_id.clone())).await.unwrap();
+    let counts = env.mock.counters();
+    assert_eq!(counts.count_status("PATCH", "file-systems", 400), 1);
+    assert_eq!(counts.count_status("GET", "file-systems", 200), 1);
+    assert_eq!(counts.count_status("PATCH", "file-systems", 200), 0);
+    assert_eq!(counts.total(), 3, "{counts:?}");
+    assert_eq!(
+        env.mock.with_state(|s| s.file_systems[&fs.name].destroyed_at),
+        fs.destroyed_at
+    );
+
+    // An id no file system has: two requests, the PATCH refused, OK.
+    env.mock.reset_counters();
+    c.delete_volume(delete("fb01/k8s-pvc-del2/0000-gone".into()))
+        .await
+        .unwrap();
+    let counts = env.mock.counters();
+    assert_eq!(counts.count_status("PATCH", "file-systems", 400), 1);
+    assert_eq!(counts.total(), 2, "{counts:?}");
+
+    // Retain touches nothing (one look-up by id); eradicate keeps the
+    // look-up (its name guard) before the destroy and the DELETE.
+    for (policy, patches, deletes) in [("retain", 0, 0), ("eradicate", 1, 1)] {
+        let mut req = create_req(&format!("pvc-del2-{policy}"), GIB);
+        req.parameters = params(&[("deletePolicy", policy)]);
+        let v = c.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+        env.mock.reset_counters();
+        c.delete_volume(delete(v.volume_id)).await.unwrap();
+        let counts = env.mock.counters();
+        assert_eq!(counts.count("GET", "file-systems"), 1, "{policy}");
+        assert_eq!(counts.count("PATCH", "file-systems"), patches, "{policy}");
+        assert_eq!(counts.count("DELETE", "file-systems"), deletes, "{policy}");
+    }
+}
+
+#[tokio::test]
+async fn a_volume_renamed_by_an_admin() {
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut c = client(&env).await;
+    // Eradicate (irreversible): the look-up by id sees the foreign name and
+    // refuses; nothing is changed.
+    let mut req = create_req("pvc-adm-e", GIB);
+    req.parameters = params(&[("deletePolicy", "eradicate")]);
+    let v = c.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+    let id = env
+        .mock
+        .with_state(|s| s.file_systems["k8s-pvc-adm-e"].id.clone());
+    common::array_patch(
+        &env.mock,
+        &format!("file-systems?ids={id}"),
+        serde_json::json!({"name": "admin-kept"}),
+    )
+    .await;
+    env.mock.reset_counters();
+    let e = c
+        .delete_volume(csi::DeleteVolumeRequest {
+            volume_id: v.volume_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert_eq!(env.mock.counters().count("PATCH", "file-systems"), 0);
+    assert!(!env.mock.with_state(|s| s.file_systems["admin-kept"].destroyed));
+
+    // The default soft delete acts by id without a look-up, so it does not
+    // see the new name: the file system (still the one made for this
+    // volume) is destroyed under the volume's tombstone name, recoverable
+    // with its data.
+    let v = c
+        .create_volume(create_req("pvc-adm-d", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    std::fs::write(env.mock.fs_dir("k8s-pvc-adm-d").join("f"), "data").unwrap();
+    let id = env
+        .mock
+        .with_state(|s| s.file_systems["k8s-pvc-adm-d"].id.clone());
+    common::array_patch(
+        &env.mock,
+        &format!("file-systems?ids={id}"),
+        serde_json::json!({"name": "admin-moved"}),
+    )
+    .await;
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: v.volume_id,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let fs = env
+        .mock
+        .with_state(|s| s.file_systems.values().find(|f| f.id == id).cloned().unwrap());
+    assert!(fs.destroyed);
+    assert!(flashblade_csi::volume::naming::tombstone_of("k8s-pvc-adm-d", &fs.name).is_some());
+    assert_eq!(
+        std::fs::read_to_string(env.mock.fs_dir(&fs.name).join("f")).unwrap(),
+        "data"
+    );
 }
 
 #[tokio::test]

@@ -398,7 +398,10 @@ async fn snapshots_guard_their_volume_and_go_with_a_destroyed_one() {
     let mut c = ControllerClient::new(env.driver.channel().await);
     let v = volume(&mut c, "pvc-g", GIB).await;
     let s = snapshot(&mut c, "snap-g", &v.volume_id).await;
-    // Deleting the volume would take the snapshot with it: refused.
+    // Deleting the volume would take the snapshot with it: refused, and
+    // nothing is changed (the snapshot check finds it; the look-up by id
+    // and the check by name then name it in the message).
+    env.mock.reset_counters();
     let e = c
         .delete_volume(csi::DeleteVolumeRequest {
             volume_id: v.volume_id.clone(),
@@ -408,6 +411,10 @@ async fn snapshots_guard_their_volume_and_go_with_a_destroyed_one() {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("snapshot"));
+    let counts = env.mock.counters();
+    assert_eq!(counts.count("PATCH", "file-systems"), 0);
+    assert_eq!(counts.count("GET", "file-system-snapshots"), 2);
+    assert_eq!(counts.total(), 3, "{counts:?}");
     assert!(!env.mock.with_state(|st| st.file_systems["k8s-pvc-g"].destroyed));
     // An admin destroys the file system on the array: its snapshots disappear
     // from the CSI view.

@@ -15,7 +15,7 @@ use crate::flashblade::ops::{Created, collect_page};
 use crate::telemetry::record_volume_id;
 use crate::volume::access::check_capability;
 use crate::volume::naming;
-use crate::volume::{ArrayName, DeletePolicy, FsName, VolumeId};
+use crate::volume::{ArrayName, DeletePolicy, FsName, ObjectId, VolumeId};
 
 /// Checks requested capabilities: mount volumes in any access mode; block
 /// volumes are impossible on an NFS file system.
@@ -361,6 +361,13 @@ impl ControllerService {
                         req.volume_id
                     ))
                 })?;
+                if delete == DeletePolicy::Destroy
+                    && let Some(done) = self
+                        .soft_delete_by_id(client, &req.volume_id, &fs_name, &fs_id)
+                        .await?
+                {
+                    return Ok(done);
+                }
                 // By the array's id: the one file system this volume is,
                 // found even after an earlier attempt renamed it.
                 let Some(fs) = client.find_file_system_by_id(&fs_id).await? else {
@@ -376,14 +383,17 @@ impl ControllerService {
                     tracing::info!(fs = %fs_name, "deletePolicy retain: file system left on the array");
                     return Ok(csi::DeleteVolumeResponse {});
                 }
-                let snaps = self.live_driver_snapshots(client, &fs.name).await?;
-                if !snaps.is_empty() && !fs.destroyed {
-                    return Err(Error::FailedPrecondition(format!(
-                        "volume {} has {} snapshot(s) ({}); FlashBlade snapshots go with their file system, so delete the VolumeSnapshots first",
-                        req.volume_id,
-                        snaps.len(),
-                        snaps.join(", ")
-                    )));
+                // Snapshots matter only while the file system is live.
+                if !fs.destroyed {
+                    let snaps = self.live_driver_snapshots(client, &fs.name).await?;
+                    if !snaps.is_empty() {
+                        return Err(Error::FailedPrecondition(format!(
+                            "volume {} has {} snapshot(s) ({}); FlashBlade snapshots go with their file system, so delete the VolumeSnapshots first",
+                            req.volume_id,
+                            snaps.len(),
+                            snaps.join(", ")
+                        )));
+                    }
                 }
                 let fs = if fs.destroyed {
                     fs
@@ -420,6 +430,68 @@ impl ControllerService {
                 }
                 Ok(csi::DeleteVolumeResponse {})
             }
+        }
+    }
+
+    /// The default soft delete in two requests, addressed by the array's id
+    /// from the volume id (so no look-up, and never another file system): a
+    /// filtered GET for live driver snapshots owned by that id, then one
+    /// PATCH by `ids=` that switches the protocols off, renames the file
+    /// system to its tombstone (REST 2.16+, frees the name) and destroys it.
+    /// A missing id is done. `None` when this path cannot settle it (live
+    /// snapshots, already destroyed, any other refusal): the caller then
+    /// takes the full path, which looks the file system up and decides.
+    ///
+    /// Unlike the full path this does not refuse a file system an admin
+    /// renamed (nothing tells it the current name without a third request):
+    /// the id still proves it is the one made for this volume, and the
+    /// result is recoverable (destroyed, not eradicated).
+    async fn soft_delete_by_id(
+        &self,
+        client: &crate::flashblade::ArrayClient,
+        volume_id: &str,
+        fs_name: &FsName,
+        fs_id: &ObjectId,
+    ) -> Result<Option<csi::DeleteVolumeResponse>> {
+        match client
+            .list_snapshots(&Filter::driver_snapshots_owned_by(fs_id), 1, None)
+            .await
+        {
+            Ok(page) if page.items.is_empty() => {}
+            Ok(_) | Err(crate::flashblade::Error::Api { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let tombstone = if client.api_minor().await? >= 16 {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            Some(naming::tombstone_name(fs_name, secs))
+        } else {
+            None
+        };
+        match client
+            .destroy_file_system_by_id(fs_id, fs_name, tombstone.as_deref())
+            .await
+        {
+            Ok(Some(fs)) => {
+                tracing::info!(
+                    fs = %fs_name,
+                    renamed_to = %fs.name,
+                    time_remaining_ms = fs.time_remaining.unwrap_or(0),
+                    "file system destroyed (recoverable until eradicated)"
+                );
+                Ok(Some(csi::DeleteVolumeResponse {}))
+            }
+            Ok(None) => {
+                tracing::info!(volume_id, "no file system has this id: nothing to delete");
+                Ok(Some(csi::DeleteVolumeResponse {}))
+            }
+            Err(crate::flashblade::Error::Api { message, .. }) => {
+                tracing::debug!(%message, "one-request soft delete refused; looking the file system up");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

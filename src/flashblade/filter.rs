@@ -56,6 +56,16 @@ impl Filter {
         ))
     }
 
+    /// Live snapshots the driver made of the file system with the array's
+    /// id `fs_id` (whatever its current name).
+    pub(crate) fn driver_snapshots_owned_by(fs_id: &str) -> Self {
+        Filter(format!(
+            "owner.id={} and {}",
+            quoted(fs_id),
+            Self::driver_snapshots().0
+        ))
+    }
+
     /// This filter, restricted to names after `last` (keyset paging).
     pub(crate) fn after(&self, last: &str) -> Self {
         if last.is_empty() {

@@ -311,6 +311,37 @@ impl ArrayClient {
         .await
     }
 
+    /// Soft delete addressed by the array's id alone, in one request: every
+    /// protocol off, destroyed, and, when `new_name` is given (REST 2.16+),
+    /// renamed in the same PATCH. `Ok(None)`: no file system has this id.
+    /// Any other refusal (e.g. it is already destroyed: the array refuses
+    /// a rename of a destroyed file system) comes back as the array's error.
+    pub async fn destroy_file_system_by_id(
+        &self,
+        id: &str,
+        label: &str,
+        new_name: Option<&str>,
+    ) -> Result<Option<FileSystem>, Error> {
+        let mut body = json!({
+            "destroyed": true,
+            "nfs": {"v3_enabled": false, "v4_1_enabled": false},
+            "smb": {"enabled": false},
+            "http": {"enabled": false},
+        });
+        if let Some(n) = new_name {
+            body["name"] = json!(n);
+        }
+        let what = match new_name {
+            Some(n) => format!("destroy file system {label} (id {id}) as {n}"),
+            None => format!("destroy file system {label} (id {id})"),
+        };
+        match self.patch_file_system(id, body, vec![], what).await {
+            Ok(fs) => Ok(Some(fs)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Eradicates a destroyed file system. Already gone is success.
     pub(crate) async fn eradicate_file_system(&self, fs: &FileSystem) -> Result<(), Error> {
         let call = Call {
