@@ -248,8 +248,27 @@ def driver_config(objs):
 # knows are read from its own source, src/config.rs (the File* structs), so
 # the chart can never emit a key the driver would refuse, and no second list
 # is kept here.
-CONFIG_SECTIONS = {"": "FileConfig", "array": "FileArray", "timeouts": "FileTimeouts", "limits": "FileLimits", "log": "FileLog"}
+CONFIG_SECTIONS = {"": "Settings", "array": "ArraySettings", "timeouts": "TimeoutSettings", "limits": "LimitSettings", "log": "LogSettings"}
 DURATION_RE = re.compile(r"[0-9]+(ms|s|m|h)")
+
+
+def serde_keys(body):
+    """The TOML keys of one settings struct: its field names, less the fields
+    marked #[serde(skip)], under their #[serde(rename = ...)] names."""
+    keys, skip, rename = set(), False, None
+    for line in body.splitlines():
+        line = line.strip()
+        if line.startswith("#[serde("):
+            skip = skip or re.search(r"\bskip\b(?!_)", line) is not None
+            m = re.search(r'rename = "(\w+)"', line)
+            rename = m.group(1) if m else rename
+            continue
+        m = re.match(r"pub (\w+):", line)
+        if m:
+            if not skip:
+                keys.add(rename or m.group(1))
+            skip, rename = False, None
+    return keys
 
 
 def driver_config_keys(path=None):
@@ -261,8 +280,8 @@ def driver_config_keys(path=None):
             text = f.read()
     except OSError as e:
         return f"cannot read {path}: {e}"
-    structs = {m.group(1): set(re.findall(r"^\s+(\w+):", m.group(2), re.M))
-               for m in re.finditer(r"struct (File\w*) \{(.*?)\n\}", text, re.S)}
+    structs = {m.group(1): serde_keys(m.group(2))
+               for m in re.finditer(r"pub struct (\w*Settings) \{(.*?)\n\}", text, re.S)}
     missing = [s for s in CONFIG_SECTIONS.values() if not structs.get(s)]
     if missing:
         return f"{os.path.relpath(path, ROOT)} has no struct {', '.join(missing)}: update CONFIG_SECTIONS in deploy/test/validate.py"
