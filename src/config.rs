@@ -624,7 +624,7 @@ impl Config {
                 }
                 if let Some(p) = &a.ca_file {
                     check_file(&s("ca_file"), p)?;
-                    load_ca_file(p).map_err(|e| bad(s("ca_file"), e))?;
+                    load_ca_file(p).map_err(|e| bad(s("ca_file"), e.to_string()))?;
                 }
                 if a.nfs_endpoint.is_none() {
                     return Err(bad(
@@ -711,15 +711,44 @@ pub(crate) fn validate_driver_name(name: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Why a CA bundle cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a PEM file: {source}", path.display())]
+    NotPem {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM certificate", path.display())]
+    Empty { path: PathBuf },
+}
+
 /// The certificates of a PEM CA bundle; an unreadable file, one that is not
 /// PEM, or one without a certificate is refused with a reason.
-pub(crate) fn load_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub(crate) fn load_ca_file(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, CaFileError> {
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not a PEM file: {e}", path.display()))?;
+        .map_err(|source| CaFileError::NotPem {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
+        return Err(CaFileError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }

@@ -7,6 +7,21 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+/// Why the TLS client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsError {
+    #[error(transparent)]
+    CaFile(#[from] crate::config::CaFileError),
+    #[error("CA file {}: {source}", path.display())]
+    BadCertificate {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("no TLS protocol version available: {0}")]
+    Protocols(#[source] rustls::Error),
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -16,10 +31,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// pinning their CA trusts nothing else), otherwise against the system trust
 /// store (the image's CA bundle), for arrays with a certificate from a public
 /// or enterprise CA. `insecure` skips verification.
-pub(crate) fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<rustls::ClientConfig, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(TlsError::Protocols)?;
     if insecure {
         tracing::warn!(
             "TLS verification of the array is DISABLED (insecure-skip-tls-verify); use a CA bundle in production"
@@ -33,9 +51,10 @@ pub(crate) fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<ru
     match ca_file {
         Some(path) => {
             for cert in crate::config::load_ca_file(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|source| TlsError::BadCertificate {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             }
         }
         None => {
