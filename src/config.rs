@@ -217,7 +217,7 @@ pub struct TimeoutSettings {
 #[derive(Clone, Debug, Default, PartialEq, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
-    /// Maximum requests in flight to one array (default 16).
+    /// Maximum requests in flight to one array (default 32).
     #[arg(long, env = "FLASHBLADE_CSI_MAX_ARRAY_REQUESTS")]
     pub max_array_requests: Option<usize>,
 }
@@ -367,7 +367,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_array_requests: 16,
+            // Twice a FlashBlade's usual REST parallelism, so its queue
+            // never runs dry between one answer and our next request (at
+            // exactly its parallelism each slot idles for our turnaround);
+            // the array's own 429/503 back-pressure is honoured beyond that.
+            max_array_requests: 32,
         }
     }
 }

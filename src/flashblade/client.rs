@@ -466,7 +466,7 @@ impl ArrayClient {
     }
 
     async fn attempt(&self, call: &Call, session: &Session, request_id: &str, deadline: Instant) -> Outcome {
-        let _permit = match self.permits.acquire().await {
+        let permit = match self.permits.acquire().await {
             Ok(p) => p,
             Err(_) => {
                 return Outcome::Fail(Error::Setup {
@@ -534,6 +534,9 @@ impl ArrayClient {
                 };
             }
         };
+        // The array is done with this request once its answer is in: parsing
+        // it is ours, so the next request may go now.
+        drop(permit);
         let body: Value = if bytes.is_empty() {
             Value::Null
         } else {

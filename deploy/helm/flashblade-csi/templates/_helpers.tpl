@@ -178,7 +178,7 @@ shutdown_grace = {{ .shutdownGrace | default "20s" | quote }}
 {{- end }}
 
 [limits]
-max_array_requests = {{ .Values.limits.maxArrayRequests | default 16 }}
+max_array_requests = {{ .Values.limits.maxArrayRequests | default 32 }}
 
 [log]
 format = {{ .Values.log.format | quote }}
