@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::volume::{ArrayName, Host, NamePrefix};
+use crate::volume::{ArrayName, Host, Labels, NamePrefix};
 
 /// Default CSI driver name; overridable so two installations can coexist.
 pub(crate) const DEFAULT_DRIVER_NAME: &str = "flashblade.csi.dev";
@@ -174,6 +174,10 @@ pub struct ArraySettings {
     #[arg(long, env = "FLASHBLADE_CSI_ALLOW_WILDCARD_EXPORT", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg!())]
     pub allow_wildcard_export: Option<bool>,
+    /// Labels for placement (`array: auto` StorageClasses pick arrays by
+    /// them), e.g. "rack=7b,env=prod".
+    #[arg(long = "array-labels", env = "FLASHBLADE_CSI_ARRAY_LABELS")]
+    pub labels: Option<Labels>,
     /// Further name prefixes whose file systems ListVolumes reports (for
     /// StorageClasses with their own namePrefix), comma-separated.
     #[arg(long, env = "FLASHBLADE_CSI_EXTRA_NAME_PREFIXES", value_delimiter = ',')]
@@ -318,6 +322,8 @@ pub struct ArrayConfig {
     pub allow_wildcard_export: bool,
     /// Further name prefixes whose file systems ListVolumes reports.
     pub extra_name_prefixes: Vec<NamePrefix>,
+    /// Labels that `array: auto` StorageClasses select arrays by.
+    pub labels: Labels,
 }
 
 /// Deadlines. Each is shorter than the sidecar / kubelet timeout it serves.
@@ -497,6 +503,7 @@ impl Config {
                 default_export_rules: a.default_export_rules,
                 allow_wildcard_export: a.allow_wildcard_export.unwrap_or(false),
                 extra_name_prefixes: a.extra_name_prefixes.unwrap_or_default(),
+                labels: a.labels.unwrap_or_default(),
                 name,
             });
         }

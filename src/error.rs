@@ -22,6 +22,9 @@ pub enum Error {
     /// A capacity that the driver or the array cannot satisfy.
     #[error("{0}")]
     OutOfRange(String),
+    /// No array the request allows has room for it now.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The object is in a state that forbids the operation (e.g. an imported
     /// dataset volume that the driver must never delete).
     #[error("{0}")]
@@ -67,6 +70,8 @@ impl Error {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             // Final: the capacity request cannot be met.
             Error::OutOfRange(_) => Code::OutOfRange,
+            // Retried with backoff: freed or added capacity makes it succeed.
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             // Retried with backoff by the sidecars, but only an admin action
             // (or a state change) makes it succeed.
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
@@ -140,6 +145,7 @@ mod tests {
             (Error::NotFound("a".into()), Code::NotFound),
             (Error::AlreadyExists("a".into()), Code::AlreadyExists),
             (Error::OutOfRange("a".into()), Code::OutOfRange),
+            (Error::ResourceExhausted("a".into()), Code::ResourceExhausted),
             (Error::FailedPrecondition("a".into()), Code::FailedPrecondition),
             (Error::Aborted("a".into()), Code::Aborted),
             (Error::Unavailable("a".into()), Code::Unavailable),

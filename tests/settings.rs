@@ -37,6 +37,10 @@ fn samples() -> BTreeMap<&'static str, (&'static str, &'static str)> {
         ("default_export_rules", ("10.0.0.0/8(rw)", "\"10.0.0.0/8(rw)\"")),
         ("allow_wildcard_export", ("true", "true")),
         ("extra_name_prefixes", ("a1,b2", "[\"a1\", \"b2\"]")),
+        (
+            "labels",
+            ("rack=7b,env=prod", "{ rack = \"7b\", env = \"prod\" }"),
+        ),
         // [timeouts]
         ("array_request", ("7s", "\"7s\"")),
         ("rpc", ("61s", "\"61s\"")),

@@ -5,6 +5,7 @@
 //! response. Errors become gRPC codes in `crate::error`.
 
 pub mod params;
+mod placement;
 mod snapshots;
 mod volumes;
 
@@ -28,6 +29,7 @@ pub struct ControllerService {
     config: Arc<Config>,
     arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
     inflight: InFlight,
+    placement: placement::Placement,
 }
 
 /// The capabilities this controller implements.
@@ -55,6 +57,7 @@ impl ControllerService {
             config,
             arrays,
             inflight: InFlight::new(),
+            placement: placement::Placement::default(),
         }
     }
 

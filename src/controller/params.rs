@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::config::{ArrayConfig, Config};
 use crate::error::Error;
 use crate::volume::exports::validate_export_rules;
-use crate::volume::{ArrayName, DeletePolicy, Host, NamePrefix, PolicyName};
+use crate::volume::{ArrayName, DeletePolicy, Host, NamePrefix, PolicyName, Selector};
 
 /// How the file system is exported.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +53,19 @@ pub(crate) const VOLUME_KEYS: &[&str] = &[
     "defaultGroupQuota",
     "deletePolicy",
     "namePrefix",
+    "arraySelector",
 ];
+
+/// The value of `array` that lets the driver choose.
+pub(crate) const AUTO: &str = "auto";
+
+/// True when the class lets the driver choose the array.
+pub(crate) fn is_auto(params: &HashMap<String, String>) -> bool {
+    match params.get("array") {
+        Some(a) => a == AUTO,
+        None => params.contains_key("arraySelector"),
+    }
+}
 
 fn invalid(key: &str, value: &str, expected: &str) -> Error {
     Error::InvalidArgument(format!("parameter {key}={value:?} is invalid: {expected}"))
@@ -154,10 +166,74 @@ pub(crate) fn select_array<'a>(config: &'a Config, name: Option<&str>) -> Result
 }
 
 impl VolumeParams {
+    /// The parameters of a class that names its array (or none, for the
+    /// default one). `array: auto` classes go through [`VolumeParams::candidates`].
     pub fn parse(params: &HashMap<String, String>, config: &Config) -> Result<Self, Error> {
+        let mut all = Self::candidates(params, config)?;
+        if all.len() != 1 || is_auto(params) {
+            return Err(Error::InvalidArgument(
+                "this call needs one array; the class lets the driver choose (array: auto)".into(),
+            ));
+        }
+        Ok(all.remove(0))
+    }
+
+    /// The parameters on every array the class allows, validated on each:
+    /// one for a class that names its array (or none), every configured
+    /// array matching `arraySelector` for `array: auto`.
+    pub fn candidates(params: &HashMap<String, String>, config: &Config) -> Result<Vec<Self>, Error> {
         check_keys(params, VOLUME_KEYS)?;
         let get = |k: &str| params.get(k).map(String::as_str);
-        let array = select_array(config, get("array"))?;
+        let selector = get("arraySelector")
+            .map(|s| {
+                s.parse::<Selector>()
+                    .map_err(|e| invalid("arraySelector", s, &e.to_string()))
+            })
+            .transpose()?;
+        let auto = match get("array") {
+            Some(AUTO) => true,
+            None => selector.is_some(),
+            Some(_) if selector.is_some() => {
+                return Err(Error::InvalidArgument(
+                    "parameter arraySelector needs array: auto (or no array parameter); a class that names its array has nothing to select".into(),
+                ));
+            }
+            Some(_) => false,
+        };
+        if !auto {
+            return Ok(vec![Self::parse_on(params, select_array(config, get("array"))?)?]);
+        }
+        if let Some(e) = get("nfsEndpoint") {
+            return Err(invalid(
+                "nfsEndpoint",
+                e,
+                "names one array's data address; with array: auto each array's configured nfs_endpoint is used",
+            ));
+        }
+        let selector = selector.unwrap_or_default();
+        let matching: Vec<&ArrayConfig> = config
+            .arrays
+            .iter()
+            .filter(|a| selector.matches(&a.labels))
+            .collect();
+        if matching.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "parameter arraySelector={:?} matches no configured array (arrays: {})",
+                get("arraySelector").unwrap_or(""),
+                config
+                    .arrays
+                    .iter()
+                    .map(|a| format!("{} [{}]", a.name, a.labels))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        matching.into_iter().map(|a| Self::parse_on(params, a)).collect()
+    }
+
+    /// The parameters as they apply on `array`.
+    fn parse_on(params: &HashMap<String, String>, array: &ArrayConfig) -> Result<Self, Error> {
+        let get = |k: &str| params.get(k).map(String::as_str);
         let nfs_endpoint = match get("nfsEndpoint") {
             Some(e) => e.parse().map_err(|_| invalid("nfsEndpoint", e, Host::RULE))?,
             None => array.nfs_endpoint.clone().ok_or_else(|| {

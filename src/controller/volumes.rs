@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::params::{Export, VolumeParams, nfs_versions_text, select_array};
+use super::params::{Export, VolumeParams, is_auto, nfs_versions_text, select_array};
 use super::{ControllerService, DEFAULT_VOLUME_BYTES};
 use crate::context;
 use crate::csi;
@@ -161,13 +161,19 @@ impl ControllerService {
         check_name(&req.name)?;
         check_capabilities(&req.volume_capabilities)?;
         let size = requested_bytes(req.capacity_range.as_ref())?;
-        let params = VolumeParams::parse(&req.parameters, &self.config)?;
+        let mut candidates = VolumeParams::candidates(&req.parameters, &self.config)?;
         if !req.mutable_parameters.is_empty() {
             return Err(Error::InvalidArgument(
                 "mutable_parameters are not supported (this driver does not implement ControllerModifyVolume)".into(),
             ));
         }
         let _guard = self.guard(format!("create:{}", req.name))?;
+        let params = if !is_auto(&req.parameters) {
+            candidates.remove(0)
+        } else {
+            let i = self.place(&req.name, &candidates, size).await?;
+            candidates.swap_remove(i)
+        };
         let client = self.client(&params.array)?;
         let fs_name = naming::fs_name_for(&params.name_prefix, &req.name);
         crate::telemetry::record_fs_name(&fs_name);
@@ -603,7 +609,7 @@ impl ControllerService {
             });
         }
         if !req.parameters.is_empty()
-            && let Err(e) = VolumeParams::parse(&req.parameters, &self.config)
+            && let Err(e) = VolumeParams::candidates(&req.parameters, &self.config)
         {
             return Ok(csi::ValidateVolumeCapabilitiesResponse {
                 confirmed: None,
@@ -738,13 +744,42 @@ impl ControllerService {
         let array = if req.parameters.is_empty() {
             select_array(&self.config, None)?.name.clone()
         } else {
-            VolumeParams::parse(&req.parameters, &self.config)?.array
+            let mut candidates = VolumeParams::candidates(&req.parameters, &self.config)?;
+            if is_auto(&req.parameters) {
+                return self.capacity_of(&candidates).await;
+            }
+            candidates.remove(0).array
         };
         let space = self.client(&array)?.array_space().await?;
         let available = (space.capacity - space.space.used()).max(0);
         Ok(csi::GetCapacityResponse {
             available_capacity: available,
             maximum_volume_size: Some(available),
+            minimum_volume_size: None,
+        })
+    }
+
+    /// Capacity for a class that lets the driver choose: without topology a
+    /// volume may land on any of its arrays, so the available capacity is
+    /// their sum and the largest volume the largest free space of one.
+    /// Arrays that do not answer are left out (and logged).
+    async fn capacity_of(&self, candidates: &[VolumeParams]) -> Result<csi::GetCapacityResponse> {
+        let mut total = 0i64;
+        let mut largest: Option<i64> = None;
+        for p in candidates {
+            if let Some(free) = self.free_space(&p.array).await {
+                total = total.saturating_add(free);
+                largest = Some(largest.map_or(free, |l| l.max(free)));
+            }
+        }
+        let Some(largest) = largest else {
+            return Err(Error::Unavailable(
+                "no array this class allows answers; capacity unknown".into(),
+            ));
+        };
+        Ok(csi::GetCapacityResponse {
+            available_capacity: total,
+            maximum_volume_size: Some(largest),
             minimum_volume_size: None,
         })
     }

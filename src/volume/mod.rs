@@ -8,8 +8,10 @@
 pub mod access;
 pub mod exports;
 pub mod id;
+pub mod labels;
 pub mod names;
 pub mod naming;
 
 pub use id::{DeletePolicy, MalformedId, SnapshotId, SnapshotIdError, VolumeId};
+pub use labels::{LabelError, Labels, Selector};
 pub use names::{ArrayName, FsName, Host, NameError, NamePrefix, ObjectId, PolicyName, SnapshotSuffix};

@@ -88,7 +88,7 @@ flashblade-csi-array-{{ .name | lower | replace "_" "-" | replace "." "-" }}
 {{- fail (printf "defaultArray: %q is not one of arrays[].name" .Values.defaultArray) -}}
 {{- end -}}
 {{- range .Values.storageClasses -}}
-{{- if and .parameters.array (not (has .parameters.array $names)) -}}
+{{- if and .parameters.array (ne .parameters.array "auto") (not (has .parameters.array $names)) -}}
 {{- fail (printf "storageClasses[%s].parameters.array: %q is not one of arrays[].name" .name .parameters.array) -}}
 {{- end -}}
 {{- if and (hasKey .parameters "exportRules") (hasKey .parameters "exportPolicy") -}}
@@ -164,6 +164,10 @@ default_export_rules = {{ . | quote }}
 {{- end }}
 {{- if .allowWildcardExport }}
 allow_wildcard_export = true
+{{- end }}
+{{- with .labels }}
+# Placement labels (StorageClasses with array: auto select by them).
+labels = { {{ range $i, $k := keys . | sortAlpha }}{{ if $i }}, {{ end }}{{ $k | quote }} = {{ index $a.labels $k | quote }}{{ end }} }
 {{- end }}
 {{- end }}
 
