@@ -13,6 +13,8 @@
 //!
 //! Run: `cargo bench --bench burst`. BENCH_VOLUMES (1000), BENCH_CONCURRENCY
 //! (100), BENCH_LATENCY_MS (20) and BENCH_ARRAY_PARALLEL (16) change the load.
+//! BENCH_AUTO_ARRAYS (3; 1 switches it off) adds the same creates with
+//! `array: auto` over that many arrays (each with the same L and P).
 //! Exits non-zero when any call failed.
 
 use std::path::{Path, PathBuf};
@@ -211,9 +213,20 @@ impl Driver {
         max_array_requests: Option<usize>,
     ) -> Driver {
         let token = dir.join("token");
-        std::fs::write(&token, &mock.api_token).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_token(&token, &mock.api_token);
+        let mut args: Vec<std::ffi::OsString> = vec!["--array-url".into(), mock.url.clone().into()];
+        args.extend(["--api-token-file".into(), token.into_os_string()]);
+        args.extend(["--ca-file".into(), mock.ca_file.clone().expect("mock CA").into_os_string()]);
+        args.extend(["--nfs-endpoint".into(), "10.0.0.10".into()]);
+        args.extend(["--default-export-rules".into(), "10.0.0.0/16(rw,root_squash)".into()]);
+        if let Some(v) = max_array_requests {
+            args.extend(["--max-array-requests".into(), v.to_string().into()]);
+        }
+        Self::spawn(dir, args).await
+    }
+
+    /// `flashblade-csi serve --mode controller` with `args`, logging to a file.
+    async fn spawn(dir: &Path, args: Vec<std::ffi::OsString>) -> Driver {
         let socket = dir.join("csi.sock");
         let log = dir.join("controller.log");
         let out = std::fs::File::create(&log).unwrap();
@@ -222,18 +235,7 @@ impl Driver {
             .args(["--mode", "controller"])
             .arg("--endpoint")
             .arg(format!("unix://{}", socket.display()))
-            .args(["--array-url", &mock.url])
-            .arg("--api-token-file")
-            .arg(&token)
-            .arg("--ca-file")
-            .arg(mock.ca_file.as_ref().expect("mock CA"))
-            .args(["--nfs-endpoint", "10.0.0.10"])
-            .args(["--default-export-rules", "10.0.0.0/16(rw,root_squash)"])
-            .args(
-                max_array_requests
-                    .map(|v| vec!["--max-array-requests".to_string(), v.to_string()])
-                    .unwrap_or_default(),
-            )
+            .args(args)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .kill_on_drop(true)
@@ -287,6 +289,12 @@ impl Driver {
             let _ = self.child.kill().await;
         }
     }
+}
+
+fn write_token(path: &Path, token: &str) {
+    std::fs::write(path, token).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn create_req(name: String) -> csi::CreateVolumeRequest {
@@ -518,6 +526,11 @@ async fn main() {
             .filter(|f| f.destroyed && f.name.starts_with("k8s-"))
             .count()
     });
+    let placement = if env("BENCH_AUTO_ARRAYS", 3) > 1 {
+        Some(auto_run(load, rounds, env("BENCH_AUTO_ARRAYS", 3), dir.path(), &array).await)
+    } else {
+        None
+    };
     let load_after = loadavg();
 
     // ------------------------------------------------------------ report
@@ -622,6 +635,24 @@ async fn main() {
             std::fs::read_to_string(&s.driver.log).map_or(0, |t| t.lines().count())
         ));
     }
+    if let Some(a) = &placement {
+        let per_create = a.requests as f64 / ops;
+        // Per array: its look-up for every create, and its share of the POSTs.
+        let bound = load.bound(per_create / a.arrays as f64);
+        println!(
+            "| driver, array: auto over {} arrays (each L ms, P at a time): CreateVolume wall / ratio to bound ceil(N*{:.2}/P)*L | {} / {:.2} |",
+            a.arrays,
+            per_create / a.arrays as f64,
+            secs(median(&a.creates).wall),
+            ratio(median(&a.creates), bound)
+        );
+        println!(
+            "| array: auto: array requests per create (all arrays) / volumes per array / errors | {per_create:.2} / {} / {} |",
+            a.spread.join(", "),
+            a.creates.iter().map(|p| p.errors.len()).sum::<usize>()
+        );
+        errors.extend(a.creates.iter().flat_map(|p| &p.errors));
+    }
     println!(
         "| file systems soft-deleted by the drivers | {destroyed} of {} |",
         load.volumes * rounds * subjects.len()
@@ -641,5 +672,91 @@ async fn main() {
     }
     if failed {
         std::process::exit(1);
+    }
+}
+
+// ----------------------------------------------------------- placement run
+
+/// The same creates with `array: auto` over several arrays.
+struct AutoRun {
+    arrays: usize,
+    creates: Vec<Phase>,
+    /// Array requests (all arrays) in the timed phases.
+    requests: u64,
+    spread: Vec<String>,
+}
+
+async fn auto_run(load: Load, rounds: usize, n: usize, dir: &Path, faults: &mock_flashblade::Faults) -> AutoRun {
+    let sub = dir.join("auto");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut mocks = Vec::new();
+    let mut toml = String::new();
+    for i in 0..n {
+        let mock = mock_flashblade::start(mock_flashblade::MockConfig {
+            persist: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let token = sub.join(format!("token-{i}"));
+        write_token(&token, &mock.api_token);
+        toml.push_str(&format!(
+            "[[array]]\nname = \"fb{i}\"\nmanagement_url = \"{}\"\napi_token_file = \"{}\"\nca_file = \"{}\"\n\
+             nfs_endpoint = \"10.0.{i}.10\"\ndefault_export_rules = \"10.0.0.0/16(rw,root_squash)\"\nlabels = {{ pool = \"homes\" }}\n",
+            mock.url,
+            token.display(),
+            mock.ca_file.as_ref().expect("mock CA").display()
+        ));
+        mocks.push(mock);
+    }
+    toml.insert_str(0, "default_array = \"fb0\"\n");
+    let config = sub.join("config.toml");
+    std::fs::write(&config, toml).unwrap();
+    let driver = Driver::spawn(&sub, vec!["--config".into(), config.into_os_string()]).await;
+    let channel = driver.channel().await;
+    ControllerClient::new(channel.clone())
+        .get_capacity(csi::GetCapacityRequest::default())
+        .await
+        .expect("GetCapacity");
+    for m in &mocks {
+        m.set_faults(faults.clone());
+    }
+    let mut creates = Vec::new();
+    let mut requests = 0;
+    for round in 0..rounds {
+        for m in &mocks[1..] {
+            m.reset_counters();
+        }
+        let c = channel.clone();
+        let mut phase = drive(&mocks[0], load, move |i| {
+            let mut c = ControllerClient::new(c.clone());
+            async move {
+                let mut req = create_req(format!("pvc-auto-r{round}-{i:05}-2bc92e91-485f"));
+                req.parameters.insert("array".into(), "auto".into());
+                req.parameters.insert("arraySelector".into(), "pool=homes".into());
+                c.create_volume(req).await.map_err(|e| format!("CreateVolume (auto) {i}: {e}"))?;
+                Ok(())
+            }
+        })
+        .await;
+        requests += phase.counters.total() + mocks[1..].iter().map(|m| m.counters().total()).sum::<u64>();
+        phase.counters.peak_in_flight = 0;
+        creates.push(phase);
+    }
+    let spread = mocks
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let k = m.with_state(|s| s.file_systems.values().filter(|f| f.name.starts_with("k8s-pvc-auto")).count());
+            format!("fb{i} {k}")
+        })
+        .collect();
+    drop(channel);
+    driver.stop().await;
+    AutoRun {
+        arrays: n,
+        creates,
+        requests,
+        spread,
     }
 }
