@@ -216,9 +216,15 @@ impl Driver {
         write_token(&token, &mock.api_token);
         let mut args: Vec<std::ffi::OsString> = vec!["--array-url".into(), mock.url.clone().into()];
         args.extend(["--api-token-file".into(), token.into_os_string()]);
-        args.extend(["--ca-file".into(), mock.ca_file.clone().expect("mock CA").into_os_string()]);
+        args.extend([
+            "--ca-file".into(),
+            mock.ca_file.clone().expect("mock CA").into_os_string(),
+        ]);
         args.extend(["--nfs-endpoint".into(), "10.0.0.10".into()]);
-        args.extend(["--default-export-rules".into(), "10.0.0.0/16(rw,root_squash)".into()]);
+        args.extend([
+            "--default-export-rules".into(),
+            "10.0.0.0/16(rw,root_squash)".into(),
+        ]);
         if let Some(v) = max_array_requests {
             args.extend(["--max-array-requests".into(), v.to_string().into()]);
         }
@@ -686,7 +692,13 @@ struct AutoRun {
     spread: Vec<String>,
 }
 
-async fn auto_run(load: Load, rounds: usize, n: usize, dir: &Path, faults: &mock_flashblade::Faults) -> AutoRun {
+async fn auto_run(
+    load: Load,
+    rounds: usize,
+    n: usize,
+    dir: &Path,
+    faults: &mock_flashblade::Faults,
+) -> AutoRun {
     let sub = dir.join("auto");
     std::fs::create_dir_all(&sub).unwrap();
     let mut mocks = Vec::new();
@@ -734,7 +746,9 @@ async fn auto_run(load: Load, rounds: usize, n: usize, dir: &Path, faults: &mock
                 let mut req = create_req(format!("pvc-auto-r{round}-{i:05}-2bc92e91-485f"));
                 req.parameters.insert("array".into(), "auto".into());
                 req.parameters.insert("arraySelector".into(), "pool=homes".into());
-                c.create_volume(req).await.map_err(|e| format!("CreateVolume (auto) {i}: {e}"))?;
+                c.create_volume(req)
+                    .await
+                    .map_err(|e| format!("CreateVolume (auto) {i}: {e}"))?;
                 Ok(())
             }
         })
@@ -747,7 +761,12 @@ async fn auto_run(load: Load, rounds: usize, n: usize, dir: &Path, faults: &mock
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let k = m.with_state(|s| s.file_systems.values().filter(|f| f.name.starts_with("k8s-pvc-auto")).count());
+            let k = m.with_state(|s| {
+                s.file_systems
+                    .values()
+                    .filter(|f| f.name.starts_with("k8s-pvc-auto"))
+                    .count()
+            });
             format!("fb{i} {k}")
         })
         .collect();

@@ -16,7 +16,7 @@
 //! there since (so a burst spreads instead of piling onto one array).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::ControllerService;
@@ -37,9 +37,18 @@ const MAX_CHOICES: usize = 100_000;
 
 #[derive(Clone, Copy, Debug)]
 struct Space {
-    /// Free bytes at the last read, less what was placed there since.
-    free: i64,
+    /// Free bytes at the last read.
+    measured: i64,
+    /// Bytes placed there since (new file systems use nothing yet, so the
+    /// array's figure would not show them before they fill).
+    placed: i64,
     read_at: Instant,
+}
+
+impl Space {
+    fn free(&self) -> i64 {
+        self.measured - self.placed
+    }
 }
 
 /// The placement state of a controller: free space per array and recent
@@ -48,6 +57,9 @@ struct Space {
 pub(crate) struct Placement {
     space: Mutex<HashMap<ArrayName, Space>>,
     choices: Mutex<HashMap<String, (ArrayName, Instant)>>,
+    /// One read of `arrays/space` per array at a time: a burst waits for
+    /// it rather than sending one each.
+    reading: Mutex<HashMap<ArrayName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Placement {
@@ -76,17 +88,27 @@ impl Placement {
         space
             .get(array)
             .filter(|s| s.read_at.elapsed() < SPACE_TTL)
-            .map(|s| s.free)
+            .map(Space::free)
     }
 
-    fn record_free(&self, array: &ArrayName, free: i64) {
+    fn record_free(&self, array: &ArrayName, measured: i64) {
         self.space.lock().expect("placement lock").insert(
             array.clone(),
             Space {
-                free,
+                measured,
+                placed: 0,
                 read_at: Instant::now(),
             },
         );
+    }
+
+    fn read_lock(&self, array: &ArrayName) -> Arc<tokio::sync::Mutex<()>> {
+        self.reading
+            .lock()
+            .expect("placement lock")
+            .entry(array.clone())
+            .or_default()
+            .clone()
     }
 
     /// Picks the candidate with the most free space that has room for
@@ -96,7 +118,7 @@ impl Placement {
         let mut space = self.space.lock().expect("placement lock");
         let mut best: Option<(usize, i64)> = None;
         for (i, (array, f)) in candidates.iter().zip(free_now).enumerate() {
-            let Some(f) = space.get(*array).map(|s| s.free).or(*f) else {
+            let Some(f) = space.get(*array).map(Space::free).or(*f) else {
                 continue;
             };
             if f >= size && best.is_none_or(|(_, b)| f > b) {
@@ -105,7 +127,7 @@ impl Placement {
         }
         let (i, _) = best?;
         if let Some(s) = space.get_mut(candidates[i]) {
-            s.free -= size;
+            s.placed += size;
         }
         Some(i)
     }
@@ -220,6 +242,12 @@ impl ControllerService {
 
     /// Free bytes on `array`: cached, or read now (`None` if it cannot be).
     pub(super) async fn free_space(&self, array: &ArrayName) -> Option<i64> {
+        if let Some(f) = self.placement.fresh_free(array) {
+            return Some(f);
+        }
+        let lock = self.placement.read_lock(array);
+        let _reading = lock.lock().await;
+        // Someone else may have read it while this call waited.
         if let Some(f) = self.placement.fresh_free(array) {
             return Some(f);
         }
