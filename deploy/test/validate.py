@@ -446,7 +446,7 @@ def static_volume_checks(r, label, pv, pvc):
             f"{what}: volumeHandle is <array>/<fs-name> or <fs-name>")
 
 
-DOCS = ["deploy/README.md", "deploy/examples/jupyterhub/README.md", "deploy/helm/flashblade-csi/README.md"]
+DOCS = ["deploy/README.md", "deploy/examples/jupyterhub/README.md", "deploy/helm/flashblade-csi/README.md", "docs/migrating-from-pso.md"]
 COMMAND_WORDS = ("kubectl ", "helm ", "bash ", "deploy/", "docker ", "kind ")
 # Commands that need nothing but this checkout, run as written. The rest
 # need a cluster (or an engine): for those every deploy/ path must exist.
