@@ -245,7 +245,8 @@ caBundle pso.caBundle. Fails on what cannot be carried over. */}}
 {{- end -}}
 {{- fail "arrays.FlashBlades: these PSO values list no FlashBlade: add at least one (MgmtEndPoint, APIToken, NFSEndPoint)" -}}
 {{- end -}}
-{{- $names := .Values.pso.arrayNames | default list -}}
+{{- $psoOpts := .Values.pso | default dict -}}
+{{- $names := $psoOpts.arrayNames | default list -}}
 {{- if and $names (ne (len $names) (len $fbs)) -}}
 {{- fail (printf "pso.arrayNames has %d names for %d entries of arrays.FlashBlades: give one per FlashBlade, in order" (len $names) (len $fbs)) -}}
 {{- end -}}
@@ -288,7 +289,7 @@ caBundle pso.caBundle. Fails on what cannot be carried over. */}}
 {{- end -}}
 {{- $a := dict "name" $name "managementUrl" (printf "https://%s" $mgmt) "nfsEndpoint" $nfs "existingSecret" "" "apiToken" (toString $fb.APIToken) "namePrefix" $prefix -}}
 {{- with $extra -}}{{- $_ := set $a "extraNamePrefixes" . -}}{{- end -}}
-{{- with $.Values.pso.caBundle -}}{{- $_ := set $a "caBundle" . -}}{{- end -}}
+{{- with $psoOpts.caBundle -}}{{- $_ := set $a "caBundle" . -}}{{- end -}}
 {{- with $rules -}}{{- $_ := set $a "defaultExportRules" . -}}{{- end -}}
 {{- with $fb.Labels -}}
 {{- $labels := dict -}}
