@@ -446,7 +446,7 @@ def static_volume_checks(r, label, pv, pvc):
             f"{what}: volumeHandle is <array>/<fs-name> or <fs-name>")
 
 
-DOCS = ["deploy/README.md", "deploy/examples/jupyterhub/README.md", "deploy/helm/flashblade-csi/README.md"]
+DOCS = ["deploy/README.md", "deploy/examples/jupyterhub/README.md", "deploy/helm/flashblade-csi/README.md", "docs/migrating-from-pso.md"]
 COMMAND_WORDS = ("kubectl ", "helm ", "bash ", "deploy/", "docker ", "kind ")
 # Commands that need nothing but this checkout, run as written. The rest
 # need a cluster (or an engine): for those every deploy/ path must exist.
@@ -544,7 +544,165 @@ def expected_image(v):
     with helm.Chart.load(chartlib.CHART) as c:
         app = c.metadata.get("appVersion")
     img = v["image"]
-    return f"{img['repository']}@{img['digest']}" if img.get("digest") else f"{img['repository']}:{img.get('tag') or app}"
+    # PSO's image block (image.name) carries PSO's version in image.tag.
+    tag = "" if "name" in img else img.get("tag")
+    return f"{img['repository']}@{img['digest']}" if img.get("digest") else f"{img['repository']}:{tag or app}"
+
+
+# --- PSO values ------------------------------------------------------------------
+#
+# The chart accepts a PSO 5.x (pure-csi) values file as it is
+# (docs/migrating-from-pso.md). What it must make of one is computed here a
+# second time, in Python, from the merged values, and compared with the
+# rendering: the arrays, the kubelet dir, the log filter, the classes, the
+# keys NOTES must list as ignored.
+
+def is_pso(v):
+    return isinstance(v.get("arrays"), dict)
+
+
+def pso_arrays(v):
+    """Our arrays list for PSO values (the values unchanged otherwise)."""
+    if not is_pso(v):
+        return v["arrays"]
+    prefix = str((v.get("namespace") or {}).get("pure", "k8s"))
+    rules = (v.get("flashblade") or {}).get("exportRules")
+    names = (v.get("pso") or {}).get("arrayNames") or []
+    extra = []
+    for sc in v["storageClasses"]:
+        p = sc["parameters"].get("namePrefix")
+        if p and p != prefix and p not in extra:
+            extra.append(p)
+    out = []
+    for i, fb in enumerate(v["arrays"].get("FlashBlades") or []):
+        mgmt = str(fb["MgmtEndPoint"])
+        if mgmt.count(":") > 1 and not mgmt.startswith("["):
+            mgmt = f"[{mgmt}]"
+        a = {"name": names[i] if names else f"fb{i + 1}", "managementUrl": f"https://{mgmt}",
+             "nfsEndpoint": str(fb.get("NFSEndPoint") or fb.get("NfsEndPoint")), "existingSecret": "",
+             "apiToken": str(fb["APIToken"]), "namePrefix": prefix}
+        if extra:
+            a["extraNamePrefixes"] = extra
+        if rules:
+            a["defaultExportRules"] = rules
+        if fb.get("Labels"):
+            # PSO allowed numbers (and YAML booleans) as label values; Go prints them so.
+            a["labels"] = {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in fb["Labels"].items()}
+        out.append(a)
+    return out
+
+
+def expected_kubelet_dir(v):
+    return ((v.get("orchestrator") or {}).get("basePath") or "").rstrip("/") or v["node"]["kubeletDir"]
+
+
+def expected_log_filter(v):
+    debug = (v.get("app") or {}).get("debug") is True
+    return "info,flashblade_csi=debug" if debug and v["log"]["level"] == "info" else v["log"]["level"]
+
+
+def expected_classes(v):
+    """{class name: (snapshotDirectory parameter or None, is default)}."""
+    snap = (v.get("flashblade") or {}).get("snapshotDirectoryEnabled")
+    snap = None if snap is None else str(snap).lower()
+    sc = v.get("storageclass") or {}
+    make_default = sc.get("isPureDefault") is True and sc.get("pureBackend") == "file" \
+        and not any(c.get("isDefault") for c in v["storageClasses"])
+    out = {}
+    for i, c in enumerate(v["storageClasses"]):
+        p = c["parameters"].get("snapshotDirectory")
+        p = snap if p is None else str(p).lower()
+        out[c["name"]] = (p, bool(c.get("isDefault")) or (make_default and i == 0))
+    return out
+
+
+def pso_ignored(v):
+    """The PSO keys present in the values that the chart ignores."""
+    out = []
+    if "name" in v["image"]:
+        out.append("image.name")
+        if v["image"].get("tag"):
+            out.append("image.tag")
+    if is_pso(v) and "FlashArrays" in v["arrays"]:
+        out.append("arrays.FlashArrays")
+    out += [k for k in ("csi", "storagetopology", "clusterrolebinding", "flasharray") if k in v]
+    sc = v.get("storageclass") or {}
+    if "createBuiltIn" in sc:
+        out.append("storageclass.createBuiltIn")
+    if sc.get("isPureDefault") and sc.get("pureBackend") != "file":
+        out.append("storageclass.isPureDefault")
+    elif "pureBackend" in sc and not sc.get("isPureDefault"):
+        out.append("storageclass.pureBackend")
+    if "name" in (v.get("orchestrator") or {}):
+        out.append("orchestrator.name")
+    return out
+
+
+def notes_ignored(notes):
+    """The keys NOTES.txt lists under "PSO keys ignored by this chart"."""
+    lines = notes.splitlines()
+    heading = "PSO keys ignored by this chart (docs/migrating-from-pso.md):"
+    if heading not in lines:
+        return []
+    start = lines.index(heading) + 1
+    keys = []
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        keys.append(line.split()[0])
+    return keys
+
+
+def check_pso(r, name, v, objs, notes):
+    """PSO values: each FlashBlade is an [[array]] with the mapped fields,
+    its token is in the Secret mounted for it and in no ConfigMap, the
+    classes carry PSO's snapshotDirectory default (and default class), the
+    pods PSO's placement, and NOTES lists exactly the ignored keys present."""
+    cfg = driver_config(objs) or {}
+    arrays = {a["name"]: a for a in cfg.get("array", [])}
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "flashblade-csi-controller")
+    ds = next(o for o in objs if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "flashblade-csi-node")
+    mounts = {m["mountPath"]: m["name"] for m in pod_spec_of(dep)["containers"][0].get("volumeMounts", [])}
+    volumes = {x["name"]: x for x in pod_spec_of(dep).get("volumes", [])}
+    secrets = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Secret"}
+    configmaps = json.dumps([o for o in objs if o["kind"] == "ConfigMap"])
+    for want in pso_arrays(v):
+        got = arrays.get(want["name"])
+        what = f"{name}: PSO FlashBlade {want['name']}"
+        if not r.check(got is not None, f"{what} is an [[array]] of config.toml"):
+            continue
+        r.check(got.get("management_url") == want["managementUrl"], f"{what}: management_url {want['managementUrl']}")
+        r.check(got.get("nfs_endpoint") == want["nfsEndpoint"], f"{what}: nfs_endpoint {want['nfsEndpoint']}")
+        r.check(got.get("name_prefix") == want["namePrefix"], f"{what}: name_prefix {want['namePrefix']} (namespace.pure)")
+        r.check(got.get("labels", {}) == want.get("labels", {}), f"{what}: labels {want.get('labels', {})}")
+        r.check(got.get("default_export_rules") == want.get("defaultExportRules"),
+                f"{what}: default_export_rules {want.get('defaultExportRules')} (flashblade.exportRules)")
+        r.check(got.get("extra_name_prefixes", []) == want.get("extraNamePrefixes", []),
+                f"{what}: extra_name_prefixes are the classes' other prefixes")
+        directory, key = os.path.split(got.get("api_token_file", ""))
+        secret = secrets.get(volumes.get(mounts.get(directory), {}).get("secret", {}).get("secretName"), {})
+        token = base64.b64decode(secret.get("data", {}).get(key, "")).decode(errors="replace")
+        r.check(token == want["apiToken"], f"{what}: its APIToken is the {key} of the Secret mounted at {directory}")
+        r.check(want["apiToken"] not in configmaps, f"{what}: its APIToken is in no ConfigMap")
+    r.check(len(arrays) == len(pso_arrays(v)), f"{name}: one [[array]] per FlashBlade, none for FlashArrays")
+    classes = {o["metadata"]["name"]: o for o in objs if o["kind"] == "StorageClass"}
+    for cname, (snap, default) in expected_classes(v).items():
+        sc = classes.get(cname, {})
+        r.check(sc.get("parameters", {}).get("snapshotDirectory") == snap,
+                f"{name}: StorageClass {cname} snapshotDirectory {snap} (flashblade.snapshotDirectoryEnabled unless the class sets it)")
+        is_default = sc.get("metadata", {}).get("annotations", {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+        r.check(is_default is default, f"{name}: StorageClass {cname} {'is' if default else 'is not'} the default class")
+    for kind_, obj, pso_key in (("node", ds, "mounter"), ("controller", dep, "provisioner")):
+        spec = pod_spec_of(obj)
+        for field in ("nodeSelector", "tolerations"):
+            want = (v.get(pso_key) or {}).get(field) or v[kind_][field]
+            r.check((spec.get(field) or type(want)()) == want, f"{name}: {kind_} {field} from {pso_key}.{field} when set, else {kind_}.{field}")
+    check_notes_ignored(r, name, v, notes)
+
+
+def check_notes_ignored(r, name, v, notes):
+    r.check(sorted(notes_ignored(notes)) == sorted(pso_ignored(v)),
+            f"{name}: NOTES lists the ignored PSO keys present {pso_ignored(v)} (lists {notes_ignored(notes)})")
 
 
 def check_values_wiring(r, name, v, objs):
@@ -588,12 +746,12 @@ def check_values_wiring(r, name, v, objs):
         if c["name"] in ("csi-provisioner", "csi-resizer", "csi-snapshotter", "csi-attacher"):
             r.check(("--leader-election" in c.get("args", [])) is le, f"{name}: {c['name']} leader election {'on' if le else 'off'}")
     kdir = kubelet_dir(pod_spec_of(ds)["containers"][0])
-    r.check(kdir == v["node"]["kubeletDir"], f"{name}: node plugin's kubelet dir is {v['node']['kubeletDir']}")
+    r.check(kdir == expected_kubelet_dir(v), f"{name}: node plugin's kubelet dir is {expected_kubelet_dir(v)}")
     cfg = driver_config(objs)
-    r.check(cfg["log"] == {"format": v["log"]["format"], "filter": v["log"]["level"]}, f"{name}: log settings reach config.toml")
-    r.check([a["name"] for a in cfg["array"]] == [a["name"] for a in v["arrays"]], f"{name}: one [[array]] per arrays entry")
+    r.check(cfg["log"] == {"format": v["log"]["format"], "filter": expected_log_filter(v)}, f"{name}: log settings reach config.toml")
+    r.check([a["name"] for a in cfg["array"]] == [a["name"] for a in pso_arrays(v)], f"{name}: one [[array]] per arrays entry")
     secrets = {o["metadata"]["name"] for o in by_kind.get("Secret", [])}
-    for a in v["arrays"]:
+    for a in pso_arrays(v):
         if a.get("apiToken"):
             r.check(f"flashblade-csi-array-{a['name']}" in secrets, f"{name}: array {a['name']}'s token value becomes a Secret")
     pvcs = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in by_kind.get("PersistentVolumeClaim", [])}
@@ -614,7 +772,13 @@ TYPOS = [
     ({"snapshots": {"enabled": True, "className": "x", "parameters": {"deletepolicy": "destroy"}}}, "deletepolicy"),
     ({"datasets": [{"name": "d", "fileSystem": "d", "capacity": "1Ti", "claim": {"namespace": "a", "name": "b", "nmespace": "c"}}]}, "nmespace"),
     ({"node": {"resources": {"driver": {"limits": {"memry": "1Gi"}}}}}, "memry"),
+    # PSO values: the keys the chart reads are closed too.
+    ({"arrays": {"FlashBlades": [{"MgmtEndPoint": "fb.example.com", "APIToken": "t", "NfsEndpoint": "d.example.com"}]}}, "NfsEndpoint"),
+    ({"arrays": {"FlashBlade": [{"MgmtEndPoint": "fb.example.com", "APIToken": "t", "NFSEndPoint": "d.example.com"}]}}, "FlashBlade"),
+    ({"flashblade": {"snapshotDirectoryEnable": "true"}}, "snapshotDirectoryEnable"),
+    ({"pso": {"arrayName": ["a"]}}, "arrayName"),
 ]
+PSO_FB = {"MgmtEndPoint": "fb.example.com", "APIToken": "t", "NFSEndPoint": "fb-data.example.com"}
 # Values the templates must refuse (the schema cannot say these), with a
 # fragment of the message.
 REFUSED = [
@@ -628,6 +792,18 @@ REFUSED = [
     ({"exportTo": "nodes", "storageClasses": [{"name": "x", "parameters": {"exportRules": "10.0.0.0/8(rw)"}}]}, "exportTo: nodes"),
     ({"controller": {"replicas": 2, "leaderElection": {"enabled": False}}}, "leaderElection"),
     ({"node": {"healthPort": 9808}}, "must differ"),
+    # PSO values that cannot be carried over.
+    ({"arrays": {"FlashBlades": [{"MgmtEndPoint": "fb.example.com", "APIToken": "t", "NFSEndPoint": "d1.example.com",
+                                  "NfsEndPoint": "d2.example.com"}]}}, "NFSEndPoint \"d1.example.com\" and NfsEndPoint \"d2.example.com\" differ"),
+    ({"namespace": {"pure": "k8s-prod"}, "arrays": {"FlashBlades": [PSO_FB]}}, "namespace.pure \"k8s-prod\" cannot be kept"),
+    ({"arrays": {"FlashArrays": [{"MgmtEndPoint": "fa.example.com", "APIToken": "t"}]}}, "FlashArrays only"),
+    ({"arrays": {"FlashBlades": []}}, "no FlashBlade"),
+    ({"arrays": {"FlashBlades": [{"MgmtEndPoint": "fb.example.com", "APIToken": "t"}]}}, "NFSEndPoint (or NfsEndPoint)"),
+    ({"arrays": {"FlashBlades": [PSO_FB]}, "flashblade": {"exportRules": "*(rw,no_root_squash)"}}, "admits every host"),
+    ({"arrays": {"FlashBlades": [PSO_FB]}, "pso": {"arrayNames": ["a", "b"]}}, "pso.arrayNames has 2 names for 1"),
+    ({"arrays": {"FlashBlades": [dict(PSO_FB, Labels={"rack": "7 b"})]}}, "is not a label value"),
+    ({"arrays": {"FlashBlades": [PSO_FB]}, "orchestrator": {"basePath": "/opt/kubelet"}, "node": {"kubeletDir": "/var/lib/k0s/kubelet"}},
+     "orchestrator.basePath"),
 ]
 
 
@@ -641,6 +817,9 @@ def schema_holes(node, path="values"):
                 holes.append(path)
         for k, sub in node.get("properties", {}).items():
             holes += schema_holes(sub, f"{path}.{k}")
+        for key in ("oneOf", "anyOf", "allOf"):
+            for i, sub in enumerate(node.get(key, [])):
+                holes += schema_holes(sub, f"{path}.{key}[{i}]")
         # A map whose key names are closed (propertyNames) may hold opaque
         # Kubernetes objects (affinity): kubernetes-validate checks those
         # after rendering.
@@ -712,7 +891,15 @@ def helm_main(r):
         objs = [o for _, o in chartlib.objects(outs[K8S_VERSIONS[-1]])]
         renderings[label] = objs
         check_rendered(r, name, objs)
-        check_values_wiring(r, name, merged_values(values), objs)
+        merged = merged_values(values)
+        check_values_wiring(r, name, merged, objs)
+        notes = next((text for path, text in outs[K8S_VERSIONS[-1]].items() if path.endswith("/NOTES.txt")), "")
+        if is_pso(merged):
+            check_pso(r, name, merged, objs, notes)
+        else:
+            check_notes_ignored(r, name, merged, notes)
+            r.check("PSO" not in notes or pso_ignored(merged), f"{name}: NOTES say nothing of PSO")
+    r.check(any(label.startswith("pso-") for label, _ in helm_value_sets()), "helm: PSO values files are rendered (deploy/test/values/pso-*.yaml)")
     # The snapshot class exists only where the snapshot API is served.
     without = [o for _, o in chartlib.objects(chartlib.render({}, api_versions=()))]
     r.check(not any(o["kind"] == "VolumeSnapshotClass" for o in without), "helm defaults: no VolumeSnapshotClass without the snapshot API")
@@ -913,6 +1100,34 @@ def self_test():
     cases.append(("generated Secret lacks the token key", broken_helm("two-arrays", lambda o: next(
         x for x in o if x["kind"] == "Secret")["data"].pop("api-token"))))
     cases.append(("dataset PV writable", broken_helm("two-arrays", lambda o: kind(o, "PersistentVolume")["spec"]["csi"].update(readOnly=False))))
+    # PSO values: the mapping checks catch a wrong mapping.
+    pso_notes = {k: next(t for p, t in chartlib.render(sets[k]).items() if p.endswith("/NOTES.txt"))
+                 for k in sets if k.startswith("pso-")}
+
+    def broken_pso(label, mutate=lambda o: None, notes_edit=lambda n: n):
+        objs = copy.deepcopy(helm_objs[label])
+        mutate(objs)
+        return lambda r: check_pso(r, "self-test", merged_values(sets[label]), objs, notes_edit(pso_notes[label]))
+
+    cases.append(("PSO: token in the ConfigMap", broken_pso("pso-origin", lambda o: kind(o, "ConfigMap")["data"].update(
+        token="T-not-a-real-token-only-for-rendering"))))
+    cases.append(("PSO: token not in the mounted Secret", broken_pso("pso-origin", lambda o: kind(o, "Secret")["data"].update(
+        **{"api-token": base64.b64encode(b"other").decode()}))))
+    cases.append(("PSO: management URL without https://", broken_pso("pso-origin", lambda o: set_config(
+        o, lambda t: t.replace('"https://fb-mgmt.example.com"', '"fb-mgmt.example.com"')))))
+    cases.append(("PSO: namespace.pure not the prefix", broken_pso("pso-origin", lambda o: set_config(
+        o, lambda t: t.replace('name_prefix = "k8s"', 'name_prefix = "pso"')))))
+    cases.append(("PSO: a label value lost", broken_pso("pso-two-flashblades", lambda o: set_config(
+        o, lambda t: t.replace('"rack" = "22"', '"rack" = "2"')))))
+    cases.append(("PSO: snapshotDirectoryEnabled not applied", broken_pso("pso-origin", lambda o: sc(o)["parameters"].update(
+        snapshotDirectory="true"))))
+    cases.append(("PSO: isPureDefault not applied", broken_pso("pso-origin", lambda o: sc(o)["metadata"]["annotations"].pop(
+        "storageclass.kubernetes.io/is-default-class"))))
+    cases.append(("PSO: mounter.nodeSelector not applied", broken_pso("pso-two-flashblades", lambda o: kind(o, "DaemonSet")["spec"]["template"]["spec"].pop(
+        "nodeSelector"))))
+    cases.append(("PSO: NOTES miss an ignored key", broken_pso("pso-origin", notes_edit=lambda n: n.replace("  flasharray\n", ""))))
+    cases.append(("PSO: NOTES list a key not present", broken_pso("pso-two-flashblades", notes_edit=lambda n: n.replace(
+        "  image.name\n", "  image.name\n  csi\n"))))
     cases.append(("metrics flag while metrics are off", broken_helm("defaults", lambda o: controller_pod(o)["containers"][0]["args"].append(
         "--metrics-address=0.0.0.0:9810"))))
 

@@ -1,9 +1,11 @@
-{{/* The driver image: repository@digest, else repository:tag (tag defaults to appVersion). */}}
+{{/* The driver image: repository@digest, else repository:tag (tag defaults
+to appVersion). With PSO's image block (image.name) image.tag is PSO's
+version, not ours: ignored. */}}
 {{- define "fb.image" -}}
 {{- if .Values.image.digest -}}
 {{ .Values.image.repository }}@{{ .Values.image.digest }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ .Values.image.repository }}:{{ ternary "" .Values.image.tag (hasKey .Values.image "name") | default .Chart.AppVersion }}
 {{- end -}}
 {{- end -}}
 
@@ -30,7 +32,7 @@ labels:
 {{- if .Values.defaultArray -}}
 {{ .Values.defaultArray }}
 {{- else -}}
-{{ (first .Values.arrays).name }}
+{{ (first (include "fb.arrays" . | fromYamlArray)).name }}
 {{- end -}}
 {{- end -}}
 
@@ -69,7 +71,7 @@ flashblade-csi-array-{{ .name | lower | replace "_" "-" | replace "." "-" }}
 {{/* Checks across values that the schema cannot express; fails with a message. */}}
 {{- define "fb.checks" -}}
 {{- $names := list -}}
-{{- range .Values.arrays -}}
+{{- range include "fb.arrays" . | fromYamlArray -}}
 {{- if has .name $names -}}
 {{- fail (printf "arrays: the name %q is used twice" .name) -}}
 {{- end -}}
@@ -82,6 +84,12 @@ flashblade-csi-array-{{ .name | lower | replace "_" "-" | replace "." "-" }}
 {{- end -}}
 {{- if and .existingSecret .caBundle -}}
 {{- fail (printf "arrays[%s]: caBundle goes with apiToken; with existingSecret put the CA in that Secret (existingSecretKeys.caBundle)" .name) -}}
+{{- end -}}
+{{- $a := . -}}
+{{- range $k, $v := .labels -}}
+{{- if not (regexMatch "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$" $v) -}}
+{{- fail (printf "arrays[%s].labels.%s: %q is not a label value (up to 63 of letters, digits, '-', '_', '.', starting and ending with a letter or digit)" $a.name $k $v) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.defaultArray (not (has .Values.defaultArray $names)) -}}
@@ -137,11 +145,12 @@ capabilities:
 # flashblade-csi configuration (both the controller and the node read it;
 # the node uses only nfs_endpoint and never sees the token).
 driver_name = {{ .Values.driverName | quote }}
-{{- if or .Values.defaultArray (gt (len .Values.arrays) 1) }}
+{{- $arrays := include "fb.arrays" . | fromYamlArray }}
+{{- if or .Values.defaultArray (gt (len $arrays) 1) }}
 # Where StorageClasses without an `array` parameter put their volumes.
 default_array = {{ include "fb.defaultArray" . | quote }}
 {{- end }}
-{{- range $a := .Values.arrays }}
+{{- range $a := $arrays }}
 
 [[array]]
 name = {{ .name | quote }}
@@ -186,5 +195,177 @@ max_array_requests = {{ .Values.limits.maxArrayRequests | default 32 }}
 
 [log]
 format = {{ .Values.log.format | quote }}
-filter = {{ .Values.log.level | quote }}
+filter = {{ include "fb.logLevel" . | quote }}
+{{- end -}}
+
+
+{{/* The log filter: log.level; PSO's app.debug: true turns the default
+"info" into debug for the driver. */}}
+{{- define "fb.logLevel" -}}
+{{- if and (dig "debug" false (.Values.app | default dict)) (eq .Values.log.level "info") -}}
+info,flashblade_csi=debug
+{{- else -}}
+{{ .Values.log.level }}
+{{- end -}}
+{{- end -}}
+
+{{/* kubelet's root directory: node.kubeletDir, or PSO's orchestrator.basePath. */}}
+{{- define "fb.kubeletDir" -}}
+{{- $base := dig "basePath" "" (.Values.orchestrator | default dict) | trimSuffix "/" -}}
+{{- if and $base (ne .Values.node.kubeletDir "/var/lib/kubelet") (ne .Values.node.kubeletDir $base) -}}
+{{- fail (printf "node.kubeletDir %q and PSO's orchestrator.basePath %q differ: keep one" .Values.node.kubeletDir $base) -}}
+{{- end -}}
+{{- $base | default .Values.node.kubeletDir -}}
+{{- end -}}
+
+{{/* "true" when the values are PSO's (arrays is PSO's map with FlashBlades,
+not our list): docs/migrating-from-pso.md. */}}
+{{- define "fb.pso" -}}
+{{- if kindIs "map" .Values.arrays -}}true{{- end -}}
+{{- end -}}
+
+{{/* The arrays in one form for every template, as YAML (use it as
+include "fb.arrays" . | fromYamlArray): the arrays list as given, or one
+array per entry of PSO's arrays.FlashBlades. A PSO entry becomes: name
+pso.arrayNames[i] or fb<i+1>; managementUrl https://<MgmtEndPoint>;
+nfsEndpoint NFSEndPoint (or the older NfsEndPoint); its APIToken in the
+Secret the chart makes (apiToken); namePrefix namespace.pure (default k8s);
+extraNamePrefixes the other namePrefix parameters of storageClasses; labels
+Labels as strings; defaultExportRules flashblade.exportRules (PSO 6.x);
+caBundle pso.caBundle. Fails on what cannot be carried over. */}}
+{{- define "fb.arrays" -}}
+{{- if not (include "fb.pso" .) -}}
+{{ toYaml .Values.arrays }}
+{{- else -}}
+{{- $pso := .Values.arrays -}}
+{{- $fbs := $pso.FlashBlades | default list -}}
+{{- if not $fbs -}}
+{{- if $pso.FlashArrays -}}
+{{- fail "arrays.FlashBlades: this driver serves FlashBlades only, and these PSO values list FlashArrays only (arrays.FlashArrays is ignored): add the FlashBlades to arrays.FlashBlades" -}}
+{{- end -}}
+{{- fail "arrays.FlashBlades: these PSO values list no FlashBlade: add at least one (MgmtEndPoint, APIToken, NFSEndPoint)" -}}
+{{- end -}}
+{{- $psoOpts := .Values.pso | default dict -}}
+{{- $names := $psoOpts.arrayNames | default list -}}
+{{- if and $names (ne (len $names) (len $fbs)) -}}
+{{- fail (printf "pso.arrayNames has %d names for %d entries of arrays.FlashBlades: give one per FlashBlade, in order" (len $names) (len $fbs)) -}}
+{{- end -}}
+{{- $prefix := dig "pure" "k8s" (.Values.namespace | default dict) | toString -}}
+{{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9_]{0,19}$" $prefix) -}}
+{{- fail (printf "namespace.pure %q cannot be kept as the file-system name prefix: this driver's prefixes are 1-20 letters, digits and '_' (a '-' would let two prefixes name one file system). Set namespace.pure to such a prefix, e.g. %q: new volumes are named with it; the file systems PSO made keep their names" $prefix (regexReplaceAll "[^A-Za-z0-9_]" $prefix "_" | trunc 20)) -}}
+{{- end -}}
+{{- $rules := dig "exportRules" "" (.Values.flashblade | default dict) -}}
+{{- range $c := splitList " " $rules -}}
+{{- $client := regexReplaceAll "\\(.*$" $c "" -}}
+{{- if or (eq $client "*") (hasSuffix "/0" $client) -}}
+{{- fail (printf "flashblade.exportRules %q admits every host (%s; PSO's default): this driver refuses that. Set it to your nodes' network, e.g. \"10.20.0.0/16(rw,no_root_squash)\"" $rules $client) -}}
+{{- end -}}
+{{- end -}}
+{{- /* Class prefixes other than namespace.pure, so ListVolumes reports those volumes too. */ -}}
+{{- $extra := list -}}
+{{- range .Values.storageClasses -}}
+{{- with .parameters.namePrefix -}}
+{{- if ne . $prefix -}}{{- $extra = append $extra . | uniq -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $i, $fb := $fbs -}}
+{{- $where := printf "arrays.FlashBlades[%d]" $i -}}
+{{- if and $fb.NFSEndPoint $fb.NfsEndPoint (ne (toString $fb.NFSEndPoint) (toString $fb.NfsEndPoint)) -}}
+{{- fail (printf "%s: NFSEndPoint %q and NfsEndPoint %q differ (two spellings of one key): keep one" $where $fb.NFSEndPoint $fb.NfsEndPoint) -}}
+{{- end -}}
+{{- $nfs := $fb.NFSEndPoint | default $fb.NfsEndPoint | default "" | toString -}}
+{{- if not $nfs -}}
+{{- fail (printf "%s: NFSEndPoint (or NfsEndPoint), the data VIP the nodes mount from, is missing" $where) -}}
+{{- end -}}
+{{- if not $fb.APIToken -}}
+{{- fail (printf "%s: APIToken is empty" $where) -}}
+{{- end -}}
+{{- $name := printf "fb%d" (add1 $i) -}}
+{{- if $names -}}{{- $name = index $names $i -}}{{- end -}}
+{{- $mgmt := toString $fb.MgmtEndPoint -}}
+{{- if and (gt (len (splitList ":" $mgmt)) 2) (not (hasPrefix "[" $mgmt)) -}}
+{{- $mgmt = printf "[%s]" $mgmt -}}
+{{- end -}}
+{{- $a := dict "name" $name "managementUrl" (printf "https://%s" $mgmt) "nfsEndpoint" $nfs "existingSecret" "" "apiToken" (toString $fb.APIToken) "namePrefix" $prefix -}}
+{{- with $extra -}}{{- $_ := set $a "extraNamePrefixes" . -}}{{- end -}}
+{{- with $psoOpts.caBundle -}}{{- $_ := set $a "caBundle" . -}}{{- end -}}
+{{- with $rules -}}{{- $_ := set $a "defaultExportRules" . -}}{{- end -}}
+{{- with $fb.Labels -}}
+{{- $labels := dict -}}
+{{- range $k, $v := . -}}{{- $_ := set $labels $k (toString $v) -}}{{- end -}}
+{{- $_ := set $a "labels" $labels -}}
+{{- end -}}
+{{- $out = append $out $a -}}
+{{- end -}}
+{{ toYaml $out }}
+{{- end -}}
+{{- end -}}
+
+{{/* The StorageClasses in one form, as YAML (include "fb.storageClasses" .
+| fromYamlArray): storageClasses, plus what PSO values say about them:
+flashblade.snapshotDirectoryEnabled is the snapshotDirectory of every class
+that does not set it; storageclass.isPureDefault with pureBackend: file
+makes the first class the cluster's default (unless one already is). */}}
+{{- define "fb.storageClasses" -}}
+{{- $snap := "" -}}
+{{- $fbv := .Values.flashblade | default dict -}}
+{{- if hasKey $fbv "snapshotDirectoryEnabled" -}}
+{{- $snap = $fbv.snapshotDirectoryEnabled | toString | lower -}}
+{{- end -}}
+{{- $makeDefault := include "fb.psoDefaultClass" . -}}
+{{- range .Values.storageClasses -}}
+{{- if .isDefault -}}{{- $makeDefault = "" -}}{{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $i, $sc := .Values.storageClasses -}}
+{{- $c := deepCopy $sc -}}
+{{- if and $snap (not (hasKey $c.parameters "snapshotDirectory")) -}}
+{{- $_ := set $c.parameters "snapshotDirectory" (eq $snap "true") -}}
+{{- end -}}
+{{- if and $makeDefault (eq $i 0) -}}
+{{- $_ := set $c "isDefault" true -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{ toYaml $out }}
+{{- end -}}
+
+{{/* "true" when PSO's storageclass.isPureDefault asks for a default class
+this driver can serve: PSO's 'pure' class on the file backend. */}}
+{{- define "fb.psoDefaultClass" -}}
+{{- $sc := .Values.storageclass | default dict -}}
+{{- if and $sc.isPureDefault (eq (toString $sc.pureBackend) "file") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The PSO keys in the values that this chart ignores, one per line. */}}
+{{- define "fb.psoIgnored" -}}
+{{- $v := .Values -}}
+{{- if hasKey $v.image "name" }}
+image.name
+{{- if $v.image.tag }}
+image.tag
+{{- end }}
+{{- end }}
+{{- if and (include "fb.pso" .) (hasKey $v.arrays "FlashArrays") }}
+arrays.FlashArrays
+{{- end }}
+{{- range $k := list "csi" "storagetopology" "clusterrolebinding" "flasharray" }}
+{{- if hasKey $v $k }}
+{{ $k }}
+{{- end }}
+{{- end }}
+{{- with $v.storageclass }}
+{{- if hasKey . "createBuiltIn" }}
+storageclass.createBuiltIn
+{{- end }}
+{{- if and .isPureDefault (not (include "fb.psoDefaultClass" $)) }}
+storageclass.isPureDefault (pureBackend is not file)
+{{- else if and (hasKey . "pureBackend") (not .isPureDefault) }}
+storageclass.pureBackend
+{{- end }}
+{{- end }}
+{{- if hasKey ($v.orchestrator | default dict) "name" }}
+orchestrator.name
+{{- end }}
 {{- end -}}
