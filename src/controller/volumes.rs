@@ -192,6 +192,10 @@ impl ControllerService {
             }
         };
         let temp_snapshot = clone.as_ref().map(|p| p.snapshot_name());
+        // A name that already exists is judged against this request.
+        let judge = |existing: &FileSystem, source_snapshot: Option<&str>| {
+            self.existing_volume(&req, &params, &fs_name, existing, source_snapshot, source.clone())
+        };
 
         // Content from a snapshot or volume: look the name up first, so a
         // retry does not copy again. A plain create goes to the array at once
@@ -202,14 +206,7 @@ impl ControllerService {
             if let Some(t) = &temp_snapshot {
                 self.drop_temp_snapshot(&params.array, t).await;
             }
-            return self.existing_volume(
-                &req,
-                &params,
-                &fs_name,
-                &existing,
-                source_snapshot.as_deref(),
-                source,
-            );
+            return judge(&existing, source_snapshot.as_deref());
         }
 
         let (rules, policy) = match &params.export {
@@ -253,16 +250,7 @@ impl ControllerService {
         }
         let mut fs = match created? {
             Created::New(fs) => fs,
-            Created::Found(existing) => {
-                return self.existing_volume(
-                    &req,
-                    &params,
-                    &fs_name,
-                    &existing,
-                    source_snapshot.as_deref(),
-                    source,
-                );
-            }
+            Created::Found(existing) => return judge(&existing, source_snapshot.as_deref()),
         };
         // A clone keeps the source's size on some arrays: grow it to the request.
         if fs.provisioned != Some(size) {

@@ -111,26 +111,23 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(
-            ApiErrorKind::classify(400, "File system does not exist."),
-            ApiErrorKind::NotFound
-        );
-        assert_eq!(
-            ApiErrorKind::classify(404, "Snapshot not found."),
-            ApiErrorKind::NotFound
-        );
-        assert_eq!(
-            ApiErrorKind::classify(400, "File system already exists."),
-            ApiErrorKind::AlreadyExists
-        );
-        assert_eq!(
-            ApiErrorKind::classify(400, "Requested size is below current usage."),
-            ApiErrorKind::Refused
-        );
-        // A server error never reads as "gone", whatever it says.
-        assert_eq!(
-            ApiErrorKind::classify(500, "does not exist"),
-            ApiErrorKind::Refused
-        );
+        for (status, message, kind) in [
+            (400, "File system does not exist.", ApiErrorKind::NotFound),
+            (404, "Snapshot not found.", ApiErrorKind::NotFound),
+            (400, "File system already exists.", ApiErrorKind::AlreadyExists),
+            (
+                400,
+                "Requested size is below current usage.",
+                ApiErrorKind::Refused,
+            ),
+            // A server error never reads as "gone", whatever it says.
+            (500, "does not exist", ApiErrorKind::Refused),
+        ] {
+            assert_eq!(
+                ApiErrorKind::classify(status, message),
+                kind,
+                "{status} {message}"
+            );
+        }
     }
 }

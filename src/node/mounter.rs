@@ -556,27 +556,28 @@ mod tests {
         panic!("mount helper stayed busy");
     }
 
+    /// A mounter whose `mount` is a shell script with `body`.
+    fn fake_mount_helper(dir: &Path, body: &str, mount_timeout: Duration) -> SystemMounter {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("mount");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        SystemMounter {
+            mount_program: script,
+            ..SystemMounter::new(mount_timeout, Duration::from_secs(1), Duration::from_secs(1))
+        }
+    }
+
     #[tokio::test]
     async fn hung_mount_helper_is_killed_with_its_group() {
         // A stand-in "mount" that hangs and starts a child of its own.
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("mount");
         let pidfile = dir.path().join("grandchild.pid");
-        std::fs::write(
-            &script,
-            format!("#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n", pidfile.display()),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let m = SystemMounter {
-            mount_program: script,
-            ..SystemMounter::new(
-                Duration::from_millis(500),
-                Duration::from_secs(1),
-                Duration::from_secs(1),
-            )
-        };
+        let m = fake_mount_helper(
+            dir.path(),
+            &format!("sleep 300 &\necho $! > {}\nwait", pidfile.display()),
+            Duration::from_millis(500),
+        );
         let start = std::time::Instant::now();
         let err = mount_retrying_etxtbsy(&m, Path::new("/tmp/nowhere")).await;
         assert!(matches!(err, MountError::Timeout { .. }), "{err}");
@@ -601,22 +602,11 @@ mod tests {
     #[tokio::test]
     async fn failed_mount_reports_the_helpers_message() {
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("mount");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\necho 'mount.nfs: access denied by server' >&2\nexit 32\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let m = SystemMounter {
-            mount_program: script,
-            ..SystemMounter::new(
-                Duration::from_secs(5),
-                Duration::from_secs(1),
-                Duration::from_secs(1),
-            )
-        };
+        let m = fake_mount_helper(
+            dir.path(),
+            "echo 'mount.nfs: access denied by server' >&2\nexit 32",
+            Duration::from_secs(5),
+        );
         let err = mount_retrying_etxtbsy(&m, Path::new("/tmp/x")).await;
         assert!(err.to_string().contains("access denied by server"), "{err}");
     }
