@@ -307,3 +307,69 @@ async fn a_user_restores_a_deleted_file_from_dot_snapshot() {
     unpublish(&mut node, &home.volume_id, &tg).await;
     unstage(&mut node, &home.volume_id, &st).await;
 }
+
+#[tokio::test]
+async fn the_versions_command_lists_and_prints_a_pv_and_pvc() {
+    let env = common::controller_env(common::ControllerOpts::default()).await;
+    let admin = ArrayAdmin::new(&env.mock).await;
+    admin
+        .send(
+            Method::POST,
+            "file-systems?names=cifar10",
+            json!({"provisioned": 10u64 << 30}),
+        )
+        .await;
+    for sfx in ["v1", "v2"] {
+        admin
+            .send(
+                Method::POST,
+                "file-system-snapshots?source_names=cifar10",
+                json!({ "suffix": sfx }),
+            )
+            .await;
+    }
+    // Async, so the in-process mock keeps serving while the command runs.
+    let run = |extra: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+            .args(["versions", "--dataset", "cifar10"])
+            .args(extra)
+            .args(["--array-name", "fb01", "--array-url", &env.mock.url])
+            .arg("--api-token-file")
+            .arg(&env.token_file)
+            .arg("--ca-file")
+            .arg(env.mock.ca_file.as_ref().unwrap())
+            .args(["--nfs-endpoint", "127.0.0.1"])
+            .output()
+    };
+    let out = run(&[]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("versions of cifar10 on fb01"), "{stdout}");
+    let v1 = stdout.find("cifar10.v1").expect("v1 listed");
+    let v2 = stdout.find("cifar10.v2").expect("v2 listed");
+    assert!(v1 < v2, "oldest first:\n{stdout}");
+
+    let out = run(&["--version", "v2", "--namespace", "hub"]).await.unwrap();
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "volumeHandle: fb01/cifar10.v2",
+        "snapshot: v2",
+        "storage: 10Gi",
+        "namespace: hub",
+        "name: cifar10-v2",
+        "persistentVolumeReclaimPolicy: Retain",
+    ] {
+        assert!(yaml.contains(want), "{want}:\n{yaml}");
+    }
+    // The printed handle is one the driver reads as this version.
+    let handle: flashblade_csi::volume::VolumeId = "fb01/cifar10.v2".parse().unwrap();
+    assert_eq!(handle.version().map(|v| v.as_str()), Some("v2"));
+
+    let out = run(&["--version", "v9"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no version v9; its versions are: v1, v2"), "{err}");
+    let out = run(&["--version", "../x"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad suffix is a usage error");
+}
