@@ -11,3 +11,7 @@ pub(crate) const NFS_VERSIONS: &str = "nfsVersions";
 pub(crate) const ARRAY: &str = "array";
 /// The file-system name (informational).
 pub(crate) const FS_NAME: &str = "fsName";
+/// On a static volume: the suffix of the snapshot to mount instead of the
+/// live file system (a dataset version, always read-only). Written by an
+/// admin, never by the controller.
+pub(crate) const SNAPSHOT: &str = "snapshot";

@@ -289,10 +289,24 @@ async fn story(
         )
         .await
         .map_err(|e| e.to_string())?;
+        std::fs::write(ds.join("iris.csv"), "sepal_length,sepal_width\n5.1,3.5\n")
+            .map_err(|e| e.to_string())?;
+        // Version v1 of the dataset: a snapshot, as the admin's policy takes
+        // them; then the data moves on.
+        fb.create_snapshot("datasets", "v1")
+            .await
+            .map_err(|e| e.to_string())?;
         fb.logout().await;
     }
-    std::fs::write(ds.join("iris.csv"), "sepal_length,sepal_width\n5.1,3.5\n").map_err(|e| e.to_string())?;
-    out.say("admin: file system `datasets` exists on the array (1 TiB, iris.csv inside)");
+    std::fs::write(
+        ds.join("iris.csv"),
+        "sepal_length,sepal_width\n5.1,3.5\n4.9,3.0\n",
+    )
+    .map_err(|e| e.to_string())?;
+    out.say(
+        "admin: file system `datasets` exists on the array (1 TiB, iris.csv inside); its snapshot datasets.v1 \
+         keeps version v1 while the data moves on",
+    );
 
     mock.set_faults(mock_flashblade::Faults {
         latency_ms: args.latency_ms,
@@ -384,6 +398,7 @@ async fn story(
         skipped = vec![
             "alice's pod mounting her home and the datasets",
             "the write to the read-only datasets failing",
+            "version v1 of the datasets next to the live data",
             "the snapshot, the accident and the restore",
             "the usage figures the kubelet reads",
             "the unmounts when alice logs out",
@@ -553,6 +568,52 @@ async fn node_steps(
         }
     }
 
+    // Version v1 of the datasets next to the live data, as a second volume
+    // (a static PV with `snapshot: v1`, as `flashblade-csi versions` prints).
+    let v1_vol = "fb01/datasets.v1";
+    let v1_staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/datasets-v1/globalmount");
+    let v1_target = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/datasets-v1/mount");
+    let v1_ctx: std::collections::HashMap<String, String> =
+        [("snapshot".to_string(), "v1".to_string())].into();
+    node.node_stage_volume(csi::NodeStageVolumeRequest {
+        volume_id: v1_vol.into(),
+        staging_target_path: v1_staging.display().to_string(),
+        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
+        volume_context: v1_ctx.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodeStageVolume datasets v1"))?;
+    node.node_publish_volume(csi::NodePublishVolumeRequest {
+        volume_id: v1_vol.into(),
+        staging_target_path: v1_staging.display().to_string(),
+        target_path: v1_target.display().to_string(),
+        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
+        volume_context: v1_ctx,
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodePublishVolume datasets v1"))?;
+    let v1_rows = std::fs::read_to_string(v1_target.join("iris.csv"))
+        .map_err(|e| e.to_string())?
+        .lines()
+        .count();
+    if v1_rows >= rows {
+        return Err(format!(
+            "version v1 of the datasets shows {v1_rows} lines, the live one {rows}: not the snapshot"
+        ));
+    }
+    let v1_write = std::fs::write(v1_target.join("oops.csv"), "x");
+    if !matches!(&v1_write, Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EROFS as i32)) {
+        return Err(format!(
+            "a write to datasets v1 did not fail with EROFS: {v1_write:?}"
+        ));
+    }
+    out.say(format!(
+        "alice also mounts version v1 of the datasets next to the live data: iris.csv has {v1_rows} lines there, \
+         {rows} in the live dataset; v1 is read-only too"
+    ));
+
     // Snapshot, an accident, and getting the notebook back.
     let snap = ctl
         .create_snapshot(csi::CreateSnapshotRequest {
@@ -574,10 +635,7 @@ async fn node_steps(
             let rel = copy.strip_prefix(&home).unwrap_or(&copy).display().to_string();
             out.say(format!("alice copies her notebook back herself: cp ~/{rel} ~/"));
         }
-        None => out.say(
-            "  alice copying the file back from ~/.snapshot herself: NOT SHOWN, the simulator does not \
-             yet show snapshots under .snapshot (a FlashBlade does, with snapshotDirectory on)",
-        ),
+        None => return Err("the snapshot is not visible under ~/.snapshot".into()),
     }
     std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}").map_err(|e| e.to_string())?;
     crate::admin::restore(admin_config.clone(), &alice.volume_id, &snap.snapshot_id)
@@ -625,6 +683,7 @@ async fn node_steps(
     for (target, staging, vol) in [
         (&home, &staging, alice.volume_id.as_str()),
         (&ds_target, &ds_staging, ds_vol),
+        (&v1_target, &v1_staging, v1_vol),
     ] {
         node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
             volume_id: vol.into(),

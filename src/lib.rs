@@ -7,6 +7,7 @@
 //! [`flashblade`] talks to the array.
 
 pub mod admin;
+pub mod admin_versions;
 pub mod app;
 pub(crate) mod authority;
 pub mod config;

@@ -26,6 +26,9 @@ enum Command {
     /// Restore a volume in place from one of its snapshots (discards data
     /// written since the snapshot). Uses the same configuration as `serve`.
     Restore(RestoreArgs),
+    /// List a dataset's versions (its snapshots), or print a read-only static
+    /// PV and PVC for one. Uses the same configuration as `serve`.
+    Versions(flashblade_csi::admin_versions::VersionsArgs),
 }
 
 #[derive(clap::Args)]
@@ -45,6 +48,7 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Restore(args) => restore(args),
+        Command::Versions(args) => flashblade_csi::admin_versions::main(args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => flashblade_csi::demo::main(args),
     };

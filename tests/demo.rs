@@ -52,6 +52,15 @@ fn demo_runs_end_to_end() {
     if nix::unistd::geteuid().is_root() {
         assert!(stdout.contains("Read-only file system"), "{stdout}");
         assert!(stdout.contains("analysis.ipynb is back"), "{stdout}");
+        assert!(
+            stdout.contains("cp ~/.snapshot/"),
+            "self-service restore: {stdout}"
+        );
+        assert!(
+            stdout.contains("version v1 of the datasets next to the live data"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("NOT SHOWN, the simulator does not"), "{stdout}");
         assert!(stdout.contains("GiB used of"), "stats figures: {stdout}");
         assert!(stdout.contains("EDQUOT"), "{stdout}");
         assert!(!stdout.contains("skipped"), "{stdout}");

@@ -328,7 +328,11 @@ impl ControllerService {
             }
         };
         match vref {
-            VolumeId::Static { array, fs_name } => {
+            VolumeId::Static {
+                array,
+                fs_name,
+                version,
+            } => {
                 let array = select_array(&self.config, array.as_deref()).map_err(|_| {
                     Error::FailedPrecondition(format!(
                         "volume {} names an array that is not configured",
@@ -337,10 +341,16 @@ impl ControllerService {
                 })?;
                 match self.client(&array.name)?.find_file_system(&fs_name).await? {
                     None => Ok(csi::DeleteVolumeResponse {}),
-                    Some(_) => Err(Error::FailedPrecondition(format!(
-                        "volume {} is an imported (static) file system; the driver never deletes it — delete the PersistentVolume and manage {fs_name} on the array",
-                        req.volume_id
-                    ))),
+                    Some(_) => Err(Error::FailedPrecondition(match version {
+                        Some(v) => format!(
+                            "volume {} is a version of the imported file system {fs_name} (its snapshot {fs_name}.{v}); the driver never deletes or changes either — delete the PersistentVolume and manage the snapshot on the array",
+                            req.volume_id
+                        ),
+                        None => format!(
+                            "volume {} is an imported (static) file system; the driver never deletes it — delete the PersistentVolume and manage {fs_name} on the array",
+                            req.volume_id
+                        ),
+                    })),
                 }
             }
             VolumeId::Managed {
@@ -584,11 +594,22 @@ impl ControllerService {
             return Err(Error::InvalidArgument("volume_capabilities is required".into()));
         }
         record_volume_id(&req.volume_id);
-        self.resolve_volume(&req.volume_id).await?;
+        let (vref, _, _) = self.resolve_volume(&req.volume_id).await?;
+        let is_version =
+            vref.version().is_some() || req.volume_context.contains_key(crate::context::SNAPSHOT);
         let unsupported: Vec<String> = req
             .volume_capabilities
             .iter()
-            .filter_map(|c| check_capability(c).err())
+            .filter_map(|c| {
+                match check_capability(c) {
+                Err(e) => Some(e),
+                Ok(()) if is_version && !crate::volume::access::is_reader_only(c) => Some(
+                    "a dataset version (a snapshot) is read-only: only reader-only access modes are supported"
+                        .into(),
+                ),
+                Ok(()) => None,
+            }
+            })
             .collect();
         if !unsupported.is_empty() {
             return Ok(csi::ValidateVolumeCapabilitiesResponse {

@@ -66,6 +66,11 @@ impl Filter {
         ))
     }
 
+    /// Live snapshots of the file system `fs_name`, whoever made them.
+    pub(crate) fn live_snapshots_of(fs_name: &str) -> Self {
+        Filter(format!("owner.name={} and destroyed=false", quoted(fs_name)))
+    }
+
     /// This filter, restricted to names after `last` (keyset paging).
     pub(crate) fn after(&self, last: &str) -> Self {
         if last.is_empty() {

@@ -9,6 +9,7 @@
 pub mod mounter;
 pub(crate) mod mountinfo;
 pub(crate) mod paths;
+mod versions;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use crate::csi::{self, node_server::Node};
 use crate::error::{Error, Result};
 use crate::inflight::{Guard, InFlight};
 use crate::telemetry::record_volume_id;
-use crate::volume::VolumeId;
+use crate::volume::{FsName, SnapshotSuffix, VolumeId};
 use mounter::{MountError, Mounter};
 use mountinfo::MountEntry;
 use paths::{Found, Resolved};
@@ -39,6 +40,8 @@ pub struct NodeService {
     default_endpoint: Option<String>,
     mounter: Arc<dyn Mounter>,
     inflight: InFlight,
+    /// Deadline for reading a `.snapshot` directory (the mount deadline).
+    list_timeout: std::time::Duration,
 }
 
 /// The node capabilities this plugin implements.
@@ -150,6 +153,7 @@ impl NodeService {
                 .and_then(|a| a.nfs_endpoint.as_ref().map(ToString::to_string)),
             mounter,
             inflight: InFlight::new(),
+            list_timeout: config.timeouts.mount,
         }
     }
 
@@ -252,7 +256,24 @@ impl NodeService {
         let staging = self.path("staging_target_path", &req.staging_target_path)?;
         let flags = paths::check_mount_flags(&mount_flags(cap)).map_err(Error::InvalidArgument)?;
         let export = self.export_for(&req.volume_id, &req.volume_context)?;
-        let readonly = is_reader_only(cap);
+        // A dataset version is a snapshot: read-only whatever the access mode.
+        let version = versions::requested(&req.volume_id, &req.volume_context)?;
+        let readonly = is_reader_only(cap) || version.is_some();
+        let fs: FsName = export
+            .fs_name
+            .parse()
+            .map_err(|e| Error::InvalidArgument(format!("share {:?}: {e}", export.share)))?;
+        // What is mounted: the file system, or a snapshot's directory in it.
+        let (share, rel) = match &version {
+            Some(v) => {
+                let inside = crate::volume::version::path_in_fs(&fs, v);
+                (
+                    format!("{}/{inside}", export.share),
+                    Path::new(fs.as_str()).join(inside),
+                )
+            }
+            None => (export.share.clone(), PathBuf::from(fs.as_str())),
+        };
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;
 
@@ -266,10 +287,10 @@ impl NodeService {
         }
         if let Some(m) = mountinfo::top_mount_at(&mounts, &staging) {
             let same = match &self.local_export_root {
-                Some(_) => m.root.ends_with(&export.fs_name),
+                Some(_) => m.root.ends_with(&rel),
                 None => {
-                    m.source == format!("{}:{}", export.server, export.share)
-                        || m.source == format!("[{}]:{}", export.server, export.share)
+                    m.source == format!("{}:{}", export.server, share)
+                        || m.source == format!("[{}]:{}", export.server, share)
                 }
             };
             if same {
@@ -282,13 +303,17 @@ impl NodeService {
             )));
         }
         if let Some(root) = &self.local_export_root {
-            let source = root.join(&export.fs_name);
-            if !source.is_dir() {
+            let fs_root = root.join(&export.fs_name);
+            if !fs_root.is_dir() {
                 return Err(Error::NotFound(format!(
                     "local export {} does not exist (development mode --local-export-root)",
-                    source.display()
+                    fs_root.display()
                 )));
             }
+            let source = match &version {
+                Some(v) => versions::local_source(&fs_root, &fs, v, self.list_timeout).await?,
+                None => fs_root,
+            };
             self.mounter.bind(&source, &staging, readonly).await?;
             tracing::info!(staging = %staging.display(), source = %source.display(), "staged (local bind)");
             return Ok(csi::NodeStageVolumeResponse {});
@@ -298,11 +323,11 @@ impl NodeService {
         for opts in mount_attempts(&export.versions, &flags, readonly) {
             match self
                 .mounter
-                .mount_nfs(&export.server, &export.share, &staging, &opts)
+                .mount_nfs(&export.server, &share, &staging, &opts)
                 .await
             {
                 Ok(()) => {
-                    tracing::info!(staging = %staging.display(), server = %export.server, share = %export.share, options = %opts.join(","), "staged");
+                    tracing::info!(staging = %staging.display(), server = %export.server, share = %share, options = %opts.join(","), "staged");
                     return Ok(csi::NodeStageVolumeResponse {});
                 }
                 // A hung server: do not try another version within this call.
@@ -313,9 +338,70 @@ impl NodeService {
                 }
             }
         }
+        if let Some(v) = &version
+            && let Some(why) = self.why_version_failed(&export, &fs, v, &flags).await
+        {
+            return Err(why);
+        }
         Err(last
             .map(Error::from)
             .unwrap_or_else(|| Error::Internal("no mount attempt was made".into())))
+    }
+
+    /// After a version's NFS mount failed: mounts the file system read-only
+    /// in a private directory just long enough to read its `.snapshot`
+    /// (within the mount deadline), and says why if the listing shows it
+    /// (no such version, or no snapshot directory). `None` when the listing
+    /// explains nothing, or cannot be read; the mount's own error stands.
+    async fn why_version_failed(
+        &self,
+        export: &Export,
+        fs: &FsName,
+        wanted: &SnapshotSuffix,
+        flags: &[String],
+    ) -> Option<Error> {
+        let probe = match versions::probe_dir() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a directory to list versions in");
+                return None;
+            }
+        };
+        let mut mounted = false;
+        for opts in mount_attempts(&export.versions, flags, true) {
+            match self
+                .mounter
+                .mount_nfs(&export.server, &export.share, &probe, &opts)
+                .await
+            {
+                Ok(()) => {
+                    mounted = true;
+                    break;
+                }
+                Err(MountError::Timeout { .. }) => break,
+                Err(_) => {}
+            }
+        }
+        let found = if mounted {
+            let listing = versions::list(&probe, fs, self.list_timeout).await;
+            if let Err(e) = self.mounter.unmount(&probe).await {
+                tracing::warn!(error = %e, probe = %probe.display(), "cannot unmount the version listing mount");
+            }
+            match listing {
+                Ok(l) => match l.error(fs, wanted) {
+                    e @ (Error::NotFound(_) | Error::FailedPrecondition(_)) => Some(e),
+                    _ => None,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the file system's versions");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let _ = self.mounter.remove_dir(&probe).await;
+        found
     }
 
     /// Unmounts everything stacked at `path`.
@@ -373,7 +459,8 @@ impl NodeService {
         }
         let target = self.path("target_path", &req.target_path)?;
         let staging = self.path("staging_target_path", &req.staging_target_path)?;
-        let readonly = req.readonly || is_reader_only(cap);
+        let version = versions::requested(&req.volume_id, &req.volume_context)?;
+        let readonly = req.readonly || is_reader_only(cap) || version.is_some();
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("target:{}", target.display()))?;
 

@@ -27,3 +27,13 @@ pub fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), 
     }
     Ok(())
 }
+
+/// Whether a capability asks for reading only (a dataset version accepts
+/// nothing else).
+pub fn is_reader_only(cap: &csi::VolumeCapability) -> bool {
+    use crate::csi::volume_capability::access_mode::Mode;
+    matches!(
+        cap.access_mode.as_ref().map(|m| m.mode()),
+        Some(Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly)
+    )
+}

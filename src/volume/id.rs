@@ -5,7 +5,9 @@
 //!   it did not create; the optional last part records a non-default delete
 //!   policy (`e` eradicate, `r` retain), since DeleteVolume gets no parameters.
 //! - Static (imported) volume: `<fs-name>` or `<array>/<fs-name>`, written by
-//!   hand by an admin.
+//!   hand by an admin. A version of one (the file system as it was at one of
+//!   its snapshots, mounted read-only) adds the snapshot's suffix the way the
+//!   array names snapshots: `<fs-name>.<suffix>` or `<array>/<fs-name>.<suffix>`.
 //! - Snapshot: `<array>/<fs-name>.<suffix>/<snapshot-id>[/destroy]`, or the
 //!   compact `<array>/.<suffix>/<snapshot-id>[/destroy]` when the full form
 //!   would pass CSI's 128 bytes.
@@ -69,6 +71,8 @@ pub enum VolumeId {
         /// `None`: the default array.
         array: Option<ArrayName>,
         fs_name: FsName,
+        /// A dataset version: the suffix of the snapshot to mount, read-only.
+        version: Option<SnapshotSuffix>,
     },
 }
 
@@ -83,6 +87,14 @@ impl VolumeId {
         match self {
             VolumeId::Managed { array, .. } => Some(array),
             VolumeId::Static { array, .. } => array.as_ref(),
+        }
+    }
+
+    /// The snapshot suffix of a dataset version's handle.
+    pub fn version(&self) -> Option<&SnapshotSuffix> {
+        match self {
+            VolumeId::Static { version, .. } => version.as_ref(),
+            VolumeId::Managed { .. } => None,
         }
     }
 }
@@ -121,10 +133,19 @@ impl fmt::Display for VolumeId {
                 }
             }
             VolumeId::Static {
-                array: Some(array),
+                array,
                 fs_name,
-            } => write!(f, "{array}/{fs_name}"),
-            VolumeId::Static { array: None, fs_name } => write!(f, "{fs_name}"),
+                version,
+            } => {
+                if let Some(array) = array {
+                    write!(f, "{array}/")?;
+                }
+                write!(f, "{fs_name}")?;
+                match version {
+                    Some(v) => write!(f, ".{v}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -135,15 +156,31 @@ impl FromStr for VolumeId {
     fn from_str(id: &str) -> Result<Self, MalformedId> {
         let parts: Vec<&str> = id.split('/').collect();
         let name_err = |e: super::names::NameError| MalformedId(e.to_string());
+        // `<fs-name>[.<suffix>]`: a file-system name has no '.', so the first
+        // one starts a version's snapshot suffix.
+        let static_fs = |s: &str| -> Result<(FsName, Option<SnapshotSuffix>), MalformedId> {
+            match s.split_once('.') {
+                None => Ok((s.parse().map_err(name_err)?, None)),
+                Some((fs, v)) => Ok((fs.parse().map_err(name_err)?, Some(v.parse().map_err(name_err)?))),
+            }
+        };
         match parts.as_slice() {
-            [fs] => Ok(VolumeId::Static {
-                array: None,
-                fs_name: fs.parse().map_err(name_err)?,
-            }),
-            [array, fs] => Ok(VolumeId::Static {
-                array: Some(array.parse().map_err(name_err)?),
-                fs_name: fs.parse().map_err(name_err)?,
-            }),
+            [fs] => {
+                let (fs_name, version) = static_fs(fs)?;
+                Ok(VolumeId::Static {
+                    array: None,
+                    fs_name,
+                    version,
+                })
+            }
+            [array, fs] => {
+                let (fs_name, version) = static_fs(fs)?;
+                Ok(VolumeId::Static {
+                    array: Some(array.parse().map_err(name_err)?),
+                    fs_name,
+                    version,
+                })
+            }
             [array, fs, fs_id, rest @ ..] if rest.len() <= 1 => {
                 let delete = match rest {
                     [] => DeletePolicy::Destroy,
@@ -165,7 +202,7 @@ impl FromStr for VolumeId {
                 })
             }
             _ => Err(MalformedId(
-                "expected <array>/<fs-name>/<fs-id>, <array>/<fs-name> or <fs-name>".into(),
+                "expected <array>/<fs-name>/<fs-id>, <array>/<fs-name>[.<snapshot-suffix>] or <fs-name>[.<snapshot-suffix>]".into(),
             )),
         }
     }
@@ -340,16 +377,49 @@ mod tests {
             "datasets".parse::<VolumeId>().unwrap(),
             VolumeId::Static {
                 array: None,
-                fs_name: n("datasets")
+                fs_name: n("datasets"),
+                version: None,
             }
         );
         assert_eq!(
             "fb01/datasets".parse::<VolumeId>().unwrap(),
             VolumeId::Static {
                 array: Some(n("fb01")),
-                fs_name: n("datasets")
+                fs_name: n("datasets"),
+                version: None,
             }
         );
+    }
+
+    #[test]
+    fn dataset_version_handles() {
+        for (handle, array) in [("cifar10.v3", None), ("fb01/cifar10.v3", Some("fb01"))] {
+            let id: VolumeId = handle.parse().unwrap();
+            assert_eq!(
+                id,
+                VolumeId::Static {
+                    array: array.map(n),
+                    fs_name: n("cifar10"),
+                    version: Some(n("v3")),
+                }
+            );
+            assert_eq!(id.version().map(|v| v.as_str()), Some("v3"));
+            assert_eq!(id.to_string(), handle);
+        }
+        // The suffix obeys the snapshot-suffix rule: nothing that could
+        // become a path component other than one plain name.
+        for bad in [
+            "x.",
+            "x..y",
+            "x.y.z",
+            "x.-y",
+            "x.y/z/..",
+            "x.y z",
+            "fb01/x./../y",
+            ".y",
+        ] {
+            assert!(bad.parse::<VolumeId>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -365,7 +435,10 @@ mod tests {
             "fb01/-o/id",
             "fb01/x y/id",
             "fb01/x/i$d",
-            "fb01/x.y",
+            "fb01/x.y/id",
+            "fb01/x.",
+            "fb01/x.y.",
+            "x..",
             &"a".repeat(64),
             "a\u{0}b",
         ] {

@@ -1,7 +1,8 @@
 //! The driver's domain vocabulary, shared by config, controller and node:
 //! the names it and the array agree on ([`names`]), volume and snapshot ids
 //! ([`id`]), how it names what it creates ([`naming`]), export rules
-//! ([`exports`]) and the volume capabilities it serves ([`access`]). Depends
+//! ([`exports`]), the volume capabilities it serves ([`access`]) and where a
+//! dataset version (a snapshot) appears in its file system ([`version`]). Depends
 //! on nothing else in the crate but the generated CSI types and the message
 //! helpers of `text` (tests/layers.rs keeps it so).
 
@@ -11,6 +12,7 @@ pub mod id;
 pub mod labels;
 pub mod names;
 pub mod naming;
+pub mod version;
 
 pub use id::{DeletePolicy, MalformedId, SnapshotId, SnapshotIdError, VolumeId};
 pub use labels::{LabelError, Labels, Selector};

@@ -551,6 +551,7 @@ impl Array {
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
             out.push(self.fs_json(&fs, now));
             self.st.file_systems.insert(name.clone(), fs);
+            self.sync_snapshot_dir(name).map_err(io_err)?;
         }
         Ok(json!({"items": out}))
     }
@@ -677,7 +678,11 @@ impl Array {
                 }
             }
             out.push(self.fs_json(&fs, now));
-            self.st.file_systems.insert(fs.name.clone(), fs);
+            let name = fs.name.clone();
+            self.st.file_systems.insert(name.clone(), fs);
+            if body.snapshot_directory_enabled.is_some() {
+                self.sync_snapshot_dir(&name).map_err(io_err)?;
+            }
         }
         Ok(json!({"items": out}))
     }

@@ -203,14 +203,19 @@ impl Array {
         snap_dir: PathBuf,
         eradication_delay_ms: i64,
     ) -> Self {
-        Self {
+        let array = Self {
             st,
             data_dir,
             snap_dir,
             eradication_delay_ms,
             persist_path: None,
             dirty: false,
+        };
+        // State saved by an older simulator has no `.snapshot` views yet.
+        for name in array.st.file_systems.keys() {
+            let _ = array.sync_snapshot_dir(name);
         }
+        array
     }
 
     pub(crate) fn fs_dir(&self, name: &str) -> PathBuf {
@@ -280,6 +285,7 @@ impl Array {
         for s in due_snaps {
             let _ = data::remove_tree(&self.snap_path(&s.id));
             self.st.snapshots.remove(&s.name);
+            let _ = self.sync_snapshot_dir(&s.owner_name);
         }
         changed
     }

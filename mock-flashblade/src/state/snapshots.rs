@@ -1,4 +1,5 @@
-//! `file-system-snapshots`: take, list, destroy, recover and eradicate.
+//! `file-system-snapshots`: take, list, destroy, recover and eradicate; and
+//! the `.snapshot` directory through which NFS clients see them.
 
 use std::sync::Arc;
 
@@ -203,6 +204,7 @@ impl Array {
             data::copy_tree(&self.fs_dir(&fs_name), &self.snap_path(&snap.id)).map_err(io_err)?;
             out.push(self.snap_json(&snap, now));
             self.st.snapshots.insert(snap.name.clone(), snap);
+            self.sync_snapshot_dir(&fs_name).map_err(io_err)?;
         }
         Ok(json!({"items": out}))
     }
@@ -247,6 +249,7 @@ impl Array {
                 _ => {}
             }
             let s = s.clone();
+            self.sync_snapshot_dir(&s.owner_name).map_err(io_err)?;
             out.push(self.snap_json(&s, now));
         }
         Ok(json!({"items": out}))
@@ -271,7 +274,55 @@ impl Array {
         for n in &names {
             let s = self.st.snapshots.remove(n).unwrap();
             data::remove_tree(&self.snap_path(&s.id)).map_err(io_err)?;
+            self.sync_snapshot_dir(&s.owner_name).map_err(io_err)?;
         }
         Ok(Value::Null)
+    }
+
+    /// Brings `<fs>/.snapshot` in line with the array: one read-only copy of
+    /// each live snapshot at `.snapshot/<suffix>`; no `.snapshot` at all when
+    /// the file system's `snapshot_directory_enabled` is false. Destroyed
+    /// snapshots are not shown; eradicated ones are gone.
+    pub(crate) fn sync_snapshot_dir(&self, fs_name: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(fs) = self.st.file_systems.get(fs_name) else {
+            return Ok(());
+        };
+        let root = self.fs_dir(fs_name);
+        let dir = root.join(data::SNAPSHOT_DIR);
+        if !fs.snapshot_directory_enabled {
+            return data::remove_tree(&dir);
+        }
+        if !root.is_dir() {
+            return Ok(());
+        }
+        let wanted: std::collections::HashMap<&str, &Snapshot> = self
+            .st
+            .snapshots
+            .values()
+            .filter(|s| s.owner_id == fs.id && !s.destroyed)
+            .map(|s| (s.suffix.as_str(), s))
+            .collect();
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let mut present = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if wanted.contains_key(name.as_str()) {
+                present.insert(name);
+            } else {
+                data::remove_tree(&entry.path())?;
+            }
+        }
+        for (suffix, snap) in &wanted {
+            if present.contains(*suffix) {
+                continue;
+            }
+            let at = dir.join(suffix);
+            data::copy_tree(&self.snap_path(&snap.id), &at)?;
+            data::set_tree_writable(&at, false)?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555))
     }
 }
