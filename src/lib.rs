@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub(crate) mod authority;
+pub mod cluster;
 pub mod config;
 pub(crate) mod context;
 pub mod controller;

@@ -50,6 +50,22 @@ pub(crate) fn modify_body(fs: &FileSystem, want: &MutableParams) -> Option<Value
 }
 
 impl ControllerService {
+    /// ControllerModifyVolume for the admin commands: the same checks and
+    /// the same PATCH as a VolumeAttributesClass change.
+    pub(crate) async fn modify_volume(
+        &self,
+        volume_id: &str,
+        mutable_parameters: std::collections::HashMap<String, String>,
+    ) -> Result<()> {
+        self.modify_impl(csi::ControllerModifyVolumeRequest {
+            volume_id: volume_id.to_string(),
+            mutable_parameters,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub(super) async fn modify_impl(
         &self,
         req: csi::ControllerModifyVolumeRequest,
