@@ -130,5 +130,10 @@ pub async fn restore(
             t
         }
     };
-    Ok(Report::new(text, s))
+    let mut report = Report::new(text, s);
+    if plan.restored {
+        // Done as asked (--yes covered what the cluster could not tell).
+        report.code = super::exit::OK;
+    }
+    Ok(report)
 }
