@@ -117,6 +117,11 @@ pub struct Settings {
     /// (required with more than one array).
     #[arg(long, env = "FLASHBLADE_CSI_DEFAULT_ARRAY")]
     pub default_array: Option<ArrayName>,
+    /// Kubeconfig file for the admin commands' view of the cluster (PVs,
+    /// PVCs, VolumeAttachments). Without it: $KUBECONFIG, ~/.kube/config,
+    /// then the in-cluster service account.
+    #[arg(long, env = "FLASHBLADE_CSI_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     /// The array that the array flags define; merged by name into the
     /// file's `[[array]]` list (or the file's only array when no name is given).
     #[command(flatten)]
@@ -404,6 +409,8 @@ pub struct Config {
     pub local_export_root: Option<PathBuf>,
     pub arrays: Vec<ArrayConfig>,
     pub default_array: Option<ArrayName>,
+    /// Kubeconfig for the cluster view; `None`: kube's own inference.
+    pub kubeconfig: Option<PathBuf>,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: LogConfig,
@@ -439,21 +446,29 @@ impl Config {
 
     /// Configuration for a storage-admin command: the controller's settings
     /// (arrays, timeouts) without a socket to serve on.
+    /// Only the array settings are needed: no NFS endpoint (nothing is
+    /// mounted or provisioned), no node settings.
     pub fn load_for_admin(args: &Settings) -> Result<Config, ConfigError> {
         let mut args = args.clone();
         args.mode = Some(Mode::Controller);
         args.endpoint
             .get_or_insert_with(|| "/run/flashblade-csi/admin-unused.sock".into());
-        Self::load(&args)
+        let text = match &args.config {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?,
+            None => String::new(),
+        };
+        let file: Settings = toml::from_str(&text).map_err(|e| bad("config", e.to_string()))?;
+        Self::from_settings(args.over(file)?, Purpose::Admin)
     }
 
     /// Builds from flags/env and the text of a TOML file.
     pub fn from_parts(args: &Settings, toml_text: &str) -> Result<Config, ConfigError> {
         let file: Settings = toml::from_str(toml_text).map_err(|e| bad("config", e.to_string()))?;
-        Self::from_settings(args.over(file)?)
+        Self::from_settings(args.over(file)?, Purpose::Serve)
     }
 
-    fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+    fn from_settings(s: Settings, purpose: Purpose) -> Result<Config, ConfigError> {
         let mode = s
             .mode
             .ok_or_else(|| bad("mode", "required: controller, node or all"))?;
@@ -572,16 +587,20 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KUBELET_DIR)),
             local_export_root: s.local_export_root,
             default_array: s.default_array,
+            kubeconfig: s.kubeconfig,
             arrays,
             timeouts,
             limits: Limits { max_array_requests },
             log,
         };
-        config.validate()?;
+        config.validate(purpose)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, purpose: Purpose) -> Result<(), ConfigError> {
+        if let Some(p) = &self.kubeconfig {
+            check_file("kubeconfig", p)?;
+        }
         let mut names = BTreeSet::new();
         for a in &self.arrays {
             if !names.insert(a.name.as_str()) {
@@ -637,7 +656,7 @@ impl Config {
                     check_file(&s("ca_file"), p)?;
                     load_ca_file(p).map_err(|e| bad(s("ca_file"), e.to_string()))?;
                 }
-                if a.nfs_endpoint.is_none() {
+                if a.nfs_endpoint.is_none() && purpose == Purpose::Serve {
                     return Err(bad(
                         s("nfs_endpoint / --nfs-endpoint"),
                         "required in controller mode (the data VIP nodes mount from)",
@@ -669,6 +688,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What a configuration is loaded for: serving needs every controller
+/// setting; an admin command only the arrays'.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Serve,
+    Admin,
 }
 
 /// Accepts `unix:///abs/path`, `unix:/abs/path` and a bare absolute path.

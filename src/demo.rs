@@ -638,9 +638,19 @@ async fn node_steps(
         None => return Err("the snapshot is not visible under ~/.snapshot".into()),
     }
     std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}").map_err(|e| e.to_string())?;
-    crate::admin::restore(admin_config.clone(), &alice.volume_id, &snap.snapshot_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Her server is running in this story: the admin says --yes.
+    crate::admin::run(
+        admin_config.clone(),
+        crate::admin::Output::Table,
+        crate::admin::Job::Restore {
+            volume: alice.volume_id.clone(),
+            snapshot_id: snap.snapshot_id.clone(),
+            dry_run: false,
+            yes: true,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let back = std::fs::read_to_string(home.join("analysis.ipynb")).map_err(|e| e.to_string())?;
     if !back.contains("first draft") {
         return Err("restore did not bring the notebook back".into());

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod admin_versions;
 pub mod app;
 pub(crate) mod authority;
+pub mod cluster;
 pub mod config;
 pub(crate) mod context;
 pub mod controller;

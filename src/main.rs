@@ -1,8 +1,17 @@
 //! The `flashblade-csi` binary: parses the command line and hands over to the
 //! library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use flashblade_csi::admin::{self, Job, Output};
+use flashblade_csi::cluster::ClaimName;
 use flashblade_csi::config::{Config, Settings};
+
+const ADMIN_HELP: &str = "\
+Exit codes: 0 done; 1 the array or cluster failed; 2 bad arguments or
+configuration; 3 not found; 4 refused (unsafe or impossible; nothing changed);
+5 the cluster was unreachable (array-side facts printed).
+Volumes may be named by PV name, PVC (namespace/name), volume id or
+file-system name.";
 
 #[derive(Parser)]
 #[command(
@@ -23,34 +32,237 @@ enum Command {
     /// embedded simulated array (mounts need root).
     #[cfg(feature = "demo")]
     Demo(flashblade_csi::demo::DemoArgs),
+    /// Inventory of the driver's file systems with their PVs and claims.
+    #[command(after_help = ADMIN_HELP)]
+    Volumes(AdminOpts),
+    /// File systems no PV references, and PVs whose file system is gone.
+    #[command(after_help = ADMIN_HELP)]
+    Orphans(AdminOpts),
+    /// Show or change a volume's hard limit, default and per-user quotas.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
+    /// List soft-deleted volumes, or recover one and give it to a claim.
+    #[command(after_help = ADMIN_HELP)]
+    Recover(RecoverCmd),
     /// Restore a volume in place from one of its snapshots (discards data
-    /// written since the snapshot). Uses the same configuration as `serve`.
-    Restore(RestoreArgs),
+    /// written since the snapshot).
+    #[command(after_help = ADMIN_HELP)]
+    Restore(RestoreCmd),
     /// List a dataset's versions (its snapshots), or print a read-only static
     /// PV and PVC for one. Uses the same configuration as `serve`.
     Versions(flashblade_csi::admin_versions::VersionsArgs),
 }
 
+/// What every admin command takes: the output format and the array settings
+/// of `serve` (config file, flags, environment).
 #[derive(clap::Args)]
-struct RestoreArgs {
-    /// The volume (PersistentVolume spec.csi.volumeHandle).
+struct AdminOpts {
+    /// table (for people) or json (for scripts).
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Subcommand)]
+enum QuotaCmd {
+    /// A volume's size, hard limit, default quotas and explicit quotas with usage.
+    #[command(after_help = ADMIN_HELP)]
+    Show {
+        /// PV, namespace/PVC, volume id or file-system name.
+        volume: String,
+        #[command(flatten)]
+        opts: AdminOpts,
+    },
+    /// Change the hard limit or default quotas (validated as the
+    /// StorageClass parameters are), or set one uid's or gid's quota.
+    #[command(after_help = ADMIN_HELP)]
+    Set {
+        volume: String,
+        /// Hard limit on the volume's size: true or false.
+        #[arg(long)]
+        hard_limit: Option<String>,
+        /// Default quota for users without their own, e.g. 10Gi (0: none).
+        #[arg(long)]
+        default_user_quota: Option<String>,
+        /// Default quota for groups without their own (0: none).
+        #[arg(long)]
+        default_group_quota: Option<String>,
+        /// Set the quota of this numeric user id (with --quota).
+        #[arg(long, conflicts_with = "gid")]
+        uid: Option<u32>,
+        /// Set the quota of this numeric group id (with --quota).
+        #[arg(long)]
+        gid: Option<u32>,
+        /// The quota for --uid or --gid, e.g. 20Gi.
+        #[arg(long)]
+        quota: Option<String>,
+        #[command(flatten)]
+        opts: AdminOpts,
+    },
+    /// Remove one uid's or gid's quota (the default applies again).
+    #[command(after_help = ADMIN_HELP)]
+    Remove {
+        volume: String,
+        #[arg(long, conflicts_with = "gid", required_unless_present = "gid")]
+        uid: Option<u32>,
+        #[arg(long)]
+        gid: Option<u32>,
+        #[command(flatten)]
+        opts: AdminOpts,
+    },
+}
+
+#[derive(clap::Args)]
+struct RecoverCmd {
+    /// The deleted volume: its file-system name (as `recover` lists it), a
+    /// tombstone name, or its old volume id. Without it: list them.
+    volume: Option<String>,
+    /// The array, when the name is not on the default one.
+    #[arg(long = "on-array")]
+    on_array: Option<String>,
+    /// Give it to this claim (namespace/name): print a PV and PVC bound to
+    /// each other.
     #[arg(long)]
+    claim: Option<ClaimName>,
+    /// Create that PV and PVC in the cluster instead of printing them.
+    #[arg(long, requires = "claim")]
+    apply: bool,
+    /// storageClassName of the PV and PVC (default: none).
+    #[arg(long, requires = "claim")]
+    storage_class: Option<String>,
+    /// Access mode of the PV and PVC.
+    #[arg(long, default_value = "ReadWriteOnce", value_parser = ["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"])]
+    access_mode: String,
+    /// NFS versions to turn back on (a soft delete turned them off).
+    #[arg(long, default_value = "3,4.1")]
+    nfs_versions: String,
+    #[command(flatten)]
+    opts: AdminOpts,
+}
+
+#[derive(clap::Args)]
+struct RestoreCmd {
+    /// The volume (PV, namespace/PVC, volume id or file-system name).
+    #[arg(long, visible_alias = "volume")]
     volume_id: String,
     /// The snapshot (VolumeSnapshotContent status.snapshotHandle).
     #[arg(long)]
     snapshot_id: String,
+    /// Show what would be discarded; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Restore even when the volume may be in use.
+    #[arg(long)]
+    yes: bool,
     #[command(flatten)]
-    serve: Settings,
+    opts: AdminOpts,
+}
+
+/// Settings of `serve` that mean nothing to an admin command: accepted (one
+/// config file serves both) but not shown in its help.
+const NOT_FOR_ADMIN: &[&str] = &[
+    "mode",
+    "endpoint",
+    "socket_mode",
+    "node_id",
+    "kubelet_dir",
+    "local_export_root",
+    "nfs_endpoint",
+    "mount",
+    "unmount",
+    "stats",
+    "probe",
+    "shutdown_grace",
+    "rpc",
+];
+
+fn command() -> clap::Command {
+    fn hide(mut c: clap::Command) -> clap::Command {
+        for id in NOT_FOR_ADMIN {
+            if c.get_arguments().any(|a| a.get_id() == *id) {
+                c = c.mut_arg(*id, |a| a.hide(true));
+            }
+        }
+        c
+    }
+    let mut cmd = Cli::command();
+    for name in ["volumes", "orphans", "recover", "restore"] {
+        cmd = cmd.mut_subcommand(name, hide);
+    }
+    cmd.mut_subcommand("quota", |q| {
+        q.mut_subcommand("show", hide)
+            .mut_subcommand("set", hide)
+            .mut_subcommand("remove", hide)
+    })
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Restore(args) => restore(args),
         Command::Versions(args) => flashblade_csi::admin_versions::main(args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => flashblade_csi::demo::main(args),
+        Command::Volumes(opts) => admin_main(opts, Job::Volumes),
+        Command::Orphans(opts) => admin_main(opts, Job::Orphans),
+        Command::Quota(QuotaCmd::Show { volume, opts }) => admin_main(opts, Job::QuotaShow { volume }),
+        Command::Quota(QuotaCmd::Set {
+            volume,
+            hard_limit,
+            default_user_quota,
+            default_group_quota,
+            uid,
+            gid,
+            quota,
+            opts,
+        }) => admin_main(
+            opts,
+            Job::QuotaSet {
+                volume,
+                change: admin::quota::QuotaChange {
+                    hard_limit,
+                    default_user_quota,
+                    default_group_quota,
+                    uid,
+                    gid,
+                    quota,
+                },
+            },
+        ),
+        Command::Quota(QuotaCmd::Remove {
+            volume,
+            uid,
+            gid,
+            opts,
+        }) => admin_main(opts, Job::QuotaRemove { volume, uid, gid }),
+        Command::Recover(r) => {
+            let job = match r.volume {
+                None => Job::RecoverList,
+                Some(volume) => Job::Recover {
+                    volume,
+                    args: admin::recover::RecoverArgs {
+                        array: r.on_array,
+                        claim: r.claim,
+                        storage_class: r.storage_class,
+                        access_mode: r.access_mode,
+                        nfs_versions: r.nfs_versions,
+                        apply: r.apply,
+                    },
+                },
+            };
+            admin_main(r.opts, job)
+        }
+        Command::Restore(r) => admin_main(
+            r.opts,
+            Job::Restore {
+                volume: r.volume_id,
+                snapshot_id: r.snapshot_id,
+                dry_run: r.dry_run,
+                yes: r.yes,
+            },
+        ),
     };
     std::process::exit(code);
 }
@@ -104,23 +316,36 @@ fn serve(args: Settings) -> i32 {
     code
 }
 
-fn restore(args: RestoreArgs) -> i32 {
-    let (config, runtime) = match setup(Config::load_for_admin(&args.serve), false) {
+/// Runs an admin command: the report on stdout, warnings and errors on
+/// stderr (and, with `--output json`, an error as JSON on stdout too).
+fn admin_main(opts: AdminOpts, job: Job) -> i32 {
+    let mut settings = opts.settings;
+    // The driver's info lines are noise here; warnings still show.
+    if settings.log.filter.is_none() && std::env::var_os("RUST_LOG").is_none() {
+        settings.log.filter = Some("warn".into());
+    }
+    let (config, runtime) = match setup(Config::load_for_admin(&settings), false) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match runtime.block_on(flashblade_csi::admin::restore(
-        config,
-        &args.volume_id,
-        &args.snapshot_id,
-    )) {
-        Ok(msg) => {
-            println!("{msg}");
-            0
+    match runtime.block_on(admin::run(config, opts.output, job)) {
+        Ok(report) => {
+            print!("{}", report.stdout);
+            for w in &report.warnings {
+                eprintln!("flashblade-csi: warning: {w}");
+            }
+            report.code
         }
         Err(e) => {
-            eprintln!("flashblade-csi: restore failed: {e}");
-            1
+            let code = e.exit_code();
+            if opts.output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": e.to_string(), "exit_code": code})
+                );
+            }
+            eprintln!("flashblade-csi: {e}");
+            code
         }
     }
 }

@@ -21,6 +21,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("flashblade", &["config", "volume", "secret", "text"]),
     ("error", &["flashblade", "volume", "text"]),
     ("identity", &["csi", "flashblade"]),
+    // The Kubernetes API (kube): plain facts about PVs, claims, attachments.
+    ("cluster", &["volume"]),
     (
         "node",
         &[
@@ -46,6 +48,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "inflight",
             "telemetry",
             "text",
+        ],
+    ),
+    // Wiring: the admin commands join the array (through the controller's
+    // checks and the array client) with the cluster.
+    (
+        "admin",
+        &[
+            "app",
+            "cluster",
+            "config",
+            "context",
+            "controller",
+            "error",
+            "flashblade",
+            "volume",
         ],
     ),
 ];

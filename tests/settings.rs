@@ -23,6 +23,7 @@ fn samples() -> BTreeMap<&'static str, (&'static str, &'static str)> {
         ("kubelet_dir", ("/var/lib/k2", "\"/var/lib/k2\"")),
         ("local_export_root", ("/tmp", "\"/tmp\"")),
         ("default_array", ("fb01", "\"fb01\"")),
+        ("kubeconfig", ("/etc/hostname", "\"/etc/hostname\"")),
         // [[array]]
         ("name", ("fb02", "\"fb02\"")),
         (

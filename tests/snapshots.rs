@@ -471,7 +471,10 @@ async fn restore_command_brings_back_the_snapshot() {
     write(&env, &fs_name(&v), "scratch.txt", "after the snapshot");
 
     // Async, so the in-process mock keeps serving while the command runs.
-    let run = |volume: &str, snap: &str| {
+    // No cluster here (HOME without a kubeconfig): whether the volume is in
+    // use cannot be told, so the admin must say --yes. Only array flags.
+    let home = tempfile::tempdir().unwrap();
+    let run = |volume: &str, snap: &str, extra: &[&str]| {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
             .args(["restore", "--volume-id", volume, "--snapshot-id", snap])
             .args(["--array-name", "fb01", "--array-url", &env.mock.url])
@@ -479,27 +482,63 @@ async fn restore_command_brings_back_the_snapshot() {
             .arg(&env.token_file)
             .arg("--ca-file")
             .arg(env.mock.ca_file.as_ref().unwrap())
-            .args(["--nfs-endpoint", "127.0.0.1"])
+            .args(extra)
+            .env("HOME", home.path())
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .output()
     };
-    let out = run(&v.volume_id, &s.snapshot_id).await.unwrap();
+    // --dry-run says what would be discarded and changes nothing.
+    let out = run(&v.volume_id, &s.snapshot_id, &["--dry-run"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Exit 5: printed, but the cluster could not be read.
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("DRY RUN") && text.contains("would be restored from snapshot k8s-pvc-r."),
+        "{text}"
+    );
+    assert_eq!(
+        read(&env, &fs_name(&v), "scratch.txt").as_deref(),
+        Some("after the snapshot")
+    );
+    // Without --yes: refused (exit 4), because nothing can say it is unused.
+    let out = run(&v.volume_id, &s.snapshot_id, &[]).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    assert_eq!(
+        read(&env, &fs_name(&v), "scratch.txt").as_deref(),
+        Some("after the snapshot")
+    );
+
+    let out = run(&v.volume_id, &s.snapshot_id, &["--yes"]).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("restored file system k8s-pvc-r"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("k8s-pvc-r was restored"));
     assert_eq!(
         read(&env, &fs_name(&v), "thesis.tex").as_deref(),
         Some("chapter 1")
     );
     assert_eq!(read(&env, &fs_name(&v), "scratch.txt"), None);
 
-    // A snapshot of another volume is refused and changes nothing.
+    // A snapshot of another volume is refused (bad input, exit 2) and changes nothing.
     let other = volume(&mut c, "pvc-other", GIB).await;
     let so = snapshot(&mut c, "snap-other", &other.volume_id).await;
-    let out = run(&v.volume_id, &so.snapshot_id).await.unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a snapshot of volume"));
+    write(&env, &fs_name(&v), "thesis.tex", "chapter 2");
+    let out = run(&v.volume_id, &so.snapshot_id, &["--yes"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not of k8s-pvc-r"));
     assert_eq!(
         read(&env, &fs_name(&v), "thesis.tex").as_deref(),
-        Some("chapter 1")
+        Some("chapter 2")
     );
 }
 

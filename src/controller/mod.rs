@@ -4,6 +4,7 @@
 //! in-flight guard for the volume or name, call the array client, build the
 //! response. Errors become gRPC codes in `crate::error`.
 
+mod modify;
 pub mod params;
 mod placement;
 mod snapshots;
@@ -43,6 +44,7 @@ pub(crate) fn capabilities() -> Vec<csi::ControllerServiceCapability> {
         rpc::Type::CreateDeleteSnapshot,
         rpc::Type::ListSnapshots,
         rpc::Type::CloneVolume,
+        rpc::Type::ModifyVolume,
     ]
     .into_iter()
     .map(|t| csi::ControllerServiceCapability {
@@ -278,9 +280,12 @@ impl Controller for ControllerService {
 
     async fn controller_modify_volume(
         &self,
-        _r: Request<csi::ControllerModifyVolumeRequest>,
+        r: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
-        Err(unimplemented("ControllerModifyVolume"))
+        let budget = self.budget(&r);
+        let req = r.into_inner();
+        csi::log_request("ControllerModifyVolume", &req);
+        within(budget, "ControllerModifyVolume", self.modify_impl(req)).await
     }
 }
 

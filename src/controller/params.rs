@@ -165,6 +165,110 @@ pub(crate) fn select_array<'a>(config: &'a Config, name: Option<&str>) -> Result
     }
 }
 
+/// The keys a VolumeAttributesClass may change after creation
+/// (ControllerModifyVolume, and CreateVolume's `mutable_parameters`). Each is
+/// parsed by [`MutableParams::parse_present`], the parser the StorageClass
+/// parameters go through too.
+pub(crate) const MUTABLE_KEYS: &[&str] = &[
+    "hardLimit",
+    "snapshotDirectory",
+    "defaultUserQuota",
+    "defaultGroupQuota",
+    "exportRules",
+    "exportPolicy",
+];
+
+/// Refuses any key of `mutable` that may not change after creation, naming
+/// it: a StorageClass key that is fixed at creation, or an unknown one.
+pub(crate) fn check_mutable_keys(mutable: &HashMap<String, String>) -> Result<(), Error> {
+    let mut keys: Vec<&str> = mutable.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    for k in keys {
+        if MUTABLE_KEYS.contains(&k) {
+            continue;
+        }
+        return Err(Error::InvalidArgument(if VOLUME_KEYS.contains(&k) {
+            format!(
+                "parameter {k} cannot be changed after creation; mutable parameters: {}",
+                MUTABLE_KEYS.join(", ")
+            )
+        } else {
+            format!(
+                "unknown mutable parameter {k}; mutable parameters: {}",
+                MUTABLE_KEYS.join(", ")
+            )
+        }));
+    }
+    Ok(())
+}
+
+/// The parameters that can change after creation; `None` = not given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MutableParams {
+    pub hard_limit: Option<bool>,
+    pub snapshot_directory: Option<bool>,
+    /// Bytes; `Some(0)` removes the default quota.
+    pub default_user_quota: Option<i64>,
+    pub default_group_quota: Option<i64>,
+    pub export: Option<Export>,
+}
+
+impl MutableParams {
+    /// Parses the mutable keys `params` holds (other keys are left to the
+    /// caller): the one parser for StorageClass and VolumeAttributesClass.
+    pub(crate) fn parse_present(
+        params: &HashMap<String, String>,
+        array: &ArrayConfig,
+    ) -> Result<Self, Error> {
+        let get = |k: &str| params.get(k).map(String::as_str);
+        let hard_limit = get("hardLimit").map(|v| parse_bool("hardLimit", v)).transpose()?;
+        let snapshot_directory = get("snapshotDirectory")
+            .map(|v| parse_bool("snapshotDirectory", v))
+            .transpose()?;
+        let quota = |k: &str| -> Result<Option<i64>, Error> {
+            get(k)
+                .map(|v| parse_quantity(v).map_err(|e| invalid(k, v, &e)))
+                .transpose()
+        };
+        let default_user_quota = quota("defaultUserQuota")?;
+        let default_group_quota = quota("defaultGroupQuota")?;
+        let export = match (get("exportRules"), get("exportPolicy")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "parameters exportRules and exportPolicy are exclusive; give one".into(),
+                ));
+            }
+            (Some(r), None) => {
+                validate_export_rules(r, array.allow_wildcard_export)
+                    .map_err(|e| invalid("exportRules", r, &e))?;
+                Some(Export::Rules(r.to_string()))
+            }
+            (None, Some(p)) => Some(Export::Policy(
+                p.parse()
+                    .map_err(|_| invalid("exportPolicy", p, PolicyName::RULE))?,
+            )),
+            (None, None) => None,
+        };
+        Ok(Self {
+            hard_limit,
+            snapshot_directory,
+            default_user_quota,
+            default_group_quota,
+            export,
+        })
+    }
+
+    /// ControllerModifyVolume's parameters: only mutable keys, each valid.
+    pub fn parse(mutable: &HashMap<String, String>, array: &ArrayConfig) -> Result<Self, Error> {
+        check_mutable_keys(mutable)?;
+        Self::parse_present(mutable, array)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl VolumeParams {
     /// The parameters of a class that names its array (or none, for the
     /// default one). `array: auto` classes go through [`VolumeParams::candidates`].
@@ -240,7 +344,6 @@ impl VolumeParams {
                 Error::FailedPrecondition(format!("array {} has no NFS endpoint configured", array.name))
             })?,
         };
-        let hard_limit = get("hardLimit").map_or(Ok(true), |v| parse_bool("hardLimit", v))?;
         let (nfs_v3, nfs_v41) = match get("nfsVersions") {
             None => (true, true),
             Some(v) => {
@@ -256,22 +359,11 @@ impl VolumeParams {
                 (v3, v41)
             }
         };
-        let export = match (get("exportRules"), get("exportPolicy")) {
-            (Some(_), Some(_)) => {
-                return Err(Error::InvalidArgument(
-                    "parameters exportRules and exportPolicy are exclusive; give one".into(),
-                ));
-            }
-            (Some(r), None) => {
-                validate_export_rules(r, array.allow_wildcard_export)
-                    .map_err(|e| invalid("exportRules", r, &e))?;
-                Export::Rules(r.to_string())
-            }
-            (None, Some(p)) => Export::Policy(
-                p.parse()
-                    .map_err(|_| invalid("exportPolicy", p, PolicyName::RULE))?,
-            ),
-            (None, None) => match &array.default_export_rules {
+        let mutable = MutableParams::parse_present(params, array)?;
+        let hard_limit = mutable.hard_limit.unwrap_or(true);
+        let export = match mutable.export {
+            Some(e) => e,
+            None => match &array.default_export_rules {
                 Some(r) => Export::Rules(r.clone()),
                 None => {
                     return Err(Error::InvalidArgument(format!(
@@ -281,19 +373,10 @@ impl VolumeParams {
                 }
             },
         };
-        let snapshot_directory =
-            get("snapshotDirectory").map_or(Ok(true), |v| parse_bool("snapshotDirectory", v))?;
-        let quota = |k: &str| -> Result<Option<i64>, Error> {
-            match get(k) {
-                None => Ok(None),
-                Some(v) => {
-                    let b = parse_quantity(v).map_err(|e| invalid(k, v, &e))?;
-                    Ok(if b == 0 { None } else { Some(b) })
-                }
-            }
-        };
-        let default_user_quota = quota("defaultUserQuota")?;
-        let default_group_quota = quota("defaultGroupQuota")?;
+        let snapshot_directory = mutable.snapshot_directory.unwrap_or(true);
+        // 0 is "no default quota", the same as leaving the key out.
+        let default_user_quota = mutable.default_user_quota.filter(|q| *q != 0);
+        let default_group_quota = mutable.default_group_quota.filter(|q| *q != 0);
         let delete_policy = match get("deletePolicy") {
             None => DeletePolicy::Destroy,
             Some(v) => v
@@ -320,6 +403,48 @@ impl VolumeParams {
             name_prefix,
         })
     }
+}
+
+impl VolumeParams {
+    /// CreateVolume's parameters with its `mutable_parameters` (from a
+    /// VolumeAttributesClass) laid over them: the mutable ones win, an export
+    /// given there replaces either export key of the StorageClass.
+    pub fn parse_with_mutable(
+        params: &HashMap<String, String>,
+        mutable: &HashMap<String, String>,
+        config: &Config,
+    ) -> Result<Self, Error> {
+        Self::parse(&with_mutable(params, mutable)?, config)
+    }
+
+    /// [`VolumeParams::candidates`] for a StorageClass's parameters with a
+    /// VolumeAttributesClass's laid over them.
+    pub fn candidates_with_mutable(
+        params: &HashMap<String, String>,
+        mutable: &HashMap<String, String>,
+        config: &Config,
+    ) -> Result<Vec<Self>, Error> {
+        Self::candidates(&with_mutable(params, mutable)?, config)
+    }
+}
+
+/// The StorageClass's parameters with the mutable ones laid over them (an
+/// export given in either replaces the other's).
+fn with_mutable(
+    params: &HashMap<String, String>,
+    mutable: &HashMap<String, String>,
+) -> Result<HashMap<String, String>, Error> {
+    if mutable.is_empty() {
+        return Ok(params.clone());
+    }
+    check_mutable_keys(mutable)?;
+    let mut merged = params.clone();
+    if mutable.contains_key("exportRules") || mutable.contains_key("exportPolicy") {
+        merged.remove("exportRules");
+        merged.remove("exportPolicy");
+    }
+    merged.extend(mutable.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(merged)
 }
 
 /// VolumeSnapshotClass parameters.
@@ -444,6 +569,59 @@ mod tests {
             Err(Error::InvalidArgument(m)) => assert!(m.contains("default_export_rules"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn mutable_parameters_share_the_storageclass_parser() {
+        let c = config(Some("10.0.0.0/16(rw)"));
+        let a = c.default_array().unwrap();
+        let m = MutableParams::parse(
+            &p(&[
+                ("hardLimit", "false"),
+                ("snapshotDirectory", "true"),
+                ("defaultUserQuota", "10Gi"),
+                ("defaultGroupQuota", "0"),
+                ("exportRules", "10.1.0.0/16(rw,root_squash)"),
+            ]),
+            a,
+        )
+        .unwrap();
+        assert_eq!(m.hard_limit, Some(false));
+        assert_eq!(m.snapshot_directory, Some(true));
+        assert_eq!(m.default_user_quota, Some(10 << 30));
+        assert_eq!(m.default_group_quota, Some(0));
+        assert_eq!(
+            m.export,
+            Some(Export::Rules("10.1.0.0/16(rw,root_squash)".into()))
+        );
+        assert!(MutableParams::parse(&p(&[]), a).unwrap().is_empty());
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("bogus", "1")], "unknown mutable parameter bogus"),
+            (&[("nfsVersions", "3")], "nfsVersions cannot be changed"),
+            (&[("deletePolicy", "retain")], "deletePolicy cannot be changed"),
+            (&[("defaultUserQuota", "-1Gi")], "defaultUserQuota"),
+            (&[("defaultGroupQuota", "lots")], "defaultGroupQuota"),
+            (&[("hardLimit", "maybe")], "hardLimit"),
+            (&[("exportRules", "*(rw)")], "exportRules"),
+            (&[("exportRules", "a(rw)"), ("exportPolicy", "p")], "exclusive"),
+        ];
+        for (kv, needle) in cases {
+            match MutableParams::parse(&p(kv), a) {
+                Err(Error::InvalidArgument(m)) => assert!(m.contains(needle), "{kv:?}: {m}"),
+                other => panic!("{kv:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn create_takes_mutable_parameters_over_the_storageclass() {
+        let c = config(None);
+        let sc = p(&[("exportPolicy", "k8s-nodes"), ("defaultUserQuota", "1Gi")]);
+        let vac = p(&[("exportRules", "10.0.0.0/8(rw)"), ("defaultUserQuota", "10Gi")]);
+        let v = VolumeParams::parse_with_mutable(&sc, &vac, &c).unwrap();
+        assert_eq!(v.export, Export::Rules("10.0.0.0/8(rw)".into()));
+        assert_eq!(v.default_user_quota, Some(10 << 30));
+        assert!(VolumeParams::parse_with_mutable(&sc, &p(&[("namePrefix", "x")]), &c).is_err());
     }
 
     #[test]

@@ -154,6 +154,26 @@ pub(super) fn decode_token(token: &str) -> Result<(usize, String)> {
 }
 
 impl ControllerService {
+    /// An export policy a volume may use: the array speaks REST 2.3+ and has it.
+    pub(super) async fn check_export_policy(
+        &self,
+        client: &crate::flashblade::ArrayClient,
+        array: &str,
+        policy: &crate::volume::PolicyName,
+    ) -> Result<()> {
+        if client.api_minor().await? < 3 {
+            return Err(Error::InvalidArgument(format!(
+                "exportPolicy needs FlashBlade REST 2.3 or later; array {array} offers less"
+            )));
+        }
+        if client.find_export_policy(policy).await?.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "parameter exportPolicy={policy:?}: no such NFS export policy on array {array}"
+            )));
+        }
+        Ok(())
+    }
+
     pub(super) async fn create_volume_impl(
         &self,
         req: csi::CreateVolumeRequest,
@@ -161,12 +181,8 @@ impl ControllerService {
         check_name(&req.name)?;
         check_capabilities(&req.volume_capabilities)?;
         let size = requested_bytes(req.capacity_range.as_ref())?;
-        let mut candidates = VolumeParams::candidates(&req.parameters, &self.config)?;
-        if !req.mutable_parameters.is_empty() {
-            return Err(Error::InvalidArgument(
-                "mutable_parameters are not supported (this driver does not implement ControllerModifyVolume)".into(),
-            ));
-        }
+        let mut candidates =
+            VolumeParams::candidates_with_mutable(&req.parameters, &req.mutable_parameters, &self.config)?;
         let _guard = self.guard(format!("create:{}", req.name))?;
         let params = if !is_auto(&req.parameters) {
             candidates.remove(0)
@@ -212,18 +228,7 @@ impl ControllerService {
         let (rules, policy) = match &params.export {
             Export::Rules(r) => (Some(r.clone()), None),
             Export::Policy(p) => {
-                if client.api_minor().await? < 3 {
-                    return Err(Error::InvalidArgument(format!(
-                        "exportPolicy needs FlashBlade REST 2.3 or later; array {} offers less",
-                        params.array
-                    )));
-                }
-                if client.find_export_policy(p).await?.is_none() {
-                    return Err(Error::InvalidArgument(format!(
-                        "parameter exportPolicy={p:?}: no such NFS export policy on array {}",
-                        params.array
-                    )));
-                }
+                self.check_export_policy(client, &params.array, p).await?;
                 (None, Some(p.clone()))
             }
         };
@@ -617,18 +622,20 @@ impl ControllerService {
                 message: unsupported.join("; "),
             });
         }
-        if !req.parameters.is_empty()
-            && let Err(e) = VolumeParams::candidates(&req.parameters, &self.config)
-        {
+        let checked = if !req.parameters.is_empty() {
+            VolumeParams::candidates_with_mutable(&req.parameters, &req.mutable_parameters, &self.config)
+                .map(|_| ())
+        } else if !req.mutable_parameters.is_empty() {
+            select_array(&self.config, None)
+                .and_then(|a| super::params::MutableParams::parse(&req.mutable_parameters, a))
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Err(e) = checked {
             return Ok(csi::ValidateVolumeCapabilitiesResponse {
                 confirmed: None,
                 message: e.to_string(),
-            });
-        }
-        if !req.mutable_parameters.is_empty() {
-            return Ok(csi::ValidateVolumeCapabilitiesResponse {
-                confirmed: None,
-                message: "mutable_parameters are not supported".into(),
             });
         }
         Ok(csi::ValidateVolumeCapabilitiesResponse {
@@ -636,7 +643,7 @@ impl ControllerService {
                 volume_context: req.volume_context,
                 volume_capabilities: req.volume_capabilities,
                 parameters: req.parameters,
-                mutable_parameters: Default::default(),
+                mutable_parameters: req.mutable_parameters,
             }),
             message: String::new(),
         })

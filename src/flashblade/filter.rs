@@ -37,6 +37,11 @@ impl Filter {
         )
     }
 
+    /// Names starting with `head` (e.g. a file system and its tombstones).
+    pub(crate) fn name_starts_with(head: &str) -> Self {
+        Filter(format!("name={}", quoted(&format!("{head}*"))))
+    }
+
     /// Snapshots (live or destroyed) with exactly this suffix.
     pub(crate) fn snapshot_suffix(suffix: &str) -> Self {
         Filter(format!("suffix={}", quoted(suffix)))

@@ -89,6 +89,31 @@ pub(crate) struct ExportPolicy {
     pub enabled: bool,
 }
 
+/// One explicit user or group quota (`quotas/users`, `quotas/groups`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct QuotaEntry {
+    pub quota: i64,
+    pub usage: i64,
+    pub user: Option<Principal>,
+    pub group: Option<Principal>,
+    pub file_system: Reference,
+}
+
+impl QuotaEntry {
+    pub(crate) fn principal(&self) -> Option<&Principal> {
+        self.user.as_ref().or(self.group.as_ref())
+    }
+}
+
+/// A uid or gid, with its name when the array knows one.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct Principal {
+    pub id: Option<i64>,
+    pub name: Option<String>,
+}
+
 /// A GET answer: one page of items.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

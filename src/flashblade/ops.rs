@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::client::{ArrayClient, Call};
 use super::error::Error;
 use super::filter::Filter;
-use super::models::{ArraySpace, ExportPolicy, FileSystem, Page, Snapshot};
+use super::models::{ArraySpace, ExportPolicy, FileSystem, Page, QuotaEntry, Snapshot};
 
 /// How many times a create is sent when each attempt's outcome was unknown
 /// and reading back showed nothing.
@@ -91,6 +91,34 @@ pub(crate) struct ArrayInfo {
     pub name: String,
     pub version: String,
     pub rest_minor: u32,
+}
+
+/// Whose quota: a user's (uid) or a group's (gid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QuotaKind {
+    User,
+    Group,
+}
+
+impl QuotaKind {
+    fn resource(self) -> &'static str {
+        match self {
+            QuotaKind::User => "quotas/users",
+            QuotaKind::Group => "quotas/groups",
+        }
+    }
+    fn ids(self) -> &'static str {
+        match self {
+            QuotaKind::User => "uids",
+            QuotaKind::Group => "gids",
+        }
+    }
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            QuotaKind::User => "user",
+            QuotaKind::Group => "group",
+        }
+    }
 }
 
 /// What a create found: a new object, or one that already had the name.
@@ -394,6 +422,98 @@ impl ArrayClient {
             .await?;
         let page: Page<ExportPolicy> = parse(self.name(), "nfs-export-policies", v)?;
         Ok(page.items.into_iter().find(|p| p.name == name))
+    }
+
+    /// The explicit user or group quotas of a file system, with usage.
+    pub(crate) async fn quotas(&self, kind: QuotaKind, fs_name: &str) -> Result<Vec<QuotaEntry>, Error> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q = vec![
+                ("file_system_names", fs_name.to_string()),
+                ("limit", "1000".into()),
+            ];
+            if let Some(t) = &token {
+                q.push(("continuation_token", t.clone()));
+            }
+            let v = self
+                .call(Call::get(
+                    kind.resource(),
+                    q,
+                    format!("list {} quotas of {fs_name}", kind.word()),
+                ))
+                .await?;
+            let page: Page<QuotaEntry> = parse(self.name(), kind.resource(), v)?;
+            all.extend(page.items);
+            match page.continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Sets the quota of uid/gid `id` on a file system: creates it, or
+    /// changes it when it exists (so a repeat is harmless).
+    pub(crate) async fn set_quota(
+        &self,
+        kind: QuotaKind,
+        fs_name: &str,
+        id: u32,
+        bytes: i64,
+    ) -> Result<QuotaEntry, Error> {
+        let query = vec![
+            ("file_system_names", fs_name.to_string()),
+            (kind.ids(), id.to_string()),
+        ];
+        let call = |method: Method, verb: &str| Call {
+            method,
+            resource: kind.resource(),
+            query: query.clone(),
+            body: Some(json!({"quota": bytes})),
+            // A repeated POST answers "already exists", handled below.
+            idempotent: true,
+            what: format!("{verb} {} quota {id} on {fs_name}", kind.word()),
+        };
+        match self.call(call(Method::POST, "set")).await {
+            Ok(v) => first(self.name(), kind.resource(), v),
+            Err(e) if e.is_already_exists() => {
+                let v = self.call(call(Method::PATCH, "change")).await?;
+                first(self.name(), kind.resource(), v)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the quota of uid/gid `id`; `false` when there was none.
+    pub(crate) async fn remove_quota(&self, kind: QuotaKind, fs_name: &str, id: u32) -> Result<bool, Error> {
+        let call = Call {
+            method: Method::DELETE,
+            resource: kind.resource(),
+            query: vec![
+                ("file_system_names", fs_name.to_string()),
+                (kind.ids(), id.to_string()),
+            ],
+            body: None,
+            idempotent: true,
+            what: format!("remove {} quota {id} on {fs_name}", kind.word()),
+        };
+        match self.call(call).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Recovers a destroyed file system (destroyed=false); its protocols
+    /// stay off until [`ArrayClient::patch_file_system`] turns them on.
+    pub(crate) async fn recover_file_system(&self, fs: &FileSystem) -> Result<FileSystem, Error> {
+        self.patch_file_system(
+            &fs.id,
+            json!({"destroyed": false}),
+            vec![],
+            format!("recover file system {}", fs.name),
+        )
+        .await
     }
 
     /// One page of snapshots matching `filter`.

@@ -65,6 +65,23 @@ pub fn tombstone_of(fs_name: &str, candidate: &str) -> Option<u64> {
     (tombstone_name(&fs_name, secs) == candidate).then_some(secs)
 }
 
+/// For a tombstone, its deletion time (Unix seconds) and, when the
+/// tombstone alone tells it, the name it was made from (not for the hashed
+/// form of a long name: match those against candidates with [`tombstone_of`]).
+pub fn untombstone(candidate: &str) -> Option<(Option<String>, u64)> {
+    if !looks_tombstoned(candidate) {
+        return None;
+    }
+    let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
+    let (head, tail) = candidate.split_at(candidate.len() - n);
+    let secs = u64::from_str_radix(&tail[TOMBSTONE_MARK.len()..], 36).ok()?;
+    // A 54-character head ending in a hash may be the hashed form of a
+    // longer name (`<40>-h<hash>`): the tombstone alone cannot tell.
+    let ambiguous = head.len() == 40 + HASH_MARK.len() + 12 && looks_hashed(head);
+    let original = (!ambiguous && tombstone_of(head, candidate).is_some()).then(|| head.to_string());
+    Some((original, secs))
+}
+
 /// True for a name ending like a tombstone (`-x` and 7 base-36 digits).
 fn looks_tombstoned(name: &str) -> bool {
     let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
@@ -144,6 +161,18 @@ pub fn is_driver_suffix(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untombstone_inverts_tombstone_name() {
+        let short: FsName = "k8s-pvc-1".parse().unwrap();
+        let t = tombstone_name(&short, 1_800_000_000);
+        assert_eq!(untombstone(&t), Some((Some("k8s-pvc-1".into()), 1_800_000_000)));
+        let long: FsName = format!("k8s-{}", "a".repeat(58)).parse().unwrap();
+        let t = tombstone_name(&long, 7);
+        assert_eq!(untombstone(&t), Some((None, 7)));
+        assert_eq!(tombstone_of(&long, &t), Some(7));
+        assert_eq!(untombstone("k8s-pvc-1"), None);
+    }
 
     fn p(s: &str) -> NamePrefix {
         s.parse().unwrap()

@@ -2,6 +2,7 @@
 //! start the driver in-process, wait for sockets.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod fake_kube;
 pub mod node;
 
 use std::path::{Path, PathBuf};

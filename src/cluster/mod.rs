@@ -1,0 +1,315 @@
+//! The Kubernetes side, read-only apart from `recover --apply`: the
+//! PersistentVolumes of this driver, the claims bound to them and the
+//! VolumeAttachments naming them, fetched once per command through the `kube`
+//! client (a kubeconfig file, `$KUBECONFIG`, `~/.kube/config` or the
+//! in-cluster service account) and handed to callers as plain data
+//! ([`ClusterFacts`]), so the logic that joins them with the array can be
+//! tested without a cluster and the controller can reuse it later.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
+use kube::api::{Api, ListParams, PostParams};
+use serde::Serialize;
+
+use crate::volume::VolumeId;
+
+/// How long one API request may take: an unreachable cluster must not hold
+/// up the array-side answer for long.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no usable Kubernetes configuration: {0}")]
+    Config(String),
+    #[error("the Kubernetes API did not answer: {0}")]
+    Unreachable(String),
+    #[error("the Kubernetes API refused {what}: {reason}")]
+    Refused { what: String, reason: String },
+}
+
+/// A claim reference: namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ClaimName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ClaimName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::str::FromStr for ClaimName {
+    type Err = String;
+    /// `namespace/name`, both DNS-1123 labels.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ns, name) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not namespace/name"))?;
+        for part in [ns, name] {
+            let ok = !part.is_empty()
+                && part.len() <= 253
+                && part
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+                && part.as_bytes()[0].is_ascii_alphanumeric();
+            if !ok {
+                return Err(format!(
+                    "{s:?}: {part:?} is not a Kubernetes name (lower-case letters, digits, '-', '.')"
+                ));
+            }
+        }
+        Ok(Self {
+            namespace: ns.into(),
+            name: name.into(),
+        })
+    }
+}
+
+/// One PersistentVolume of this driver.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PvInfo {
+    pub name: String,
+    pub volume_handle: String,
+    pub claim: Option<ClaimName>,
+    pub phase: Option<String>,
+    pub storage_class: Option<String>,
+    pub reclaim_policy: Option<String>,
+    pub capacity: Option<String>,
+    pub volume_attributes: BTreeMap<String, String>,
+}
+
+impl PvInfo {
+    /// The array and file system the handle names (`None` for the default array).
+    pub fn file_system(&self) -> Option<(Option<String>, String)> {
+        let id: VolumeId = self.volume_handle.parse().ok()?;
+        Some((id.array().map(|a| a.to_string()), id.fs_name().to_string()))
+    }
+}
+
+/// One PersistentVolumeClaim.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PvcInfo {
+    pub claim: ClaimName,
+    pub volume_name: Option<String>,
+    pub phase: Option<String>,
+    pub storage_class: Option<String>,
+    pub volume_attributes_class: Option<String>,
+}
+
+/// One VolumeAttachment of this driver.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttachmentInfo {
+    pub pv: Option<String>,
+    pub node: String,
+    pub attached: bool,
+}
+
+/// What the cluster says, at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClusterFacts {
+    /// This driver's PersistentVolumes.
+    pub pvs: Vec<PvInfo>,
+    pub pvcs: Vec<PvcInfo>,
+    /// This driver's VolumeAttachments.
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+impl ClusterFacts {
+    pub fn pv(&self, name: &str) -> Option<&PvInfo> {
+        self.pvs.iter().find(|p| p.name == name)
+    }
+
+    pub fn pvc(&self, claim: &ClaimName) -> Option<&PvcInfo> {
+        self.pvcs.iter().find(|p| &p.claim == claim)
+    }
+
+    /// The PV whose handle names `fs_name` on `array` (a handle without an
+    /// array names the default one, `default_array`).
+    pub fn pv_for_fs(&self, array: &str, default_array: &str, fs_name: &str) -> Option<&PvInfo> {
+        self.pvs.iter().find(|p| {
+            p.file_system()
+                .is_some_and(|(a, f)| f == fs_name && a.as_deref().unwrap_or(default_array) == array)
+        })
+    }
+
+    /// The nodes a PV is attached to (attachRequired drivers only).
+    pub fn attached_nodes(&self, pv: &str) -> Vec<&str> {
+        self.attachments
+            .iter()
+            .filter(|a| a.attached && a.pv.as_deref() == Some(pv))
+            .map(|a| a.node.as_str())
+            .collect()
+    }
+}
+
+/// A connection to the Kubernetes API.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+}
+
+fn api_error(what: &str, e: kube::Error) -> ClusterError {
+    match e {
+        kube::Error::Api(s) => ClusterError::Refused {
+            what: what.into(),
+            reason: format!("{} ({})", s.message, s.code),
+        },
+        other => ClusterError::Unreachable(format!("{what}: {other}")),
+    }
+}
+
+impl Cluster {
+    /// Connects with `kubeconfig`, or kube's inference (`$KUBECONFIG`,
+    /// `~/.kube/config`, the in-cluster account). Nothing is sent yet.
+    pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self, ClusterError> {
+        let mut config = match kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| ClusterError::Config(e.to_string()))?,
+        };
+        config.connect_timeout = Some(API_TIMEOUT);
+        config.read_timeout = Some(API_TIMEOUT);
+        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        Ok(Self { client })
+    }
+
+    /// This driver's PVs and attachments, and every claim.
+    pub async fn facts(&self, driver: &str) -> Result<ClusterFacts, ClusterError> {
+        let lp = ListParams::default();
+        let pvs = Api::<PersistentVolume>::all(self.client.clone())
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing PersistentVolumes", e))?;
+        let pvcs = Api::<PersistentVolumeClaim>::all(self.client.clone())
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing PersistentVolumeClaims", e))?;
+        let vas = Api::<VolumeAttachment>::all(self.client.clone())
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing VolumeAttachments", e))?;
+        Ok(ClusterFacts {
+            pvs: pvs.items.iter().filter_map(|pv| pv_info(pv, driver)).collect(),
+            pvcs: pvcs.items.iter().filter_map(pvc_info).collect(),
+            attachments: vas
+                .items
+                .iter()
+                .filter(|va| va.spec.attacher == driver)
+                .map(|va| AttachmentInfo {
+                    pv: va.spec.source.persistent_volume_name.clone(),
+                    node: va.spec.node_name.clone(),
+                    attached: va.status.as_ref().is_some_and(|s| s.attached),
+                })
+                .collect(),
+        })
+    }
+
+    /// Creates a PersistentVolume and then its claim.
+    pub async fn create_pv_and_claim(
+        &self,
+        pv: &PersistentVolume,
+        pvc: &PersistentVolumeClaim,
+    ) -> Result<(), ClusterError> {
+        let pp = PostParams::default();
+        Api::<PersistentVolume>::all(self.client.clone())
+            .create(&pp, pv)
+            .await
+            .map_err(|e| api_error("creating the PersistentVolume", e))?;
+        let ns = pvc.metadata.namespace.clone().unwrap_or_default();
+        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &ns)
+            .create(&pp, pvc)
+            .await
+            .map_err(|e| api_error("creating the PersistentVolumeClaim", e))?;
+        Ok(())
+    }
+}
+
+fn pv_info(pv: &PersistentVolume, driver: &str) -> Option<PvInfo> {
+    let spec = pv.spec.as_ref()?;
+    let csi = spec.csi.as_ref().filter(|c| c.driver == driver)?;
+    Some(PvInfo {
+        name: pv.metadata.name.clone()?,
+        volume_handle: csi.volume_handle.clone(),
+        claim: spec.claim_ref.as_ref().and_then(|c| {
+            Some(ClaimName {
+                namespace: c.namespace.clone()?,
+                name: c.name.clone()?,
+            })
+        }),
+        phase: pv.status.as_ref().and_then(|s| s.phase.clone()),
+        storage_class: spec.storage_class_name.clone(),
+        reclaim_policy: spec.persistent_volume_reclaim_policy.clone(),
+        capacity: spec
+            .capacity
+            .as_ref()
+            .and_then(|c| c.get("storage"))
+            .map(|q| q.0.clone()),
+        volume_attributes: csi.volume_attributes.clone().unwrap_or_default(),
+    })
+}
+
+fn pvc_info(pvc: &PersistentVolumeClaim) -> Option<PvcInfo> {
+    let spec = pvc.spec.as_ref();
+    Some(PvcInfo {
+        claim: ClaimName {
+            namespace: pvc.metadata.namespace.clone()?,
+            name: pvc.metadata.name.clone()?,
+        },
+        volume_name: spec.and_then(|s| s.volume_name.clone()),
+        phase: pvc.status.as_ref().and_then(|s| s.phase.clone()),
+        storage_class: spec.and_then(|s| s.storage_class_name.clone()),
+        volume_attributes_class: spec.and_then(|s| s.volume_attributes_class_name.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_names() {
+        let c: ClaimName = "jhub/claim-alice".parse().unwrap();
+        assert_eq!(c.to_string(), "jhub/claim-alice");
+        for bad in ["claim", "/x", "x/", "A/b", "a/b c", "a/-b"] {
+            assert!(bad.parse::<ClaimName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn facts_join_by_handle() {
+        let pv = |name: &str, handle: &str| PvInfo {
+            name: name.into(),
+            volume_handle: handle.into(),
+            claim: None,
+            phase: None,
+            storage_class: None,
+            reclaim_policy: None,
+            capacity: None,
+            volume_attributes: BTreeMap::new(),
+        };
+        let facts = ClusterFacts {
+            pvs: vec![pv("pv-a", "fb01/k8s-pv-a/1a2b"), pv("datasets", "datasets")],
+            ..Default::default()
+        };
+        assert_eq!(facts.pv_for_fs("fb01", "fb01", "k8s-pv-a").unwrap().name, "pv-a");
+        assert_eq!(
+            facts.pv_for_fs("fb01", "fb01", "datasets").unwrap().name,
+            "datasets"
+        );
+        assert!(facts.pv_for_fs("fb02", "fb01", "datasets").is_none());
+        assert!(facts.pv_for_fs("fb01", "fb01", "k8s-pv-b").is_none());
+    }
+}
