@@ -1308,3 +1308,96 @@ async fn list_volumes_pages_by_name_on_the_array() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Aborted);
 }
+
+/// ListVolumes returns exactly the ids CreateVolume returned, the delete
+/// policy included: the policy lives only in the id (the array has no place
+/// for it), so the controller reads it back from the PersistentVolumes.
+#[tokio::test]
+async fn list_volumes_returns_the_ids_create_returned() {
+    let mock = mock_flashblade::start(mock_flashblade::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kube = common::fake_kube::FakeKube::start(dir.path()).await;
+    let token = dir.path().join("api-token");
+    std::fs::write(&token, &mock.api_token).unwrap();
+    let driver = common::Driver::start(
+        dir.path(),
+        flashblade_csi::config::Settings {
+            mode: Some(flashblade_csi::config::Mode::Controller),
+            kubeconfig: Some(kube.kubeconfig.clone()),
+            array: flashblade_csi::config::ArraySettings {
+                name: Some("fb01".parse().unwrap()),
+                management_url: Some(mock.url.clone()),
+                api_token_file: Some(token),
+                ca_file: mock.ca_file.clone(),
+                nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
+                default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = ControllerClient::new(driver.channel().await);
+    let mut created = Vec::new();
+    for (name, policy) in [
+        ("pvc-ret", Some("retain")),
+        ("pvc-era", Some("eradicate")),
+        ("pvc-def", None),
+    ] {
+        let mut req = create_req(name, 1 << 30);
+        if let Some(p) = policy {
+            req.parameters.insert("deletePolicy".into(), p.into());
+        }
+        let id = c
+            .create_volume(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap()
+            .volume_id;
+        // The PVs the provisioner would make (pvc-def's too).
+        kube.add_pv(&format!("pv-{name}"), &id, Some(("jhub", name)));
+        created.push(id);
+    }
+    assert!(
+        created[0].ends_with("/r") && created[1].ends_with("/e"),
+        "{created:?}"
+    );
+    let listed: Vec<String> = c
+        .list_volumes(csi::ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| e.volume.unwrap().volume_id)
+        .collect();
+    let mut want = created.clone();
+    want.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got, want, "ListVolumes must give back the ids CreateVolume gave");
+    // A page at a time, the same ids.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c
+            .list_volumes(csi::ListVolumesRequest {
+                max_entries: 1,
+                starting_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(r.entries.into_iter().map(|e| e.volume.unwrap().volume_id));
+        if r.next_token.is_empty() {
+            break;
+        }
+        token = r.next_token;
+    }
+    paged.sort();
+    assert_eq!(paged, want);
+}

@@ -48,6 +48,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "inflight",
             "telemetry",
             "text",
+            // ListVolumes reads the PVs' handles (read-only).
+            "cluster",
         ],
     ),
     // Wiring: the admin commands join the array (through the controller's

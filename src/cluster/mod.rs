@@ -186,6 +186,20 @@ impl Cluster {
         Ok(Self { client })
     }
 
+    /// The volume handles of this driver's PersistentVolumes.
+    pub async fn volume_handles(&self, driver: &str) -> Result<Vec<String>, ClusterError> {
+        let pvs = Api::<PersistentVolume>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error("listing PersistentVolumes", e))?;
+        Ok(pvs
+            .items
+            .iter()
+            .filter_map(|pv| pv_info(pv, driver))
+            .map(|pv| pv.volume_handle)
+            .collect())
+    }
+
     /// This driver's PVs and attachments, and every claim.
     pub async fn facts(&self, driver: &str) -> Result<ClusterFacts, ClusterError> {
         let lp = ListParams::default();

@@ -4,6 +4,7 @@
 //! in-flight guard for the volume or name, call the array client, build the
 //! response. Errors become gRPC codes in `crate::error`.
 
+mod handles;
 mod modify;
 pub mod params;
 mod placement;
@@ -31,6 +32,7 @@ pub struct ControllerService {
     arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
     inflight: InFlight,
     placement: placement::Placement,
+    pv_handles: handles::PvHandles,
 }
 
 /// The capabilities this controller implements.
@@ -56,6 +58,7 @@ pub(crate) fn capabilities() -> Vec<csi::ControllerServiceCapability> {
 impl ControllerService {
     pub(crate) fn new(config: Arc<Config>, arrays: BTreeMap<ArrayName, Arc<ArrayClient>>) -> Self {
         Self {
+            pv_handles: handles::PvHandles::new(config.driver_name.clone(), config.kubeconfig.clone()),
             config,
             arrays,
             inflight: InFlight::new(),

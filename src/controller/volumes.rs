@@ -675,6 +675,7 @@ impl ControllerService {
         } else {
             req.max_entries as usize
         };
+        let handles = self.pv_handles.managed().await;
         let mut entries = Vec::new();
         for (idx, array) in self.config.arrays.iter().enumerate().skip(start_idx) {
             let Some(client) = self.arrays.get(&array.name) else {
@@ -718,14 +719,20 @@ impl ControllerService {
                     csi::list_volumes_response::Entry {
                         volume: Some(csi::Volume {
                             capacity_bytes: fs.provisioned.unwrap_or(0),
-                            volume_id: VolumeId::managed(
-                                &array.name,
-                                &fs.name,
-                                &fs.id,
-                                DeletePolicy::Destroy,
-                            )
-                            .map_err(from_array)?
-                            .to_string(),
+                            // The id its PV holds (it records the delete
+                            // policy), else the default form.
+                            volume_id: match handles.get(&(
+                                array.name.to_string(),
+                                fs.name.clone(),
+                                fs.id.clone(),
+                            )) {
+                                Some(h) => h.clone(),
+                                None => {
+                                    VolumeId::managed(&array.name, &fs.name, &fs.id, DeletePolicy::Destroy)
+                                        .map_err(from_array)?
+                                        .to_string()
+                                }
+                            },
                             volume_context: volume_context(&array.name, server, &fs.name, v3, v41),
                             content_source: None,
                             accessible_topology: vec![],
