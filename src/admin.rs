@@ -19,8 +19,10 @@ pub enum AdminError {
 /// volume). Data written after the snapshot is discarded.
 pub async fn restore(config: Config, volume_id: &str, snapshot_id: &str) -> Result<String, AdminError> {
     let config = Arc::new(config);
-    let arrays = array_clients(&config)?;
-    let service = ControllerService::new(config, arrays.clone());
+    // A one-off command: its metrics are recorded but not served.
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let arrays = array_clients(&config, &metrics)?;
+    let service = ControllerService::new(config, arrays.clone(), metrics);
     let result = service.restore_volume(volume_id, snapshot_id).await;
     for c in arrays.values() {
         c.logout().await;

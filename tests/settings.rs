@@ -23,6 +23,8 @@ fn samples() -> BTreeMap<&'static str, (&'static str, &'static str)> {
         ("kubelet_dir", ("/var/lib/k2", "\"/var/lib/k2\"")),
         ("local_export_root", ("/tmp", "\"/tmp\"")),
         ("default_array", ("fb01", "\"fb01\"")),
+        ("metrics_address", ("127.0.0.1:9808", "\"127.0.0.1:9808\"")),
+        ("metrics_poll_interval", ("0s", "\"0s\"")),
         // [[array]]
         ("name", ("fb02", "\"fb02\"")),
         (

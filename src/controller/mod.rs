@@ -6,6 +6,7 @@
 
 pub mod params;
 mod snapshots;
+mod usage;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use crate::csi::{self, controller_server::Controller};
 use crate::error::{Error, Result};
 use crate::flashblade::ArrayClient;
 use crate::inflight::{Guard, InFlight};
+use crate::metrics::Metrics;
 use crate::volume::ArrayName;
 
 /// The default size of a volume whose request gives no capacity.
@@ -28,6 +30,7 @@ pub struct ControllerService {
     config: Arc<Config>,
     arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
     inflight: InFlight,
+    metrics: Arc<Metrics>,
 }
 
 /// The capabilities this controller implements.
@@ -50,11 +53,16 @@ pub(crate) fn capabilities() -> Vec<csi::ControllerServiceCapability> {
 }
 
 impl ControllerService {
-    pub(crate) fn new(config: Arc<Config>, arrays: BTreeMap<ArrayName, Arc<ArrayClient>>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             config,
             arrays,
             inflight: InFlight::new(),
+            metrics,
         }
     }
 
@@ -77,9 +85,10 @@ impl ControllerService {
     }
 
     fn guard(&self, key: String) -> Result<Guard> {
-        self.inflight
-            .try_acquire(key.clone())
-            .ok_or_else(|| Error::Aborted(format!("an operation on {key} is already in progress")))
+        self.inflight.try_acquire(key.clone()).ok_or_else(|| {
+            self.metrics.aborted("controller", &key);
+            Error::Aborted(format!("an operation on {key} is already in progress"))
+        })
     }
 }
 
