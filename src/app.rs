@@ -73,6 +73,7 @@ pub(crate) fn build_services(config: &Config) -> Result<(Services, Vec<Arc<Array
     };
     let node = if config.mode.runs_node() {
         checks.push(Arc::new(AlwaysReady));
+        metrics.init_node();
         let mounter = crate::node::mounter::SystemMounter::new(
             config.timeouts.mount,
             config.timeouts.unmount,

@@ -345,8 +345,40 @@ impl Metrics {
             .inc();
     }
 
-    /// The handle one array client records into.
+    /// Shows the node's counters at zero from the start (so `rate()` and
+    /// alerts see a series before the first event).
+    pub(crate) fn init_node(&self) {
+        for kind in ["nfs", "bind"] {
+            for ok in [true, false] {
+                self.node_mounts.get_or_create_owned(&MountLabels {
+                    kind: kind.to_string(),
+                    result: result(ok).to_string(),
+                });
+            }
+        }
+        for step in UNMOUNT_STEPS {
+            for ok in [true, false] {
+                self.node_unmount_steps.get_or_create_owned(&StepLabels {
+                    step: step.to_string(),
+                    result: result(ok).to_string(),
+                });
+            }
+        }
+        for operation in ["mount", "stat"] {
+            self.node_deadlines.get_or_create_owned(&DeadlineLabels {
+                operation: operation.to_string(),
+            });
+        }
+    }
+
+    /// The handle one array client records into (its counters start at zero).
     pub(crate) fn for_array(&self, array: &str) -> ArrayMetrics {
+        for reason in RETRY_REASONS {
+            self.array_retries.get_or_create_owned(&ReasonLabels {
+                array: array.to_string(),
+                reason: reason.to_string(),
+            });
+        }
         let a = || ArrayLabels {
             array: array.to_string(),
         };
@@ -464,6 +496,13 @@ impl Metrics {
         self.volume_condition(volume_id, false);
     }
 }
+
+/// The steps of an unmount, in order.
+pub(crate) const UNMOUNT_STEPS: [&str; 3] = ["normal", "forced", "lazy"];
+
+/// Why the array client repeats a request.
+pub(crate) const RETRY_REASONS: [&str; 5] =
+    ["rate_limited", "unavailable", "busy", "server_error", "transport"];
 
 fn result(ok: bool) -> &'static str {
     if ok { "success" } else { "failure" }
