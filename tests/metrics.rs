@@ -440,3 +440,20 @@ fn the_parser_refuses_what_prometheus_would() {
     assert_eq!(e.value("h_seconds", &[]), 2.0);
     assert_eq!(e.value("h", &[]), 0.0, "no such family");
 }
+
+#[tokio::test]
+async fn a_metrics_address_in_use_stops_the_start_with_its_name() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = common::node_args("node-busy");
+    args.endpoint = Some(format!("unix://{}", dir.path().join("csi.sock").display()));
+    args.kubelet_dir = Some(dir.path().to_path_buf());
+    args.metrics_address = Some(taken.local_addr().unwrap());
+    let config = flashblade_csi::config::Config::load(&args).unwrap();
+    let err = flashblade_csi::app::run(config, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("metrics-address 127.0.0.1:"), "{err}");
+    // Nothing was served: the socket was never created.
+    assert!(!dir.path().join("csi.sock").exists());
+}
