@@ -15,6 +15,10 @@
 //! (100), BENCH_LATENCY_MS (20) and BENCH_ARRAY_PARALLEL (16) change the load.
 //! BENCH_AUTO_ARRAYS (3; 1 switches it off) adds the same creates with
 //! `array: auto` over that many arrays (each with the same L and P).
+//! BENCH_METRICS=on runs the drivers with the metrics endpoint (and its
+//! space poll at the shipped 60s), scraped every second while they work;
+//! `both` runs each configuration without and with it, interleaved in the
+//! same rounds, so the two see the same machine load.
 //! Exits non-zero when any call failed.
 
 use std::path::{Path, PathBuf};
@@ -203,6 +207,8 @@ struct Driver {
     child: tokio::process::Child,
     socket: PathBuf,
     log: PathBuf,
+    /// Where its /metrics is served, when on.
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl Driver {
@@ -211,7 +217,12 @@ impl Driver {
         mock: &mock_flashblade::MockHandle,
         dir: &Path,
         max_array_requests: Option<usize>,
+        metrics: bool,
     ) -> Driver {
+        let metrics = metrics.then(|| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        });
         let token = dir.join("token");
         write_token(&token, &mock.api_token);
         let mut args: Vec<std::ffi::OsString> = vec!["--array-url".into(), mock.url.clone().into()];
@@ -228,7 +239,13 @@ impl Driver {
         if let Some(v) = max_array_requests {
             args.extend(["--max-array-requests".into(), v.to_string().into()]);
         }
-        Self::spawn(dir, args).await
+        if let Some(a) = metrics {
+            args.push(format!("--metrics-address={a}").into());
+            args.push("--metrics-poll-interval=60s".into());
+        }
+        let mut d = Self::spawn(dir, args).await;
+        d.metrics = metrics;
+        d
     }
 
     /// `flashblade-csi serve --mode controller` with `args`, logging to a file.
@@ -256,7 +273,12 @@ impl Driver {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Driver { child, socket, log }
+        Driver {
+            child,
+            socket,
+            log,
+            metrics: None,
+        }
     }
 
     async fn channel(&self) -> Channel {
@@ -383,9 +405,32 @@ fn sum(phases: &[Phase], f: impl Fn(&mock_flashblade::Counters) -> u64) -> u64 {
     phases.iter().map(|p| f(&p.counters)).sum()
 }
 
+/// Scrapes `address` every second until `stop` is set: (scrapes, failures,
+/// bytes of the last one).
+async fn scrape_loop(
+    address: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize, usize) {
+    let client = reqwest::Client::new();
+    let (mut ok, mut failed, mut bytes) = (0, 0, 0);
+    while !stop.load(Ordering::Relaxed) {
+        match client.get(format!("http://{address}/metrics")).send().await {
+            Ok(r) if r.status().is_success() => {
+                bytes = r.bytes().await.map_or(0, |b| b.len());
+                ok += 1;
+            }
+            _ => failed += 1,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    (ok, failed, bytes)
+}
+
 /// One driver configuration under test.
 struct Subject {
     label: String,
+    /// Scrapes its /metrics while it runs (metrics on).
+    scraper: Option<tokio::task::JoinHandle<(usize, usize, usize)>>,
     driver: Driver,
     channel: Channel,
     pid: String,
@@ -411,6 +456,19 @@ async fn main() {
         .split(',')
         .map(|v| v.trim().parse().ok())
         .collect();
+    let metrics: &[bool] = match std::env::var("BENCH_METRICS").as_deref() {
+        Ok("on" | "1") => &[true],
+        Ok("both") => &[false, true],
+        Ok("off" | "0" | "") | Err(_) => &[false],
+        Ok(other) => panic!("BENCH_METRICS={other}: off, on or both"),
+    };
+    let configs: Vec<(Option<usize>, bool)> = limits
+        .iter()
+        .flat_map(|l| metrics.iter().map(move |m| (*l, *m)))
+        .collect();
+    // The scrapes are plain HTTP; reqwest still wants a TLS provider chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stop_scraping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_before = loadavg();
 
@@ -431,10 +489,10 @@ async fn main() {
     // long running and logs in at start; the script logs in once).
     let plain = Arc::new(PlainClient::login(&mock).await);
     let mut subjects = Vec::new();
-    for (k, limit) in limits.iter().enumerate() {
+    for (k, (limit, with_metrics)) in configs.iter().enumerate() {
         let sub = dir.path().join(format!("driver-{k}"));
         std::fs::create_dir_all(&sub).unwrap();
-        let driver = Driver::start(&mock, &sub, *limit).await;
+        let driver = Driver::start(&mock, &sub, *limit, *with_metrics).await;
         let channel = driver.channel().await;
         ControllerClient::new(channel.clone())
             .get_capacity(csi::GetCapacityRequest::default())
@@ -442,10 +500,17 @@ async fn main() {
             .expect("GetCapacity");
         tokio::time::sleep(Duration::from_millis(200)).await;
         subjects.push(Subject {
-            label: match limit {
-                None => "driver (default limits)".to_string(),
-                Some(n) => format!("driver --max-array-requests {n}"),
-            },
+            label: format!(
+                "{}{}",
+                match limit {
+                    None => "driver (default limits)".to_string(),
+                    Some(n) => format!("driver --max-array-requests {n}"),
+                },
+                if *with_metrics { " + metrics" } else { "" }
+            ),
+            scraper: driver
+                .metrics
+                .map(|a| tokio::spawn(scrape_loop(a, stop_scraping.clone()))),
             idle_rss: driver.status_kib("VmRSS"),
             pid: driver.child.id().expect("running").to_string(),
             driver,
@@ -458,8 +523,9 @@ async fn main() {
     }
     mock.set_faults(array.clone());
 
-    // Rounds of: the plain client's creates, then for each driver its
-    // creates and its deletes of those volumes; fresh names every time.
+    // Rounds of: the plain client's creates, then for each driver (taking
+    // turns at going first) its creates and its deletes of those volumes;
+    // fresh names every time.
     let mut plains = Vec::new();
     let mut cpu_plain = 0.0;
     let add = |acc: &mut (f64, f64), from: (f64, f64), to: (f64, f64)| {
@@ -478,7 +544,12 @@ async fn main() {
         );
         cpu_plain += cpu_secs("self") - t0;
 
-        for (k, s) in subjects.iter_mut().enumerate() {
+        // The drivers take turns going first, so none always meets the
+        // array state the others left (more file systems, soft-deleted).
+        let n = subjects.len();
+        for j in 0..n {
+            let k = (j + round) % n;
+            let s = &mut subjects[k];
             let cpu = || (cpu_secs("self"), cpu_secs(&s.pid));
             let ids: Arc<Vec<std::sync::Mutex<String>>> =
                 Arc::new((0..load.volumes).map(|_| Default::default()).collect());
@@ -538,6 +609,7 @@ async fn main() {
         None
     };
     let load_after = loadavg();
+    stop_scraping.store(true, Ordering::Relaxed);
 
     // ------------------------------------------------------------ report
     let ops = (load.volumes * rounds) as f64;
@@ -570,7 +642,15 @@ async fn main() {
     );
     let mut errors: Vec<&String> = plains.iter().flat_map(|p| &p.errors).collect();
     let mut detail = Vec::new();
-    for s in &subjects {
+    let mut errors_scrape: Vec<String> = Vec::new();
+    let mut scrapes = Vec::new();
+    for s in subjects.iter_mut() {
+        scrapes.push(match s.scraper.take() {
+            Some(t) => Some(t.await.unwrap_or_default()),
+            None => None,
+        });
+    }
+    for (s, scraped) in subjects.iter().zip(scrapes) {
         let (mc, md) = (median(&s.creates), median(&s.deletes));
         let per_delete = sum(&s.deletes, |c| c.total()) as f64 / ops;
         let delete_bound = load.bound(per_delete);
@@ -626,6 +706,14 @@ async fn main() {
             s.cpu_deletes.0 / r,
             s.cpu_deletes.1 / r
         );
+        if let Some((ok, failed, bytes)) = scraped {
+            println!(
+                "| {l}: /metrics scrapes during the run (every 1s): answered / failed; size of the last | {ok} / {failed}; {bytes} bytes |"
+            );
+            if failed > 0 {
+                errors_scrape.push(format!("{l}: {failed} scrapes failed"));
+            }
+        }
         println!(
             "| {l}: errors (creates / deletes) | {} / {} |",
             s.creates.iter().map(|p| p.errors.len()).sum::<usize>(),
@@ -671,7 +759,10 @@ async fn main() {
     for e in errors.iter().take(5) {
         eprintln!("error: {e}");
     }
-    let failed = !errors.is_empty();
+    for e in &errors_scrape {
+        eprintln!("error: {e}");
+    }
+    let failed = !errors.is_empty() || !errors_scrape.is_empty();
     for s in subjects {
         drop(s.channel);
         s.driver.stop().await;

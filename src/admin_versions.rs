@@ -77,7 +77,7 @@ pub fn main(args: VersionsArgs) -> i32 {
 
 /// The command's output: the version list, or the PV and PVC.
 pub async fn run(config: &Config, args: &VersionsArgs) -> Result<String, VersionsError> {
-    let arrays = array_clients(config)?;
+    let arrays = array_clients(config, &std::sync::Arc::new(crate::metrics::Metrics::new()))?;
     let array = config
         .default_array()
         .ok_or_else(|| VersionsError::Refused("no array is configured".into()))?;

@@ -10,6 +10,7 @@ use crate::flashblade::ArrayClient;
 use crate::config::Config;
 use crate::controller::ControllerService;
 use crate::identity::{AllOf, AlwaysReady, ArraysLoggedIn, IdentityService, Readiness};
+use crate::metrics::Metrics;
 use crate::node::NodeService;
 use crate::server::{self, ServerError, Services};
 use crate::volume::ArrayName;
@@ -20,12 +21,17 @@ pub enum AppError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Array(#[from] crate::flashblade::Error),
+    #[error("metrics-address {address}: {source}")]
+    Metrics {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 type ArrayClients = BTreeMap<ArrayName, Arc<ArrayClient>>;
 
-/// One client per configured array.
-pub(crate) fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {
+/// One client per configured array, recording into `metrics`.
+pub(crate) fn array_clients(config: &Config, metrics: &Metrics) -> Result<ArrayClients, AppError> {
     let mut arrays = BTreeMap::new();
     for array in &config.arrays {
         let http = crate::flashblade::http_client(array, config.timeouts.array_request)?;
@@ -34,6 +40,7 @@ pub(crate) fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {
             http,
             config.limits.max_array_requests,
             config.timeouts.array_request,
+            metrics.for_array(array.name.as_str()),
         )?);
         arrays.insert(array.name.clone(), client);
     }
@@ -41,13 +48,15 @@ pub(crate) fn array_clients(config: &Config) -> Result<ArrayClients, AppError> {
 }
 
 /// Builds the services for `config.mode`, and the array clients they share
-/// (so `run` can log them out on shutdown).
+/// (so `run` can log them out on shutdown). All of them record into one
+/// registry, `Services::metrics`.
 pub(crate) fn build_services(config: &Config) -> Result<(Services, Vec<Arc<ArrayClient>>), AppError> {
     let config = Arc::new(config.clone());
+    let metrics = Arc::new(Metrics::new());
     let mut checks: Vec<Arc<dyn Readiness>> = Vec::new();
     let mut clients = Vec::new();
     let controller = if config.mode.runs_controller() {
-        let arrays = array_clients(&config)?;
+        let arrays = array_clients(&config, &metrics)?;
         for array in &config.arrays {
             if array.default_export_rules.is_none() {
                 tracing::warn!(array = %array.name, "no default_export_rules: StorageClasses must set exportRules or exportPolicy");
@@ -58,18 +67,20 @@ pub(crate) fn build_services(config: &Config) -> Result<(Services, Vec<Arc<Array
             arrays.values().cloned().collect(),
             config.timeouts.probe,
         )));
-        Some(ControllerService::new(config.clone(), arrays))
+        Some(ControllerService::new(config.clone(), arrays, metrics.clone()))
     } else {
         None
     };
     let node = if config.mode.runs_node() {
         checks.push(Arc::new(AlwaysReady));
+        metrics.init_node();
         let mounter = crate::node::mounter::SystemMounter::new(
             config.timeouts.mount,
             config.timeouts.unmount,
             config.timeouts.stats,
+            metrics.clone(),
         );
-        Some(NodeService::new(&config, Arc::new(mounter)))
+        Some(NodeService::new(&config, Arc::new(mounter), metrics.clone()))
     } else {
         None
     };
@@ -78,6 +89,7 @@ pub(crate) fn build_services(config: &Config) -> Result<(Services, Vec<Arc<Array
             identity: IdentityService::new(config.driver_name.clone(), Arc::new(AllOf(checks))),
             controller,
             node,
+            metrics,
         },
         clients,
     ))
@@ -118,6 +130,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
     }
+    // The metrics endpoint, on its own task: it only encodes the registry.
+    let (metrics_stop, metrics_task) = match config.metrics.address {
+        Some(address) => {
+            let l = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| AppError::Metrics { address, source })?;
+            let bound = l.local_addr().unwrap_or(address);
+            tracing::info!(address = %bound, "serving metrics on /metrics");
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(crate::metrics::serve(l, services.metrics.clone(), async {
+                let _ = rx.await;
+            }));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let poll = match (&services.controller, config.metrics.address) {
+        (Some(c), Some(_)) if !config.metrics.poll_interval.is_zero() => {
+            Some(tokio::spawn(c.space_poll(config.metrics.poll_interval)))
+        }
+        _ => None,
+    };
     let listener = server::bind_socket(&config.socket_path, config.socket_mode)?;
     tracing::info!(
         mode = %config.mode,
@@ -133,6 +167,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.timeouts.shutdown_grace,
     )
     .await;
+    if let Some(p) = poll {
+        p.abort();
+    }
+    if let Some(tx) = metrics_stop {
+        let _ = tx.send(());
+    }
+    if let Some(t) = metrics_task {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), t).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics endpoint failed"),
+            Err(_) => tracing::warn!("metrics endpoint did not stop within 2s"),
+            _ => {}
+        }
+    }
     for c in clients {
         c.logout().await;
     }

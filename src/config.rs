@@ -122,6 +122,15 @@ pub struct Settings {
     /// then the in-cluster service account.
     #[arg(long, env = "FLASHBLADE_CSI_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDRESS/metrics, e.g. 0.0.0.0:9808
+    /// (default: off).
+    #[arg(long, env = "FLASHBLADE_CSI_METRICS_ADDRESS", value_name = "ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// How often the controller reads volume and array space from the
+    /// arrays for the metrics (default 60s; 0 turns the poll off; at least 10s).
+    #[arg(long, env = "FLASHBLADE_CSI_METRICS_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub metrics_poll_interval: Option<Duration>,
     /// The array that the array flags define; merged by name into the
     /// file's `[[array]]` list (or the file's only array when no name is given).
     #[command(flatten)]
@@ -414,6 +423,28 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The metrics endpoint and the array poll behind its space figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served; `None`: no endpoint.
+    pub address: Option<std::net::SocketAddr>,
+    /// Interval of the controller's space poll; zero: no poll.
+    pub poll_interval: Duration,
+}
+
+/// The shortest poll interval: one listing per array at most this often.
+pub(crate) const MIN_METRICS_POLL: Duration = Duration::from_secs(10);
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            address: None,
+            poll_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Config {
@@ -576,6 +607,24 @@ impl Config {
                 .unwrap_or_else(|| "info".into()),
         };
 
+        let poll_interval = s
+            .metrics_poll_interval
+            .unwrap_or(MetricsConfig::default().poll_interval);
+        if !poll_interval.is_zero() && poll_interval < MIN_METRICS_POLL {
+            return Err(bad(
+                "metrics-poll-interval",
+                format!(
+                    "{} is too often: at least {}s (or 0 to turn the poll off)",
+                    humantime::format_duration(poll_interval),
+                    MIN_METRICS_POLL.as_secs()
+                ),
+            ));
+        }
+        let metrics = MetricsConfig {
+            address: s.metrics_address,
+            poll_interval,
+        };
+
         let config = Config {
             mode,
             socket_path,
@@ -592,6 +641,7 @@ impl Config {
             timeouts,
             limits: Limits { max_array_requests },
             log,
+            metrics,
         };
         config.validate(purpose)?;
         Ok(config)
@@ -986,6 +1036,7 @@ mod tests {
             (&["--max-array-requests", "0"], "", "max-array-requests"),
             (&["--socket-mode", "999"], "", "socket-mode"),
             (&["--kubelet-dir", "rel"], "", "kubelet-dir"),
+            (&["--metrics-poll-interval", "2s"], "", "metrics-poll-interval"),
             (&[], "unknown_key = 1", "config"),
             (&[], "[[array]]\nname = \"a/b\"", "config"),
             (&[], "[[array]]\nname = \"aaaaaaaaaaaaaaaaaaaaa\"", "config"),

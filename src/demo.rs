@@ -275,7 +275,8 @@ async fn story(
     // The admin's existing datasets file system, with content.
     let ds = mock.fs_dir("datasets");
     {
-        let clients = crate::app::array_clients(admin_config).map_err(|e| e.to_string())?;
+        let clients = crate::app::array_clients(admin_config, &crate::metrics::Metrics::new())
+            .map_err(|e| e.to_string())?;
         let fb = clients.get("fb01").ok_or("no array client")?;
         fb.create_file_system(
             "datasets",

@@ -21,6 +21,7 @@ pub mod error;
 pub mod flashblade;
 pub mod identity;
 pub(crate) mod inflight;
+pub mod metrics;
 pub mod node;
 pub(crate) mod secret;
 pub mod server;

@@ -74,6 +74,8 @@ pub struct Services {
     pub identity: IdentityService,
     pub controller: Option<ControllerService>,
     pub node: Option<NodeService>,
+    /// The registry every service records into; CSI calls are counted here.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -101,6 +103,7 @@ pub async fn serve(
     let (reflection_v1, reflection_v1alpha) = reflection(&served)?;
     let router = tonic::transport::Server::builder()
         .layer(crate::telemetry::RpcSpanLayer)
+        .layer(crate::metrics::RpcMetricsLayer(services.metrics.clone()))
         .add_service(IdentityServer::new(services.identity))
         .add_optional_service(services.controller.map(ControllerServer::new))
         .add_optional_service(services.node.map(NodeServer::new))

@@ -73,6 +73,7 @@ async fn start_slow(
         identity: IdentityService::new("flashblade.csi.dev".into(), Arc::new(Slow(delay))),
         controller: None,
         node: None,
+        metrics: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let p = path.clone();

@@ -24,6 +24,8 @@ fn samples() -> BTreeMap<&'static str, (&'static str, &'static str)> {
         ("local_export_root", ("/tmp", "\"/tmp\"")),
         ("default_array", ("fb01", "\"fb01\"")),
         ("kubeconfig", ("/etc/hostname", "\"/etc/hostname\"")),
+        ("metrics_address", ("127.0.0.1:9808", "\"127.0.0.1:9808\"")),
+        ("metrics_poll_interval", ("0s", "\"0s\"")),
         // [[array]]
         ("name", ("fb02", "\"fb02\"")),
         (

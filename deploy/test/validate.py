@@ -736,8 +736,21 @@ def check_values_wiring(r, name, v, objs):
         r.check(c["image"] == image, f"{name}: {o['kind']} driver image is {image}")
         metrics = [a for a in c.get("args", []) if a.startswith("--metrics-address=")]
         ports = [p["name"] for p in c.get("ports", [])]
-        r.check(bool(metrics) is v["metrics"]["enabled"] and ("metrics" in ports) is v["metrics"]["enabled"],
-                f"{name}: {o['kind']} metrics {'on' if v['metrics']['enabled'] else 'off'}")
+        on = v["metrics"]["enabled"]
+        r.check(bool(metrics) is on and ("metrics" in ports) is on,
+                f"{name}: {o['kind']} metrics {'on' if on else 'off'}")
+        if on and metrics:
+            # The flag's port, the named port and the scrape annotation agree.
+            want = v["metrics"]["controllerPort" if o["kind"] == "Deployment" else "nodePort"]
+            flag_port = int(metrics[0].rsplit(":", 1)[1])
+            named = [p["containerPort"] for p in c.get("ports", []) if p["name"] == "metrics"]
+            notes = o["spec"]["template"]["metadata"].get("annotations", {})
+            r.check(flag_port == want and named == [want] and notes.get("prometheus.io/port") == str(want)
+                    and notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/path") == "/metrics",
+                    f"{name}: {o['kind']} serves metrics on {want}: flag, port 'metrics' and prometheus.io annotations agree")
+            poll = [a for a in c.get("args", []) if a.startswith("--metrics-poll-interval=")]
+            expected = [f"--metrics-poll-interval={v['metrics']['pollInterval']}"] if o["kind"] == "Deployment" else []
+            r.check(poll == expected, f"{name}: {o['kind']} space poll {'every ' + v['metrics']['pollInterval'] if expected else 'not set (node)'}")
         pulls = [s["name"] for s in pod_spec_of(o).get("imagePullSecrets", [])]
         r.check(pulls == v["image"]["pullSecrets"], f"{name}: {o['kind']} image pull Secrets are {v['image']['pullSecrets']}")
     r.check(dep["spec"]["replicas"] == v["controller"]["replicas"], f"{name}: controller replicas {v['controller']['replicas']}")
@@ -938,6 +951,101 @@ def check_z2jh(r, values):
     r.check(not errors, f"jupyterhub: the recipe's z2jh values merged over the z2jh {version} defaults pass its values schema{first}")
 
 
+# --- Monitoring ------------------------------------------------------------------
+
+MONITORING = os.path.join(DEPLOY, "examples", "monitoring")
+METRIC_RE = re.compile(r"\bflashblade_csi_[A-Za-z0-9_]+")
+
+
+def documented_metrics(path=None):
+    """{name: type} from the table in docs/metrics.md, which tests/metrics.rs
+    checks against a scrape of a running driver (both ways)."""
+    path = path or os.path.join(ROOT, "docs", "metrics.md")
+    out = {}
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) > 3 and cells[1].startswith("`flashblade_csi_"):
+                out[cells[1].strip("`")] = cells[2]
+    return out
+
+
+def unknown_metric(name, families):
+    """None when `name` is what PromQL sees of a documented family, else why not."""
+    if name in families:
+        return None
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = name[: -len(suffix)] if name.endswith(suffix) else None
+        if base and families.get(base) == "histogram":
+            return None
+    return f"{name} is not a metric the driver exports (docs/metrics.md)"
+
+
+def promql_strings(node, out=None):
+    """Every query a dashboard holds: the values of its expr / query / definition keys."""
+    out = [] if out is None else out
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("expr", "definition") and isinstance(v, str):
+                out.append(v)
+            elif k == "query" and isinstance(v, str):
+                out.append(v)
+            else:
+                promql_strings(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            promql_strings(v, out)
+    return out
+
+
+def check_monitoring(r, directory=MONITORING, docs=None, base_objs=None):
+    """The dashboard and the alerts are well-formed and name only metrics
+    the driver exports; the PodMonitor selects the driver's pods by a port
+    they have."""
+    families = documented_metrics(docs)
+    r.check(len(families) > 10, f"docs/metrics.md lists the metric families ({len(families)})")
+    try:
+        with open(os.path.join(directory, "dashboard.json")) as f:
+            dash = json.load(f)
+        r.check(True, "monitoring: dashboard.json is JSON")
+    except (OSError, ValueError) as e:
+        r.check(False, f"monitoring: dashboard.json is JSON ({e})")
+        dash = {}
+    try:
+        with open(os.path.join(directory, "alerts.yaml")) as f:
+            alerts = yaml.safe_load(f)
+        r.check(isinstance(alerts, dict) and isinstance(alerts.get("groups"), list), "monitoring: alerts.yaml is a rule file (groups)")
+    except (OSError, yaml.YAMLError) as e:
+        r.check(False, f"monitoring: alerts.yaml is YAML ({e})")
+        alerts = {}
+    panels = [p for p in dash.get("panels", []) if p.get("type") != "row"]
+    r.check(bool(dash.get("uid")) and bool(panels) and all(p.get("targets") for p in panels),
+            f"monitoring: the dashboard has a uid and {len(panels)} panels, each with a query")
+    rules = [rule for g in (alerts or {}).get("groups", []) for rule in g.get("rules", [])]
+    r.check(bool(rules) and all(rule.get("alert") and rule.get("expr") and rule.get("labels", {}).get("severity")
+                                and rule.get("annotations", {}).get("summary") for rule in rules),
+            f"monitoring: {len(rules)} alerts, each with an expr, a severity and a summary")
+    queries = [("dashboard.json", q) for q in promql_strings(dash)] + [("alerts.yaml", rule.get("expr", "")) for rule in rules]
+    named = set()
+    for where, q in queries:
+        for name in METRIC_RE.findall(q):
+            named.add(name)
+            why = unknown_metric(name, families)
+            if why:
+                r.check(False, f"monitoring: {where}: {why}")
+    r.check(bool(named) and all(unknown_metric(n, families) is None for n in named),
+            f"monitoring: all {len(named)} metric names in the dashboard and the alerts are exported")
+    with open(os.path.join(directory, "podmonitor.yaml")) as f:
+        pm = yaml.safe_load(f)
+    sel = pm["spec"]["selector"]["matchExpressions"][0]
+    pods = [o for o in (base_objs or []) if o["kind"] in ("Deployment", "DaemonSet")]
+    for o in pods:
+        labels = o["spec"]["template"]["metadata"]["labels"]
+        ports = [p["name"] for c in pod_spec_of(o)["containers"] for p in c.get("ports", [])]
+        r.check(labels.get(sel["key"]) in sel["values"] and all(e["port"] in ports for e in pm["spec"]["podMetricsEndpoints"]),
+                f"monitoring: the PodMonitor selects {o['metadata']['name']} and scrapes a port it has")
+
+
 def main():
     r = Results()
     rendered = {}
@@ -968,6 +1076,7 @@ def main():
     jupyterhub_wiring(r, jh, load_values(), {o["metadata"]["name"] for o in jh if o["kind"] == "StorageClass"}, "jupyterhub (helm)")
     check_z2jh(r, load_values())
     check_doc_commands(r)
+    check_monitoring(r, base_objs=rendered.get("deploy/kubernetes/base", []))
     files = [p for p in glob.glob(os.path.join(DEPLOY, "**", "*"), recursive=True) if os.path.isfile(p)]
     token_scan(r, files)
     print(f"deploy: {r.passed} passed, {r.failed} failed")
@@ -1128,8 +1237,14 @@ def self_test():
     cases.append(("PSO: NOTES miss an ignored key", broken_pso("pso-origin", notes_edit=lambda n: n.replace("  flasharray\n", ""))))
     cases.append(("PSO: NOTES list a key not present", broken_pso("pso-two-flashblades", notes_edit=lambda n: n.replace(
         "  image.name\n", "  image.name\n  csi\n"))))
-    cases.append(("metrics flag while metrics are off", broken_helm("defaults", lambda o: controller_pod(o)["containers"][0]["args"].append(
+    cases.append(("metrics flag while metrics are off", broken_helm("two-arrays", lambda o: controller_pod(o)["containers"][0]["args"].append(
         "--metrics-address=0.0.0.0:9810"))))
+    cases.append(("metrics port unnamed", broken_helm("defaults", lambda o: next(
+        p for p in controller_pod(o)["containers"][0]["ports"] if p["name"] == "metrics").update(name="prom"))))
+    cases.append(("annotation names another port", broken_helm("defaults", lambda o: kind(o, "DaemonSet")["spec"]["template"]["metadata"]["annotations"].update(
+        {"prometheus.io/port": "9999"}))))
+    cases.append(("poll interval not passed", broken_helm("defaults", lambda o: controller_pod(o)["containers"][0]["args"].remove(
+        "--metrics-poll-interval=60s"))))
 
     # A chart whose schema lets a typo through, and one without a kubeVersion floor.
     def loose_chart(edit):
@@ -1170,6 +1285,29 @@ def self_test():
             REFUSED.pop()
 
     cases.append(("a refusal that does not happen", template_accepts))
+
+    def monitoring_with(edit_file, name):
+        def run(r):
+            tree = os.path.join(ROOT, "target", "selftest-monitoring")
+            shutil.rmtree(tree, ignore_errors=True)
+            shutil.copytree(MONITORING, tree)
+            path = os.path.join(tree, name)
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(edit_file(text))
+            check_monitoring(r, tree, base_objs=base)
+        return run
+
+    cases.append(("dashboard names a metric that does not exist", monitoring_with(
+        lambda t: t.replace("flashblade_csi_array_retries_total", "flashblade_csi_array_retry_total", 1), "dashboard.json")))
+    cases.append(("alert names a metric that does not exist", monitoring_with(
+        lambda t: t.replace("flashblade_csi_volume_hard_limit_enabled", "flashblade_csi_volume_hard_limit", 1), "alerts.yaml")))
+    cases.append(("histogram suffix on a counter", monitoring_with(
+        lambda t: t.replace("flashblade_csi_csi_calls_total[10m]", "flashblade_csi_csi_calls_bucket[10m]", 1), "alerts.yaml")))
+    cases.append(("dashboard JSON broken", monitoring_with(lambda t: t[:-3], "dashboard.json")))
+    cases.append(("PodMonitor scrapes a port the pods lack", monitoring_with(
+        lambda t: t.replace("port: metrics", "port: prom"), "podmonitor.yaml")))
 
     def z2jh_typo(r):
         v = copy.deepcopy(values)

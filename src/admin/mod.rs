@@ -128,8 +128,10 @@ impl Session {
     /// once (its failure is kept, not returned: the array side still works).
     pub async fn open(config: Config, want_cluster: bool, output: Output) -> Result<Self, AdminError> {
         let config = Arc::new(config);
-        let arrays = array_clients(&config)?;
-        let service = ControllerService::new(config.clone(), arrays.clone());
+        // A one-off command: its metrics are recorded but not served.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let arrays = array_clients(&config, &metrics)?;
+        let service = ControllerService::new(config.clone(), arrays.clone(), metrics);
         let (cluster, facts) = if want_cluster {
             match Cluster::connect(config.kubeconfig.as_deref()).await {
                 Ok(c) => {

@@ -9,6 +9,7 @@ mod modify;
 pub mod params;
 mod placement;
 mod snapshots;
+mod usage;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::csi::{self, controller_server::Controller};
 use crate::error::{Error, Result};
 use crate::flashblade::ArrayClient;
 use crate::inflight::{Guard, InFlight};
+use crate::metrics::Metrics;
 use crate::volume::ArrayName;
 
 /// The default size of a volume whose request gives no capacity.
@@ -33,6 +35,7 @@ pub struct ControllerService {
     inflight: InFlight,
     placement: placement::Placement,
     pv_handles: handles::PvHandles,
+    metrics: Arc<Metrics>,
 }
 
 /// The capabilities this controller implements.
@@ -56,13 +59,18 @@ pub(crate) fn capabilities() -> Vec<csi::ControllerServiceCapability> {
 }
 
 impl ControllerService {
-    pub(crate) fn new(config: Arc<Config>, arrays: BTreeMap<ArrayName, Arc<ArrayClient>>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             pv_handles: handles::PvHandles::new(config.driver_name.clone(), config.kubeconfig.clone()),
             config,
             arrays,
             inflight: InFlight::new(),
             placement: placement::Placement::default(),
+            metrics,
         }
     }
 
@@ -85,9 +93,10 @@ impl ControllerService {
     }
 
     fn guard(&self, key: String) -> Result<Guard> {
-        self.inflight
-            .try_acquire(key.clone())
-            .ok_or_else(|| Error::Aborted(format!("an operation on {key} is already in progress")))
+        self.inflight.try_acquire(key.clone()).ok_or_else(|| {
+            self.metrics.aborted("controller", &key);
+            Error::Aborted(format!("an operation on {key} is already in progress"))
+        })
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, RwLock, Semaphore};
 
 use super::error::{ApiErrorKind, Error};
 use crate::config::ArrayConfig;
+use crate::metrics::ArrayMetrics;
 use crate::secret::Secret;
 
 /// Newest REST 2.x minor version this client is written and tested for.
@@ -41,6 +42,7 @@ pub(crate) struct ArrayClient {
     login_lock: Mutex<()>,
     permits: Semaphore,
     timeout: Duration,
+    metrics: ArrayMetrics,
 }
 
 impl fmt::Debug for ArrayClient {
@@ -89,6 +91,8 @@ enum Outcome {
     Retry {
         wait: Option<Duration>,
         reason: String,
+        /// The reason as a fixed word, for the retries metric.
+        kind: &'static str,
     },
     Relogin,
     Fail(Error),
@@ -145,6 +149,7 @@ impl ArrayClient {
         http: reqwest::Client,
         max_in_flight: usize,
         timeout: Duration,
+        metrics: ArrayMetrics,
     ) -> Result<Self, Error> {
         let setup = |detail: &str| Error::Setup {
             array: array.name.to_string(),
@@ -165,6 +170,7 @@ impl ArrayClient {
             login_lock: Mutex::new(()),
             permits: Semaphore::new(max_in_flight.max(1)),
             timeout,
+            metrics,
         })
     }
 
@@ -360,7 +366,9 @@ impl ArrayClient {
         {
             return Ok(cur.clone());
         }
-        let mut s = self.login(deadline).await?;
+        let login = self.login(deadline).await;
+        self.metrics.login(login.is_ok());
+        let mut s = login?;
         s.generation = current.map_or(1, |c| c.generation + 1);
         *self.session.write().await = Some(s.clone());
         Ok(s)
@@ -389,6 +397,8 @@ impl ArrayClient {
     pub(crate) async fn call(&self, call: Call) -> Result<Value, Error> {
         let deadline = Instant::now() + self.timeout;
         let request_id = uuid_like();
+        // Bounded: the method and the resource are fixed by the code.
+        let operation = format!("{} {}", call.method, call.resource);
         let mut attempt = 0u32;
         let mut relogged = false;
         loop {
@@ -398,25 +408,32 @@ impl ArrayClient {
                 Ok(s) => s?,
                 Err(_) => return Err(self.timeout_error(&call.what)),
             };
+            let started = Instant::now();
             let outcome = match tokio::time::timeout_at(
                 deadline.into(),
-                self.attempt(&call, &session, &request_id, deadline),
+                self.attempt(&call, &operation, &session, &request_id, deadline),
             )
             .await
             {
                 Ok(o) => o,
-                Err(_) if call.idempotent => return Err(self.timeout_error(&call.what)),
-                Err(_) => Outcome::Fail(Error::Ambiguous {
-                    array: self.name.clone(),
-                    what: call.what.clone(),
-                    reason: "no answer before the deadline".into(),
-                }),
+                Err(_) => {
+                    self.metrics.request(&operation, "timeout", started.elapsed());
+                    if call.idempotent {
+                        return Err(self.timeout_error(&call.what));
+                    }
+                    Outcome::Fail(Error::Ambiguous {
+                        array: self.name.clone(),
+                        what: call.what.clone(),
+                        reason: "no answer before the deadline".into(),
+                    })
+                }
             };
-            let (wait, reason) = match outcome {
+            let (wait, reason, kind) = match outcome {
                 Outcome::Done(v) => return Ok(v),
                 Outcome::Fail(e) => return Err(e),
                 Outcome::Relogin if !relogged => {
                     relogged = true;
+                    self.metrics.relogin();
                     tracing::info!(array = %self.name, "session refused; logging in again");
                     match tokio::time::timeout_at(
                         deadline.into(),
@@ -438,7 +455,7 @@ impl ArrayClient {
                         detail: "the session was refused again right after a fresh login".into(),
                     });
                 }
-                Outcome::Retry { wait, reason } => (wait, reason),
+                Outcome::Retry { wait, reason, kind } => (wait, reason, kind),
             };
             let wait = match wait {
                 // The server's hint, plus a little jitter so callers spread out.
@@ -452,6 +469,7 @@ impl ArrayClient {
                     last: reason,
                 });
             }
+            self.metrics.retry(kind);
             tracing::debug!(array = %self.name, what = %call.what, attempt, wait = ?wait, reason = %reason, "retrying");
             tokio::time::sleep(wait).await;
         }
@@ -465,9 +483,20 @@ impl ArrayClient {
         }
     }
 
-    async fn attempt(&self, call: &Call, session: &Session, request_id: &str, deadline: Instant) -> Outcome {
+    async fn attempt(
+        &self,
+        call: &Call,
+        operation: &str,
+        session: &Session,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Outcome {
+        let mut held = self.metrics.waiting();
         let permit = match self.permits.acquire().await {
-            Ok(p) => p,
+            Ok(p) => {
+                held.admitted();
+                p
+            }
             Err(_) => {
                 return Outcome::Fail(Error::Setup {
                     array: self.name.clone(),
@@ -502,9 +531,16 @@ impl ArrayClient {
                 reason,
             })
         };
+        let started = Instant::now();
         let resp = match rb.send().await {
             Ok(r) => r,
             Err(e) => {
+                let status = if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "transport_error"
+                };
+                self.metrics.request(operation, status, started.elapsed());
                 let reason = self.transport(&e);
                 if e.is_timeout() && !e.is_connect() {
                     // The attempt ran to the call's deadline.
@@ -516,19 +552,30 @@ impl ArrayClient {
                 }
                 // A refused connection never reached the array: always safe to retry.
                 if e.is_connect() || call.idempotent {
-                    return Outcome::Retry { wait: None, reason };
+                    return Outcome::Retry {
+                        wait: None,
+                        reason,
+                        kind: "transport",
+                    };
                 }
                 return ambiguous(reason);
             }
         };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = match resp.bytes().await {
+        let body = resp.bytes().await;
+        self.metrics
+            .request(operation, status.as_str(), started.elapsed());
+        let bytes = match body {
             Ok(b) => b,
             Err(e) => {
                 let reason = format!("reading the answer: {}", self.transport(&e));
                 return if call.idempotent {
-                    Outcome::Retry { wait: None, reason }
+                    Outcome::Retry {
+                        wait: None,
+                        reason,
+                        kind: "transport",
+                    }
                 } else {
                     ambiguous(reason)
                 };
@@ -537,6 +584,7 @@ impl ArrayClient {
         // The array is done with this request once its answer is in: parsing
         // it is ours, so the next request may go now.
         drop(permit);
+        drop(held);
         let body: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -559,19 +607,30 @@ impl ArrayClient {
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Relogin,
             // Refused before processing: safe to repeat after the hinted wait.
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Outcome::Retry {
+            StatusCode::TOO_MANY_REQUESTS => Outcome::Retry {
                 wait: wait_hint(&headers),
                 reason,
+                kind: "rate_limited",
+            },
+            StatusCode::SERVICE_UNAVAILABLE => Outcome::Retry {
+                wait: wait_hint(&headers),
+                reason,
+                kind: "unavailable",
             },
             StatusCode::INTERNAL_SERVER_ERROR if message.to_ascii_lowercase().contains("busy") => {
                 Outcome::Retry {
                     wait: wait_hint(&headers),
                     reason,
+                    kind: "busy",
                 }
             }
             StatusCode::INTERNAL_SERVER_ERROR | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
                 if call.idempotent {
-                    Outcome::Retry { wait: None, reason }
+                    Outcome::Retry {
+                        wait: None,
+                        reason,
+                        kind: "server_error",
+                    }
                 } else {
                     ambiguous(reason)
                 }

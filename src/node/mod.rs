@@ -22,6 +22,7 @@ use crate::context;
 use crate::csi::{self, node_server::Node};
 use crate::error::{Error, Result};
 use crate::inflight::{Guard, InFlight};
+use crate::metrics::Metrics;
 use crate::telemetry::record_volume_id;
 use crate::volume::{FsName, SnapshotSuffix, VolumeId};
 use mounter::{MountError, Mounter};
@@ -42,6 +43,7 @@ pub struct NodeService {
     inflight: InFlight,
     /// Deadline for reading a `.snapshot` directory (the mount deadline).
     list_timeout: std::time::Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// The node capabilities this plugin implements.
@@ -131,7 +133,7 @@ struct Export {
 }
 
 impl NodeService {
-    pub(crate) fn new(config: &Config, mounter: Arc<dyn Mounter>) -> Self {
+    pub(crate) fn new(config: &Config, mounter: Arc<dyn Mounter>, metrics: Arc<Metrics>) -> Self {
         // Resolve a symlinked kubelet dir once (a local directory; safe to stat).
         let kubelet_dir =
             std::fs::canonicalize(&config.kubelet_dir).unwrap_or_else(|_| config.kubelet_dir.clone());
@@ -154,13 +156,28 @@ impl NodeService {
             mounter,
             inflight: InFlight::new(),
             list_timeout: config.timeouts.mount,
+            metrics,
         }
     }
 
     fn guard(&self, key: String) -> Result<Guard> {
-        self.inflight
-            .try_acquire(key.clone())
-            .ok_or_else(|| Error::Aborted(format!("an operation on {key} is already in progress")))
+        self.inflight.try_acquire(key.clone()).ok_or_else(|| {
+            self.metrics.aborted("node", &key);
+            Error::Aborted(format!("an operation on {key} is already in progress"))
+        })
+    }
+
+    /// Records a mount's outcome (`kind`: nfs or bind) and passes it on.
+    fn counted(
+        &self,
+        kind: &str,
+        r: std::result::Result<(), MountError>,
+    ) -> std::result::Result<(), MountError> {
+        self.metrics.mount(kind, r.is_ok());
+        if let Err(MountError::Timeout { .. }) = &r {
+            self.metrics.deadline_exceeded("mount");
+        }
+        r
     }
 
     fn path(&self, what: &str, p: &str) -> Result<PathBuf> {
@@ -314,18 +331,19 @@ impl NodeService {
                 Some(v) => versions::local_source(&fs_root, &fs, v, self.list_timeout).await?,
                 None => fs_root,
             };
-            self.mounter.bind(&source, &staging, readonly).await?;
+            let r = self.mounter.bind(&source, &staging, readonly).await;
+            self.counted("bind", r)?;
             tracing::info!(staging = %staging.display(), source = %source.display(), "staged (local bind)");
             return Ok(csi::NodeStageVolumeResponse {});
         }
 
         let mut last = None;
         for opts in mount_attempts(&export.versions, &flags, readonly) {
-            match self
+            let r = self
                 .mounter
                 .mount_nfs(&export.server, &share, &staging, &opts)
-                .await
-            {
+                .await;
+            match self.counted("nfs", r) {
                 Ok(()) => {
                     tracing::info!(staging = %staging.display(), server = %export.server, share = %share, options = %opts.join(","), "staged");
                     return Ok(csi::NodeStageVolumeResponse {});
@@ -440,6 +458,7 @@ impl NodeService {
                 )));
             }
         }
+        self.metrics.volume_gone(&req.volume_id);
         tracing::info!(staging = %resolved.path.display(), "unstaged");
         Ok(csi::NodeUnstageVolumeResponse {})
     }
@@ -516,7 +535,8 @@ impl NodeService {
             }
             Found::Dir | Found::Missing => {}
         }
-        self.mounter.bind(&staging, &target, readonly).await?;
+        let r = self.mounter.bind(&staging, &target, readonly).await;
+        self.counted("bind", r)?;
         tracing::info!(target = %target.display(), readonly, "published");
         Ok(csi::NodePublishVolumeResponse {})
     }
@@ -577,6 +597,7 @@ impl NodeService {
             Found::MountPoint => {}
             // A directory but no mount: the volume's mount went away.
             Found::Dir => {
+                self.metrics.volume_condition(&req.volume_id, true);
                 return Ok(csi::NodeGetVolumeStatsResponse {
                     usage: Vec::new(),
                     volume_condition: Some(csi::VolumeCondition {
@@ -611,14 +632,20 @@ impl NodeService {
                     message: "volume is mounted and answering".into(),
                 },
             ),
-            Err(e) => (
-                Vec::new(),
-                csi::VolumeCondition {
-                    abnormal: true,
-                    message: format!("volume is mounted but unhealthy: {e}"),
-                },
-            ),
+            Err(e) => {
+                if let MountError::Timeout { .. } = e {
+                    self.metrics.deadline_exceeded("stat");
+                }
+                (
+                    Vec::new(),
+                    csi::VolumeCondition {
+                        abnormal: true,
+                        message: format!("volume is mounted but unhealthy: {e}"),
+                    },
+                )
+            }
         };
+        self.metrics.volume_condition(&req.volume_id, condition.abnormal);
         Ok(csi::NodeGetVolumeStatsResponse {
             usage,
             volume_condition: Some(condition),

@@ -20,6 +20,7 @@ use nix::mount::{MntFlags, MsFlags};
 
 use super::mountinfo::{self, MountEntry};
 use super::paths::{self, PathError, Resolved};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MountError {
@@ -105,6 +106,7 @@ pub(crate) struct SystemMounter {
     /// The `mount` program (found on PATH by default).
     pub mount_program: PathBuf,
     stat_gate: StatGate,
+    metrics: Arc<Metrics>,
 }
 
 /// Deadline for local work (mountinfo, lstat, mkdir, rmdir inside the
@@ -119,13 +121,19 @@ const LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const MAX_STUCK_STATFS: usize = 32;
 
 impl SystemMounter {
-    pub(crate) fn new(mount_timeout: Duration, unmount_timeout: Duration, stats_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        mount_timeout: Duration,
+        unmount_timeout: Duration,
+        stats_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             mount_timeout,
             unmount_timeout,
             stats_timeout,
             mount_program: PathBuf::from("mount"),
             stat_gate: StatGate::new(MAX_STUCK_STATFS),
+            metrics,
         }
     }
 }
@@ -426,15 +434,18 @@ impl Mounter for SystemMounter {
 
     async fn unmount(&self, target: &Path) -> Result<(), MountError> {
         let steps = [
-            ("unmount", MntFlags::empty(), 0.4),
-            ("forced unmount", MntFlags::MNT_FORCE, 0.3),
-            ("lazy unmount", MntFlags::MNT_DETACH, 0.3),
+            ("unmount", "normal", MntFlags::empty(), 0.4),
+            ("forced unmount", "forced", MntFlags::MNT_FORCE, 0.3),
+            ("lazy unmount", "lazy", MntFlags::MNT_DETACH, 0.3),
         ];
         let mut last = String::new();
-        for (what, flags, share) in steps {
+        for (what, step, flags, share) in steps {
             let t = target.to_path_buf();
             let limit = self.unmount_timeout.mul_f64(share);
-            match blocking(what, limit, move || nix::mount::umount2(&t, flags)).await {
+            let r = blocking(what, limit, move || nix::mount::umount2(&t, flags)).await;
+            self.metrics
+                .unmount_step(step, matches!(r, Ok(Ok(()) | Err(Errno::EINVAL | Errno::ENOENT))));
+            match r {
                 Ok(Ok(())) => {
                     if !flags.is_empty() {
                         tracing::warn!(target = %target.display(), step = what, "unmount needed escalation");
@@ -564,7 +575,12 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         SystemMounter {
             mount_program: script,
-            ..SystemMounter::new(mount_timeout, Duration::from_secs(1), Duration::from_secs(1))
+            ..SystemMounter::new(
+                mount_timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                Default::default(),
+            )
         }
     }
 

@@ -2,6 +2,7 @@
 //! start the driver in-process, wait for sockets.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod exposition;
 pub mod fake_kube;
 pub mod node;
 
@@ -113,6 +114,8 @@ pub struct ControllerOpts {
     pub default_export_rules: Option<&'static str>,
     pub array_timeout: Option<&'static str>,
     pub mode: Mode,
+    /// The metrics endpoint's address and the poll interval.
+    pub metrics: Option<(std::net::SocketAddr, &'static str)>,
 }
 
 impl Default for ControllerOpts {
@@ -122,6 +125,7 @@ impl Default for ControllerOpts {
             default_export_rules: Some("10.0.0.0/16(rw,root_squash)"),
             array_timeout: None,
             mode: Mode::Controller,
+            metrics: None,
         }
     }
 }
@@ -153,6 +157,8 @@ pub async fn controller_env_for(mock: mock_flashblade::MockHandle, opts: Control
             array_request: opts.array_timeout.map(|t| humantime::parse_duration(t).unwrap()),
             ..Default::default()
         },
+        metrics_address: opts.metrics.map(|m| m.0),
+        metrics_poll_interval: opts.metrics.map(|m| humantime::parse_duration(m.1).unwrap()),
         ..Default::default()
     };
     let driver = Driver::start(dir.path(), args).await;
