@@ -298,10 +298,11 @@ fn serve(args: Settings) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let code = match runtime.block_on(flashblade_csi::app::run(
-        config,
-        flashblade_csi::server::shutdown_signal(),
-    )) {
+    let code = match runtime.block_on(async {
+        // Handlers first: the socket must not exist before they do.
+        let stop = flashblade_csi::server::shutdown_signal();
+        flashblade_csi::app::run(config, stop).await
+    }) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "exiting");

@@ -212,14 +212,21 @@ fn reflection(
 /// Resolves on SIGTERM, SIGINT or SIGHUP. SIGHUP would otherwise kill the
 /// process on the spot and leave its socket behind; there is nothing to
 /// reload, so it stops the server cleanly like the others.
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: call it before the socket is bound, so a signal that
+/// arrives as soon as the socket exists stops the server cleanly instead of
+/// killing the process with the default action. Needs a Tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
     let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received SIGTERM"),
-        _ = int.recv() => tracing::info!("received SIGINT"),
-        _ = hup.recv() => tracing::info!("received SIGHUP"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
+            _ = hup.recv() => tracing::info!("received SIGHUP"),
+        }
     }
 }

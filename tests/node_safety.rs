@@ -442,6 +442,37 @@ async fn sighup_stops_cleanly() {
     assert!(!socket.exists(), "socket left behind");
 }
 
+/// A signal sent the moment the socket file appears (kubelet or an operator
+/// can be that quick) still stops the plugin cleanly: the handlers exist
+/// before the socket does.
+#[tokio::test]
+async fn a_signal_right_after_the_socket_appears_stops_cleanly() {
+    for sig in [
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        std::fs::create_dir(&kubelet).unwrap();
+        let (mut child, socket) = spawn_node(dir.path(), &kubelet);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(std::time::Instant::now() < deadline, "socket never appeared");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(8));
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        let status = status.expect("no exit after the signal");
+        assert!(
+            status.success(),
+            "{sig} right after start killed the process: {status:?}"
+        );
+    }
+}
+
 #[test]
 fn world_writable_socket_modes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
