@@ -68,6 +68,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "error",
             "flashblade",
             "volume",
+            "metrics",
         ],
     ),
 ];
