@@ -35,6 +35,9 @@ enum Command {
     /// Inventory of the driver's file systems with their PVs and claims.
     #[command(after_help = ADMIN_HELP)]
     Volumes(AdminOpts),
+    /// The arrays: placement labels, capacity, free space, volume count.
+    #[command(after_help = ADMIN_HELP)]
+    Arrays(AdminOpts),
     /// File systems no PV references, and PVs whose file system is gone.
     #[command(after_help = ADMIN_HELP)]
     Orphans(AdminOpts),
@@ -187,7 +190,7 @@ fn command() -> clap::Command {
         c
     }
     let mut cmd = Cli::command();
-    for name in ["volumes", "orphans", "recover", "restore"] {
+    for name in ["arrays", "volumes", "orphans", "recover", "restore"] {
         cmd = cmd.mut_subcommand(name, hide);
     }
     cmd.mut_subcommand("quota", |q| {
@@ -206,6 +209,7 @@ fn main() {
         #[cfg(feature = "demo")]
         Command::Demo(args) => flashblade_csi::demo::main(args),
         Command::Volumes(opts) => admin_main(opts, Job::Volumes),
+        Command::Arrays(opts) => admin_main(opts, Job::Arrays),
         Command::Orphans(opts) => admin_main(opts, Job::Orphans),
         Command::Quota(QuotaCmd::Show { volume, opts }) => admin_main(opts, Job::QuotaShow { volume }),
         Command::Quota(QuotaCmd::Set {

@@ -703,3 +703,52 @@ fn admin_config_errors_exit_2_and_json_errors_are_json() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON error");
     assert_eq!(v["exit_code"], 1);
 }
+
+/// `arrays`: what `array: auto` chooses among — labels, capacity, free space
+/// and the driver's live volumes per array; an unreachable array says so.
+#[tokio::test]
+async fn arrays_shows_labels_capacity_and_volume_count() {
+    let e = Env::new().await;
+    e.create("pvc-x").await;
+    e.create("pvc-y").await;
+    let mut s = Settings {
+        array: ArraySettings {
+            name: Some("fb01".parse().unwrap()),
+            management_url: Some(e.env.mock.url.clone()),
+            api_token_file: Some(e.env.token_file.clone()),
+            ca_file: e.env.mock.ca_file.clone(),
+            labels: Some("rack=7b,env=prod".parse().unwrap()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let config = Config::load_for_admin(&s).unwrap();
+    let r = admin::run(config.clone(), Output::Json, Job::Arrays)
+        .await
+        .unwrap();
+    assert_eq!(r.code, exit::OK, "{}", r.stdout);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let a = &v["arrays"][0];
+    assert_eq!(a["array"], "fb01");
+    assert_eq!(a["labels"]["rack"], "7b");
+    assert_eq!(a["volumes"], 2);
+    let cap = a["capacity"].as_i64().unwrap();
+    assert!(cap > 0 && a["free"].as_i64().unwrap() <= cap, "{a}");
+    let t = admin::run(config, Output::Table, Job::Arrays).await.unwrap();
+    assert!(
+        t.stdout.starts_with("ARRAY") && t.stdout.contains("env=prod,rack=7b"),
+        "{}",
+        t.stdout
+    );
+
+    // An array that does not answer: the row says so, the exit code too.
+    s.array.management_url = Some("https://127.0.0.1:1".into());
+    s.timeouts.array_request = Some(std::time::Duration::from_secs(1));
+    let r = admin::run(Config::load_for_admin(&s).unwrap(), Output::Json, Job::Arrays)
+        .await
+        .unwrap();
+    assert_eq!(r.code, exit::FAILED);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["arrays"][0]["error"].is_string(), "{v}");
+    assert!(v["arrays"][0]["volumes"].is_null());
+}

@@ -5,6 +5,7 @@
 //! returns a [`Report`]: what to print (a table, or JSON with `--output
 //! json`) and the exit code scripts can rely on ([`exit`]).
 
+pub mod arrays;
 pub mod quota;
 pub mod recover;
 mod render;
@@ -336,6 +337,7 @@ pub struct Target {
 /// One admin command, ready to run.
 #[derive(Debug, Clone)]
 pub enum Job {
+    Arrays,
     Volumes,
     Orphans,
     QuotaShow {
@@ -367,7 +369,7 @@ impl Job {
     /// Whether the command reads the cluster.
     fn wants_cluster(&self) -> bool {
         match self {
-            Job::RecoverList => false,
+            Job::RecoverList | Job::Arrays => false,
             Job::Recover { args, .. } => args.claim.is_some(),
             _ => true,
         }
@@ -378,6 +380,7 @@ impl Job {
 pub async fn run(config: Config, output: Output, job: Job) -> Result<Report, AdminError> {
     let session = Session::open(config, job.wants_cluster(), output).await?;
     let result = match &job {
+        Job::Arrays => arrays::arrays(&session).await,
         Job::Volumes => volumes::volumes(&session).await,
         Job::Orphans => volumes::orphans(&session).await,
         Job::QuotaShow { volume } => quota::show(&session, volume).await,
