@@ -122,19 +122,24 @@ impl Drop for MountSweeper {
 }
 
 /// Resolves on the first SIGINT, SIGTERM or SIGHUP.
-async fn stop_signal() -> i32 {
+fn stop_signal() -> impl std::future::Future<Output = i32> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+    // Installed now, not at the first poll: a Ctrl-C at any point after this
+    // stops the demo cleanly instead of killing it with the default action.
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => libc::SIGINT,
-        _ = term.recv() => libc::SIGTERM,
-        _ = hup.recv() => libc::SIGHUP,
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
+        }
     }
 }
 
