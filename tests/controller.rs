@@ -1314,32 +1314,14 @@ async fn list_volumes_pages_by_name_on_the_array() {
 /// for it), so the controller reads it back from the PersistentVolumes.
 #[tokio::test]
 async fn list_volumes_returns_the_ids_create_returned() {
-    let mock = mock_flashblade::start(mock_flashblade::MockConfig::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kube = common::fake_kube::FakeKube::start(dir.path()).await;
-    let token = dir.path().join("api-token");
-    std::fs::write(&token, &mock.api_token).unwrap();
-    let driver = common::Driver::start(
-        dir.path(),
-        flashblade_csi::config::Settings {
-            mode: Some(flashblade_csi::config::Mode::Controller),
-            kubeconfig: Some(kube.kubeconfig.clone()),
-            array: flashblade_csi::config::ArraySettings {
-                name: Some("fb01".parse().unwrap()),
-                management_url: Some(mock.url.clone()),
-                api_token_file: Some(token),
-                ca_file: mock.ca_file.clone(),
-                nfs_endpoint: Some("127.0.0.1".parse().unwrap()),
-                default_export_rules: Some("10.0.0.0/16(rw,root_squash)".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
+    let kube_dir = tempfile::tempdir().unwrap();
+    let kube = common::fake_kube::FakeKube::start(kube_dir.path()).await;
+    let env = controller_env(ControllerOpts {
+        kubeconfig: Some(kube.kubeconfig.clone()),
+        ..Default::default()
+    })
     .await;
-    let mut c = ControllerClient::new(driver.channel().await);
+    let mut c = client(&env).await;
     let mut created = Vec::new();
     for (name, policy) in [
         ("pvc-ret", Some("retain")),

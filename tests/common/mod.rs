@@ -116,6 +116,8 @@ pub struct ControllerOpts {
     pub mode: Mode,
     /// The metrics endpoint's address and the poll interval.
     pub metrics: Option<(std::net::SocketAddr, &'static str)>,
+    /// Where the controller reads PersistentVolumes (a fake API server).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Default for ControllerOpts {
@@ -126,6 +128,7 @@ impl Default for ControllerOpts {
             array_timeout: None,
             mode: Mode::Controller,
             metrics: None,
+            kubeconfig: None,
         }
     }
 }
@@ -144,6 +147,7 @@ pub async fn controller_env_for(mock: mock_flashblade::MockHandle, opts: Control
     let args = Settings {
         mode: Some(opts.mode),
         node_id: Some("node-1".into()),
+        kubeconfig: opts.kubeconfig,
         array: flashblade_csi::config::ArraySettings {
             name: Some("fb01".parse().unwrap()),
             management_url: Some(mock.url.clone()),
