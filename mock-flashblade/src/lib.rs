@@ -17,9 +17,12 @@ mod control;
 mod data;
 mod faults;
 mod filter;
+mod limits;
 mod server;
 mod state;
 pub mod tls;
+
+pub use limits::BtrfsScratch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,6 +114,9 @@ pub struct MockHandle {
     pub ca_file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// Whether a write past a file system's hard limit fails with EDQUOT
+    /// (the data directory is on btrfs); `Err` says why not.
+    pub hard_limits: Result<(), String>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     _tempdir: Option<tempfile::TempDir>,
@@ -269,6 +275,16 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
         snap_dir,
         config.eradication_delay.as_millis() as i64,
     );
+    let (limits, why_not) = limits::Limits::detect(&data_dir);
+    array.limits = limits;
+    match &why_not {
+        None => {
+            tracing::info!(dir = %data_dir.display(), "hard limits are enforced on writes (btrfs qgroups)")
+        }
+        Some(why) => {
+            tracing::info!(dir = %data_dir.display(), "hard limits are not enforced on writes: {why}")
+        }
+    }
     if config.persist {
         array.persist_path = Some(persist_path);
         array.save();
@@ -349,6 +365,7 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
         ca_file,
         data_dir,
         state_dir,
+        hard_limits: why_not.map_or(Ok(()), Err),
         shared,
         stop: stop_tx,
         _tempdir: tempdir,

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -293,9 +293,10 @@ async fn inject_faults(
     }
 
     let (fault, ambiguous_roll, delay_ms) = pick_fault(&shared, method.as_str(), &path);
-    if delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    }
+    // The latency is the request's whole time at the array, its own work
+    // included: the answer (or the reset) leaves at admission + latency, not
+    // after latency and then the work.
+    let answer_at = Instant::now() + Duration::from_millis(delay_ms);
 
     // The rate limiter runs before authentication, as on the array.
     let mut extra_headers: Vec<(&'static str, String)> = Vec::new();
@@ -338,9 +339,15 @@ async fn inject_faults(
         }
         resp
     };
+    let finish = |resp: Response| async move {
+        let resp = finish(resp);
+        sleep_until_precisely(answer_at).await;
+        resp
+    };
     // Drops the connection without an answer.
     let reset = || async {
         shared.counters.lock().unwrap().record(method.as_str(), &path, 0);
+        sleep_until_precisely(answer_at).await;
         conn.kill.notify_one();
         std::future::pending::<Response>().await
     };
@@ -362,7 +369,7 @@ async fn inject_faults(
             FaultKind::Reset => return reset().await,
             FaultKind::Ambiguous500 | FaultKind::AmbiguousReset | FaultKind::Stall => unreachable!(),
         };
-        return finish(ApiError::new(status, message, None).into_response());
+        return finish(ApiError::new(status, message, None).into_response()).await;
     }
 
     let resp = next.run(req).await;
@@ -382,9 +389,25 @@ async fn inject_faults(
         if kind == FaultKind::AmbiguousReset {
             return reset().await;
         }
-        return finish(ApiError::new(500, "Internal server error.", None).into_response());
+        return finish(ApiError::new(500, "Internal server error.", None).into_response()).await;
     }
-    finish(resp)
+    finish(resp).await
+}
+
+/// Waits until `at`, to within tens of microseconds. tokio's timer ends a
+/// sleep on the first millisecond tick after its deadline, which would add
+/// up to 1 ms to every simulated request; so the timer covers all but the
+/// last millisecond and a blocking-pool thread sleeps the rest.
+async fn sleep_until_precisely(at: Instant) {
+    if let Some(coarse) = at.checked_sub(Duration::from_millis(1))
+        && coarse > Instant::now()
+    {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    let rest = at.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
 }
 
 /// Versioned paths: a served 2.x version, then a live session, then a JSON

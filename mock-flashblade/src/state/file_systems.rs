@@ -155,6 +155,16 @@ pub struct FileSystem {
     pub group_ownership: String,
 }
 
+impl FileSystem {
+    /// The size past which writes are refused: the provisioned size while
+    /// the hard limit is on.
+    pub(crate) fn write_limit(&self) -> Option<u64> {
+        self.provisioned
+            .filter(|_| self.hard_limit_enabled)
+            .map(|p| p.max(0) as u64)
+    }
+}
+
 impl Array {
     pub(crate) fn fs_json(&self, fs: &FileSystem, now: i64) -> Value {
         let snaps: i64 = self
@@ -541,10 +551,11 @@ impl Array {
             };
             let dir = self.fs_dir(name);
             data::remove_tree(&dir).map_err(io_err)?;
-            match &snap {
-                Some(s) => data::copy_tree(&self.snap_path(&s.id), &dir).map_err(io_err)?,
-                None => std::fs::create_dir_all(&dir).map_err(io_err)?,
+            self.limits.make_fs_dir(&dir).map_err(io_err)?;
+            if let Some(s) = &snap {
+                data::copy_tree(&self.snap_path(&s.id), &dir).map_err(io_err)?;
             }
+            self.limits.apply(&dir, fs.write_limit()).map_err(io_err)?;
             // The root of a new file system is world-writable like an empty
             // export; owners are set by whoever mounts it.
             use std::os::unix::fs::PermissionsExt;
@@ -676,6 +687,11 @@ impl Array {
                         q.fs_name = fs.name.clone();
                     }
                 }
+            }
+            if body.provisioned.is_some() || body.hard_limit_enabled.is_some() {
+                self.limits
+                    .apply(&self.fs_dir(&fs.name), fs.write_limit())
+                    .map_err(io_err)?;
             }
             out.push(self.fs_json(&fs, now));
             let name = fs.name.clone();

@@ -157,6 +157,8 @@ pub(crate) struct Array {
     pub(crate) snap_dir: PathBuf,
     pub(crate) eradication_delay_ms: i64,
     pub(crate) persist_path: Option<PathBuf>,
+    /// Whether writes past a hard limit are refused (btrfs), see `limits`.
+    pub(crate) limits: crate::limits::Limits,
     /// Changed since the last flush.
     pub(crate) dirty: bool,
 }
@@ -209,6 +211,7 @@ impl Array {
             snap_dir,
             eradication_delay_ms,
             persist_path: None,
+            limits: crate::limits::Limits::off(),
             dirty: false,
         };
         // State saved by an older simulator has no `.snapshot` views yet.

@@ -303,7 +303,7 @@ impl Array {
             .filter(|s| s.owner_id == fs.id && !s.destroyed)
             .map(|s| (s.suffix.as_str(), s))
             .collect();
-        std::fs::create_dir_all(&dir)?;
+        self.limits.make_snapshot_view(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
         let mut present = std::collections::HashSet::new();
         for entry in std::fs::read_dir(&dir)? {
