@@ -173,8 +173,11 @@ pub async fn run(args: DemoArgs) -> Outcome {
     if args.keep && !stopped_early {
         let kept = work.keep();
         out.say(format!("kept the working directory {}", kept.display()));
-    } else if let Err(e) = work.close() {
-        eprintln!("flashblade-csi demo: could not remove {}: {e}", root.display());
+    } else {
+        let path = work.keep();
+        if let Err(e) = remove_work_dir(&path) {
+            eprintln!("flashblade-csi demo: could not remove {}: {e}", path.display());
+        }
     }
     match result {
         Ok(None) => Outcome::Done(out.text),
@@ -190,6 +193,14 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
     let is_root = nix::unistd::geteuid().is_root();
 
     out.say("== flashblade-csi demo: JupyterHub homes and datasets on a (simulated) FlashBlade");
+    // The simulator's file systems on btrfs, so that hard limits hold on
+    // writes as on a FlashBlade; unmounted when this returns (or, on a
+    // signal, by the sweep of the working directory).
+    let scratch = if is_root {
+        mock_flashblade::BtrfsScratch::mount(&root.join("array.img"), &root.join("array"), 2 << 30)
+    } else {
+        Err("mounting the image it needs takes root".into())
+    };
     let mock = mock_flashblade::start(mock_flashblade::MockConfig {
         state_dir: Some(root.join("array")),
         eradication_delay: Duration::from_secs(24 * 3600),
@@ -205,6 +216,16 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     ));
+    // Why writes are not limited, when they are not: the mock's reason, or
+    // why there is no btrfs under it.
+    let no_limits = match (&mock.hard_limits, &scratch) {
+        (Ok(()), _) => None,
+        (Err(_), Err(why)) => Some(why.clone()),
+        (Err(why), Ok(_)) => Some(why.clone()),
+    };
+    if no_limits.is_none() {
+        out.say("  its file systems live in a btrfs image here, so a hard quota refuses writes as on a FlashBlade");
+    }
 
     let token = root.join("api-token");
     std::fs::write(&token, &mock.api_token).map_err(|e| e.to_string())?;
@@ -244,12 +265,20 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
             "driver: serving CSI on {} (controller and node)",
             socket.display()
         ));
-        story(args, out, &mock, channel, &kubelet, &admin_config, is_root).await
+        let env = StoryEnv {
+            mock: &mock,
+            kubelet: &kubelet,
+            admin_config: &admin_config,
+            is_root,
+            no_limits,
+        };
+        story(args, out, channel, &env).await
     }
     .await;
-    // Mounts first (the driver would refuse nothing, but a stopped driver
-    // cannot unmount), then the driver, with a bound.
-    sweep_mounts(root);
+    // The pods' mounts first (the driver would refuse nothing, but a
+    // stopped driver cannot unmount), then the driver, with a bound; the
+    // array's own file system last, after the simulator.
+    sweep_mounts(&kubelet);
     let _ = stop_tx.send(());
     if tokio::time::timeout(Duration::from_secs(10), &mut server)
         .await
@@ -258,18 +287,28 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
         server.abort();
     }
     mock.stop();
+    drop(mock);
+    drop(scratch);
     result
 }
 
-async fn story(
-    args: &DemoArgs,
-    out: &mut Transcript,
-    mock: &mock_flashblade::MockHandle,
-    channel: Channel,
-    kubelet: &Path,
-    admin_config: &Config,
+/// What the story runs against.
+struct StoryEnv<'a> {
+    mock: &'a mock_flashblade::MockHandle,
+    kubelet: &'a Path,
+    admin_config: &'a Config,
     is_root: bool,
-) -> Step {
+    /// Why a write past a hard quota is not refused here, if it is not.
+    no_limits: Option<String>,
+}
+
+async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &StoryEnv<'_>) -> Step {
+    let StoryEnv {
+        mock,
+        admin_config,
+        is_root,
+        ..
+    } = *env;
     let mut ctl = ControllerClient::new(channel.clone());
     let mut node = NodeClient::new(channel.clone());
     let e = |what: &str| {
@@ -399,10 +438,18 @@ async fn story(
 
     let mut skipped: Vec<&str> = Vec::new();
     if is_root {
-        node_steps(out, &mut ctl, &mut node, kubelet, admin_config, &alice).await?;
+        node_steps(out, &mut ctl, &mut node, env, &alice).await?;
+        if let Some(why) = &env.no_limits {
+            skipped.push("a write past the hard quota failing (EDQUOT)");
+            out.say(format!(
+                "  - skipped: a write past the hard quota failing with EDQUOT (\"Disk quota exceeded\"), as it does on a FlashBlade: \
+                 the simulator enforces hard limits only on btrfs, and {why}"
+            ));
+        }
     } else {
         skipped = vec![
             "alice's pod mounting her home and the datasets",
+            "a write past the hard quota failing (EDQUOT)",
             "the write to the read-only datasets failing",
             "version v1 of the datasets next to the live data",
             "the snapshot, the accident and the restore",
@@ -483,7 +530,7 @@ async fn story(
     ));
     if !skipped.is_empty() {
         out.say(format!(
-            "skipped without root: {} steps (listed above); run as root to see them",
+            "skipped: {} steps (listed above, with the reason)",
             skipped.len()
         ));
     }
@@ -499,10 +546,10 @@ async fn node_steps(
     out: &mut Transcript,
     ctl: &mut ControllerClient<Channel>,
     node: &mut NodeClient<Channel>,
-    kubelet: &Path,
-    admin_config: &Config,
+    env: &StoryEnv<'_>,
     alice: &csi::Volume,
 ) -> Step {
+    let (kubelet, admin_config) = (env.kubelet, env.admin_config);
     use csi::volume_capability::access_mode::Mode;
     let e = |what: &str| {
         let what = what.to_string();
@@ -534,10 +581,9 @@ async fn node_steps(
     std::fs::write(home.join("analysis.ipynb"), "{\"cells\": [\"first draft\"]}")
         .map_err(|e| e.to_string())?;
     out.say("alice's notebook pod: her home mounted read-write (/home/jovyan); analysis.ipynb saved");
-    out.say(
-        "  a write past her 10 GiB hard quota would fail with EDQUOT (\"Disk quota exceeded\") on a FlashBlade: \
-         NOT SHOWN, the simulator keeps file systems as plain directories and does not enforce quotas on writes",
-    );
+    if env.no_limits.is_none() {
+        quota_step(out, ctl, node, kubelet).await?;
+    }
 
     // The datasets, read-only, even though the pod asks for read-write.
     let ds_vol = "fb01/datasets";
@@ -724,11 +770,126 @@ async fn node_steps(
     Ok(())
 }
 
+/// A write past a hard quota, refused. A 10 GiB home is too big to fill
+/// here, so a 64 MiB volume of the same class takes its place.
+async fn quota_step(
+    out: &mut Transcript,
+    ctl: &mut ControllerClient<Channel>,
+    node: &mut NodeClient<Channel>,
+    kubelet: &Path,
+) -> Step {
+    use csi::volume_capability::access_mode::Mode;
+    use std::io::Write;
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |s: tonic::Status| format!("{what}: {} ({:?})", s.message(), s.code())
+    };
+    const MIB: usize = 1 << 20;
+    let mut request = home_request("pvc-claim-alice-scratch".into());
+    request.capacity_range = Some(csi::CapacityRange {
+        required_bytes: 64 * MIB as i64,
+        limit_bytes: 0,
+    });
+    let vol = ctl
+        .create_volume(request)
+        .await
+        .map_err(e("CreateVolume scratch"))?
+        .into_inner()
+        .volume
+        .unwrap_or_default();
+    let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice-scratch/globalmount");
+    let target = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/scratch/mount");
+    node.node_stage_volume(csi::NodeStageVolumeRequest {
+        volume_id: vol.volume_id.clone(),
+        staging_target_path: staging.display().to_string(),
+        volume_capability: Some(cap(Mode::SingleNodeWriter)),
+        volume_context: vol.volume_context.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodeStageVolume scratch"))?;
+    node.node_publish_volume(csi::NodePublishVolumeRequest {
+        volume_id: vol.volume_id.clone(),
+        staging_target_path: staging.display().to_string(),
+        target_path: target.display().to_string(),
+        volume_capability: Some(cap(Mode::SingleNodeWriter)),
+        volume_context: vol.volume_context.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodePublishVolume scratch"))?;
+    // 1 MiB at a time, each flushed, until the array says no.
+    let mut file = std::fs::File::create(target.join("results.npy")).map_err(|e| e.to_string())?;
+    let chunk = vec![0x5au8; MIB];
+    let mut written = 0;
+    let refused = loop {
+        if written == 100 {
+            break None;
+        }
+        match file.write_all(&chunk).and_then(|()| file.sync_data()) {
+            Ok(()) => written += 1,
+            Err(err) => break Some(err),
+        }
+    };
+    drop(file);
+    match refused {
+        Some(err) if err.raw_os_error() == Some(nix::errno::Errno::EDQUOT as i32) => out.say(format!(
+            "alice's 64 MiB scratch volume (same class, hard limit on) fills up: after {written} MiB the next write fails: {err}"
+        )),
+        other => {
+            return Err(format!(
+                "a write past a 64 MiB hard quota did not fail with EDQUOT after {written} MiB: {other:?}"
+            ));
+        }
+    }
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: vol.volume_id.clone(),
+        target_path: target.display().to_string(),
+    })
+    .await
+    .map_err(e("NodeUnpublishVolume scratch"))?;
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: vol.volume_id.clone(),
+        staging_target_path: staging.display().to_string(),
+    })
+    .await
+    .map_err(e("NodeUnstageVolume scratch"))?;
+    ctl.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: vol.volume_id,
+        ..Default::default()
+    })
+    .await
+    .map_err(e("DeleteVolume scratch"))?;
+    Ok(())
+}
+
 /// `name` inside any snapshot directory under `home/.snapshot`, if the
 /// array shows snapshots there.
 fn find_in_snapshot_dir(home: &Path, name: &str) -> Option<PathBuf> {
     let dir = std::fs::read_dir(home.join(".snapshot")).ok()?;
     dir.flatten().map(|e| e.path().join(name)).find(|p| p.is_file())
+}
+
+/// Removes the working directory. The simulator's snapshot views are
+/// read-only directories, which a user other than root cannot empty until
+/// they are writable again.
+fn remove_work_dir(dir: &Path) -> std::io::Result<()> {
+    fn writable(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                writable(&entry.path());
+            }
+        }
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            writable(dir);
+            std::fs::remove_dir_all(dir)
+        }
+        other => other,
+    }
 }
 
 /// Lazily unmounts anything left under `root`, deepest first.
