@@ -1,0 +1,310 @@
+//! The node plugin's own costs: its resident memory when idle, and how long
+//! NodePublishVolume takes alone and for many pods at once (a class's
+//! notebook pods landing on one node). The plugin runs as a child process
+//! (the release `flashblade-csi serve --mode node`, as the DaemonSet runs
+//! it), with NodeStage bind-mounting the simulator's directory of the file
+//! system (`--local-export-root`): the publish path is the real one (path
+//! checks, mountinfo, bind mount, remount read-only where asked); only the
+//! NFS mount of NodeStage is replaced.
+//!
+//! Run as root: `cargo bench --bench node`. BENCH_PUBLISH_CONCURRENT (200)
+//! sets the pods at once, BENCH_PUBLISH_SINGLE (50) how many single
+//! publishes the median is taken over. Without root it says so and exits 0
+//! (it mounts). Exits non-zero when any call failed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flashblade_csi::csi::{self, node_client::NodeClient};
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability {
+    csi::VolumeCapability {
+        access_type: Some(csi::volume_capability::AccessType::Mount(Default::default())),
+        access_mode: Some(csi::volume_capability::AccessMode { mode: mode as i32 }),
+    }
+}
+
+/// A `/proc/<pid>/status` figure in KiB (VmRSS, VmHWM).
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+async fn channel(socket: &Path) -> Channel {
+    let path = socket.to_path_buf();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .unwrap()
+}
+
+/// Detaches every mount under `dir`, deepest first, then removes it.
+fn sweep(dir: &Path) {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn target(kubelet: &Path, pod: usize) -> PathBuf {
+    kubelet.join(format!(
+        "pods/pod-{pod:04}/volumes/kubernetes.io~csi/datasets/mount"
+    ))
+}
+
+fn publish_req(vol: &str, staging: &Path, target: &Path) -> csi::NodePublishVolumeRequest {
+    csi::NodePublishVolumeRequest {
+        volume_id: vol.into(),
+        staging_target_path: staging.display().to_string(),
+        target_path: target.display().to_string(),
+        volume_capability: Some(cap(
+            csi::volume_capability::access_mode::Mode::MultiNodeReaderOnly,
+        )),
+        readonly: true,
+        ..Default::default()
+    }
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("node bench: skipped, it mounts (run it as root)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let failed = rt.block_on(run());
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> usize {
+    let concurrent = env("BENCH_PUBLISH_CONCURRENT", 200);
+    let singles = env("BENCH_PUBLISH_SINGLE", 50).max(1);
+    let work = tempfile::Builder::new()
+        .prefix("node-bench-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let kubelet = work.join("kubelet");
+    let exports = work.join("exports");
+    std::fs::create_dir_all(&kubelet).unwrap();
+    // The dataset the pods mount: a directory the node stages from.
+    std::fs::create_dir_all(exports.join("datasets")).unwrap();
+    std::fs::write(exports.join("datasets/iris.csv"), "a,b\n1,2\n").unwrap();
+
+    let socket = work.join("csi.sock");
+    let log = work.join("node.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+        .arg("serve")
+        .args([
+            "--mode",
+            "node",
+            "--node-id",
+            "bench-node",
+            "--array-name",
+            "fb01",
+        ])
+        .args(["--nfs-endpoint", "127.0.0.1"])
+        .arg("--endpoint")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--kubelet-dir")
+        .arg(&kubelet)
+        .arg("--local-export-root")
+        .arg(&exports)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start flashblade-csi serve --mode node");
+    let pid = child.id().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the node plugin did not open its socket; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut node = NodeClient::new(channel(&socket).await);
+    // Idle: started, registered its socket, answered one probe-like call.
+    node.node_get_info(csi::NodeGetInfoRequest {}).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = status_kib(pid, "VmRSS");
+
+    let vol = "fb01/datasets";
+    let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/datasets/globalmount");
+    let mut errors: Vec<String> = Vec::new();
+    if let Err(s) = node
+        .node_stage_volume(csi::NodeStageVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: staging.display().to_string(),
+            volume_capability: Some(cap(
+                csi::volume_capability::access_mode::Mode::MultiNodeReaderOnly,
+            )),
+            ..Default::default()
+        })
+        .await
+    {
+        errors.push(format!("NodeStageVolume: {}", s.message()));
+    }
+
+    // One pod at a time: publish, then unpublish (not timed), `singles` times.
+    let mut single = Vec::new();
+    for i in 0..singles {
+        let t = target(&kubelet, i);
+        let start = Instant::now();
+        match node.node_publish_volume(publish_req(vol, &staging, &t)).await {
+            Ok(_) => single.push(start.elapsed()),
+            Err(s) => errors.push(format!("NodePublishVolume: {}", s.message())),
+        }
+        let _ = node
+            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                volume_id: vol.into(),
+                target_path: t.display().to_string(),
+            })
+            .await;
+    }
+    single.sort();
+
+    // `concurrent` pods at once, each its own caller as kubelet's volume
+    // manager goroutines are.
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..concurrent {
+        let mut c = node.clone();
+        let (t, staging) = (target(&kubelet, 10_000 + i), staging.clone());
+        set.spawn(async move {
+            let s = Instant::now();
+            c.node_publish_volume(publish_req(vol, &staging, &t))
+                .await
+                .map(|_| s.elapsed())
+                .map_err(|s| format!("NodePublishVolume: {}", s.message()))
+        });
+    }
+    let mut each = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(d) => each.push(d),
+            Err(e) => errors.push(e),
+        }
+    }
+    let burst_wall = start.elapsed();
+    each.sort();
+    let peak_rss = status_kib(pid, "VmHWM");
+
+    // Unpublish them all at once, then unstage.
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..concurrent {
+        let mut c = node.clone();
+        let t = target(&kubelet, 10_000 + i);
+        set.spawn(async move {
+            c.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                volume_id: vol.into(),
+                target_path: t.display().to_string(),
+            })
+            .await
+            .map_err(|s| format!("NodeUnpublishVolume: {}", s.message()))
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r.unwrap() {
+            errors.push(e);
+        }
+    }
+    let unpublish_wall = start.elapsed();
+    if let Err(s) = node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: staging.display().to_string(),
+        })
+        .await
+    {
+        errors.push(format!("NodeUnstageVolume: {}", s.message()));
+    }
+    let left = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(kubelet.to_str().unwrap()))
+        .count();
+
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    sweep(&work);
+
+    let pct = |v: &[Duration], q: f64| {
+        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "node bench: {} CPUs; load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!();
+    println!("| figure | value |");
+    println!("| --- | --- |");
+    println!(
+        "| node plugin RSS idle (socket open, one NodeGetInfo answered) | {} |",
+        mib(idle_rss)
+    );
+    println!(
+        "| NodePublishVolume alone: median / p90 of {singles} | {:.2?} / {:.2?} |",
+        pct(&single, 0.5),
+        pct(&single, 0.9)
+    );
+    println!("| {concurrent} NodePublishVolume at once: wall | {burst_wall:.2?} |");
+    println!(
+        "| {concurrent} at once: per call p50 / p99 | {:.2?} / {:.2?} |",
+        pct(&each, 0.5),
+        pct(&each, 0.99)
+    );
+    println!("| {concurrent} NodeUnpublishVolume at once: wall | {unpublish_wall:.2?} |");
+    println!(
+        "| node plugin peak RSS (VmHWM, after the burst) | {} |",
+        mib(peak_rss)
+    );
+    println!("| mounts left under the kubelet dir after unpublish and unstage | {left} |");
+    println!("| errors | {} |", errors.len());
+    for e in errors.iter().take(10) {
+        println!("error: {e}");
+    }
+    errors.len() + left
+}
