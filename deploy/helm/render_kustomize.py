@@ -27,6 +27,8 @@ BASE_FILES = {
     "node.yaml": "deploy/kubernetes/base/node.yaml",
     "storageclasses.yaml": "deploy/kubernetes/base/storageclasses.yaml",
     "volumesnapshotclass.yaml": "deploy/kubernetes/components/snapshots/volumesnapshotclass.yaml",
+    "volumeattributesclasses.yaml": "deploy/kubernetes/components/volume-attributes-classes/volumeattributesclasses.yaml",
+    "rbac-admin.yaml": "deploy/kubernetes/base/rbac-admin.yaml",
 }
 # Rendered for the base, but not files of it: the ConfigMap becomes
 # config.toml (Kustomize generates the ConfigMap, with a hash suffix that

@@ -13,11 +13,14 @@ from helm_python import _native
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(ROOT, "deploy", "helm", "flashblade-csi")
 SNAPSHOT_API = "snapshot.storage.k8s.io/v1/VolumeSnapshotClass"
+# Built into Kubernetes 1.34+; helm's own list of built-in APIs may predate
+# it, so it is named as a live cluster would report it.
+VAC_API = "storage.k8s.io/v1/VolumeAttributesClass"
 RELEASE = "flashblade-csi"
 NAMESPACE = "flashblade-csi"
 
 
-def render(values=None, *, kube_version="v1.37.0", api_versions=(SNAPSHOT_API,), chart=CHART,
+def render(values=None, *, kube_version="v1.37.0", api_versions=(SNAPSHOT_API, VAC_API), chart=CHART,
            name=RELEASE, namespace=NAMESPACE):
     """{template path: rendered text}, as `helm template --kube-version
     --api-versions` would give. Chart.render() of helm-python-sdk does not

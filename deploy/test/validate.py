@@ -65,9 +65,17 @@ def render(rel):
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
+# Built-in APIs newer than the oldest version validated: checked only
+# against the versions that serve them (the chart renders them only there).
+SERVED_FROM = {("storage.k8s.io/v1", "VolumeAttributesClass"): (1, 34)}
+
+
 def validate_object(obj):
     """Returns None when valid, else the reason."""
+    since = SERVED_FROM.get((obj.get("apiVersion"), obj.get("kind")))
     for version in K8S_VERSIONS:
+        if since and tuple(int(x) for x in version.split(".")) < since:
+            continue
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
@@ -519,7 +527,8 @@ def kustomizations():
         up = os.path.relpath(ROOT, overlay)
         f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
                 f"resources:\n  - {up}/deploy/kubernetes/overlays/production\n"
-                f"components:\n  - {up}/deploy/kubernetes/components/snapshots\n")
+                f"components:\n  - {up}/deploy/kubernetes/components/snapshots\n"
+                f"  - {up}/deploy/kubernetes/components/volume-attributes-classes\n")
     return sorted(found) + [SNAPSHOT_OVERLAY]
 
 
@@ -719,8 +728,10 @@ def check_values_wiring(r, name, v, objs):
     ds = next(o for o in by_kind["DaemonSet"] if o["metadata"]["name"] == "flashblade-csi-node")
     cnames = [c["name"] for c in pod_spec_of(dep)["containers"]]
     r.check(("csi-attacher" in cnames) is nodes_mode, f"{name}: csi-attacher sidecar {'present' if nodes_mode else 'absent'}")
-    va_rules = [rule for cr in by_kind.get("ClusterRole", []) for rule in cr.get("rules", []) if "volumeattachments" in rule.get("resources", [])]
-    r.check(bool(va_rules) is nodes_mode, f"{name}: VolumeAttachment RBAC {'granted' if nodes_mode else 'not granted'}")
+    # The controller's role; the admins' read-only role lists them anyway.
+    va_rules = [rule for cr in by_kind.get("ClusterRole", []) if cr["metadata"]["name"] != "flashblade-csi-admin"
+                for rule in cr.get("rules", []) if "volumeattachments" in rule.get("resources", [])]
+    r.check(bool(va_rules) is nodes_mode, f"{name}: VolumeAttachment RBAC {'granted' if nodes_mode else 'not granted'} to the controller")
     for sc in by_kind.get("StorageClass", []):
         r.check((sc.get("parameters", {}).get("exportTo") == "nodes") is nodes_mode,
                 f"{name}: StorageClass {sc['metadata']['name']} {'has' if nodes_mode else 'has no'} exportTo: nodes")
@@ -917,6 +928,19 @@ def helm_main(r):
     without = [o for _, o in chartlib.objects(chartlib.render({}, api_versions=()))]
     r.check(not any(o["kind"] == "VolumeSnapshotClass" for o in without), "helm defaults: no VolumeSnapshotClass without the snapshot API")
     r.check(any(o["kind"] == "VolumeSnapshotClass" for o in renderings.get("defaults", [])), "helm defaults: a VolumeSnapshotClass with the snapshot API")
+    # VolumeAttributesClasses exist only where storage.k8s.io/v1 serves them.
+    oldest = [o for _, o in chartlib.objects(chartlib.render({}, kube_version=f"v{K8S_VERSIONS[0]}.0"))]
+    r.check(not any(o["kind"] == "VolumeAttributesClass" for o in oldest),
+            f"helm defaults: no VolumeAttributesClass on Kubernetes {K8S_VERSIONS[0]} (storage.k8s.io/v1 is 1.34+)")
+    vacs = [o for o in renderings.get("defaults", []) if o["kind"] == "VolumeAttributesClass"]
+    r.check({o["metadata"]["name"] for o in vacs} >= {"home-strict"} and all(o["driverName"] == DRIVER for o in vacs),
+            f"helm defaults: VolumeAttributesClasses (home-strict, ...) of the driver on Kubernetes {K8S_VERSIONS[-1]}")
+    ctl = next((o for o in renderings.get("defaults", []) if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "flashblade-csi-controller"), {})
+    r.check(any("volumeattributesclasses" in rule.get("resources", []) and set(rule.get("verbs", [])) == {"get", "list", "watch"} for rule in ctl.get("rules", [])),
+            "helm defaults: the csi-resizer may read VolumeAttributesClasses (ControllerModifyVolume)")
+    admin = next((o for o in renderings.get("defaults", []) if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "flashblade-csi-admin"), None)
+    r.check(admin is not None and all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in admin["rules"]),
+            "helm defaults: the admin ClusterRole flashblade-csi-admin is read-only")
     return renderings
 
 
@@ -1061,6 +1085,11 @@ def main():
             "the production overlay applies without the snapshot CRDs (no VolumeSnapshotClass)")
     r.check(any(o["kind"] == "VolumeSnapshotClass" for o in rendered.get(SNAPSHOT_OVERLAY, [])),
             "production + components/snapshots has the VolumeSnapshotClass")
+    r.check(not any(o["kind"] == "VolumeAttributesClass" for o in rendered.get("deploy/kubernetes/overlays/production", [])),
+            "the production overlay applies before Kubernetes 1.34 (no VolumeAttributesClass)")
+    vacs = [o for o in rendered.get(SNAPSHOT_OVERLAY, []) if o["kind"] == "VolumeAttributesClass"]
+    r.check(bool(vacs) and all(o.get("driverName") == DRIVER for o in vacs),
+            "production + components/volume-attributes-classes has VolumeAttributesClasses of the driver")
     with open(os.path.join(DEPLOY, "kubernetes", "overlays", "production", "secret.example.yaml")) as f:
         example = yaml.safe_load(f)
     why = validate_object(example)
