@@ -41,7 +41,8 @@ fn cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability
     }
 }
 
-/// What the provisioner sends for a user's `claim-<user>` (10 GiB home).
+/// What the provisioner sends for a user's `claim-<user>` (10 GiB home;
+/// the StorageClass `fb-home`: hard limit on, no default user quota).
 fn home_request(name: String) -> csi::CreateVolumeRequest {
     csi::CreateVolumeRequest {
         name,
@@ -50,9 +51,19 @@ fn home_request(name: String) -> csi::CreateVolumeRequest {
             limit_bytes: 0,
         }),
         volume_capabilities: vec![cap(csi::volume_capability::access_mode::Mode::SingleNodeWriter)],
-        parameters: [("defaultUserQuota".to_string(), "10Gi".to_string())].into(),
+        parameters: [("hardLimit".to_string(), "true".to_string())].into(),
         ..Default::default()
     }
+}
+
+/// The example VolumeAttributesClass `home-strict` (deploy/), as the
+/// csi-resizer passes it to ControllerModifyVolume.
+fn home_strict() -> std::collections::HashMap<String, String> {
+    [
+        ("hardLimit".to_string(), "true".to_string()),
+        ("defaultUserQuota".to_string(), "10Gi".to_string()),
+    ]
+    .into()
 }
 
 async fn connect(path: &Path) -> Result<Channel, String> {
@@ -230,7 +241,19 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
     let token = root.join("api-token");
     std::fs::write(&token, &mock.api_token).map_err(|e| e.to_string())?;
     let socket = root.join("csi.sock");
+    // The demo has no cluster, and must not read the user's own: the admin
+    // commands get a kubeconfig whose API server is a closed port, so they
+    // print the array's side only.
+    let kubeconfig = root.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster: {server: \"https://127.0.0.1:1\"}\n\
+         users:\n- name: none\n  user: {}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\n\
+         current-context: none\n",
+    )
+    .map_err(|e| e.to_string())?;
     let config = Config::load(&Settings {
+        kubeconfig: Some(kubeconfig),
         mode: Some(Mode::All),
         endpoint: Some(format!("unix://{}", socket.display())),
         node_id: Some("demo-node".into()),
@@ -436,6 +459,45 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         if hard { "on" } else { "off" }
     ));
 
+    // The admin's policy for homes, as a VolumeAttributesClass every claim
+    // names: the csi-resizer applies it to each volume.
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for v in &volumes {
+        let mut c = ctl.clone();
+        let volume_id = v.volume_id.clone();
+        set.spawn(async move {
+            c.controller_modify_volume(csi::ControllerModifyVolumeRequest {
+                volume_id,
+                mutable_parameters: home_strict(),
+                ..Default::default()
+            })
+            .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| e.to_string())?
+            .map_err(e("ControllerModifyVolume"))?;
+    }
+    let took = start.elapsed();
+    let strict = mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .filter(|f| !f.destroyed && f.default_user_quota == 10 << 30)
+            .count()
+    });
+    if strict != volumes.len() {
+        return Err(format!(
+            "{strict} of {} homes have the 10 GiB default user quota after ControllerModifyVolume",
+            volumes.len()
+        ));
+    }
+    out.say(format!(
+        "the admin's VolumeAttributesClass home-strict (hard limit on, 10 GiB per user by default) reaches every claim: \
+         the csi-resizer changes all {} homes in {took:.2?} (ControllerModifyVolume), no pod restarted",
+        volumes.len()
+    ));
+
     let mut skipped: Vec<&str> = Vec::new();
     if is_root {
         node_steps(out, &mut ctl, &mut node, env, &alice).await?;
@@ -480,6 +542,34 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         "bob asks for more room: his quota grows to {} GiB while his pod runs",
         grown.capacity_bytes >> 30
     ));
+    let bob_fs = bob.volume_context.get("fsName").cloned().unwrap_or_default();
+    crate::admin::run(
+        admin_config.clone(),
+        crate::admin::Output::Table,
+        crate::admin::Job::QuotaSet {
+            volume: bob_fs.clone(),
+            change: crate::admin::quota::QuotaChange {
+                uid: Some(1000),
+                quota: Some("15Gi".into()),
+                ..Default::default()
+            },
+        },
+    )
+    .await
+    .map_err(|e| format!("flashblade-csi quota set: {e}"))?;
+    let raised = mock.with_state(|s| {
+        s.user_quotas
+            .iter()
+            .find(|q| q.fs_name == bob_fs && q.principal_id == 1000)
+            .map(|q| q.quota)
+    });
+    if raised != Some(15 << 30) {
+        return Err(format!("uid 1000's quota on {bob_fs} is {raised:?}, not 15 GiB"));
+    }
+    out.say(format!(
+        "and his notebook user (uid 1000) gets 15 GiB instead of the class's 10: \
+         `flashblade-csi quota set {bob_fs} --uid 1000 --quota 15Gi`"
+    ));
 
     // A user is deleted from the hub: their PVC goes, the file system is only destroyed.
     ctl.delete_volume(csi::DeleteVolumeRequest {
@@ -502,6 +592,57 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
     out.say(format!(
         "alice is deleted from the hub: {fs_name} is destroyed, recoverable on the array for 24 h (kept as {tomb}, so the name is free again)"
     ));
+    // She comes back: the admin recovers the home and gives it to her claim.
+    let report = crate::admin::run(
+        admin_config.clone(),
+        crate::admin::Output::Json,
+        crate::admin::Job::Recover {
+            volume: fs_name.clone(),
+            args: crate::admin::recover::RecoverArgs {
+                claim: Some("jhub/claim-alice".parse().map_err(|e| format!("{e}"))?),
+                storage_class: Some("fb-home".into()),
+                access_mode: "ReadWriteOnce".into(),
+                nfs_versions: "4.1".into(),
+                ..Default::default()
+            },
+        },
+    )
+    .await
+    .map_err(|e| format!("flashblade-csi recover: {e}"))?;
+    let recovered: serde_json::Value = serde_json::from_str(&report.stdout).map_err(|e| e.to_string())?;
+    let handle = recovered["manifests"]["pv"]["spec"]["csi"]["volumeHandle"]
+        .as_str()
+        .ok_or("recover printed no PersistentVolume")?
+        .to_string();
+    let pv_name = recovered["manifests"]["pv"]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default();
+    out.say(format!(
+        "alice rejoins the course: `flashblade-csi recover {fs_name} --claim jhub/claim-alice` brings the file system back \
+         under its name and prints PersistentVolume {pv_name} bound to her claim (no cluster here, so printed, not applied)"
+    ));
+    if is_root {
+        let ctx: std::collections::HashMap<String, String> =
+            recovered["manifests"]["pv"]["spec"]["csi"]["volumeAttributes"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+        let notebook = reattach(&mut node, env.kubelet, &handle, ctx).await?;
+        if !notebook.contains("first draft") {
+            return Err(format!(
+                "the recovered home does not hold alice's notebook: {notebook:?}"
+            ));
+        }
+        out.say("her new pod mounts the recovered home through that PersistentVolume: analysis.ipynb is there, as she left it");
+    } else {
+        skipped.push("alice's pod mounting her recovered home");
+        out.say("  - skipped: alice's pod mounting her recovered home (mounting needs root)");
+    }
+
     let dataset_refused = ctl
         .delete_volume(csi::DeleteVolumeRequest {
             volume_id: "fb01/datasets".into(),
@@ -518,11 +659,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         return Err("the datasets volume was deleted".into());
     }
     let c = mock.counters();
-    let whose = if is_root {
-        "the driver kept the session it opened at start-up; `flashblade-csi restore` logged in on its own"
-    } else {
-        "the driver kept the session it opened at start-up"
-    };
+    let whose = "the driver kept the session it opened at start-up; each admin command logged in on its own";
     out.say(format!(
         "done: {} array requests and {} new logins since 9:00 ({whose})",
         c.total(),
@@ -770,6 +907,56 @@ async fn node_steps(
     Ok(())
 }
 
+/// Stages and publishes `handle` as a pod would, reads analysis.ipynb from
+/// it, and unmounts again.
+async fn reattach(
+    node: &mut NodeClient<Channel>,
+    kubelet: &Path,
+    handle: &str,
+    ctx: std::collections::HashMap<String, String>,
+) -> Result<String, String> {
+    use csi::volume_capability::access_mode::Mode;
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |s: tonic::Status| format!("{what}: {} ({:?})", s.message(), s.code())
+    };
+    let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice-recovered/globalmount");
+    let target = kubelet.join("pods/jupyter-alice-2/volumes/kubernetes.io~csi/home/mount");
+    node.node_stage_volume(csi::NodeStageVolumeRequest {
+        volume_id: handle.into(),
+        staging_target_path: staging.display().to_string(),
+        volume_capability: Some(cap(Mode::SingleNodeWriter)),
+        volume_context: ctx.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodeStageVolume recovered"))?;
+    node.node_publish_volume(csi::NodePublishVolumeRequest {
+        volume_id: handle.into(),
+        staging_target_path: staging.display().to_string(),
+        target_path: target.display().to_string(),
+        volume_capability: Some(cap(Mode::SingleNodeWriter)),
+        volume_context: ctx,
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodePublishVolume recovered"))?;
+    let notebook = std::fs::read_to_string(target.join("analysis.ipynb")).map_err(|e| e.to_string());
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: handle.into(),
+        target_path: target.display().to_string(),
+    })
+    .await
+    .map_err(e("NodeUnpublishVolume recovered"))?;
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: handle.into(),
+        staging_target_path: staging.display().to_string(),
+    })
+    .await
+    .map_err(e("NodeUnstageVolume recovered"))?;
+    notebook
+}
+
 /// A write past a hard quota, refused. A 10 GiB home is too big to fill
 /// here, so a 64 MiB volume of the same class takes its place.
 async fn quota_step(
@@ -913,7 +1100,9 @@ fn sweep_mounts(root: &Path) {
 /// 141 (as SIGPIPE would) when stdout was closed. Driver logs are off
 /// unless RUST_LOG asks for them: the story goes to stdout.
 pub fn main(args: DemoArgs) -> i32 {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
+    // kube's client logs its failure to reach the (deliberately absent)
+    // cluster at error level; the admin commands report that themselves.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error,kube_client=off".into());
     let _ = crate::telemetry::init(&crate::config::LogConfig {
         format: crate::config::LogFormat::Human,
         filter,

@@ -46,6 +46,19 @@ fn demo_runs_end_to_end() {
     assert!(stdout.contains("retries alice's volume"), "{stdout}");
     assert!(stdout.contains("quota of 10 GiB, hard limit on"), "{stdout}");
     assert!(stdout.contains("quota grows to 20 GiB"), "{stdout}");
+    assert!(
+        stdout.contains("home-strict (hard limit on, 10 GiB per user by default) reaches every claim"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gets 15 GiB instead of the class's 10"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("recover k8s-pvc-claim-alice --claim jhub/claim-alice"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ERROR"), "{stdout}");
     assert!(stdout.contains("destroyed, recoverable"));
     assert!(stdout.contains("refused (FailedPrecondition)"));
     assert!(stdout.contains("next: deploy/README.md"), "{stdout}");
@@ -67,13 +80,19 @@ fn demo_runs_end_to_end() {
             "{stdout}"
         );
         assert!(!stdout.contains("skipped"), "{stdout}");
-        assert!(stdout.contains("restore` logged in on its own"), "{stdout}");
+        assert!(
+            stdout.contains("analysis.ipynb is there, as she left it"),
+            "{stdout}"
+        );
     } else {
         assert!(
             stdout.contains("- skipped: the snapshot, the accident and the restore"),
             "{stdout}"
         );
-        assert!(!stdout.contains("restore` logged in"), "{stdout}");
+        assert!(
+            stdout.contains("- skipped: alice's pod mounting her recovered home"),
+            "{stdout}"
+        );
     }
     assert_clean(tmp.path());
 }
@@ -104,7 +123,7 @@ fn demo_without_root_names_what_it_skipped_and_cleans_up() {
         stdout.contains("- skipped: a write past the hard quota failing (EDQUOT)"),
         "{stdout}"
     );
-    assert!(stdout.contains("skipped: 7 steps"), "{stdout}");
+    assert!(stdout.contains("skipped: 8 steps"), "{stdout}");
     assert!(stderr.is_empty(), "{stderr}");
     assert_clean(tmp.path());
 }
