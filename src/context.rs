@@ -15,3 +15,15 @@ pub(crate) const FS_NAME: &str = "fsName";
 /// live file system (a dataset version, always read-only). Written by an
 /// admin, never by the controller.
 pub(crate) const SNAPSHOT: &str = "snapshot";
+/// `nodes` when the volume is exported only to the nodes it is published
+/// to (ControllerPublishVolume adds a rule per node); absent otherwise.
+pub(crate) const EXPORT_TO: &str = "exportTo";
+/// With `exportTo: nodes`: the options of each node's rule besides rw/ro
+/// (which the access mode decides), e.g. `root_squash`.
+pub(crate) const EXPORT_OPTIONS: &str = "exportOptions";
+/// `uid:gid` the volume's root directory gets at its first NodeStage, while
+/// it is still empty.
+pub(crate) const ROOT_OWNER: &str = "rootOwner";
+/// Octal mode (e.g. `2775`) the volume's root directory gets at its first
+/// NodeStage, while it is still empty.
+pub(crate) const ROOT_MODE: &str = "rootMode";
