@@ -394,9 +394,11 @@ fn serve(args: Settings) -> i32 {
 /// stderr (and, with `--output json`, an error as JSON on stdout too).
 fn admin_main(opts: AdminOpts, job: Job) -> i32 {
     let mut settings = opts.settings;
-    // The driver's info lines are noise here; warnings still show.
+    // The driver's info lines are noise here; warnings still show. kube
+    // logs an unreachable API server as an ERROR line of its own, which the
+    // command's error already says (with the cause).
     if settings.log.filter.is_none() && std::env::var_os("RUST_LOG").is_none() {
-        settings.log.filter = Some("warn".into());
+        settings.log.filter = Some("warn,kube_client=off".into());
     }
     let (config, runtime) = match setup(Config::load_for_admin(&settings), false) {
         Ok(s) => s,

@@ -272,7 +272,10 @@ async fn the_dry_run_prints_the_plan_and_changes_nothing() {
         "jhub/claim-alice",
         "would adopt",
         "would do",
-        &format!("set PV {ALICE}'s reclaim policy to Retain (it is Delete)"),
+        &format!(
+            "set PV {ALICE}'s reclaim policy to Retain (it is Delete) and record claim jhub/claim-alice on it"
+        ),
+        "record claim jhub/datasets on PV datasets (already Retain)",
         "delete claim jhub/claim-alice",
         "create claim jhub/claim-alice bound to fbcsi-",
         "fb01/datasets",
@@ -462,7 +465,12 @@ async fn apply_makes_the_expected_objects_and_a_second_run_changes_nothing() {
     let snapshot = e.snapshot();
     let r = e.run(Output::Table, apply()).await.unwrap();
     assert_eq!(r.code, exit::OK, "{}", r.stdout);
-    assert!(r.stdout.contains("left to adopt"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("Nothing to adopt: no PV of driver pure-csi or in-tree NFS volume of a configured array is left (3 adopted earlier, below); nothing was changed."),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("Adopted earlier (3)"), "{}", r.stdout);
     assert!(
         r.stdout
@@ -899,4 +907,63 @@ fn an_unreachable_cluster_is_a_json_error_from_the_binary() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("T-not-used"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("T-not-used"));
+}
+
+/// The walk-through in docs/migrating-from-pso.md, section 2: the binary
+/// against mock-flashblade and the fake API server, its output printed as
+/// it is. Regenerate with
+/// `cargo test --test adopt -- --ignored docs_walkthrough --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints the documentation's example run"]
+async fn docs_walkthrough() {
+    let e = Env::new().await;
+    e.pso_home(ALICE, "alice").await;
+    e.pso_home(BOB, "bob").await;
+    e.nfs_dataset().await;
+    e.bystanders();
+    e.kube.add_pod("jhub", "jupyter-alice", "claim-alice", "Running");
+    let dir = e.env.dir.path();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "kubeconfig = {:?}\n\n[[array]]\nname = \"fb01\"\nmanagement_url = {:?}\napi_token_file = {:?}\nca_file = {:?}\nnfs_endpoint = {DATA_VIP:?}\n",
+            e.kube.kubeconfig,
+            e.env.mock.url,
+            e.env.token_file,
+            e.env.mock.ca_file.as_ref().unwrap(),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = bin()
+            .current_dir(dir)
+            .arg("adopt")
+            .args(args)
+            .args(["--config", "config.toml"])
+            .output()
+            .unwrap();
+        println!(
+            "$ flashblade-csi adopt {}--config config.toml\n{}{}(exit {})\n",
+            args.iter().map(|a| format!("{a} ")).collect::<String>(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            out.status.code().unwrap()
+        );
+    };
+    let home = ["--storage-class", "fb-home"];
+    run(&home);
+    e.kube.objects.lock().unwrap().pods.clear();
+    run(&home);
+    run(&["--apply", "--storage-class", "fb-home"]);
+    run(&["--apply", "--storage-class", "fb-home"]);
+    for name in [format!("fbcsi-{ALICE}"), "fbcsi-datasets".into()] {
+        println!(
+            "{}\n",
+            serde_json::to_string_pretty(&e.kube.pv(&name).unwrap()).unwrap()
+        );
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&e.kube.pvc("jhub", "claim-alice").unwrap()).unwrap()
+    );
 }

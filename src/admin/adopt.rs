@@ -859,10 +859,14 @@ async fn run_steps(
         (
             Step {
                 step: "retain",
-                action: format!(
-                    "set PV {}'s reclaim policy to Retain (it is {was}) and record claim {claim} on it",
-                    c.name
-                ),
+                action: if was == "Retain" {
+                    format!("record claim {claim} on PV {} (already Retain)", c.name)
+                } else {
+                    format!(
+                        "set PV {}'s reclaim policy to Retain (it is {was}) and record claim {claim} on it",
+                        c.name
+                    )
+                },
                 state: StepState::Planned,
             },
             was == "Retain"
@@ -1130,8 +1134,12 @@ fn render(r: &AdoptReport, args: &AdoptArgs) -> String {
     }
     if r.volumes.is_empty() {
         t.push_str(&format!(
-            "No PV of driver {} or in-tree NFS volume of a configured array left to adopt.\n",
-            args.from_driver
+            "Nothing to adopt: no PV of driver {} or in-tree NFS volume of a configured array is left{}; nothing was changed.\n",
+            args.from_driver,
+            match r.already_adopted.len() {
+                0 => String::new(),
+                n => format!(" ({n} adopted earlier, below)"),
+            }
         ));
     } else {
         let rows: Vec<Vec<String>> = r
@@ -1193,6 +1201,9 @@ fn render(r: &AdoptReport, args: &AdoptArgs) -> String {
             "\nThe new PVs of {}'s volumes are Retain: deleting a claim later leaves its file system on the array (--reclaim-policy Delete: soft-deleted, as for this driver's own volumes).\n",
             args.from_driver
         ));
+    }
+    if r.volumes.is_empty() {
+        return t;
     }
     let count = |st: Status| r.volumes.iter().filter(|v| v.status == st).count();
     t.push_str(&format!(

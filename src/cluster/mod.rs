@@ -177,7 +177,21 @@ fn api_error(what: &str, e: kube::Error) -> ClusterError {
             reason: format!("{} ({})", s.message, s.code),
             code: s.code,
         },
-        other => ClusterError::Unreachable(format!("{what}: {other}")),
+        other => {
+            // kube's message stops at "client error (SendRequest)": the
+            // cause (connection refused, TLS, DNS) is in the sources.
+            let mut text = format!("{what}: {other}");
+            let mut source = std::error::Error::source(&other);
+            while let Some(s) = source {
+                let part = s.to_string();
+                if !text.contains(&part) {
+                    text.push_str(": ");
+                    text.push_str(&part);
+                }
+                source = s.source();
+            }
+            ClusterError::Unreachable(text)
+        }
     }
 }
 
