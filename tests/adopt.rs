@@ -747,6 +747,70 @@ async fn bad_input_and_an_unreachable_cluster_are_precise() {
     assert!(e.writes().is_empty(), "{:?}", e.writes());
 }
 
+/// The ClusterRole docs/migrating-from-pso.md gives for adopt: resource →
+/// verbs.
+fn documented_role() -> Vec<(String, Vec<String>)> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating-from-pso.md"))
+            .unwrap();
+    let start = doc
+        .find("name: flashblade-csi-adopt")
+        .expect("the role in the docs");
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    let quoted =
+        |line: &str| -> Vec<String> { line.split('"').skip(1).step_by(2).map(str::to_string).collect() };
+    let mut rules = Vec::new();
+    let mut resources = Vec::new();
+    for line in block.lines().map(str::trim) {
+        if line.starts_with("resources:") {
+            resources = quoted(line);
+        } else if line.starts_with("verbs:") {
+            for r in &resources {
+                rules.push((r.clone(), quoted(line)));
+            }
+        }
+    }
+    rules
+}
+
+/// Every request adopt sends is one the documented role allows.
+#[tokio::test]
+async fn the_documented_role_covers_every_request() {
+    let e = Env::new().await;
+    e.pso_home(ALICE, "alice").await;
+    e.nfs_dataset().await;
+    e.kube
+        .add_pod("jhub", "jupyter-alice", "claim-alice", "Succeeded");
+    e.json(AdoptArgs::default()).await;
+    let (_, code) = e.json(apply()).await;
+    assert_eq!(code, exit::OK);
+    let role = documented_role();
+    assert!(!role.is_empty());
+    let requests = e.kube.objects.lock().unwrap().requests.clone();
+    for r in &requests {
+        let (method, path) = r.split_once(' ').unwrap();
+        let parts: Vec<&str> = path.split('/').collect();
+        let rest = match parts.as_slice() {
+            ["namespaces", _, rest @ ..] => rest,
+            rest => rest,
+        };
+        let (resource, named) = (rest[0], rest.len() > 1);
+        let verb = match (method, named) {
+            ("GET", false) => "list",
+            ("GET", true) => "get",
+            ("POST", _) => "create",
+            ("PATCH", _) => "patch",
+            ("DELETE", _) => "delete",
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            role.iter()
+                .any(|(res, verbs)| res == resource && verbs.iter().any(|v| v == verb)),
+            "{r}: {verb} {resource} is not in the documented role {role:?}"
+        );
+    }
+}
+
 fn mode_of(access: &str) -> i32 {
     use csi::volume_capability::access_mode::Mode;
     match access {
