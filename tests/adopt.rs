@@ -564,6 +564,47 @@ async fn a_failure_at_any_step_stops_that_volume_and_a_rerun_resumes() {
     e.array_untouched(&names);
 }
 
+/// The old PV put back to Delete by someone after the claim moved: the
+/// rerun makes it Retain again before deleting it (with
+/// HonorPVReclaimPolicy, deleting a Delete PV deletes its storage).
+#[tokio::test]
+async fn an_old_pv_put_back_to_delete_is_made_retain_again_before_deletion() {
+    let e = Env::new().await;
+    e.pso_home(ALICE, "alice").await;
+    e.kube.fail_once(&format!("DELETE persistentvolumes/{ALICE}"));
+    let (_, code) = e.json(apply()).await;
+    assert_eq!(code, exit::FAILED);
+    e.kube
+        .objects
+        .lock()
+        .unwrap()
+        .pvs
+        .iter_mut()
+        .find(|p| p["metadata"]["name"] == ALICE)
+        .unwrap()["spec"]["persistentVolumeReclaimPolicy"] = json!("Delete");
+    let before = e.kube.objects.lock().unwrap().requests.len();
+    let (v, code) = e.json(apply()).await;
+    assert_eq!(code, exit::OK, "{v:#}");
+    assert_eq!(
+        states(volume(&v, ALICE)),
+        ["applied", "done", "done", "done", "applied"]
+    );
+    let writes: Vec<String> = e.kube.objects.lock().unwrap().requests[before..]
+        .iter()
+        .filter(|r| !r.starts_with("GET "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("PATCH persistentvolumes/{ALICE}"),
+            format!("DELETE persistentvolumes/{ALICE}")
+        ]
+    );
+    assert!(e.kube.pv(ALICE).is_none());
+    e.array_untouched(&[&format!("k8s-{ALICE}")]);
+}
+
 #[tokio::test]
 async fn a_running_pod_blocks_its_own_volume_only_and_is_named() {
     let e = Env::new().await;

@@ -997,10 +997,7 @@ async fn run_steps(
                 Ok(pvc) => create_claim(cluster, &pvc, c, &claim).await,
                 Err(e) => Err(Stop::Failed(format!("building claim {claim}: {e}"))),
             },
-            "delete-old-pv" => cluster
-                .delete_pv(&c.name, &pv_uid(&c.old))
-                .await
-                .map_err(Stop::from),
+            "delete-old-pv" => delete_old_pv(cluster, c).await,
             other => unreachable!("no step {other}"),
         };
         match result {
@@ -1106,6 +1103,29 @@ async fn delete_claim(
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
+    }
+}
+
+/// Step 5: the old PV object, only while it is still Retain (deleting a
+/// Delete PV can make its driver delete the storage).
+async fn delete_old_pv(cluster: &Cluster, c: &Candidate) -> Result<(), Stop> {
+    let Some(now) = cluster.pv(&c.name).await? else {
+        return Ok(());
+    };
+    if reclaim_policy(&now) != "Retain" {
+        return Err(Stop::Failed(format!(
+            "PV {} is {} again, not Retain: it was not deleted; set it to Retain and run adopt again",
+            c.name,
+            reclaim_policy(&now)
+        )));
+    }
+    match cluster.delete_pv(&c.name, &pv_uid(&c.old)).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_conflict() => Err(Stop::Failed(format!(
+            "PV {} was replaced by another object of that name while adopting; run adopt again",
+            c.name
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 
