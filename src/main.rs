@@ -51,6 +51,11 @@ enum Command {
     /// written since the snapshot).
     #[command(after_help = ADMIN_HELP)]
     Restore(RestoreCmd),
+    /// Move PSO's (pure-csi) volumes and in-tree NFS volumes of the configured
+    /// arrays under this driver, keeping their file systems and claim names.
+    /// Dry run unless --apply.
+    #[command(after_help = ADOPT_HELP)]
+    Adopt(AdoptCmd),
     /// List a dataset's versions (its snapshots), or print a read-only static
     /// PV and PVC for one. Uses the same configuration as `serve`.
     Versions(flashblade_csi::admin_versions::VersionsArgs),
@@ -144,6 +149,48 @@ struct RecoverCmd {
     opts: AdminOpts,
 }
 
+const ADOPT_HELP: &str = "\
+Steps per volume, each checked first (a rerun resumes; a finished volume is
+left alone): the old PV becomes Retain and records its claim; a PV of this
+driver for the same file system is created, bound to the claim's name; the
+old claim is deleted (refused while a pod uses it); the claim is recreated
+with its name, labels and annotations; the old PV object is deleted. File
+systems are never changed or deleted. See docs/migrating-from-pso.md.
+Exit codes: 0 done (or, in a dry run, nothing refused); 1 a step failed (run
+again to resume) or the cluster or array could not be read; 2 bad arguments
+or configuration; 3 a --pv that does not exist; 4 a volume was refused (a
+pod uses its claim, a name is taken); the others were still adopted.";
+
+#[derive(clap::Args)]
+struct AdoptCmd {
+    /// Take the steps. Without it: print the plan, change nothing.
+    #[arg(long)]
+    apply: bool,
+    /// The CSI driver whose PersistentVolumes to adopt.
+    #[arg(long, default_value = "pure-csi")]
+    from_driver: String,
+    /// storageClassName of the new PVs and claims of that driver's volumes
+    /// (e.g. fb-home; default: keep the old one).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// storageClassName of the new PVs and claims of in-tree NFS datasets
+    /// (default: keep the old one).
+    #[arg(long)]
+    dataset_storage_class: Option<String>,
+    /// Reclaim policy of the new PVs of that driver's volumes (datasets are
+    /// always Retain: the driver never deletes a static volume).
+    #[arg(long, default_value = "Retain", value_parser = ["Retain", "Delete"])]
+    reclaim_policy: String,
+    /// Only this old PV (repeat for more; default: every one found).
+    #[arg(long = "pv", value_name = "NAME")]
+    pvs: Vec<String>,
+    /// How long to wait for a deleted claim to disappear.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    claim_timeout: std::time::Duration,
+    #[command(flatten)]
+    opts: AdminOpts,
+}
+
 #[derive(clap::Args)]
 struct RestoreCmd {
     /// The volume (PV, namespace/PVC, volume id or file-system name).
@@ -193,6 +240,16 @@ fn command() -> clap::Command {
     for name in ["arrays", "volumes", "orphans", "recover", "restore"] {
         cmd = cmd.mut_subcommand(name, hide);
     }
+    // adopt writes the arrays' NFS endpoints into the new PVs: it keeps
+    // --nfs-endpoint.
+    cmd = cmd.mut_subcommand("adopt", |mut c| {
+        for id in NOT_FOR_ADMIN.iter().filter(|id| **id != "nfs_endpoint") {
+            if c.get_arguments().any(|a| a.get_id() == *id) {
+                c = c.mut_arg(*id, |a| a.hide(true));
+            }
+        }
+        c
+    });
     cmd.mut_subcommand("quota", |q| {
         q.mut_subcommand("show", hide)
             .mut_subcommand("set", hide)
@@ -258,6 +315,18 @@ fn main() {
             };
             admin_main(r.opts, job)
         }
+        Command::Adopt(a) => admin_main(
+            a.opts,
+            Job::Adopt(admin::adopt::AdoptArgs {
+                apply: a.apply,
+                from_driver: a.from_driver,
+                storage_class: a.storage_class,
+                dataset_storage_class: a.dataset_storage_class,
+                reclaim_policy: a.reclaim_policy,
+                pvs: a.pvs,
+                claim_timeout: a.claim_timeout,
+            }),
+        ),
         Command::Restore(r) => admin_main(
             r.opts,
             Job::Restore {
@@ -325,9 +394,11 @@ fn serve(args: Settings) -> i32 {
 /// stderr (and, with `--output json`, an error as JSON on stdout too).
 fn admin_main(opts: AdminOpts, job: Job) -> i32 {
     let mut settings = opts.settings;
-    // The driver's info lines are noise here; warnings still show.
+    // The driver's info lines are noise here; warnings still show. kube
+    // logs an unreachable API server as an ERROR line of its own, which the
+    // command's error already says (with the cause).
     if settings.log.filter.is_none() && std::env::var_os("RUST_LOG").is_none() {
-        settings.log.filter = Some("warn".into());
+        settings.log.filter = Some("warn,kube_client=off".into());
     }
     let (config, runtime) = match setup(Config::load_for_admin(&settings), false) {
         Ok(s) => s,

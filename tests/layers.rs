@@ -69,6 +69,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "flashblade",
             "volume",
             "metrics",
+            // Bounded names in adopt's messages.
+            "text",
         ],
     ),
 ];

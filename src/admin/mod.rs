@@ -1,11 +1,14 @@
 //! Storage-admin commands: quotas, the inventory of the driver's file
-//! systems, orphans, recovery of soft-deleted volumes and in-place restore.
+//! systems, orphans, recovery of soft-deleted volumes, in-place restore and
+//! the adoption of another driver's (PSO's) and in-tree NFS volumes.
 //! They use the controller's configuration (the array settings only) and its
 //! array client, and read the cluster through [`crate::cluster`]. Each
 //! returns a [`Report`]: what to print (a table, or JSON with `--output
 //! json`) and the exit code scripts can rely on ([`exit`]).
 
+pub mod adopt;
 pub mod arrays;
+mod manifest;
 pub mod quota;
 pub mod recover;
 mod render;
@@ -363,13 +366,16 @@ pub enum Job {
         dry_run: bool,
         yes: bool,
     },
+    Adopt(adopt::AdoptArgs),
 }
 
 impl Job {
     /// Whether the command reads the cluster.
     fn wants_cluster(&self) -> bool {
         match self {
-            Job::RecoverList | Job::Arrays => false,
+            // adopt reads (and writes) the cluster itself: it needs all
+            // PVs, not this driver's facts, and the cluster is not optional.
+            Job::RecoverList | Job::Arrays | Job::Adopt(_) => false,
             Job::Recover { args, .. } => args.claim.is_some(),
             _ => true,
         }
@@ -394,6 +400,7 @@ pub async fn run(config: Config, output: Output, job: Job) -> Result<Report, Adm
             dry_run,
             yes,
         } => restore::restore(&session, volume, snapshot_id, *dry_run, *yes).await,
+        Job::Adopt(args) => adopt::adopt(&session, args).await,
     };
     session.close().await;
     result

@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::manifest::{BoundPair, attributes};
 use super::render::{bytes, duration, table, utc, yaml};
 use super::volumes::list_array;
 use super::{AdminError, Output, Report, Session};
 use crate::cluster::ClaimName;
-use crate::context;
 use crate::flashblade::filter::Filter;
 use crate::flashblade::models::FileSystem;
 use crate::volume::naming::{tombstone_of, untombstone};
@@ -334,47 +334,27 @@ fn manifest(
         })
         .take(253)
         .collect();
-    let size = fs.provisioned.unwrap_or(0).to_string();
-    let mut attrs = serde_json::Map::new();
-    attrs.insert(context::ARRAY.into(), json!(array.as_str()));
-    attrs.insert(context::FS_NAME.into(), json!(fs.name));
-    attrs.insert(context::SHARE.into(), json!(format!("/{}", fs.name)));
-    attrs.insert(context::NFS_VERSIONS.into(), json!(args.nfs_versions));
-    if let Some(server) = s.config.array(array).and_then(|a| a.nfs_endpoint.as_ref()) {
-        attrs.insert(context::SERVER.into(), json!(server.as_str()));
-    }
-    let class = args.storage_class.clone().unwrap_or_default();
-    json!({
-        "pv": {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {
-                "name": pv_name,
-                "annotations": {"pv.kubernetes.io/provisioned-by": s.config.driver_name},
-            },
-            "spec": {
-                "capacity": {"storage": size},
-                "accessModes": [args.access_mode],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": class,
-                "claimRef": {"namespace": claim.namespace, "name": claim.name},
-                "csi": {
-                    "driver": s.config.driver_name,
-                    "volumeHandle": volume_id,
-                    "volumeAttributes": attrs,
-                },
-            },
-        },
-        "pvc": {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim.name, "namespace": claim.namespace},
-            "spec": {
-                "accessModes": [args.access_mode],
-                "resources": {"requests": {"storage": size}},
-                "storageClassName": class,
-                "volumeName": pv_name,
-            },
-        },
-    })
+    let server = s
+        .config
+        .array(array)
+        .and_then(|a| a.nfs_endpoint.as_ref())
+        .map(|h| h.as_str());
+    let pair = BoundPair {
+        pv_name,
+        driver: s.config.driver_name.clone(),
+        volume_handle: volume_id.to_string(),
+        attributes: attributes(array, &fs.name, server, &args.nfs_versions),
+        capacity: fs.provisioned.unwrap_or(0).to_string(),
+        access_modes: vec![args.access_mode.clone()],
+        reclaim_policy: "Retain".into(),
+        storage_class: args.storage_class.clone().unwrap_or_default(),
+        pv_annotations: [(
+            "pv.kubernetes.io/provisioned-by".to_string(),
+            s.config.driver_name.clone(),
+        )]
+        .into(),
+        claim: claim.clone(),
+        ..Default::default()
+    };
+    json!({"pv": pair.pv(), "pvc": pair.claim()})
 }

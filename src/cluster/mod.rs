@@ -1,18 +1,21 @@
-//! The Kubernetes side, read-only apart from `recover --apply`: the
-//! PersistentVolumes of this driver, the claims bound to them and the
-//! VolumeAttachments naming them, fetched once per command through the `kube`
-//! client (a kubeconfig file, `$KUBECONFIG`, `~/.kube/config` or the
-//! in-cluster service account) and handed to callers as plain data
+//! The Kubernetes side, read-only apart from `recover --apply` and `adopt
+//! --apply`: the PersistentVolumes of this driver, the claims bound to them
+//! and the VolumeAttachments naming them, fetched once per command through
+//! the `kube` client (a kubeconfig file, `$KUBECONFIG`, `~/.kube/config` or
+//! the in-cluster service account) and handed to callers as plain data
 //! ([`ClusterFacts`]), so the logic that joins them with the array can be
-//! tested without a cluster and the controller can reuse it later.
+//! tested without a cluster and the controller can reuse it later. `adopt`
+//! also reads every PV (any driver, in-tree NFS), one claim at a time, the
+//! pods of a namespace, and writes single objects (patch, create, delete with
+//! a uid precondition).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use serde::Serialize;
 
 use crate::volume::VolumeId;
@@ -28,11 +31,24 @@ pub enum ClusterError {
     #[error("the Kubernetes API did not answer: {0}")]
     Unreachable(String),
     #[error("the Kubernetes API refused {what}: {reason}")]
-    Refused { what: String, reason: String },
+    Refused {
+        what: String,
+        reason: String,
+        /// The HTTP status the API server answered.
+        code: u16,
+    },
+}
+
+impl ClusterError {
+    /// The API server answered 409: the object exists, or a precondition
+    /// (uid) no longer holds.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ClusterError::Refused { code: 409, .. })
+    }
 }
 
 /// A claim reference: namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct ClaimName {
     pub namespace: String,
     pub name: String,
@@ -159,8 +175,23 @@ fn api_error(what: &str, e: kube::Error) -> ClusterError {
         kube::Error::Api(s) => ClusterError::Refused {
             what: what.into(),
             reason: format!("{} ({})", s.message, s.code),
+            code: s.code,
         },
-        other => ClusterError::Unreachable(format!("{what}: {other}")),
+        other => {
+            // kube's message stops at "client error (SendRequest)": the
+            // cause (connection refused, TLS, DNS) is in the sources.
+            let mut text = format!("{what}: {other}");
+            let mut source = std::error::Error::source(&other);
+            while let Some(s) = source {
+                let part = s.to_string();
+                if !text.contains(&part) {
+                    text.push_str(": ");
+                    text.push_str(&part);
+                }
+                source = s.source();
+            }
+            ClusterError::Unreachable(text)
+        }
     }
 }
 
@@ -237,18 +268,136 @@ impl Cluster {
         pv: &PersistentVolume,
         pvc: &PersistentVolumeClaim,
     ) -> Result<(), ClusterError> {
-        let pp = PostParams::default();
-        Api::<PersistentVolume>::all(self.client.clone())
-            .create(&pp, pv)
-            .await
-            .map_err(|e| api_error("creating the PersistentVolume", e))?;
-        let ns = pvc.metadata.namespace.clone().unwrap_or_default();
-        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &ns)
-            .create(&pp, pvc)
-            .await
-            .map_err(|e| api_error("creating the PersistentVolumeClaim", e))?;
+        self.create_pv(pv).await?;
+        self.create_claim(pvc).await?;
         Ok(())
     }
+
+    /// Every PersistentVolume, whatever its driver or volume source.
+    pub async fn all_pvs(&self) -> Result<Vec<PersistentVolume>, ClusterError> {
+        Ok(Api::<PersistentVolume>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error("listing PersistentVolumes", e))?
+            .items)
+    }
+
+    /// One PersistentVolume, `None` when there is none by that name.
+    pub async fn pv(&self, name: &str) -> Result<Option<PersistentVolume>, ClusterError> {
+        Api::<PersistentVolume>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(&format!("reading PersistentVolume {name}"), e))
+    }
+
+    /// One claim, `None` when there is none by that name.
+    pub async fn claim(&self, claim: &ClaimName) -> Result<Option<PersistentVolumeClaim>, ClusterError> {
+        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &claim.namespace)
+            .get_opt(&claim.name)
+            .await
+            .map_err(|e| api_error(&format!("reading claim {claim}"), e))
+    }
+
+    /// The pods (`namespace/name`) that mount `claim` and have not finished
+    /// (any phase but Succeeded or Failed: a Pending pod is about to use it).
+    pub async fn pods_using(&self, claim: &ClaimName) -> Result<Vec<String>, ClusterError> {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &claim.namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error(&format!("listing the pods of namespace {}", claim.namespace), e))?;
+        Ok(pods
+            .items
+            .iter()
+            .filter(|p| pod_uses_claim(p, &claim.name))
+            .filter(|p| {
+                !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    claim.namespace,
+                    p.metadata.name.as_deref().unwrap_or("?")
+                )
+            })
+            .collect())
+    }
+
+    /// Applies a JSON merge patch to a PersistentVolume; answers the result.
+    pub async fn merge_patch_pv(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<PersistentVolume, ClusterError> {
+        Api::<PersistentVolume>::all(self.client.clone())
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| api_error(&format!("patching PersistentVolume {name}"), e))
+    }
+
+    pub async fn create_pv(&self, pv: &PersistentVolume) -> Result<PersistentVolume, ClusterError> {
+        let name = pv.metadata.name.as_deref().unwrap_or_default();
+        Api::<PersistentVolume>::all(self.client.clone())
+            .create(&PostParams::default(), pv)
+            .await
+            .map_err(|e| api_error(&format!("creating PersistentVolume {name}"), e))
+    }
+
+    pub async fn create_claim(
+        &self,
+        pvc: &PersistentVolumeClaim,
+    ) -> Result<PersistentVolumeClaim, ClusterError> {
+        let ns = pvc.metadata.namespace.clone().unwrap_or_default();
+        let name = pvc.metadata.name.as_deref().unwrap_or_default();
+        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &ns)
+            .create(&PostParams::default(), pvc)
+            .await
+            .map_err(|e| api_error(&format!("creating claim {ns}/{name}"), e))
+    }
+
+    /// Deletes the claim if it is still the object with `uid` (a claim
+    /// recreated under the same name in between is left alone: 409).
+    pub async fn delete_claim(&self, claim: &ClaimName, uid: &str) -> Result<(), ClusterError> {
+        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &claim.namespace)
+            .delete(&claim.name, &uid_precondition(uid))
+            .await
+            .map(|_| ())
+            .map_err(|e| api_error(&format!("deleting claim {claim}"), e))
+    }
+
+    /// Deletes the PersistentVolume if it is still the object with `uid`.
+    pub async fn delete_pv(&self, name: &str, uid: &str) -> Result<(), ClusterError> {
+        Api::<PersistentVolume>::all(self.client.clone())
+            .delete(name, &uid_precondition(uid))
+            .await
+            .map(|_| ())
+            .map_err(|e| api_error(&format!("deleting PersistentVolume {name}"), e))
+    }
+}
+
+fn uid_precondition(uid: &str) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_uses_claim(pod: &Pod, claim: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vols| {
+            vols.iter().any(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|c| c.claim_name == claim)
+            })
+        })
 }
 
 fn pv_info(pv: &PersistentVolume, driver: &str) -> Option<PvInfo> {

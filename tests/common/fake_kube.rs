@@ -1,12 +1,21 @@
-//! A small fake Kubernetes API server for the admin tests: lists of
-//! PersistentVolumes, PersistentVolumeClaims, VolumeAttachments over plain
-//! HTTP, creation of PVs and PVCs, and a kubeconfig file pointing at it.
+//! A small fake Kubernetes API server for the admin tests, over plain HTTP
+//! with a kubeconfig file pointing at it: lists of PersistentVolumes,
+//! PersistentVolumeClaims, VolumeAttachments and pods; PV and claim get,
+//! create, merge patch and delete (uid preconditions honoured); and a
+//! one-shot failure of any request, so a test can stop a command half-way.
+//!
+//! It plays the PV controller's part that matters to `adopt`: deleting a
+//! claim releases its PV — and a released PV whose reclaim policy is Delete
+//! is recorded in `reclaimed` (a real cluster would have its driver delete
+//! the file system) and removed; creating a claim with `volumeName` binds it
+//! to a PV pre-bound to it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -17,8 +26,34 @@ pub struct Objects {
     pub pvs: Vec<Value>,
     pub pvcs: Vec<Value>,
     pub attachments: Vec<Value>,
-    /// Requests seen, "METHOD path".
+    pub pods: Vec<Value>,
+    /// Requests seen, "METHOD path" (path without /api/v1/).
     pub requests: Vec<String>,
+    /// Requests ("METHOD path") to fail once with a 500.
+    pub fail_once: Vec<String>,
+    /// PVs released with reclaim policy Delete: their driver would have
+    /// deleted the storage.
+    pub reclaimed: Vec<String>,
+    next_uid: u64,
+}
+
+impl Objects {
+    /// Logs the request; true when it is to fail now.
+    fn seen(&mut self, key: String) -> bool {
+        self.requests.push(key.clone());
+        match self.fail_once.iter().position(|f| *f == key) {
+            Some(i) => {
+                self.fail_once.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn uid(&mut self) -> String {
+        self.next_uid += 1;
+        format!("00000000-0000-4000-8000-{:012}", self.next_uid)
+    }
 }
 
 pub struct FakeKube {
@@ -37,11 +72,80 @@ fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Json<Value> {
 }
 
 type Shared = Arc<Mutex<Objects>>;
+type Answer = (StatusCode, Json<Value>);
 
-async fn pvs(State(s): State<Shared>) -> Json<Value> {
+fn status(code: StatusCode, reason: &str, message: String) -> Answer {
+    (
+        code,
+        Json(json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "message": message, "reason": reason, "code": code.as_u16()})),
+    )
+}
+
+fn injected() -> Answer {
+    status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "injected failure (fake API server)".into(),
+    )
+}
+
+fn not_found(kind: &str, name: &str) -> Answer {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{kind} \"{name}\" not found"),
+    )
+}
+
+fn conflict(kind: &str, name: &str) -> Answer {
+    status(
+        StatusCode::CONFLICT,
+        "AlreadyExists",
+        format!("{kind} \"{name}\" already exists"),
+    )
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().unwrap();
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn named(v: &Value, name: &str) -> bool {
+    v["metadata"]["name"] == name
+}
+
+fn in_ns(v: &Value, ns: &str, name: &str) -> bool {
+    v["metadata"]["name"] == name && v["metadata"]["namespace"] == ns
+}
+
+/// The uid a DELETE's options require, if any.
+fn precondition(body: &Bytes) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v["preconditions"]["uid"].as_str().map(str::to_string)
+}
+
+async fn pvs(State(s): State<Shared>) -> Result<Json<Value>, Answer> {
     let mut o = s.lock().unwrap();
-    o.requests.push("GET persistentvolumes".into());
-    list("PersistentVolume", "v1", o.pvs.clone())
+    if o.seen("GET persistentvolumes".into()) {
+        return Err(injected());
+    }
+    Ok(list("PersistentVolume", "v1", o.pvs.clone()))
 }
 
 async fn pvcs(State(s): State<Shared>) -> Json<Value> {
@@ -63,49 +167,163 @@ async fn pvcs_in(State(s): State<Shared>, UrlPath(ns): UrlPath<String>) -> Json<
     list("PersistentVolumeClaim", "v1", items)
 }
 
+async fn pods_in(State(s): State<Shared>, UrlPath(ns): UrlPath<String>) -> Result<Json<Value>, Answer> {
+    let mut o = s.lock().unwrap();
+    if o.seen(format!("GET namespaces/{ns}/pods")) {
+        return Err(injected());
+    }
+    let items = o
+        .pods
+        .iter()
+        .filter(|p| p["metadata"]["namespace"] == ns.as_str())
+        .cloned()
+        .collect();
+    Ok(list("Pod", "v1", items))
+}
+
 async fn vas(State(s): State<Shared>) -> Json<Value> {
     let mut o = s.lock().unwrap();
     o.requests.push("GET volumeattachments".into());
     list("VolumeAttachment", "storage.k8s.io/v1", o.attachments.clone())
 }
 
-fn conflict(kind: &str, name: &str) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::CONFLICT,
-        Json(json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-            "message": format!("{kind} \"{name}\" already exists"), "reason": "AlreadyExists", "code": 409})),
-    )
-}
-
-async fn create_pv(State(s): State<Shared>, Json(pv): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn create_pv(State(s): State<Shared>, Json(mut pv): Json<Value>) -> Answer {
     let mut o = s.lock().unwrap();
-    o.requests.push("POST persistentvolumes".into());
-    let name = pv["metadata"]["name"].clone();
-    if o.pvs.iter().any(|p| p["metadata"]["name"] == name) {
-        return conflict("persistentvolumes", name.as_str().unwrap_or_default());
+    if o.seen("POST persistentvolumes".into()) {
+        return injected();
     }
+    let name = pv["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if o.pvs.iter().any(|p| named(p, &name)) {
+        return conflict("persistentvolumes", &name);
+    }
+    pv["metadata"]["uid"] = json!(o.uid());
+    pv["status"] = json!({"phase": "Available"});
     o.pvs.push(pv.clone());
     (StatusCode::CREATED, Json(pv))
+}
+
+async fn get_pv(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Answer {
+    let mut o = s.lock().unwrap();
+    if o.seen(format!("GET persistentvolumes/{name}")) {
+        return injected();
+    }
+    match o.pvs.iter().find(|p| named(p, &name)) {
+        Some(pv) => (StatusCode::OK, Json(pv.clone())),
+        None => not_found("persistentvolumes", &name),
+    }
+}
+
+async fn patch_pv(State(s): State<Shared>, UrlPath(name): UrlPath<String>, body: Bytes) -> Answer {
+    let mut o = s.lock().unwrap();
+    if o.seen(format!("PATCH persistentvolumes/{name}")) {
+        return injected();
+    }
+    let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    match o.pvs.iter_mut().find(|p| named(p, &name)) {
+        Some(pv) => {
+            merge(pv, &patch);
+            (StatusCode::OK, Json(pv.clone()))
+        }
+        None => not_found("persistentvolumes", &name),
+    }
+}
+
+async fn delete_pv(State(s): State<Shared>, UrlPath(name): UrlPath<String>, body: Bytes) -> Answer {
+    let mut o = s.lock().unwrap();
+    if o.seen(format!("DELETE persistentvolumes/{name}")) {
+        return injected();
+    }
+    let Some(i) = o.pvs.iter().position(|p| named(p, &name)) else {
+        return not_found("persistentvolumes", &name);
+    };
+    if let Some(uid) = precondition(&body)
+        && o.pvs[i]["metadata"]["uid"] != uid.as_str()
+    {
+        return status(StatusCode::CONFLICT, "Conflict", "uid precondition failed".into());
+    }
+    (StatusCode::OK, Json(o.pvs.remove(i)))
 }
 
 async fn create_pvc(
     State(s): State<Shared>,
     UrlPath(ns): UrlPath<String>,
     Json(mut pvc): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+) -> Answer {
     let mut o = s.lock().unwrap();
-    o.requests
-        .push(format!("POST namespaces/{ns}/persistentvolumeclaims"));
+    if o.seen(format!("POST namespaces/{ns}/persistentvolumeclaims")) {
+        return injected();
+    }
     pvc["metadata"]["namespace"] = json!(ns);
-    let name = pvc["metadata"]["name"].clone();
-    if o.pvcs
-        .iter()
-        .any(|p| p["metadata"]["name"] == name && p["metadata"]["namespace"] == ns.as_str())
+    let name = pvc["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if o.pvcs.iter().any(|p| in_ns(p, &ns, &name)) {
+        return conflict("persistentvolumeclaims", &name);
+    }
+    let uid = o.uid();
+    pvc["metadata"]["uid"] = json!(uid);
+    pvc["status"] = json!({"phase": "Pending"});
+    // The PV controller: a claim naming a PV pre-bound to it binds.
+    if let Some(volume) = pvc["spec"]["volumeName"].as_str().map(str::to_string)
+        && let Some(pv) = o.pvs.iter_mut().find(|p| named(p, &volume))
+        && pv["spec"]["claimRef"]["namespace"] == ns.as_str()
+        && pv["spec"]["claimRef"]["name"] == name.as_str()
     {
-        return conflict("persistentvolumeclaims", name.as_str().unwrap_or_default());
+        pv["spec"]["claimRef"]["uid"] = json!(uid);
+        pv["status"]["phase"] = json!("Bound");
+        pvc["status"] = json!({"phase": "Bound"});
     }
     o.pvcs.push(pvc.clone());
     (StatusCode::CREATED, Json(pvc))
+}
+
+async fn get_pvc(State(s): State<Shared>, UrlPath((ns, name)): UrlPath<(String, String)>) -> Answer {
+    let mut o = s.lock().unwrap();
+    if o.seen(format!("GET namespaces/{ns}/persistentvolumeclaims/{name}")) {
+        return injected();
+    }
+    match o.pvcs.iter().find(|p| in_ns(p, &ns, &name)) {
+        Some(p) => (StatusCode::OK, Json(p.clone())),
+        None => not_found("persistentvolumeclaims", &name),
+    }
+}
+
+async fn delete_pvc(
+    State(s): State<Shared>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let mut o = s.lock().unwrap();
+    if o.seen(format!("DELETE namespaces/{ns}/persistentvolumeclaims/{name}")) {
+        return injected();
+    }
+    let Some(i) = o.pvcs.iter().position(|p| in_ns(p, &ns, &name)) else {
+        return not_found("persistentvolumeclaims", &name);
+    };
+    if let Some(uid) = precondition(&body)
+        && o.pvcs[i]["metadata"]["uid"] != uid.as_str()
+    {
+        return status(StatusCode::CONFLICT, "Conflict", "uid precondition failed".into());
+    }
+    let pvc = o.pvcs.remove(i);
+    // The PV controller: the claim's PV is released, and reclaimed.
+    let mut reclaimed = Vec::new();
+    for pv in o.pvs.iter_mut() {
+        let r = &pv["spec"]["claimRef"];
+        if r["namespace"] == ns.as_str()
+            && r["name"] == name.as_str()
+            && (r["uid"].is_null() || r["uid"] == pvc["metadata"]["uid"])
+            && pv["status"]["phase"] == "Bound"
+        {
+            pv["status"]["phase"] = json!("Released");
+            if pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete" {
+                reclaimed.push(pv["metadata"]["name"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    o.pvs.retain(|p| !reclaimed.iter().any(|n| named(p, n)));
+    o.reclaimed.extend(reclaimed);
+    (StatusCode::OK, Json(pvc))
 }
 
 /// Writes a kubeconfig for `server` (no credentials) into `dir`.
@@ -128,11 +346,20 @@ impl FakeKube {
         let objects: Shared = Arc::default();
         let app = Router::new()
             .route("/api/v1/persistentvolumes", get(pvs).post(create_pv))
+            .route(
+                "/api/v1/persistentvolumes/{name}",
+                get(get_pv).patch(patch_pv).delete(delete_pv),
+            )
             .route("/api/v1/persistentvolumeclaims", get(pvcs))
             .route(
                 "/api/v1/namespaces/{ns}/persistentvolumeclaims",
                 get(pvcs_in).post(create_pvc),
             )
+            .route(
+                "/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
+                get(get_pvc).delete(delete_pvc),
+            )
+            .route("/api/v1/namespaces/{ns}/pods", get(pods_in))
             .route("/apis/storage.k8s.io/v1/volumeattachments", get(vas))
             .with_state(objects.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -158,19 +385,71 @@ impl FakeKube {
                 "storageClassName": "fb-home",
                 "csi": {"driver": "flashblade.csi.dev", "volumeHandle": handle},
             },
-            "status": {"phase": if claim.is_some() { "Bound" } else { "Available" }},
         });
+        self.add_bound(&mut pv, claim, "fb-home");
+    }
+
+    /// Adds `pv` (any driver or source) with a uid and, for `claim`, the
+    /// claim bound to it, of class `class`.
+    pub fn add_bound(&self, pv: &mut Value, claim: Option<(&str, &str)>, class: &str) {
+        let mut o = self.objects.lock().unwrap();
+        let pv_uid = o.uid();
+        pv["metadata"]["uid"] = json!(pv_uid);
+        pv["status"] = json!({"phase": if claim.is_some() { "Bound" } else { "Available" }});
         if let Some((ns, n)) = claim {
-            pv["spec"]["claimRef"] = json!({"namespace": ns, "name": n, "kind": "PersistentVolumeClaim"});
-            self.objects.lock().unwrap().pvcs.push(json!({
+            let uid = o.uid();
+            pv["spec"]["claimRef"] =
+                json!({"namespace": ns, "name": n, "kind": "PersistentVolumeClaim", "uid": uid});
+            let modes = pv["spec"]["accessModes"].clone();
+            let size = pv["spec"]["capacity"]["storage"].clone();
+            o.pvcs.push(json!({
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": n, "namespace": ns},
-                "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": name, "storageClassName": "fb-home",
-                         "resources": {"requests": {"storage": "1Gi"}}},
+                "metadata": {"name": n, "namespace": ns, "uid": uid},
+                "spec": {"accessModes": modes, "volumeName": pv["metadata"]["name"], "storageClassName": class,
+                         "resources": {"requests": {"storage": size}}},
                 "status": {"phase": "Bound"},
             }));
         }
-        self.objects.lock().unwrap().pvs.push(pv);
+        o.pvs.push(pv.clone());
+    }
+
+    /// A pod in `ns` mounting `claim`, in `phase`.
+    pub fn add_pod(&self, ns: &str, name: &str, claim: &str, phase: &str) {
+        self.objects.lock().unwrap().pods.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "containers": [{"name": "notebook", "image": "jupyter/base-notebook"}],
+                "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}],
+            },
+            "status": {"phase": phase},
+        }));
+    }
+
+    /// Makes the next request `key` ("METHOD path", as in `requests`) fail
+    /// with a 500.
+    pub fn fail_once(&self, key: &str) {
+        self.objects.lock().unwrap().fail_once.push(key.into());
+    }
+
+    pub fn pv(&self, name: &str) -> Option<Value> {
+        self.objects
+            .lock()
+            .unwrap()
+            .pvs
+            .iter()
+            .find(|p| named(p, name))
+            .cloned()
+    }
+
+    pub fn pvc(&self, ns: &str, name: &str) -> Option<Value> {
+        self.objects
+            .lock()
+            .unwrap()
+            .pvcs
+            .iter()
+            .find(|p| in_ns(p, ns, name))
+            .cloned()
     }
 
     pub fn attach(&self, pv: &str, node: &str) {
