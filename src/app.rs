@@ -152,6 +152,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         _ => None,
     };
+    let reconcile = match &services.controller {
+        Some(c) if !config.export_reconcile_interval.is_zero() => {
+            Some(tokio::spawn(c.export_reconcile(config.export_reconcile_interval)))
+        }
+        _ => None,
+    };
     let listener = server::bind_socket(&config.socket_path, config.socket_mode)?;
     tracing::info!(
         mode = %config.mode,
@@ -169,6 +175,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .await;
     if let Some(p) = poll {
         p.abort();
+    }
+    if let Some(r) = reconcile {
+        r.abort();
     }
     if let Some(tx) = metrics_stop {
         let _ = tx.send(());

@@ -126,6 +126,12 @@ pub struct Settings {
     /// (default: off).
     #[arg(long, env = "FLASHBLADE_CSI_METRICS_ADDRESS", value_name = "ADDRESS")]
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// How often the controller repairs node-following exports (exportTo:
+    /// nodes): re-adds rules of live VolumeAttachments, removes rules of
+    /// addresses no node has (default 5m; 0 turns it off; at least 1s).
+    #[arg(long, env = "FLASHBLADE_CSI_EXPORT_RECONCILE_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub export_reconcile_interval: Option<Duration>,
     /// How often the controller reads volume and array space from the
     /// arrays for the metrics (default 60s; 0 turns the poll off; at least 10s).
     #[arg(long, env = "FLASHBLADE_CSI_METRICS_POLL_INTERVAL", value_parser = humantime::parse_duration)]
@@ -420,6 +426,8 @@ pub struct Config {
     pub default_array: Option<ArrayName>,
     /// Kubeconfig for the cluster view; `None`: kube's own inference.
     pub kubeconfig: Option<PathBuf>,
+    /// Interval of the node-exports reconcile; zero: none.
+    pub export_reconcile_interval: Duration,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: LogConfig,
@@ -434,6 +442,12 @@ pub struct MetricsConfig {
     /// Interval of the controller's space poll; zero: no poll.
     pub poll_interval: Duration,
 }
+
+/// How often node-following exports are repaired, unless configured.
+pub(crate) const DEFAULT_EXPORT_RECONCILE: Duration = Duration::from_secs(300);
+/// The shortest reconcile interval (a pass is a few API listings and one
+/// array read per node-exported volume).
+pub(crate) const MIN_EXPORT_RECONCILE: Duration = Duration::from_secs(1);
 
 /// The shortest poll interval: one listing per array at most this often.
 pub(crate) const MIN_METRICS_POLL: Duration = Duration::from_secs(10);
@@ -607,6 +621,17 @@ impl Config {
                 .unwrap_or_else(|| "info".into()),
         };
 
+        let export_reconcile_interval = s.export_reconcile_interval.unwrap_or(DEFAULT_EXPORT_RECONCILE);
+        if !export_reconcile_interval.is_zero() && export_reconcile_interval < MIN_EXPORT_RECONCILE {
+            return Err(bad(
+                "export-reconcile-interval",
+                format!(
+                    "{} is too often: at least {}s (or 0 to turn the reconcile off)",
+                    humantime::format_duration(export_reconcile_interval),
+                    MIN_EXPORT_RECONCILE.as_secs()
+                ),
+            ));
+        }
         let poll_interval = s
             .metrics_poll_interval
             .unwrap_or(MetricsConfig::default().poll_interval);
@@ -637,6 +662,7 @@ impl Config {
             local_export_root: s.local_export_root,
             default_array: s.default_array,
             kubeconfig: s.kubeconfig,
+            export_reconcile_interval,
             arrays,
             timeouts,
             limits: Limits { max_array_requests },

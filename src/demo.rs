@@ -599,7 +599,11 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         crate::admin::Job::Recover {
             volume: fs_name.clone(),
             args: crate::admin::recover::RecoverArgs {
-                claim: Some("jhub/claim-alice".parse().map_err(|e| e.to_string())?),
+                claim: Some(
+                    "jhub/claim-alice"
+                        .parse::<crate::cluster::ClaimName>()
+                        .map_err(|e| e.to_string())?,
+                ),
                 storage_class: Some("fb-home".into()),
                 access_mode: "ReadWriteOnce".into(),
                 nfs_versions: "4.1".into(),

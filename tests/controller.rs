@@ -46,14 +46,16 @@ async fn capabilities_list_what_is_implemented() {
         Type::CreateDeleteSnapshot,
         Type::ListSnapshots,
         Type::CloneVolume,
+        Type::ModifyVolume,
+        Type::PublishUnpublishVolume,
     ] {
         assert!(types.contains(&(t as i32)), "{t:?}");
     }
-    assert!(!types.contains(&(Type::PublishUnpublishVolume as i32)));
     // Not advertised means not served.
+    assert!(!types.contains(&(Type::GetVolume as i32)));
     let e = client(&env)
         .await
-        .controller_publish_volume(csi::ControllerPublishVolumeRequest::default())
+        .controller_get_volume(csi::ControllerGetVolumeRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);

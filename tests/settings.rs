@@ -26,6 +26,7 @@ fn samples() -> BTreeMap<&'static str, (&'static str, &'static str)> {
         ("kubeconfig", ("/etc/hostname", "\"/etc/hostname\"")),
         ("metrics_address", ("127.0.0.1:9808", "\"127.0.0.1:9808\"")),
         ("metrics_poll_interval", ("0s", "\"0s\"")),
+        ("export_reconcile_interval", ("0s", "\"0s\"")),
         // [[array]]
         ("name", ("fb02", "\"fb02\"")),
         (

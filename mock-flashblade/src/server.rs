@@ -209,7 +209,7 @@ fn is_mutation(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PATCH | Method::DELETE | Method::PUT)
 }
 
-fn pick_fault(shared: &Shared, method: &str, path: &str) -> (Option<FaultKind>, bool, u64) {
+fn pick_fault(shared: &Shared, method: &str, path: &str) -> (Option<FaultKind>, bool, u64, u64) {
     let mut f = shared.faults.lock().unwrap();
     let mut chosen = None;
     if let Some(i) = f
@@ -243,12 +243,13 @@ fn pick_fault(shared: &Shared, method: &str, path: &str) -> (Option<FaultKind>, 
         } else {
             0
         };
-    let stall = f.stall_ms;
+    let stall = if chosen == Some(FaultKind::Stall) {
+        f.stall_ms
+    } else {
+        0
+    };
     drop(f);
-    if chosen == Some(FaultKind::Stall) {
-        return (chosen, ambiguous, delay + stall);
-    }
-    (chosen, ambiguous, delay)
+    (chosen, ambiguous, delay, stall)
 }
 
 fn rate_headers(b: &Bucket) -> Vec<(&'static str, String)> {
@@ -292,7 +293,12 @@ async fn inject_faults(
         c.peak_in_flight = c.peak_in_flight.max(n);
     }
 
-    let (fault, ambiguous_roll, delay_ms) = pick_fault(&shared, method.as_str(), &path);
+    let (fault, ambiguous_roll, delay_ms, stall_ms) = pick_fault(&shared, method.as_str(), &path);
+    // A stalled request hangs before the array does anything with it (a
+    // client that gives up meanwhile leaves nothing behind).
+    if stall_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+    }
     // The latency is the request's whole time at the array, its own work
     // included: the answer (or the reset) leaves at admission + latency, not
     // after latency and then the work.

@@ -10,10 +10,11 @@
 //! a uid precondition).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use serde::Serialize;
@@ -98,6 +99,9 @@ pub struct PvInfo {
     pub reclaim_policy: Option<String>,
     pub capacity: Option<String>,
     pub volume_attributes: BTreeMap<String, String>,
+    /// Mounted read-only wherever it is used: every access mode is
+    /// ReadOnlyMany, or the CSI source says readOnly.
+    pub read_only: bool,
 }
 
 impl PvInfo {
@@ -262,6 +266,54 @@ impl Cluster {
         })
     }
 
+    /// A node's InternalIP addresses; `None` when there is no such node.
+    pub async fn node_addresses(&self, name: &str) -> Result<Option<Vec<IpAddr>>, ClusterError> {
+        Ok(Api::<Node>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(&format!("reading Node {name}"), e))?
+            .map(|n| internal_ips(&n)))
+    }
+
+    /// Every node's InternalIP addresses, by node name.
+    pub async fn all_node_addresses(&self) -> Result<BTreeMap<String, Vec<IpAddr>>, ClusterError> {
+        Ok(Api::<Node>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error("listing Nodes", e))?
+            .items
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.clone()?, internal_ips(n))))
+            .collect())
+    }
+
+    /// This driver's VolumeAttachments that are wanted: not being deleted.
+    pub async fn live_attachments(&self, driver: &str) -> Result<Vec<AttachmentInfo>, ClusterError> {
+        Ok(Api::<VolumeAttachment>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error("listing VolumeAttachments", e))?
+            .items
+            .iter()
+            .filter(|va| va.spec.attacher == driver && va.metadata.deletion_timestamp.is_none())
+            .map(|va| AttachmentInfo {
+                pv: va.spec.source.persistent_volume_name.clone(),
+                node: va.spec.node_name.clone(),
+                attached: va.status.as_ref().is_some_and(|s| s.attached),
+            })
+            .collect())
+    }
+
+    /// This driver's PersistentVolumes.
+    pub async fn driver_pvs(&self, driver: &str) -> Result<Vec<PvInfo>, ClusterError> {
+        Ok(self
+            .all_pvs()
+            .await?
+            .iter()
+            .filter_map(|pv| pv_info(pv, driver))
+            .collect())
+    }
+
     /// Creates a PersistentVolume and then its claim.
     pub async fn create_pv_and_claim(
         &self,
@@ -421,7 +473,24 @@ fn pv_info(pv: &PersistentVolume, driver: &str) -> Option<PvInfo> {
             .and_then(|c| c.get("storage"))
             .map(|q| q.0.clone()),
         volume_attributes: csi.volume_attributes.clone().unwrap_or_default(),
+        read_only: csi.read_only == Some(true)
+            || spec
+                .access_modes
+                .as_ref()
+                .is_some_and(|m| !m.is_empty() && m.iter().all(|m| m == "ReadOnlyMany")),
     })
+}
+
+/// The addresses NFS clients on a node come from: its InternalIPs.
+fn internal_ips(node: &Node) -> Vec<IpAddr> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
 }
 
 fn pvc_info(pvc: &PersistentVolumeClaim) -> Option<PvcInfo> {
@@ -462,6 +531,7 @@ mod tests {
             reclaim_policy: None,
             capacity: None,
             volume_attributes: BTreeMap::new(),
+            read_only: false,
         };
         let facts = ClusterFacts {
             pvs: vec![pv("pv-a", "fb01/k8s-pv-a/1a2b"), pv("datasets", "datasets")],

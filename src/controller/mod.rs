@@ -8,6 +8,7 @@ mod handles;
 mod modify;
 pub mod params;
 mod placement;
+mod publish;
 mod snapshots;
 mod usage;
 mod volumes;
@@ -35,6 +36,8 @@ pub struct ControllerService {
     inflight: InFlight,
     placement: placement::Placement,
     pv_handles: handles::PvHandles,
+    cluster_view: Arc<publish::ClusterView>,
+    rule_locks: Arc<publish::RuleLocks>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,6 +53,7 @@ pub(crate) fn capabilities() -> Vec<csi::ControllerServiceCapability> {
         rpc::Type::ListSnapshots,
         rpc::Type::CloneVolume,
         rpc::Type::ModifyVolume,
+        rpc::Type::PublishUnpublishVolume,
     ]
     .into_iter()
     .map(|t| csi::ControllerServiceCapability {
@@ -66,6 +70,11 @@ impl ControllerService {
     ) -> Self {
         Self {
             pv_handles: handles::PvHandles::new(config.driver_name.clone(), config.kubeconfig.clone()),
+            cluster_view: Arc::new(publish::ClusterView::new(
+                config.driver_name.clone(),
+                config.kubeconfig.clone(),
+            )),
+            rule_locks: Arc::default(),
             config,
             arrays,
             inflight: InFlight::new(),
@@ -181,20 +190,22 @@ impl Controller for ControllerService {
 
     async fn controller_publish_volume(
         &self,
-        _r: Request<csi::ControllerPublishVolumeRequest>,
+        r: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        Err(unimplemented(
-            "ControllerPublishVolume (NFS volumes need no attach)",
-        ))
+        let budget = self.budget(&r);
+        let req = r.into_inner();
+        csi::log_request("ControllerPublishVolume", &req);
+        within(budget, "ControllerPublishVolume", self.publish_impl(req)).await
     }
 
     async fn controller_unpublish_volume(
         &self,
-        _r: Request<csi::ControllerUnpublishVolumeRequest>,
+        r: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        Err(unimplemented(
-            "ControllerUnpublishVolume (NFS volumes need no attach)",
-        ))
+        let budget = self.budget(&r);
+        let req = r.into_inner();
+        csi::log_request("ControllerUnpublishVolume", &req);
+        within(budget, "ControllerUnpublishVolume", self.unpublish_impl(req)).await
     }
 
     async fn validate_volume_capabilities(

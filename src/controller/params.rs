@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::config::{ArrayConfig, Config};
 use crate::error::Error;
-use crate::volume::exports::validate_export_rules;
+use crate::volume::exports::{known_option, validate_export_rules};
 use crate::volume::{ArrayName, DeletePolicy, Host, NamePrefix, PolicyName, Selector};
 
 /// How the file system is exported.
@@ -14,6 +14,62 @@ use crate::volume::{ArrayName, DeletePolicy, Host, NamePrefix, PolicyName, Selec
 pub enum Export {
     Rules(String),
     Policy(PolicyName),
+    /// `exportTo: nodes`: created with no export at all; ControllerPublish
+    /// adds one rule per node with these options (rw/ro comes from the
+    /// access mode), ControllerUnpublish removes it.
+    Nodes {
+        options: String,
+    },
+}
+
+/// The options of a node's rule when the class gives none.
+pub(crate) const DEFAULT_NODE_OPTIONS: &str = "root_squash";
+
+/// Checks `exportOptions`: export-rule options without rw/ro (the access
+/// mode decides those) and without a client.
+pub(crate) fn parse_export_options(v: &str) -> Result<String, Error> {
+    let bad = |why: &str| invalid("exportOptions", v, why);
+    if v.is_empty() {
+        return Err(bad(
+            "expected options such as root_squash or no_root_squash,anonuid=1000",
+        ));
+    }
+    for opt in v.split(',') {
+        if opt == "rw" || opt == "ro" {
+            return Err(bad(
+                "rw and ro come from the volume's access mode; leave them out",
+            ));
+        }
+        if !known_option(opt) {
+            return Err(bad(&format!(
+                "unknown option {opt:?}; options: root_squash, no_root_squash, all_squash, no_all_squash, secure, insecure, atime, noatime, fileid_32bit, no_fileid_32bit, anonuid=N, anongid=N, sec=sys|krb5|krb5i|krb5p"
+            )));
+        }
+    }
+    Ok(v.to_string())
+}
+
+/// `rootOwner`: `uid:gid`, decimal.
+fn parse_root_owner(v: &str) -> Result<(u32, u32), Error> {
+    v.split_once(':')
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+        .filter(|_| v.bytes().all(|c| c.is_ascii_digit() || c == b':'))
+        .ok_or_else(|| invalid("rootOwner", v, "expected uid:gid in decimal, e.g. 1000:100"))
+}
+
+/// `rootMode`: octal permission bits, at most 7777.
+fn parse_root_mode(v: &str) -> Result<u32, Error> {
+    (!v.is_empty() && v.len() <= 5)
+        .then(|| u32::from_str_radix(v, 8).ok())
+        .flatten()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            invalid(
+                "rootMode",
+                v,
+                "expected octal permission bits up to 7777, e.g. 2775",
+            )
+        })
 }
 
 /// The parameters of a dynamic volume.
@@ -30,6 +86,10 @@ pub struct VolumeParams {
     pub default_group_quota: Option<i64>,
     pub delete_policy: DeletePolicy,
     pub name_prefix: NamePrefix,
+    /// Owner and mode the node gives the root of the new (empty) volume at
+    /// its first stage.
+    pub root_owner: Option<(u32, u32)>,
+    pub root_mode: Option<u32>,
 }
 
 pub(crate) fn nfs_versions_text(v3: bool, v41: bool) -> String {
@@ -54,6 +114,10 @@ pub(crate) const VOLUME_KEYS: &[&str] = &[
     "deletePolicy",
     "namePrefix",
     "arraySelector",
+    "exportTo",
+    "exportOptions",
+    "rootOwner",
+    "rootMode",
 ];
 
 /// The value of `array` that lets the driver choose.
@@ -361,9 +425,28 @@ impl VolumeParams {
         };
         let mutable = MutableParams::parse_present(params, array)?;
         let hard_limit = mutable.hard_limit.unwrap_or(true);
-        let export = match mutable.export {
-            Some(e) => e,
-            None => match &array.default_export_rules {
+        let to_nodes = match get("exportTo") {
+            None | Some("rules") => false,
+            Some("nodes") => true,
+            Some(v) => return Err(invalid("exportTo", v, "expected rules or nodes")),
+        };
+        let export = match (to_nodes, mutable.export, get("exportOptions")) {
+            (true, Some(_), _) => {
+                return Err(Error::InvalidArgument(
+                    "exportTo: nodes builds the export rules per node; it cannot be combined with exportRules or exportPolicy".into(),
+                ));
+            }
+            (true, None, options) => Export::Nodes {
+                options: options
+                    .map(parse_export_options)
+                    .transpose()?
+                    .unwrap_or_else(|| DEFAULT_NODE_OPTIONS.to_string()),
+            },
+            (false, _, Some(o)) => {
+                return Err(invalid("exportOptions", o, "only used with exportTo: nodes"));
+            }
+            (false, Some(e), None) => e,
+            (false, None, None) => match &array.default_export_rules {
                 Some(r) => Export::Rules(r.clone()),
                 None => {
                     return Err(Error::InvalidArgument(format!(
@@ -389,7 +472,11 @@ impl VolumeParams {
                 .map_err(|_| invalid("namePrefix", p, NamePrefix::RULE))?,
             None => array.name_prefix.clone(),
         };
+        let root_owner = get("rootOwner").map(parse_root_owner).transpose()?;
+        let root_mode = get("rootMode").map(parse_root_mode).transpose()?;
         Ok(VolumeParams {
+            root_owner,
+            root_mode,
             array: array.name.clone(),
             nfs_endpoint,
             hard_limit,

@@ -102,13 +102,26 @@ fn volume_response(
             volume_id: VolumeId::managed(&params.array, &fs.name, &fs.id, params.delete_policy)
                 .map_err(from_array)?
                 .to_string(),
-            volume_context: volume_context(
-                &params.array,
-                &params.nfs_endpoint,
-                &fs.name,
-                params.nfs_v3,
-                params.nfs_v41,
-            ),
+            volume_context: {
+                let mut ctx = volume_context(
+                    &params.array,
+                    &params.nfs_endpoint,
+                    &fs.name,
+                    params.nfs_v3,
+                    params.nfs_v41,
+                );
+                if let Export::Nodes { options } = &params.export {
+                    ctx.insert(context::EXPORT_TO.into(), "nodes".into());
+                    ctx.insert(context::EXPORT_OPTIONS.into(), options.clone());
+                }
+                if let Some((uid, gid)) = params.root_owner {
+                    ctx.insert(context::ROOT_OWNER.into(), format!("{uid}:{gid}"));
+                }
+                if let Some(mode) = params.root_mode {
+                    ctx.insert(context::ROOT_MODE.into(), format!("{mode:o}"));
+                }
+                ctx
+            },
             content_source: source,
             accessible_topology: vec![],
         }),
@@ -227,6 +240,9 @@ impl ControllerService {
 
         let (rules, policy) = match &params.export {
             Export::Rules(r) => (Some(r.clone()), None),
+            // No client until a node is published; the empty rules string
+            // exports to nobody.
+            Export::Nodes { .. } => (Some(String::new()), None),
             Export::Policy(p) => {
                 self.check_export_policy(client, &params.array, p).await?;
                 (None, Some(p.clone()))

@@ -44,16 +44,7 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), St
         }
         let mut seen_access = false;
         for opt in opts.split(',') {
-            let known = RULE_OPTIONS.contains(&opt)
-                || opt
-                    .strip_prefix("anonuid=")
-                    .or_else(|| opt.strip_prefix("anongid="))
-                    .is_some_and(|n| n.parse::<u32>().is_ok())
-                || opt.strip_prefix("sec=").is_some_and(|s| {
-                    s.split(':')
-                        .all(|x| matches!(x, "sys" | "krb5" | "krb5i" | "krb5p"))
-                });
-            if !known {
+            if !known_option(opt) {
                 return Err(format!("{entry:?}: unknown option {opt:?}"));
             }
             if opt == "rw" || opt == "ro" {
@@ -74,6 +65,46 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// Whether `opt` is an export-rule option FlashBlade takes.
+pub fn known_option(opt: &str) -> bool {
+    RULE_OPTIONS.contains(&opt)
+        || opt
+            .strip_prefix("anonuid=")
+            .or_else(|| opt.strip_prefix("anongid="))
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+        || opt.strip_prefix("sec=").is_some_and(|s| {
+            s.split(':')
+                .all(|x| matches!(x, "sys" | "krb5" | "krb5i" | "krb5p"))
+        })
+}
+
+/// One `client(options)` entry of a rules string, as the array holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleEntry<'a> {
+    pub client: &'a str,
+    /// The whole entry, as `nfs.remove_rules` needs it.
+    pub text: &'a str,
+}
+
+/// The entries of a rules string, in order.
+pub fn entries(rules: &str) -> impl Iterator<Item = RuleEntry<'_>> {
+    rules.split_whitespace().map(|text| RuleEntry {
+        client: text.split_once('(').map_or(text, |(c, _)| c),
+        text,
+    })
+}
+
+/// Whether a rule's client is exactly `ip` (one host, not a network that
+/// contains it): the rules node-following exports add and remove.
+pub fn client_is(client: &str, ip: std::net::IpAddr) -> bool {
+    client.parse::<std::net::IpAddr>().is_ok_and(|c| c == ip)
+}
+
+/// The rule that exports to one node address.
+pub fn node_rule(ip: std::net::IpAddr, rw: bool, options: &str) -> String {
+    format!("{ip}({},{options})", if rw { "rw" } else { "ro" })
 }
 
 /// What an export rule's client names.

@@ -27,6 +27,7 @@ pub struct Objects {
     pub pvcs: Vec<Value>,
     pub attachments: Vec<Value>,
     pub pods: Vec<Value>,
+    pub nodes: Vec<Value>,
     /// Requests seen, "METHOD path" (path without /api/v1/).
     pub requests: Vec<String>,
     /// Requests ("METHOD path") to fail once with a 500.
@@ -185,6 +186,21 @@ async fn vas(State(s): State<Shared>) -> Json<Value> {
     let mut o = s.lock().unwrap();
     o.requests.push("GET volumeattachments".into());
     list("VolumeAttachment", "storage.k8s.io/v1", o.attachments.clone())
+}
+
+async fn nodes(State(s): State<Shared>) -> Json<Value> {
+    let mut o = s.lock().unwrap();
+    o.requests.push("GET nodes".into());
+    list("Node", "v1", o.nodes.clone())
+}
+
+async fn get_node(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Answer {
+    let mut o = s.lock().unwrap();
+    o.requests.push(format!("GET nodes/{name}"));
+    match o.nodes.iter().find(|n| named(n, &name)) {
+        Some(n) => (StatusCode::OK, Json(n.clone())),
+        None => not_found("nodes", &name),
+    }
 }
 
 async fn create_pv(State(s): State<Shared>, Json(mut pv): Json<Value>) -> Answer {
@@ -361,6 +377,8 @@ impl FakeKube {
             )
             .route("/api/v1/namespaces/{ns}/pods", get(pods_in))
             .route("/apis/storage.k8s.io/v1/volumeattachments", get(vas))
+            .route("/api/v1/nodes", get(nodes))
+            .route("/api/v1/nodes/{name}", get(get_node))
             .with_state(objects.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -450,6 +468,24 @@ impl FakeKube {
             .iter()
             .find(|p| in_ns(p, ns, name))
             .cloned()
+    }
+
+    /// A Node with these InternalIPs.
+    pub fn add_node(&self, name: &str, ips: &[&str]) {
+        let addresses: Vec<Value> = ips
+            .iter()
+            .map(|ip| json!({"type": "InternalIP", "address": ip}))
+            .chain([json!({"type": "Hostname", "address": name})])
+            .collect();
+        self.objects.lock().unwrap().nodes.push(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name},
+            "status": {"addresses": addresses},
+        }));
+    }
+
+    pub fn remove_node(&self, name: &str) {
+        self.objects.lock().unwrap().nodes.retain(|n| !named(n, name));
     }
 
     pub fn attach(&self, pv: &str, node: &str) {

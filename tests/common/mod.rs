@@ -118,6 +118,8 @@ pub struct ControllerOpts {
     pub metrics: Option<(std::net::SocketAddr, &'static str)>,
     /// Where the controller reads PersistentVolumes (a fake API server).
     pub kubeconfig: Option<PathBuf>,
+    /// `--export-reconcile-interval` (default: the driver's).
+    pub reconcile: Option<&'static str>,
 }
 
 impl Default for ControllerOpts {
@@ -129,6 +131,7 @@ impl Default for ControllerOpts {
             mode: Mode::Controller,
             metrics: None,
             kubeconfig: None,
+            reconcile: None,
         }
     }
 }
@@ -163,6 +166,7 @@ pub async fn controller_env_for(mock: mock_flashblade::MockHandle, opts: Control
         },
         metrics_address: opts.metrics.map(|m| m.0),
         metrics_poll_interval: opts.metrics.map(|m| humantime::parse_duration(m.1).unwrap()),
+        export_reconcile_interval: opts.reconcile.map(|r| humantime::parse_duration(r).unwrap()),
         ..Default::default()
     };
     let driver = Driver::start(dir.path(), args).await;
