@@ -1247,6 +1247,38 @@ async fn a_soft_deleted_name_can_be_used_again_at_once() {
         env.mock
             .with_state(|s| !s.file_systems["k8s-pvc-reuse"].destroyed)
     );
+    // The second one deleted too, in the same second as the first most of
+    // the time: its tombstone must not collide (the conformance suite hit
+    // that), so it takes a later second's. And a third, for good measure.
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: second.volume_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let third = c
+        .create_volume(create_req("pvc-reuse", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    c.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: third.volume_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let tombs = env.mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .filter(|f| {
+                f.destroyed
+                    && flashblade_csi::volume::naming::tombstone_of("k8s-pvc-reuse", &f.name).is_some()
+            })
+            .count()
+    });
+    assert_eq!(tombs, 3);
 }
 
 #[tokio::test]

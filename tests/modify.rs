@@ -161,6 +161,13 @@ async fn modify_volume_refuses_bad_input_and_changes_nothing() {
             .with_state(|s| s.file_systems["datasets"].default_user_quota),
         0
     );
+    // An imported volume that does not exist is NOT_FOUND (conformance:
+    // "should fail if volume does not exist" sends such an id).
+    let e = c
+        .controller_modify_volume(modify("non-existing-volume-id", &[("hardLimit", "true")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
     // Missing volume and missing id.
     let gone = id.replace(&before.id, "00000000-0000-0000-0000-000000000000");
     let e = c

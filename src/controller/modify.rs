@@ -81,6 +81,8 @@ impl ControllerService {
             .parse::<VolumeId>()
             .map_err(|why| Error::NotFound(format!("volume {:?} does not exist ({why})", req.volume_id)))?;
         if matches!(vref, VolumeId::Static { .. }) {
+            // One that does not exist is NOT_FOUND, as for any volume.
+            self.resolve_volume(&req.volume_id).await?;
             return Err(Error::FailedPrecondition(format!(
                 "volume {} is an imported (static) file system; the driver never changes it, so a VolumeAttributesClass cannot apply to it",
                 req.volume_id

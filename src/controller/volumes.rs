@@ -434,9 +434,26 @@ impl ControllerService {
                             .duration_since(std::time::UNIX_EPOCH)
                             .map(|d| d.as_secs())
                             .unwrap_or(0);
-                        client
-                            .rename_file_system(&fs, &naming::tombstone_name(&fs_name, secs))
-                            .await?
+                        // The same name deleted twice within a second (a
+                        // claim recreated and deleted again at once) would
+                        // get the same tombstone: take the next second's.
+                        let mut renamed = None;
+                        for later in 0..16 {
+                            let tomb = naming::tombstone_name(&fs_name, secs + later);
+                            match client.rename_file_system(&fs, &tomb).await {
+                                Ok(fs) => {
+                                    renamed = Some(fs);
+                                    break;
+                                }
+                                Err(e) if e.is_already_exists() => continue,
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        renamed.ok_or_else(|| {
+                            Error::Unavailable(format!(
+                                "file system {fs_name}: every tombstone name for the next 16 seconds is taken; retry later"
+                            ))
+                        })?
                     } else {
                         fs
                     };
