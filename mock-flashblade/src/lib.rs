@@ -18,6 +18,7 @@ mod data;
 mod faults;
 mod filter;
 mod limits;
+mod mountd;
 mod server;
 mod state;
 pub mod tls;
