@@ -1,10 +1,13 @@
 //! The simulated mount daemon (`GET /mock/mount`): who may mount a file
-//! system, from its rules string or its export policy.
+//! system, from its rules string or its export policy, and the owner and
+//! mode of a new file system's root directory.
 
 mod common;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
 use common::Api;
-use mock_flashblade::MockConfig;
+use mock_flashblade::{FsRoot, MockConfig};
 use serde_json::{Value, json};
 
 async fn ask(api: &Api, name: &str, client: &str) -> (u16, Value) {
@@ -183,4 +186,52 @@ async fn export_policy_rules_decide_when_attached() {
     let (status, body) = ask(&api, "team", "10.1.2.3").await;
     assert_eq!(status, 403);
     assert!(message(&body).contains("disabled"), "{body}");
+}
+
+fn owner_mode(p: &std::path::Path) -> (u32, u32, u32) {
+    let m = std::fs::metadata(p).unwrap();
+    (m.uid(), m.gid(), m.permissions().mode() & 0o7777)
+}
+
+#[tokio::test]
+async fn new_file_system_root_gets_the_arrays_owner_and_mode() {
+    let root = nix::unistd::geteuid().is_root();
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    // The default: root:root 0755 (the owner only when running as root).
+    let m = mock_flashblade::start(MockConfig::default()).await.unwrap();
+    let mut api = Api::new(&m);
+    api.login().await;
+    create(&api, "a", json!({})).await;
+    let want_owner = if root { (0, 0) } else { me };
+    assert_eq!(owner_mode(&m.fs_dir("a")), (want_owner.0, want_owner.1, 0o755));
+
+    // Configured.
+    let m = mock_flashblade::start(MockConfig {
+        fs_root: FsRoot {
+            uid: 1000,
+            gid: 100,
+            mode: 0o2770,
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut api = Api::new(&m);
+    api.login().await;
+    create(&api, "b", json!({})).await;
+    let want_owner = if root { (1000, 100) } else { me };
+    assert_eq!(owner_mode(&m.fs_dir("b")), (want_owner.0, want_owner.1, 0o2770));
+
+    // A clone's root is its snapshot's, not the default.
+    std::fs::set_permissions(m.fs_dir("b"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let r = api
+        .call(
+            "POST",
+            "file-system-snapshots?source_names=b",
+            Some(json!({"suffix": "s1"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    create(&api, "c", json!({"source": {"name": "b.s1"}})).await;
+    assert_eq!(owner_mode(&m.fs_dir("c")), (want_owner.0, want_owner.1, 0o700));
 }
