@@ -134,7 +134,7 @@ async fn mount(State(shared): State<Arc<Shared>>, q: Query) -> Result<Response, 
     let denied = |why: String| {
         ApiError::new(
             403,
-            format!("access denied by server while mounting {client}:/{name}: {why}"),
+            format!("access denied by server while mounting /{name}: {why}"),
             Some(&name),
         )
     };
