@@ -113,6 +113,12 @@ pub struct Settings {
     /// DEVELOPMENT ONLY: bind-mount DIR/<fs-name> instead of NFS-mounting.
     #[arg(long, env = "FLASHBLADE_CSI_LOCAL_EXPORT_ROOT")]
     pub local_export_root: Option<PathBuf>,
+    /// DEVELOPMENT ONLY, with --local-export-root: the address this node
+    /// presents to the array; before each staging bind the node asks the
+    /// simulated array (mock-flashblade's /mock/mount) whether its export
+    /// rules admit it, and binds read-only when they say ro.
+    #[arg(long, env = "FLASHBLADE_CSI_LOCAL_EXPORT_CLIENT", value_name = "IP")]
+    pub local_export_client: Option<std::net::IpAddr>,
     /// The array used when a StorageClass or static volume names none
     /// (required with more than one array).
     #[arg(long, env = "FLASHBLADE_CSI_DEFAULT_ARRAY")]
@@ -422,6 +428,9 @@ pub struct Config {
     pub kubelet_dir: PathBuf,
     /// Development only: NodeStage bind-mounts `<dir>/<fs-name>` instead of NFS.
     pub local_export_root: Option<PathBuf>,
+    /// Development only: the address the node presents to the simulated
+    /// array, which decides by its export rules whether the node may stage.
+    pub local_export_client: Option<std::net::IpAddr>,
     pub arrays: Vec<ArrayConfig>,
     pub default_array: Option<ArrayName>,
     /// Kubeconfig for the cluster view; `None`: kube's own inference.
@@ -660,6 +669,7 @@ impl Config {
                 .kubelet_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KUBELET_DIR)),
             local_export_root: s.local_export_root,
+            local_export_client: s.local_export_client,
             default_array: s.default_array,
             kubeconfig: s.kubeconfig,
             export_reconcile_interval,
@@ -759,8 +769,24 @@ impl Config {
             if let Some(root) = &self.local_export_root {
                 check_dir("local-export-root", root)?;
             }
+            if self.local_export_client.is_some() {
+                if self.local_export_root.is_none() {
+                    return Err(bad(
+                        "local-export-client",
+                        "only meaningful with local-export-root (development staging against mock-flashblade)",
+                    ));
+                }
+                if !self.arrays.iter().any(|a| a.management_url.is_some()) {
+                    return Err(bad(
+                        "local-export-client",
+                        "the node asks the simulated array's /mock/mount: give the array's management URL (--array-url)",
+                    ));
+                }
+            }
         } else if self.local_export_root.is_some() {
             return Err(bad("local-export-root", "only meaningful in node or all mode"));
+        } else if self.local_export_client.is_some() {
+            return Err(bad("local-export-client", "only meaningful in node or all mode"));
         }
         Ok(())
     }
@@ -965,6 +991,24 @@ mod tests {
         a.node_id = None;
         let err = Config::from_parts(&a, "").unwrap_err();
         assert_eq!(err.setting, "node-id");
+    }
+
+    #[test]
+    fn local_export_client_needs_local_staging_and_the_arrays_url() {
+        let mut a = args();
+        a.local_export_client = Some("10.0.0.5".parse().unwrap());
+        let err = Config::from_parts(&a, "").unwrap_err();
+        assert_eq!(err.setting, "local-export-client");
+        assert!(err.problem.contains("local-export-root"), "{err}");
+        a.local_export_root = Some(std::env::temp_dir());
+        let err = Config::from_parts(&a, "").unwrap_err();
+        assert!(err.problem.contains("--array-url"), "{err}");
+        a.array.management_url = Some("https://127.0.0.1:8443".into());
+        let c = Config::from_parts(&a, "").unwrap();
+        assert_eq!(c.local_export_client, Some("10.0.0.5".parse().unwrap()));
+        // IPv6 too; anything else is refused by the parser.
+        assert!(cli(&["--local-export-client", "fd00::5"]).is_ok());
+        assert!(cli(&["--local-export-client", "node-1"]).is_err());
     }
 
     #[test]

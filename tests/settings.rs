@@ -22,6 +22,7 @@ fn samples() -> BTreeMap<&'static str, (&'static str, &'static str)> {
         ("node_id", ("n2", "\"n2\"")),
         ("kubelet_dir", ("/var/lib/k2", "\"/var/lib/k2\"")),
         ("local_export_root", ("/tmp", "\"/tmp\"")),
+        ("local_export_client", ("10.0.0.5", "\"10.0.0.5\"")),
         ("default_array", ("fb01", "\"fb01\"")),
         ("kubeconfig", ("/etc/hostname", "\"/etc/hostname\"")),
         ("metrics_address", ("127.0.0.1:9808", "\"127.0.0.1:9808\"")),

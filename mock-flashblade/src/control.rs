@@ -1,6 +1,8 @@
 //! The control endpoint under `/mock/`: health, counters, fault settings,
-//! scripted faults, session expiry and the eradication sweep. It answers
-//! loopback clients only, and bypasses fault injection and the counters.
+//! scripted faults, session expiry, the eradication sweep, and `mount`, the
+//! array's mount daemon for development staging (who may mount what, from
+//! [`crate::mountd`]). It answers loopback clients only, and bypasses fault
+//! injection and the counters.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, json_response};
+use crate::api::{ApiError, Query, json_response};
 use crate::faults::{CounterStore, Faults, ScriptedFault};
 use crate::server::{Conn, Shared};
 
@@ -36,6 +38,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/faults/script", post(script_faults))
         .route("/sessions/expire", post(expire_sessions))
         .route("/sweep", post(sweep))
+        .route("/mount", get(mount))
         .method_not_allowed_fallback(unknown)
         .fallback(unknown)
         .layer(middleware::from_fn(loopback_only))
@@ -100,6 +103,77 @@ async fn sweep(State(shared): State<Arc<Shared>>) -> Response {
     // The sweep walks and removes directories: keep it off the async threads.
     let _ = tokio::task::spawn_blocking(move || shared.sweep()).await;
     ok(json!({}))
+}
+
+/// `GET /mock/mount?name=FS&client=IP`: whether the array would let that
+/// client mount the file system over NFS, as its mount daemon decides.
+/// 200 `{"path", "access": "rw"|"ro", "squash", "anonuid", "anongid",
+/// "rule"}` when it may (`path` is the file system's directory; `access` is
+/// `ro` also when the file system is not writable); 403 with mount.nfs's
+/// "access denied by server while mounting" and the reason when it may
+/// not; 404 for a file system the array does not have; 400 for a missing
+/// name or a client that is not an IP address.
+async fn mount(State(shared): State<Arc<Shared>>, q: Query) -> Result<Response, ApiError> {
+    let name = q
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad("name is required.", None))?
+        .to_string();
+    let client_text = q
+        .get("client")
+        .ok_or_else(|| ApiError::bad("client is required.", None))?;
+    let client: std::net::IpAddr = client_text
+        .parse()
+        .map_err(|_| ApiError::bad("client must be an IP address.", Some(client_text)))?;
+    let array = shared.array.lock().unwrap();
+    let fs = array
+        .st
+        .file_systems
+        .get(&name)
+        .ok_or_else(|| ApiError::new(404, "File system does not exist.", Some(&name)))?;
+    let denied = |why: String| {
+        ApiError::new(
+            403,
+            format!("access denied by server while mounting /{name}: {why}"),
+            Some(&name),
+        )
+    };
+    if fs.destroyed {
+        return Err(denied("the file system is destroyed".into()));
+    }
+    if !fs.nfs.v3_enabled && !fs.nfs.v4_1_enabled {
+        return Err(denied("NFS is not enabled on the file system".into()));
+    }
+    let rules = match &fs.nfs.export_policy {
+        Some(p) => match array.st.policies.get(p) {
+            Some(policy) if policy.enabled => {
+                policy.rules.iter().map(crate::mountd::from_policy_rule).collect()
+            }
+            Some(_) => return Err(denied(format!("its export policy {p} is disabled"))),
+            None => Vec::new(),
+        },
+        None => crate::mountd::parse_rules(&fs.nfs.rules),
+    };
+    let rule = crate::mountd::decide(&rules, client).ok_or_else(|| {
+        denied(if rules.is_empty() {
+            "the file system is not exported (no export rules)".into()
+        } else {
+            format!("no export rule admits {client}")
+        })
+    })?;
+    let access = if fs.writable {
+        rule.access
+    } else {
+        crate::mountd::Access::Ro
+    };
+    Ok(ok(json!({
+        "path": array.fs_dir(&name).to_string_lossy(),
+        "access": access,
+        "squash": rule.squash,
+        "anonuid": rule.anonuid,
+        "anongid": rule.anongid,
+        "rule": rule.text,
+    })))
 }
 
 #[cfg(test)]

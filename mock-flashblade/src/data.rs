@@ -53,6 +53,18 @@ fn copy_dir(from: &Path, to: &Path, top: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives a new file system's root directory the array's owner and mode.
+/// The owner is set only when the simulator runs as root (otherwise the
+/// directory stays its own, and the mode alone is applied).
+pub(crate) fn set_root(dir: &Path, root: crate::state::FsRoot) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(dir, Some(root.uid), Some(root.gid))?;
+    }
+    // After the chown, which may clear the set-id bits.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(root.mode & 0o7777))
+}
+
 /// Empties `dir` (keeping the directory itself, which may be a mount source,
 /// and its `.snapshot` view) and fills it with a copy of `from`.
 pub(crate) fn replace_contents(dir: &Path, from: &Path) -> io::Result<()> {

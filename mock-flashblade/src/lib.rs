@@ -18,6 +18,7 @@ mod data;
 mod faults;
 mod filter;
 mod limits;
+mod mountd;
 mod server;
 mod state;
 pub mod tls;
@@ -36,7 +37,7 @@ pub use faults::{Counters, FaultKind, Faults, RequestCount, ScriptedFault};
 use server::Shared;
 use state::{Array, Sessions};
 /// The array model [`MockHandle::with_state`] shows.
-pub use state::{ArrayState, FileSystem, Nfs, Policy, Quota, Rule, Snapshot};
+pub use state::{ArrayState, FileSystem, FsRoot, Nfs, Policy, Quota, Rule, Snapshot};
 
 /// How the management port does TLS.
 #[derive(Clone, Debug, Default)]
@@ -72,6 +73,9 @@ pub struct MockConfig {
     pub persist: bool,
     /// Array capacity in bytes.
     pub capacity: i64,
+    /// Owner and mode of a new file system's root directory (the owner is
+    /// applied only when the simulator runs as root).
+    pub fs_root: FsRoot,
 }
 
 impl Default for MockConfig {
@@ -87,6 +91,7 @@ impl Default for MockConfig {
             session_ttl: None,
             persist: true,
             capacity: 100 << 40,
+            fs_root: FsRoot::default(),
         }
     }
 }
@@ -277,6 +282,7 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
     );
     let (limits, why_not) = limits::Limits::detect(&data_dir);
     array.limits = limits;
+    array.fs_root = config.fs_root;
     match &why_not {
         None => {
             tracing::info!(dir = %data_dir.display(), "hard limits are enforced on writes (btrfs qgroups)")

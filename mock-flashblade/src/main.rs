@@ -73,6 +73,13 @@ struct Args {
     /// Array capacity, e.g. 100T (binary units).
     #[arg(long, value_parser = parse_bytes, default_value = "100T")]
     capacity: i64,
+    /// Owner UID:GID of a new file system's root directory (applied when
+    /// the simulator runs as root).
+    #[arg(long, value_name = "UID:GID", value_parser = parse_owner, default_value = "0:0")]
+    fs_root_owner: (u32, u32),
+    /// Mode (octal, up to 7777) of a new file system's root directory.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode, default_value = "755")]
+    fs_root_mode: u32,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -113,6 +120,25 @@ fn parse_bytes(s: &str) -> Result<i64, String> {
         .and_then(|v| v.checked_mul(mult))
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("{s:?} is not a size like 100T"))
+}
+
+fn parse_owner(s: &str) -> Result<(u32, u32), String> {
+    let id = |v: &str| {
+        (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse::<u32>().ok())
+            .flatten()
+    };
+    s.split_once(':')
+        .and_then(|(u, g)| Some((id(u)?, id(g)?)))
+        .ok_or_else(|| format!("{s:?} is not UID:GID in decimal, like 0:0"))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    (!s.is_empty() && s.len() <= 5 && s.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .then(|| u32::from_str_radix(s, 8).ok())
+        .flatten()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode up to 7777, like 755"))
 }
 
 fn probability(name: &str, p: f64) -> Result<f64, String> {
@@ -174,6 +200,11 @@ async fn main() {
         session_ttl: args.session_ttl,
         persist: !args.no_persist,
         capacity: args.capacity,
+        fs_root: mock_flashblade::FsRoot {
+            uid: args.fs_root_owner.0,
+            gid: args.fs_root_owner.1,
+            mode: args.fs_root_mode,
+        },
     };
     let handle = match mock_flashblade::start(config).await {
         Ok(h) => h,
@@ -195,4 +226,34 @@ async fn main() {
     }
     tracing::info!("stopping");
     handle.stop();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_owner_and_mode_flags() {
+        assert_eq!(parse_owner("0:0"), Ok((0, 0)));
+        assert_eq!(parse_owner("1000:100"), Ok((1000, 100)));
+        for bad in [
+            "",
+            "1000",
+            "1000:",
+            ":100",
+            "-1:0",
+            "+1:0",
+            "a:b",
+            "1:2:3",
+            "4294967296:0",
+        ] {
+            assert!(parse_owner(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_mode("755"), Ok(0o755));
+        assert_eq!(parse_mode("02775"), Ok(0o2775));
+        assert_eq!(parse_mode("7777"), Ok(0o7777));
+        for bad in ["", "8", "0o755", "17777", "777777", "-755"] {
+            assert!(parse_mode(bad).is_err(), "{bad}");
+        }
+    }
 }

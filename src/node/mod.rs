@@ -4,11 +4,14 @@
 //! and reports usage and health. Every mount decision reads
 //! /proc/self/mountinfo; every call that can block on a server has a deadline.
 //! The node never holds array credentials: what it mounts comes from the
-//! volume context.
+//! volume context. At a volume's first stage it gives the root directory
+//! the owner and mode the context asks for (`root_dir`).
 
+mod local_export;
 pub mod mounter;
 pub(crate) mod mountinfo;
 pub(crate) mod paths;
+mod root_dir;
 mod versions;
 
 use std::collections::HashMap;
@@ -25,9 +28,11 @@ use crate::inflight::{Guard, InFlight};
 use crate::metrics::Metrics;
 use crate::telemetry::record_volume_id;
 use crate::volume::{FsName, SnapshotSuffix, VolumeId};
+use local_export::LocalExports;
 use mounter::{MountError, Mounter};
 use mountinfo::MountEntry;
 use paths::{Found, Resolved};
+use root_dir::{RootError, RootSpec};
 
 /// How many stacked mounts an unpublish / unstage removes at most.
 const MAX_STACKED: usize = 8;
@@ -36,6 +41,9 @@ pub struct NodeService {
     node_id: String,
     kubelet_dir: PathBuf,
     local_export_root: Option<PathBuf>,
+    /// With `--local-export-client`: the simulated arrays' mount daemons,
+    /// asked before each local staging bind.
+    local_exports: Option<LocalExports>,
     /// Array name → NFS endpoint, for static volumes without a `server`.
     endpoints: HashMap<String, String>,
     default_endpoint: Option<String>,
@@ -69,6 +77,9 @@ impl From<MountError> for Error {
             MountError::Stuck(m) => Error::Unavailable(m),
             MountError::Path(p) if p.is_caller_error() => Error::InvalidArgument(p.to_string()),
             MountError::Path(p) => Error::Internal(p.to_string()),
+            // Kept UNAVAILABLE like any failed mount: kubelet retries, and a
+            // node-following export may simply not have its rule yet.
+            MountError::Denied(m) => Error::Unavailable(m),
             MountError::Failed(m) => Error::Unavailable(m),
         }
     }
@@ -128,6 +139,8 @@ struct Export {
     server: String,
     share: String,
     fs_name: String,
+    /// The array the volume's handle names, if any.
+    array: Option<String>,
     /// Preference order, newest first.
     versions: Vec<&'static str>,
 }
@@ -141,6 +154,7 @@ impl NodeService {
             node_id: config.node_id.clone().unwrap_or_default(),
             kubelet_dir,
             local_export_root: config.local_export_root.clone(),
+            local_exports: LocalExports::new(config),
             endpoints: config
                 .arrays
                 .iter()
@@ -254,10 +268,17 @@ impl NodeService {
                 out
             }
         };
+        let array = match &handle {
+            Some(VolumeId::Static { array: Some(a), .. }) | Some(VolumeId::Managed { array: a, .. }) => {
+                Some(a.to_string())
+            }
+            _ => None,
+        };
         Ok(Export {
             server,
             share,
             fs_name,
+            array,
             versions,
         })
     }
@@ -276,6 +297,7 @@ impl NodeService {
         // A dataset version is a snapshot: read-only whatever the access mode.
         let version = versions::requested(&req.volume_id, &req.volume_context)?;
         let readonly = is_reader_only(cap) || version.is_some();
+        let root_spec = root_dir::requested(&req.volume_context)?;
         let fs: FsName = export
             .fs_name
             .parse()
@@ -320,6 +342,18 @@ impl NodeService {
             )));
         }
         if let Some(root) = &self.local_export_root {
+            // The array decides first, as an NFS server's mountd would.
+            let (readonly, server, rule) = match &self.local_exports {
+                Some(exports) => {
+                    let a = exports
+                        .ask(export.array.as_deref(), &export.fs_name)
+                        .await
+                        .inspect_err(|_| self.metrics.mount("bind", false))?;
+                    let rule = format!(" (the array's rule for {} is {})", exports.client(), a.rule);
+                    (readonly || a.readonly, a.server, rule)
+                }
+                None => (readonly, root_dir::Server::AsIs, String::new()),
+            };
             let fs_root = root.join(&export.fs_name);
             if !fs_root.is_dir() {
                 return Err(Error::NotFound(format!(
@@ -333,7 +367,9 @@ impl NodeService {
             };
             let r = self.mounter.bind(&source, &staging, readonly).await;
             self.counted("bind", r)?;
-            tracing::info!(staging = %staging.display(), source = %source.display(), "staged (local bind)");
+            tracing::info!(staging = %staging.display(), source = %source.display(), readonly, "staged (local bind)");
+            self.prepare_root(&req.volume_id, &staging, root_spec, readonly, server, &rule)
+                .await?;
             return Ok(csi::NodeStageVolumeResponse {});
         }
 
@@ -346,10 +382,21 @@ impl NodeService {
             match self.counted("nfs", r) {
                 Ok(()) => {
                     tracing::info!(staging = %staging.display(), server = %export.server, share = %share, options = %opts.join(","), "staged");
+                    self.prepare_root(
+                        &req.volume_id,
+                        &staging,
+                        root_spec,
+                        readonly,
+                        root_dir::Server::AsIs,
+                        "",
+                    )
+                    .await?;
                     return Ok(csi::NodeStageVolumeResponse {});
                 }
                 // A hung server: do not try another version within this call.
                 Err(e @ MountError::Timeout { .. }) => return Err(e.into()),
+                // The export rules leave this node out, for every version.
+                Err(e @ MountError::Denied(_)) => return Err(e.into()),
                 Err(e) => {
                     tracing::warn!(error = %e, "NFS mount attempt failed");
                     last = Some(e);
@@ -364,6 +411,76 @@ impl NodeService {
         Err(last
             .map(Error::from)
             .unwrap_or_else(|| Error::Internal("no mount attempt was made".into())))
+    }
+
+    /// After a fresh staging mount: gives the volume's root directory the
+    /// owner and mode its context asks for (see [`root_dir`]; never on a
+    /// read-only stage). When that fails the mount this call made is
+    /// removed, so nothing is left half-done and kubelet's retry starts
+    /// over. `rule` names the export rule that decided, when known.
+    async fn prepare_root(
+        &self,
+        volume_id: &str,
+        staging: &Path,
+        spec: Option<RootSpec>,
+        readonly: bool,
+        server: root_dir::Server,
+        rule: &str,
+    ) -> Result<()> {
+        let Some(spec) = spec else { return Ok(()) };
+        if readonly {
+            tracing::debug!(staging = %staging.display(), "read-only stage: the root directory's owner and mode are left to a read-write one");
+            return Ok(());
+        }
+        let asked = describe(&spec);
+        let err = match self.mounter.prepare_root(staging, spec, server).await {
+            Ok(Ok(root_dir::Outcome::Changed { from, to })) => {
+                tracing::info!(
+                    staging = %staging.display(),
+                    from = %format!("{}:{} {:o}", from.uid, from.gid, from.mode),
+                    to = %format!("{}:{} {:o}", to.0, to.1, to.2),
+                    "gave the new volume's root directory its owner and mode"
+                );
+                return Ok(());
+            }
+            Ok(Ok(root_dir::Outcome::Left(why))) => {
+                tracing::debug!(staging = %staging.display(), ?why, "root directory left as it is");
+                return Ok(());
+            }
+            Ok(Err(RootError::Refused {
+                op,
+                errno: nix::errno::Errno::EROFS,
+                ..
+            })) => Error::FailedPrecondition(format!(
+                "cannot give volume {volume_id}'s root directory {asked}: {op}: the export is read-only for this node{rule}"
+            )),
+            Ok(Err(RootError::Refused { op, errno, .. })) => Error::FailedPrecondition(format!(
+                "cannot give volume {volume_id}'s root directory {asked}: {op}: {errno}: the export squashes root for this node{rule}. \
+                 Export it to the nodes with no_root_squash for them (StorageClass exportTo: nodes with exportOptions: no_root_squash), \
+                 or set the owner and mode on the array side (mount the file system once with no_root_squash from an admin host)"
+            )),
+            Ok(Err(RootError::Failed(m))) => Error::Unavailable(format!(
+                "cannot give volume {volume_id}'s root directory {asked}: {m}"
+            )),
+            Err(e) => {
+                if let MountError::Timeout { .. } = e {
+                    self.metrics.deadline_exceeded("mount");
+                }
+                Error::from(e)
+            }
+        };
+        let undone = match self.mounter.unmount(staging).await {
+            Ok(()) => "the staging mount was removed".to_string(),
+            Err(e) => format!("removing the staging mount failed too: {e}"),
+        };
+        Err(match err {
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(format!("{m}; {undone}")),
+            Error::Unavailable(m) => Error::Unavailable(format!("{m}; {undone}")),
+            Error::DeadlineExceeded(m) => {
+                Error::DeadlineExceeded(format!("setting the volume's root owner and mode: {m}; {undone}"))
+            }
+            other => other,
+        })
     }
 
     /// After a version's NFS mount failed: mounts the file system read-only
@@ -650,6 +767,16 @@ impl NodeService {
             usage,
             volume_condition: Some(condition),
         })
+    }
+}
+
+/// `owner 1000:100 and mode 2775`, as the context asked.
+fn describe(spec: &RootSpec) -> String {
+    match (spec.owner, spec.mode) {
+        (Some((u, g)), Some(m)) => format!("owner {u}:{g} and mode {m:o}"),
+        (Some((u, g)), None) => format!("owner {u}:{g}"),
+        (None, Some(m)) => format!("mode {m:o}"),
+        (None, None) => "nothing".into(),
     }
 }
 

@@ -20,6 +20,7 @@ use nix::mount::{MntFlags, MsFlags};
 
 use super::mountinfo::{self, MountEntry};
 use super::paths::{self, PathError, Resolved};
+use super::root_dir::{self, RootError, RootSpec};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,10 @@ pub(crate) enum MountError {
     Stuck(String),
     #[error(transparent)]
     Path(#[from] PathError),
+    /// The server refused this node ("access denied by server"): its export
+    /// rules do not admit the node's address.
+    #[error("{0}")]
+    Denied(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -79,6 +84,15 @@ pub(crate) trait Mounter: Send + Sync + 'static {
     ) -> Result<(Resolved, Vec<MountEntry>), MountError>;
     /// Removes an empty local directory; a missing one is success.
     async fn remove_dir(&self, path: &Path) -> Result<(), MountError>;
+    /// Gives a freshly staged volume's root directory the owner and mode
+    /// its context asks for, once ([`root_dir::apply`]), within the mount
+    /// deadline (the directory may be on a server that stopped answering).
+    async fn prepare_root(
+        &self,
+        root: &Path,
+        want: RootSpec,
+        server: root_dir::Server,
+    ) -> Result<Result<root_dir::Outcome, RootError>, MountError>;
 }
 
 /// The `mount` arguments for an NFS export (unit-tested; no shell involved).
@@ -342,6 +356,14 @@ impl Mounter for SystemMounter {
         .await;
         match waited {
             Ok((Ok(status), _)) if status.success() => Ok(()),
+            // mount.nfs's words when the server's export rules leave this
+            // node out: no other version or retry in this call can help.
+            Ok((Ok(status), err)) if err.contains("access denied by server") => {
+                Err(MountError::Denied(format!(
+                    "{what} failed ({status}): {}: the server's export rules do not admit this node's address",
+                    err.trim()
+                )))
+            }
             Ok((Ok(status), err)) => Err(MountError::Failed(format!(
                 "{what} failed ({status}): {}",
                 err.trim()
@@ -500,6 +522,21 @@ impl Mounter for SystemMounter {
         .await?
     }
 
+    async fn prepare_root(
+        &self,
+        root: &Path,
+        want: RootSpec,
+        server: root_dir::Server,
+    ) -> Result<Result<root_dir::Outcome, RootError>, MountError> {
+        let p = root.to_path_buf();
+        blocking(
+            "set the volume's root owner and mode",
+            self.mount_timeout,
+            move || root_dir::apply(&p, &want, server),
+        )
+        .await
+    }
+
     async fn statfs(&self, path: &Path, mount: &str) -> Result<Stats, MountError> {
         let st = self.stat_gate.statfs(path, mount, self.stats_timeout).await?;
         let frsize = st.fragment_size() as i64;
@@ -625,5 +662,6 @@ mod tests {
         );
         let err = mount_retrying_etxtbsy(&m, Path::new("/tmp/x")).await;
         assert!(err.to_string().contains("access denied by server"), "{err}");
+        assert!(matches!(err, MountError::Denied(_)), "{err:?}");
     }
 }

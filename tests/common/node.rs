@@ -159,6 +159,52 @@ pub async fn unstage(node: &mut NodeClient<tonic::transport::Channel>, volume_id
     .unwrap();
 }
 
+/// Runs `sh -c script` as the notebook user (uid 1000, gid 100, no other
+/// groups, through setpriv(1)) with directory `dir` open on fd 3, which the
+/// script names `$D` (`/proc/self/fd/3`). kubelet's directories above a
+/// volume are root's and 0750, so only the volume's own owner and mode
+/// decide what the user may do there.
+pub fn as_notebook_user(dir: &Path, script: &str) -> std::process::Output {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let d = std::fs::File::open(dir).unwrap();
+    let fd = d.as_raw_fd();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--reuid=1000",
+        "--regid=100",
+        "--clear-groups",
+        "sh",
+        "-c",
+        script,
+    ])
+    .env("D", "/proc/self/fd/3");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(d);
+    out
+}
+
+/// uid, gid and permission bits of `p`.
+pub fn owner_mode(p: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(p).unwrap();
+    (m.uid(), m.gid(), m.permissions().mode() & 0o7777)
+}
+
 pub fn libc_erofs() -> i32 {
     nix::errno::Errno::EROFS as i32
 }

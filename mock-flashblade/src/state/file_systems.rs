@@ -556,10 +556,11 @@ impl Array {
                 data::copy_tree(&self.snap_path(&s.id), &dir).map_err(io_err)?;
             }
             self.limits.apply(&dir, fs.write_limit()).map_err(io_err)?;
-            // The root of a new file system is world-writable like an empty
-            // export; owners are set by whoever mounts it.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+            // A clone's root is the snapshot's (copied above); a new file
+            // system's root gets the array's owner and mode.
+            if snap.is_none() {
+                data::set_root(&dir, self.fs_root).map_err(io_err)?;
+            }
             out.push(self.fs_json(&fs, now));
             self.st.file_systems.insert(name.clone(), fs);
             self.sync_snapshot_dir(name).map_err(io_err)?;

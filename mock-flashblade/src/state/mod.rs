@@ -161,6 +161,30 @@ pub(crate) struct Array {
     pub(crate) limits: crate::limits::Limits,
     /// Changed since the last flush.
     pub(crate) dirty: bool,
+    /// Owner and mode of a new (not cloned) file system's root directory.
+    pub(crate) fs_root: FsRoot,
+}
+
+/// Owner and mode the array gives the root directory of a new file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsRoot {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits, up to 0o7777.
+    pub mode: u32,
+}
+
+impl Default for FsRoot {
+    /// root:root 0755: what a directory made by root with the usual umask
+    /// looks like. Pure does not document a new file system's root; see
+    /// the README ("Root directory of a new file system") for what is known.
+    fn default() -> Self {
+        Self {
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+        }
+    }
 }
 
 fn io_err(e: std::io::Error) -> ApiError {
@@ -213,6 +237,7 @@ impl Array {
             persist_path: None,
             limits: crate::limits::Limits::off(),
             dirty: false,
+            fs_root: FsRoot::default(),
         };
         // State saved by an older simulator has no `.snapshot` views yet.
         for name in array.st.file_systems.keys() {

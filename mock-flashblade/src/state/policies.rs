@@ -303,20 +303,9 @@ impl Array {
         Ok(r)
     }
 
-    /// The evaluation group of a client: IP addresses and networks first,
-    /// then other names, then `*`.
+    /// The evaluation group of a client (see [`crate::mountd::client_group`]).
     fn client_group(client: &str) -> u8 {
-        if client == "*" {
-            2
-        } else if client
-            .split('/')
-            .next()
-            .is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok())
-        {
-            0
-        } else {
-            1
-        }
+        crate::mountd::client_group(client)
     }
 
     fn select_policies(&self, q: &Query, names_key: &str, ids_key: &str) -> ApiResult<Option<Vec<String>>> {
