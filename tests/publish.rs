@@ -365,7 +365,7 @@ async fn the_reconcile_repairs_rules_changed_behind_the_drivers_back() {
     let v = node_volume(&mut c, &k.kube, "pvc-drift", &[]).await;
     let fs = v.volume_context["fsName"].clone();
     for node in ["n1", "n3"] {
-        k.kube.attach(&format!("pv-pvc-drift"), node);
+        k.kube.attach("pv-pvc-drift", node);
         c.controller_publish_volume(publish(&v, node, RWX, false))
             .await
             .unwrap();
