@@ -218,6 +218,8 @@ const NOT_FOR_ADMIN: &[&str] = &[
     "node_id",
     "kubelet_dir",
     "local_export_root",
+    "local_export_client",
+    "export_reconcile_interval",
     "nfs_endpoint",
     "mount",
     "unmount",
