@@ -700,25 +700,16 @@ async fn node_steps(
     let home = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/home/mount");
     let ds_staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/datasets/globalmount");
     let ds_target = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/datasets/mount");
-    node.node_stage_volume(csi::NodeStageVolumeRequest {
-        volume_id: alice.volume_id.clone(),
-        staging_target_path: staging.display().to_string(),
-        volume_capability: Some(cap(Mode::SingleNodeWriter)),
-        volume_context: alice.volume_context.clone(),
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodeStageVolume"))?;
-    node.node_publish_volume(csi::NodePublishVolumeRequest {
-        volume_id: alice.volume_id.clone(),
-        staging_target_path: staging.display().to_string(),
-        target_path: home.display().to_string(),
-        volume_capability: Some(cap(Mode::SingleNodeWriter)),
-        volume_context: alice.volume_context.clone(),
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodePublishVolume"))?;
+    mount_for_pod(
+        node,
+        &alice.volume_id,
+        alice.volume_context.clone(),
+        &staging,
+        &home,
+        Mode::SingleNodeWriter,
+        "alice's home",
+    )
+    .await?;
     std::fs::write(home.join("analysis.ipynb"), "{\"cells\": [\"first draft\"]}")
         .map_err(|e| e.to_string())?;
     out.say("alice's notebook pod: her home mounted read-write (/home/jovyan); analysis.ipynb saved");
@@ -728,24 +719,16 @@ async fn node_steps(
 
     // The datasets, read-only, even though the pod asks for read-write.
     let ds_vol = "fb01/datasets";
-    node.node_stage_volume(csi::NodeStageVolumeRequest {
-        volume_id: ds_vol.into(),
-        staging_target_path: ds_staging.display().to_string(),
-        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodeStageVolume datasets"))?;
-    node.node_publish_volume(csi::NodePublishVolumeRequest {
-        volume_id: ds_vol.into(),
-        staging_target_path: ds_staging.display().to_string(),
-        target_path: ds_target.display().to_string(),
-        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
-        readonly: false,
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodePublishVolume datasets"))?;
+    mount_for_pod(
+        node,
+        ds_vol,
+        Default::default(),
+        &ds_staging,
+        &ds_target,
+        Mode::MultiNodeReaderOnly,
+        "datasets",
+    )
+    .await?;
     let rows = std::fs::read_to_string(ds_target.join("iris.csv"))
         .map_err(|e| e.to_string())?
         .lines()
@@ -768,25 +751,16 @@ async fn node_steps(
     let v1_target = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/datasets-v1/mount");
     let v1_ctx: std::collections::HashMap<String, String> =
         [("snapshot".to_string(), "v1".to_string())].into();
-    node.node_stage_volume(csi::NodeStageVolumeRequest {
-        volume_id: v1_vol.into(),
-        staging_target_path: v1_staging.display().to_string(),
-        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
-        volume_context: v1_ctx.clone(),
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodeStageVolume datasets v1"))?;
-    node.node_publish_volume(csi::NodePublishVolumeRequest {
-        volume_id: v1_vol.into(),
-        staging_target_path: v1_staging.display().to_string(),
-        target_path: v1_target.display().to_string(),
-        volume_capability: Some(cap(Mode::MultiNodeReaderOnly)),
-        volume_context: v1_ctx,
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodePublishVolume datasets v1"))?;
+    mount_for_pod(
+        node,
+        v1_vol,
+        v1_ctx.clone(),
+        &v1_staging,
+        &v1_target,
+        Mode::MultiNodeReaderOnly,
+        "datasets v1",
+    )
+    .await?;
     let v1_rows = std::fs::read_to_string(v1_target.join("iris.csv"))
         .map_err(|e| e.to_string())?
         .lines()
@@ -888,18 +862,7 @@ async fn node_steps(
         (&ds_target, &ds_staging, ds_vol),
         (&v1_target, &v1_staging, v1_vol),
     ] {
-        node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-            volume_id: vol.into(),
-            target_path: target.display().to_string(),
-        })
-        .await
-        .map_err(e("NodeUnpublishVolume"))?;
-        node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-            volume_id: vol.into(),
-            staging_target_path: staging.display().to_string(),
-        })
-        .await
-        .map_err(e("NodeUnstageVolume"))?;
+        unmount_for_pod(node, vol, staging, target, "at logout").await?;
     }
     out.say("alice logs out: her pod's mounts are removed");
     ctl.delete_snapshot(csi::DeleteSnapshotRequest {
@@ -908,6 +871,65 @@ async fn node_steps(
     })
     .await
     .map_err(e("DeleteSnapshot"))?;
+    Ok(())
+}
+
+/// Stages a volume and publishes it at `target`, as kubelet does for a pod.
+async fn mount_for_pod(
+    node: &mut NodeClient<Channel>,
+    volume_id: &str,
+    volume_context: std::collections::HashMap<String, String>,
+    staging: &Path,
+    target: &Path,
+    mode: csi::volume_capability::access_mode::Mode,
+    what: &str,
+) -> Step {
+    let e =
+        |rpc: &'static str| move |s: tonic::Status| format!("{rpc} {what}: {} ({:?})", s.message(), s.code());
+    node.node_stage_volume(csi::NodeStageVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.display().to_string(),
+        volume_capability: Some(cap(mode)),
+        volume_context: volume_context.clone(),
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodeStageVolume"))?;
+    node.node_publish_volume(csi::NodePublishVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.display().to_string(),
+        target_path: target.display().to_string(),
+        volume_capability: Some(cap(mode)),
+        volume_context,
+        ..Default::default()
+    })
+    .await
+    .map_err(e("NodePublishVolume"))?;
+    Ok(())
+}
+
+/// Unpublishes and unstages a volume, as kubelet does when the pod goes.
+async fn unmount_for_pod(
+    node: &mut NodeClient<Channel>,
+    volume_id: &str,
+    staging: &Path,
+    target: &Path,
+    what: &str,
+) -> Step {
+    let e =
+        |rpc: &'static str| move |s: tonic::Status| format!("{rpc} {what}: {} ({:?})", s.message(), s.code());
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: volume_id.into(),
+        target_path: target.display().to_string(),
+    })
+    .await
+    .map_err(e("NodeUnpublishVolume"))?;
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: volume_id.into(),
+        staging_target_path: staging.display().to_string(),
+    })
+    .await
+    .map_err(e("NodeUnstageVolume"))?;
     Ok(())
 }
 
@@ -920,44 +942,20 @@ async fn reattach(
     ctx: std::collections::HashMap<String, String>,
 ) -> Result<String, String> {
     use csi::volume_capability::access_mode::Mode;
-    let e = |what: &str| {
-        let what = what.to_string();
-        move |s: tonic::Status| format!("{what}: {} ({:?})", s.message(), s.code())
-    };
     let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice-recovered/globalmount");
     let target = kubelet.join("pods/jupyter-alice-2/volumes/kubernetes.io~csi/home/mount");
-    node.node_stage_volume(csi::NodeStageVolumeRequest {
-        volume_id: handle.into(),
-        staging_target_path: staging.display().to_string(),
-        volume_capability: Some(cap(Mode::SingleNodeWriter)),
-        volume_context: ctx.clone(),
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodeStageVolume recovered"))?;
-    node.node_publish_volume(csi::NodePublishVolumeRequest {
-        volume_id: handle.into(),
-        staging_target_path: staging.display().to_string(),
-        target_path: target.display().to_string(),
-        volume_capability: Some(cap(Mode::SingleNodeWriter)),
-        volume_context: ctx,
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodePublishVolume recovered"))?;
+    mount_for_pod(
+        node,
+        handle,
+        ctx,
+        &staging,
+        &target,
+        Mode::SingleNodeWriter,
+        "recovered",
+    )
+    .await?;
     let notebook = std::fs::read_to_string(target.join("analysis.ipynb")).map_err(|e| e.to_string());
-    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-        volume_id: handle.into(),
-        target_path: target.display().to_string(),
-    })
-    .await
-    .map_err(e("NodeUnpublishVolume recovered"))?;
-    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-        volume_id: handle.into(),
-        staging_target_path: staging.display().to_string(),
-    })
-    .await
-    .map_err(e("NodeUnstageVolume recovered"))?;
+    unmount_for_pod(node, handle, &staging, &target, "recovered").await?;
     notebook
 }
 
@@ -990,25 +988,16 @@ async fn quota_step(
         .unwrap_or_default();
     let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice-scratch/globalmount");
     let target = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/scratch/mount");
-    node.node_stage_volume(csi::NodeStageVolumeRequest {
-        volume_id: vol.volume_id.clone(),
-        staging_target_path: staging.display().to_string(),
-        volume_capability: Some(cap(Mode::SingleNodeWriter)),
-        volume_context: vol.volume_context.clone(),
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodeStageVolume scratch"))?;
-    node.node_publish_volume(csi::NodePublishVolumeRequest {
-        volume_id: vol.volume_id.clone(),
-        staging_target_path: staging.display().to_string(),
-        target_path: target.display().to_string(),
-        volume_capability: Some(cap(Mode::SingleNodeWriter)),
-        volume_context: vol.volume_context.clone(),
-        ..Default::default()
-    })
-    .await
-    .map_err(e("NodePublishVolume scratch"))?;
+    mount_for_pod(
+        node,
+        &vol.volume_id,
+        vol.volume_context.clone(),
+        &staging,
+        &target,
+        Mode::SingleNodeWriter,
+        "scratch",
+    )
+    .await?;
     // 1 MiB at a time, each flushed, until the array says no.
     let mut file = std::fs::File::create(target.join("results.npy")).map_err(|e| e.to_string())?;
     let chunk = vec![0x5au8; MIB];
@@ -1033,18 +1022,7 @@ async fn quota_step(
             ));
         }
     }
-    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-        volume_id: vol.volume_id.clone(),
-        target_path: target.display().to_string(),
-    })
-    .await
-    .map_err(e("NodeUnpublishVolume scratch"))?;
-    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-        volume_id: vol.volume_id.clone(),
-        staging_target_path: staging.display().to_string(),
-    })
-    .await
-    .map_err(e("NodeUnstageVolume scratch"))?;
+    unmount_for_pod(node, &vol.volume_id, &staging, &target, "scratch").await?;
     ctl.delete_volume(csi::DeleteVolumeRequest {
         volume_id: vol.volume_id,
         ..Default::default()
