@@ -7,7 +7,9 @@
 //! checks, mountinfo, bind mount, remount read-only where asked); only the
 //! NFS mount of NodeStage is replaced.
 //!
-//! Run as root: `cargo bench --bench node`. BENCH_PUBLISH_CONCURRENT (200)
+//! Run as root: `cargo bench --bench node`. BENCH_NODE_BIN runs another
+//! build of the plugin (the image's: `cargo build --release
+//! --no-default-features --bin flashblade-csi`). BENCH_PUBLISH_CONCURRENT (200)
 //! sets the pods at once, BENCH_PUBLISH_SINGLE (50) how many single
 //! publishes the median is taken over. Without root it says so and exits 0
 //! (it mounts). Exits non-zero when any call failed.
@@ -125,7 +127,13 @@ async fn run() -> usize {
     let socket = work.join("csi.sock");
     let log = work.join("node.log");
     let out = std::fs::File::create(&log).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+    // The shipped plugin is the image's build (`--no-default-features`,
+    // no demo); BENCH_NODE_BIN runs that one instead of this build's.
+    let bin = std::env::var_os("BENCH_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flashblade-csi")));
+    let bin_size = std::fs::metadata(&bin).map_or(0, |m| m.len());
+    let mut child = tokio::process::Command::new(&bin)
         .arg("serve")
         .args([
             "--mode",
@@ -277,6 +285,11 @@ async fn run() -> usize {
         "node bench: {} CPUs; load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!(
+        "binary: {} ({:.1} MiB)",
+        bin.display(),
+        bin_size as f64 / (1 << 20) as f64
     );
     println!();
     println!("| figure | value |");
