@@ -209,6 +209,29 @@ async fn bad_requests_change_nothing() {
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     assert!(e.message().contains("ghost"), "{}", e.message());
 
+    // A node id is a node name, never a path into the API server.
+    for hostile in ["n1/proxy/x", "../nodes", "N1", "n1?watch=1"] {
+        let e = c
+            .controller_publish_volume(publish(&v, hostile, RWX, false))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{hostile}: {e:?}");
+        let e = c
+            .controller_unpublish_volume(unpublish(&v, hostile))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{hostile}: {e:?}");
+    }
+    assert!(
+        !k.kube
+            .objects
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .any(|r| r.contains("proxy") || r.contains("..")),
+        "a hostile node id reached the API server"
+    );
     let mut r = publish(&v, "", RWX, false);
     assert_eq!(
         c.controller_publish_volume(r.clone()).await.unwrap_err().code(),

@@ -61,6 +61,17 @@ impl std::fmt::Display for ClaimName {
     }
 }
 
+/// Whether `s` can name a Kubernetes object (a node, a claim, a
+/// namespace): lower-case letters, digits, '-' and '.', at most 253. Checked
+/// before a name goes into an API path.
+pub fn is_object_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
 impl std::str::FromStr for ClaimName {
     type Err = String;
     /// `namespace/name`, both DNS-1123 labels.
@@ -69,13 +80,7 @@ impl std::str::FromStr for ClaimName {
             .split_once('/')
             .ok_or_else(|| format!("{s:?} is not namespace/name"))?;
         for part in [ns, name] {
-            let ok = !part.is_empty()
-                && part.len() <= 253
-                && part
-                    .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
-                && part.as_bytes()[0].is_ascii_alphanumeric();
-            if !ok {
+            if !is_object_name(part) {
                 return Err(format!(
                     "{s:?}: {part:?} is not a Kubernetes name (lower-case letters, digits, '-', '.')"
                 ));
@@ -219,20 +224,6 @@ impl Cluster {
         config.read_timeout = Some(API_TIMEOUT);
         let client = kube::Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
         Ok(Self { client })
-    }
-
-    /// The volume handles of this driver's PersistentVolumes.
-    pub async fn volume_handles(&self, driver: &str) -> Result<Vec<String>, ClusterError> {
-        let pvs = Api::<PersistentVolume>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error("listing PersistentVolumes", e))?;
-        Ok(pvs
-            .items
-            .iter()
-            .filter_map(|pv| pv_info(pv, driver))
-            .map(|pv| pv.volume_handle)
-            .collect())
     }
 
     /// This driver's PVs and attachments, and every claim.

@@ -5,88 +5,61 @@
 //! service account may list them, as the provisioner's does), ListVolumes
 //! returns exactly the handle of the PV naming each file system; without
 //! cluster access (development, conformance runs) or for a file system no PV
-//! names, the id in its default form.
+//! names, the id in its default form. The PV listing is the controller's
+//! shared, cached one ([`ClusterView`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cluster::Cluster;
+use super::publish::ClusterView;
 use crate::volume::VolumeId;
-
-/// How long a listing of PV handles is reused.
-const HANDLES_TTL: Duration = Duration::from_secs(30);
 
 /// (array, file-system name, file-system id) of a managed volume.
 type Key = (String, String, String);
 
 pub(crate) struct PvHandles {
-    driver: String,
-    kubeconfig: Option<PathBuf>,
-    cluster: tokio::sync::OnceCell<Option<Cluster>>,
-    cache: Mutex<Option<(Instant, HashMap<Key, String>)>>,
+    view: Arc<ClusterView>,
+    /// Whether the missing cluster access was logged (once is enough).
+    said: AtomicBool,
 }
 
 impl PvHandles {
-    pub(crate) fn new(driver: String, kubeconfig: Option<PathBuf>) -> Self {
+    pub(crate) fn new(view: Arc<ClusterView>) -> Self {
         Self {
-            driver,
-            kubeconfig,
-            cluster: tokio::sync::OnceCell::new(),
-            cache: Mutex::new(None),
+            view,
+            said: AtomicBool::new(false),
         }
-    }
-
-    async fn cluster(&self) -> Option<&Cluster> {
-        self.cluster
-            .get_or_init(|| async {
-                match Cluster::connect(self.kubeconfig.as_deref()).await {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::info!(
-                            reason = %e,
-                            "no Kubernetes API access: ListVolumes reports volume ids in their default form"
-                        );
-                        None
-                    }
-                }
-            })
-            .await
-            .as_ref()
     }
 
     /// The handles of this driver's PVs for managed volumes, by what they
-    /// name; empty when the cluster cannot be read (said in the log).
+    /// name; empty when the cluster cannot be read (said in the log, once).
     pub(crate) async fn managed(&self) -> HashMap<Key, String> {
-        if let Some((at, map)) = &*self.cache.lock().expect("handles lock")
-            && at.elapsed() < HANDLES_TTL
-        {
-            return map.clone();
-        }
-        let Some(cluster) = self.cluster().await else {
-            return HashMap::new();
-        };
-        let handles = match cluster.volume_handles(&self.driver).await {
-            Ok(h) => h,
+        let pvs = match self.view.driver_pvs(false).await {
+            Ok(pvs) => pvs,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list PersistentVolumes: ListVolumes reports volume ids in their default form");
+                if !self.said.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        reason = %e,
+                        "cannot read PersistentVolumes: ListVolumes reports volume ids in their default form"
+                    );
+                }
                 return HashMap::new();
             }
         };
-        let map: HashMap<Key, String> = handles
-            .into_iter()
-            .filter_map(|h| match h.parse::<VolumeId>() {
+        pvs.iter()
+            .filter_map(|pv| match pv.volume_handle.parse::<VolumeId>() {
                 Ok(VolumeId::Managed {
                     array,
                     fs_name,
                     fs_id,
                     ..
-                }) => Some(((array.to_string(), fs_name.to_string(), fs_id.to_string()), h)),
+                }) => Some((
+                    (array.to_string(), fs_name.to_string(), fs_id.to_string()),
+                    pv.volume_handle.clone(),
+                )),
                 _ => None,
             })
-            .collect();
-        *self.cache.lock().expect("handles lock") = Some((Instant::now(), map.clone()));
-        map
+            .collect()
     }
 }

@@ -68,12 +68,15 @@ impl ControllerService {
         arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // One view of the cluster (one connection, one PV listing) for
+        // ListVolumes and the node exports.
+        let cluster_view = Arc::new(publish::ClusterView::new(
+            config.driver_name.clone(),
+            config.kubeconfig.clone(),
+        ));
         Self {
-            pv_handles: handles::PvHandles::new(config.driver_name.clone(), config.kubeconfig.clone()),
-            cluster_view: Arc::new(publish::ClusterView::new(
-                config.driver_name.clone(),
-                config.kubeconfig.clone(),
-            )),
+            pv_handles: handles::PvHandles::new(cluster_view.clone()),
+            cluster_view,
             rule_locks: Arc::default(),
             config,
             arrays,

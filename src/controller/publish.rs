@@ -42,7 +42,7 @@ pub(crate) struct ClusterView {
     kubeconfig: Option<PathBuf>,
     cluster: tokio::sync::OnceCell<std::result::Result<Cluster, String>>,
     nodes: Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>,
-    pvs: Mutex<Option<(Instant, Vec<PvInfo>)>>,
+    pvs: Mutex<Option<(Instant, Arc<Vec<PvInfo>>)>>,
 }
 
 impl ClusterView {
@@ -113,24 +113,34 @@ impl ClusterView {
         Ok(all)
     }
 
+    /// This driver's PVs, from a listing at most the TTL old (or a fresh
+    /// one with `fresh`). ListVolumes and unpublish share it.
+    pub(crate) async fn driver_pvs(&self, fresh: bool) -> std::result::Result<Arc<Vec<PvInfo>>, String> {
+        if !fresh
+            && let Some((at, pvs)) = &*self.pvs.lock().expect("pvs lock")
+            && at.elapsed() < CLUSTER_TTL
+        {
+            return Ok(pvs.clone());
+        }
+        let cluster = self.cluster().await?;
+        let pvs = Arc::new(
+            cluster
+                .driver_pvs(&self.driver)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        *self.pvs.lock().expect("pvs lock") = Some((Instant::now(), pvs.clone()));
+        Ok(pvs)
+    }
+
     /// The PV whose handle is `volume_id`, read again when not in a recent
     /// listing (a brand-new PV).
     async fn pv(&self, volume_id: &str) -> std::result::Result<Option<PvInfo>, String> {
         let find = |pvs: &[PvInfo]| pvs.iter().find(|p| p.volume_handle == volume_id).cloned();
-        if let Some((at, pvs)) = &*self.pvs.lock().expect("pvs lock")
-            && at.elapsed() < CLUSTER_TTL
-            && let Some(pv) = find(pvs)
-        {
+        if let Some(pv) = find(&self.driver_pvs(false).await?) {
             return Ok(Some(pv));
         }
-        let cluster = self.cluster().await?;
-        let pvs = cluster
-            .driver_pvs(&self.driver)
-            .await
-            .map_err(|e| e.to_string())?;
-        let found = find(&pvs);
-        *self.pvs.lock().expect("pvs lock") = Some((Instant::now(), pvs));
-        Ok(found)
+        Ok(find(&self.driver_pvs(true).await?))
     }
 }
 
@@ -168,6 +178,18 @@ fn node_options<'a>(get: impl Fn(&str) -> Option<&'a String>) -> Result<Option<S
     }
 }
 
+/// A node id goes into a Kubernetes API path: it must be a node name (the
+/// node plugin reports the node's name), never a path of its own.
+fn check_node_id(node_id: &str) -> Result<()> {
+    if crate::cluster::is_object_name(node_id) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "node_id {} is not a Kubernetes node name (lower-case letters, digits, '-', '.')",
+        crate::error::clip(node_id)
+    )))
+}
+
 impl ControllerService {
     pub(super) async fn publish_impl(
         &self,
@@ -179,6 +201,7 @@ impl ControllerService {
         if req.node_id.is_empty() {
             return Err(Error::InvalidArgument("node_id is required".into()));
         }
+        check_node_id(&req.node_id)?;
         let cap = req
             .volume_capability
             .as_ref()
@@ -292,6 +315,9 @@ impl ControllerService {
     ) -> Result<csi::ControllerUnpublishVolumeResponse> {
         if req.volume_id.is_empty() {
             return Err(Error::InvalidArgument("volume_id is required".into()));
+        }
+        if !req.node_id.is_empty() {
+            check_node_id(&req.node_id)?;
         }
         record_volume_id(&req.volume_id);
         let done = csi::ControllerUnpublishVolumeResponse::default();
