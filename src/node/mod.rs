@@ -31,7 +31,7 @@ use crate::volume::{FsName, SnapshotSuffix, VolumeId};
 use local_export::LocalExports;
 use mounter::{MountError, Mounter};
 use mountinfo::MountEntry;
-use paths::{Found, Resolved};
+use paths::{Found, Publish, Resolved};
 use root_dir::{RootError, RootSpec};
 
 /// How many stacked mounts an unpublish / unstage removes at most.
@@ -600,41 +600,42 @@ impl NodeService {
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("target:{}", target.display()))?;
 
-        let (staging, _) = self.locate("staging_target_path", &staging, false).await?;
-        if staging.found != Found::MountPoint {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {} is not staged at {}; NodeStageVolume must come first",
-                req.volume_id,
-                staging.path.display()
-            )));
-        }
-        let staging = staging.path;
-        let (mut resolved, mut mounts) = self.locate("target_path", &target, false).await?;
-        // Publishing onto (or inside, or above) the staging mount would let
-        // the matching unpublish take the staging mount away.
-        if resolved.path.starts_with(&staging) || staging.starts_with(&resolved.path) {
-            return Err(Error::InvalidArgument(format!(
-                "target_path {} overlaps staging_target_path {}",
-                target.display(),
-                staging.display()
-            )));
-        }
-        if resolved.found == Found::Missing {
-            (resolved, mounts) = self.locate("target_path", &target, true).await?;
-        }
-        let target = resolved.path;
-        let staged = mountinfo::top_mount_at(&mounts, &staging)
-            .cloned()
-            .ok_or_else(|| {
-                Error::FailedPrecondition(format!(
+        let (staging, staged, target, existing) = match self
+            .mounter
+            .resolve_publish(&self.kubelet_dir, &staging, &target)
+            .await?
+        {
+            Publish::NotStaged { staging } => {
+                return Err(Error::FailedPrecondition(format!(
                     "volume {} is not staged at {}; NodeStageVolume must come first",
                     req.volume_id,
                     staging.display()
-                ))
-            })?;
+                )));
+            }
+            // Publishing onto (or inside, or above) the staging mount would
+            // let the matching unpublish take the staging mount away.
+            Publish::Overlaps { staging } => {
+                return Err(Error::InvalidArgument(format!(
+                    "target_path {} overlaps staging_target_path {}",
+                    target.display(),
+                    staging.display()
+                )));
+            }
+            Publish::Ready(ready) => {
+                let paths::PublishPaths {
+                    staging,
+                    staged,
+                    target,
+                    existing,
+                } = *ready;
+                (staging, staged, target, existing)
+            }
+        };
+        let resolved = target;
+        let target = resolved.path;
         match resolved.found {
             Found::MountPoint => {
-                let m = mountinfo::top_mount_at(&mounts, &target).expect("resolved as a mount point");
+                let m = existing.expect("resolved as a mount point");
                 if m.device == staged.device && m.root == staged.root && m.read_only() == readonly {
                     return Ok(csi::NodePublishVolumeResponse {});
                 }

@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::mountinfo::{self, MountEntry};
-use super::paths::{self, PathError, Resolved};
+use super::paths::{self, PathError, Publish, Resolved};
 use super::root_dir::{self, RootError, RootSpec};
 use crate::metrics::Metrics;
 
@@ -82,6 +82,14 @@ pub(crate) trait Mounter: Send + Sync + 'static {
         path: &Path,
         create: bool,
     ) -> Result<(Resolved, Vec<MountEntry>), MountError>;
+    /// [`paths::resolve_publish`] against a fresh mount table, with a
+    /// deadline.
+    async fn resolve_publish(
+        &self,
+        kubelet_dir: &Path,
+        staging: &Path,
+        target: &Path,
+    ) -> Result<Publish, MountError>;
     /// Removes an empty local directory; a missing one is success.
     async fn remove_dir(&self, path: &Path) -> Result<(), MountError>;
     /// Gives a freshly staged volume's root directory the owner and mode
@@ -504,6 +512,23 @@ impl Mounter for SystemMounter {
             let mounts = read_mountinfo()?;
             let r = paths::resolve(&w, &k, &p, &mounts, create)?;
             Ok((r, mounts))
+        })
+        .await?
+    }
+
+    async fn resolve_publish(
+        &self,
+        kubelet_dir: &Path,
+        staging: &Path,
+        target: &Path,
+    ) -> Result<Publish, MountError> {
+        let (k, s, t) = (
+            kubelet_dir.to_path_buf(),
+            staging.to_path_buf(),
+            target.to_path_buf(),
+        );
+        blocking("resolve paths", LOCAL_TIMEOUT, move || {
+            Ok(paths::resolve_publish(&k, &s, &t, &read_mountinfo()?)?)
         })
         .await?
     }

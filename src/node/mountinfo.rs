@@ -84,8 +84,32 @@ pub(crate) fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
 
 /// Reads and parses `/proc/self/mountinfo`.
 pub(crate) fn read() -> std::io::Result<Vec<MountEntry>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let file = std::fs::File::open("/proc/self/mountinfo")?;
+    let text = String::from_utf8(read_all(file, 64 * 1024)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     parse(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Reads to the end in reads of at least `chunk` bytes. A /proc file has no
+/// size, so `read_to_string` would start at 32 bytes and double, and the
+/// kernel walks the mount table (under its mount lock) once per read: a
+/// table of a few hundred mounts fits one read this way.
+fn read_all(mut from: impl std::io::Read, chunk: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0; chunk];
+    let mut len = 0;
+    loop {
+        if buf.len() - len < chunk {
+            buf.resize(len + chunk.max(len), 0);
+        }
+        match from.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// The mounts at `path`, oldest first (mounts can be stacked).
@@ -150,6 +174,41 @@ mod tests {
         assert!(parse_line("1 2 3").is_err());
         assert!(parse_line("x 1 0:1 / /a rw - tmpfs t rw").is_err());
         assert!(parse_line("1 1 0:1 / /a rw -").is_err());
+    }
+
+    #[test]
+    fn reads_everything_in_large_reads() {
+        /// Hands out at most `max` bytes per read and counts the reads.
+        struct Trickle<'a> {
+            data: &'a [u8],
+            max: usize,
+            reads: usize,
+        }
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.reads += 1;
+                let n = buf.len().min(self.max).min(self.data.len());
+                buf[..n].copy_from_slice(&self.data[..n]);
+                self.data = &self.data[n..];
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut t = Trickle {
+            data: &data,
+            max: usize::MAX,
+            reads: 0,
+        };
+        assert_eq!(read_all(&mut t, 64 * 1024).unwrap(), data);
+        // 64 KiB, then the 35 KiB left, then the end.
+        assert_eq!(t.reads, 3);
+        let mut t = Trickle {
+            data: &data,
+            max: 7,
+            reads: 0,
+        };
+        assert_eq!(read_all(&mut t, 16).unwrap(), data);
+        assert!(read_all(&[][..], 16).unwrap().is_empty());
     }
 
     #[test]

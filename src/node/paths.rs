@@ -286,6 +286,76 @@ pub(crate) fn resolve(
     })
 }
 
+/// A NodePublishVolume's staging and target paths, resolved against one
+/// mount table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Publish {
+    /// Nothing is mounted at the (real) staging path.
+    NotStaged {
+        staging: PathBuf,
+    },
+    /// The target is the staging mount, inside it or above it: the matching
+    /// unpublish would take the staging mount away. Nothing was created.
+    Overlaps {
+        staging: PathBuf,
+    },
+    Ready(Box<PublishPaths>),
+}
+
+/// Where a publish mounts from and onto.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PublishPaths {
+    pub staging: PathBuf,
+    /// The mount at the staging path.
+    pub staged: MountEntry,
+    /// The target, its missing directories made.
+    pub target: Resolved,
+    /// The mount already at the target, when it is a mount point.
+    pub existing: Option<MountEntry>,
+}
+
+/// Resolves both paths of a publish ([`resolve`]) against `mounts`, making
+/// the target's missing directories only once it is known not to overlap
+/// the staging mount (no directory is ever made inside a volume). One
+/// mount-table read serves the whole publish, which matters when a class's
+/// pods land at once: every read walks the whole table under the kernel's
+/// mount lock. Blocking, like [`resolve`].
+pub(crate) fn resolve_publish(
+    kubelet_dir: &Path,
+    staging: &Path,
+    target: &Path,
+    mounts: &[MountEntry],
+) -> Result<Publish, PathError> {
+    let staging = resolve("staging_target_path", kubelet_dir, staging, mounts, false)?;
+    let staged = match staging.found {
+        Found::MountPoint => mountinfo::top_mount_at(mounts, &staging.path),
+        _ => None,
+    };
+    let Some(staged) = staged.cloned() else {
+        return Ok(Publish::NotStaged {
+            staging: staging.path,
+        });
+    };
+    let staging = staging.path;
+    let mut resolved = resolve("target_path", kubelet_dir, target, mounts, false)?;
+    if resolved.path.starts_with(&staging) || staging.starts_with(&resolved.path) {
+        return Ok(Publish::Overlaps { staging });
+    }
+    if resolved.found == Found::Missing {
+        resolved = resolve("target_path", kubelet_dir, target, mounts, true)?;
+    }
+    let existing = match resolved.found {
+        Found::MountPoint => mountinfo::top_mount_at(mounts, &resolved.path).cloned(),
+        _ => None,
+    };
+    Ok(Publish::Ready(Box::new(PublishPaths {
+        staging,
+        staged,
+        target: resolved,
+        existing,
+    })))
+}
+
 /// A host name or IP address for `server:/share`.
 pub(crate) fn check_server(server: &str) -> Result<(), String> {
     server
@@ -464,6 +534,72 @@ mod tests {
             resolve("p", k, &k.join("c/d"), &mounts, true).unwrap().path,
             k.join("c/d")
         );
+    }
+
+    #[test]
+    fn publish_paths_from_one_table() {
+        let f = fixture();
+        let k = &f.k;
+        // The staging mount is local here, so only the overlap rule (not the
+        // no-crossing rule) keeps directories from being made inside it.
+        let mounts = [entry(&k.join("a/b"), "ext4"), entry(&k.join("c"), "nfs4")];
+        let publish =
+            |staging: &str, target: &str| resolve_publish(k, &k.join(staging), &k.join(target), &mounts);
+
+        assert_eq!(
+            publish("a", "pod/mount").unwrap(),
+            Publish::NotStaged { staging: k.join("a") }
+        );
+        // Through a link to the staging mount, inside it, above it.
+        for target in ["a/b", "in_rel/b/new/mount", "a"] {
+            assert_eq!(
+                publish("in_rel/b", target).unwrap(),
+                Publish::Overlaps {
+                    staging: k.join("a/b")
+                },
+                "{target}"
+            );
+        }
+        assert!(
+            !k.join("a/b/new").exists(),
+            "nothing made inside the staging mount"
+        );
+
+        let Publish::Ready(ready) = publish("in_rel/b", "pods/p1/mount").unwrap() else {
+            panic!("not ready")
+        };
+        let PublishPaths {
+            staging,
+            staged,
+            target,
+            existing,
+        } = *ready;
+        assert_eq!(staging, k.join("a/b"));
+        assert_eq!(staged.mount_point, k.join("a/b"));
+        assert_eq!(
+            target,
+            Resolved {
+                path: k.join("pods/p1/mount"),
+                found: Found::Dir
+            }
+        );
+        assert!(k.join("pods/p1/mount").is_dir());
+        assert_eq!(existing, None);
+
+        // Already a mount point: reported with its mount, nothing stat()ed.
+        let Publish::Ready(ready) = publish("a/b", "c").unwrap() else {
+            panic!("not ready")
+        };
+        let PublishPaths { target, existing, .. } = *ready;
+        assert_eq!(target.found, Found::MountPoint);
+        assert_eq!(existing.unwrap().fs_type, "nfs4");
+        // A hostile target is refused before anything is made.
+        assert!(matches!(publish("a/b", "etc/x"), Err(PathError::Escapes { .. })));
+        assert!(matches!(
+            publish("etc/x", "pods/p2"),
+            Err(PathError::Escapes { .. })
+        ));
+        assert!(!k.join("pods/p2").exists());
     }
 
     mod prop {
