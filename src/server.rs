@@ -25,8 +25,6 @@ pub enum ServerError {
     NotASocket { path: PathBuf },
     #[error("socket {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("gRPC reflection: {0}")]
-    Reflection(String),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -100,7 +98,7 @@ pub async fn serve(
             .set_service_status(*name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let (reflection_v1, reflection_v1alpha) = reflection(&served)?;
+    let (reflection_v1, reflection_v1alpha) = reflection(&served);
     let router = tonic::transport::Server::builder()
         .layer(crate::telemetry::RpcSpanLayer)
         .layer(crate::metrics::RpcMetricsLayer(services.metrics.clone()))
@@ -110,6 +108,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
+
+    // What starting up allocated and dropped (the parsed command line, the
+    // layered settings, scratch of the descriptor sets) stays in glibc's
+    // heap; a node plugin then idles for weeks, so give it back now.
+    release_free_heap();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Any :authority is accepted (C-core clients send the socket path).
@@ -170,22 +173,26 @@ pub async fn serve(
 
 /// The gRPC reflection service (v1, and v1alpha for older clients) for the
 /// CSI services this process serves plus the health service, so grpcurl and
-/// other generic clients need no .proto file.
+/// other generic clients need no .proto file. Each is built on its first
+/// call: decoding the descriptor sets costs memory a node plugin would keep
+/// for weeks, and only a person debugging ever asks.
 #[allow(clippy::type_complexity)]
 fn reflection(
     served: &[&str],
-) -> Result<
-    (
+) -> (
+    OnFirstCall<
         tonic_reflection::server::v1::ServerReflectionServer<
             impl tonic_reflection::server::v1::ServerReflection,
         >,
+    >,
+    OnFirstCall<
         tonic_reflection::server::v1alpha::ServerReflectionServer<
             impl tonic_reflection::server::v1alpha::ServerReflection,
         >,
-    ),
-    ServerError,
-> {
-    let builder = || {
+    >,
+) {
+    let served: Vec<String> = served.iter().map(|n| n.to_string()).collect();
+    let builder = move || {
         let mut b = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::csi::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -197,16 +204,76 @@ fn reflection(
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .with_service_name("grpc.reflection.v1alpha.ServerReflection");
-        for name in served {
-            b = b.with_service_name(*name);
+        for name in &served {
+            b = b.with_service_name(name.clone());
         }
         b
     };
-    let err = |e: tonic_reflection::server::Error| ServerError::Reflection(e.to_string());
-    Ok((
-        builder().build_v1().map_err(err)?,
-        builder().build_v1alpha().map_err(err)?,
-    ))
+    // The descriptor sets are compiled in; `reflection_builds` tests them.
+    const VALID: &str = "the compiled-in descriptor sets are valid";
+    let v1 = builder.clone();
+    (
+        OnFirstCall::new(move || v1().build_v1().expect(VALID)),
+        OnFirstCall::new(move || builder().build_v1alpha().expect(VALID)),
+    )
+}
+
+/// A service built when its first request arrives, then shared by clones.
+pub(crate) struct OnFirstCall<S> {
+    built: std::sync::Arc<std::sync::OnceLock<S>>,
+    build: std::sync::Arc<dyn Fn() -> S + Send + Sync>,
+}
+
+impl<S> OnFirstCall<S> {
+    fn new(build: impl Fn() -> S + Send + Sync + 'static) -> Self {
+        OnFirstCall {
+            built: Default::default(),
+            build: std::sync::Arc::new(build),
+        }
+    }
+}
+
+impl<S> Clone for OnFirstCall<S> {
+    fn clone(&self) -> Self {
+        OnFirstCall {
+            built: self.built.clone(),
+            build: self.build.clone(),
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for OnFirstCall<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, R> tower::Service<R> for OnFirstCall<S>
+where
+    S: tower::Service<R> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    // tonic's generated servers are always ready (each call works on its
+    // own clone of the inner service), so this wrapper is too.
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        let mut service = self.built.get_or_init(|| (self.build)()).clone();
+        service.call(req)
+    }
+}
+
+/// Returns the heap's free pages to the kernel.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's free lists;
+    // it takes no pointer from us.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Resolves on SIGTERM, SIGINT or SIGHUP. SIGHUP would otherwise kill the
@@ -228,5 +295,18 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
             _ = int.recv() => tracing::info!("received SIGINT"),
             _ = hup.recv() => tracing::info!("received SIGHUP"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflection_builds() {
+        let (v1, v1alpha) = reflection(&[<NodeServer<NodeService> as NamedService>::NAME]);
+        // What the first request would do; a bad descriptor set panics here.
+        let _ = (v1.build)();
+        let _ = (v1alpha.build)();
     }
 }

@@ -107,6 +107,9 @@ def check_agreement():
             "Dockerfile copies the binary to the ENTRYPOINT path")
     r.check(not any("mock-flashblade" in " ".join(c) for c in copies),
             "Dockerfile's final stage has no mock-flashblade")
+    build_inputs = [rest.split()[0] for w, rest in everything if w == "COPY" and "--from" not in rest]
+    r.check("link" in build_inputs and "proto" in build_inputs,
+            f"Dockerfile copies what build.rs reads: proto/ and link/ (the hot-code linker script) ({build_inputs})")
     builds = [rest for w, rest in everything if w == "RUN" and "cargo build" in rest]
     r.check(builds and all("--no-default-features" in b for b in builds if "--bin flashblade-csi" in b),
             "Dockerfile builds flashblade-csi with --no-default-features (no demo simulator)")

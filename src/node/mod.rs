@@ -30,7 +30,7 @@ use crate::telemetry::record_volume_id;
 use crate::volume::{FsName, SnapshotSuffix, VolumeId};
 use local_export::LocalExports;
 use mounter::{MountError, Mounter};
-use mountinfo::MountEntry;
+use mountinfo::MountTable;
 use paths::{Found, Publish, Resolved};
 use root_dir::{RootError, RootSpec};
 
@@ -200,7 +200,7 @@ impl NodeService {
 
     /// The real location of a checked request path (see [`paths::resolve`])
     /// and the mount table it was resolved against.
-    async fn locate(&self, what: &str, path: &Path, create: bool) -> Result<(Resolved, Vec<MountEntry>)> {
+    async fn locate(&self, what: &str, path: &Path, create: bool) -> Result<(Resolved, MountTable)> {
         Ok(self
             .mounter
             .resolve(what, &self.kubelet_dir, path, create)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
-use super::mountinfo::{self, MountEntry};
+use super::mountinfo::{self, MountTable, SharedReads};
 use super::paths::{self, PathError, Publish, Resolved};
 use super::root_dir::{self, RootError, RootSpec};
 use crate::metrics::Metrics;
@@ -69,7 +69,7 @@ pub(crate) trait Mounter: Send + Sync + 'static {
     /// Unmounts the top mount at `target`; "not mounted" is success.
     async fn unmount(&self, target: &Path) -> Result<(), MountError>;
     /// The current mount table.
-    async fn mounts(&self) -> Result<Vec<MountEntry>, MountError>;
+    async fn mounts(&self) -> Result<MountTable, MountError>;
     /// statvfs of a mounted path; `mount` names the file system behind it
     /// (mountinfo's `major:minor`), which all binds of one mount share.
     async fn statfs(&self, path: &Path, mount: &str) -> Result<Stats, MountError>;
@@ -81,7 +81,7 @@ pub(crate) trait Mounter: Send + Sync + 'static {
         kubelet_dir: &Path,
         path: &Path,
         create: bool,
-    ) -> Result<(Resolved, Vec<MountEntry>), MountError>;
+    ) -> Result<(Resolved, MountTable), MountError>;
     /// [`paths::resolve_publish`] against a fresh mount table, with a
     /// deadline.
     async fn resolve_publish(
@@ -128,6 +128,8 @@ pub(crate) struct SystemMounter {
     /// The `mount` program (found on PATH by default).
     pub mount_program: PathBuf,
     stat_gate: StatGate,
+    /// Every mountinfo reading goes through here ([`SharedReads`]).
+    table: Arc<SharedReads<Result<MountTable, String>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -155,6 +157,7 @@ impl SystemMounter {
             stats_timeout,
             mount_program: PathBuf::from("mount"),
             stat_gate: StatGate::new(MAX_STUCK_STATFS),
+            table: Arc::new(SharedReads::new()),
             metrics,
         }
     }
@@ -301,8 +304,15 @@ fn bind_readonly(source: &Path, target: &Path) -> Result<(), Errno> {
     Ok(())
 }
 
-fn read_mountinfo() -> Result<Vec<MountEntry>, MountError> {
-    mountinfo::read().map_err(|e| MountError::Failed(format!("read /proc/self/mountinfo: {e}")))
+/// A reading of the mount table that started after this call.
+fn read_mountinfo(table: &SharedReads<Result<MountTable, String>>) -> Result<MountTable, MountError> {
+    table
+        .get(|| {
+            mountinfo::read()
+                .map(Arc::new)
+                .map_err(|e| format!("read /proc/self/mountinfo: {e}"))
+        })
+        .map_err(MountError::Failed)
 }
 
 /// Runs `f` on a blocking thread and stops waiting after `limit`. A thread
@@ -495,9 +505,10 @@ impl Mounter for SystemMounter {
         )))
     }
 
-    async fn mounts(&self) -> Result<Vec<MountEntry>, MountError> {
+    async fn mounts(&self) -> Result<MountTable, MountError> {
         // Reading /proc does not touch the mounted file systems.
-        blocking("read mountinfo", LOCAL_TIMEOUT, read_mountinfo).await?
+        let table = self.table.clone();
+        blocking("read mountinfo", LOCAL_TIMEOUT, move || read_mountinfo(&table)).await?
     }
 
     async fn resolve(
@@ -506,10 +517,11 @@ impl Mounter for SystemMounter {
         kubelet_dir: &Path,
         path: &Path,
         create: bool,
-    ) -> Result<(Resolved, Vec<MountEntry>), MountError> {
+    ) -> Result<(Resolved, MountTable), MountError> {
         let (w, k, p) = (what.to_string(), kubelet_dir.to_path_buf(), path.to_path_buf());
+        let table = self.table.clone();
         blocking("resolve path", LOCAL_TIMEOUT, move || {
-            let mounts = read_mountinfo()?;
+            let mounts = read_mountinfo(&table)?;
             let r = paths::resolve(&w, &k, &p, &mounts, create)?;
             Ok((r, mounts))
         })
@@ -527,8 +539,9 @@ impl Mounter for SystemMounter {
             staging.to_path_buf(),
             target.to_path_buf(),
         );
+        let table = self.table.clone();
         blocking("resolve paths", LOCAL_TIMEOUT, move || {
-            Ok(paths::resolve_publish(&k, &s, &t, &read_mountinfo()?)?)
+            Ok(paths::resolve_publish(&k, &s, &t, &read_mountinfo(&table)?)?)
         })
         .await?
     }

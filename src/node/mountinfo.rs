@@ -15,21 +15,26 @@ pub(crate) struct MountEntry {
     /// show a subdirectory here).
     pub root: PathBuf,
     pub mount_point: PathBuf,
-    pub options: Vec<String>,
+    /// The per-mount options, comma-separated as the kernel writes them.
+    pub options: String,
     pub fs_type: String,
     pub source: String,
-    pub super_options: Vec<String>,
+    /// The file system's options, comma-separated.
+    pub super_options: String,
 }
 
 impl MountEntry {
     pub(crate) fn read_only(&self) -> bool {
-        self.options.iter().any(|o| o == "ro")
+        self.options.split(',').any(|o| o == "ro")
     }
 }
 
 /// Undoes the kernel's octal escapes (`\040` space, `\011` tab, `\012`
 /// newline, `\134` backslash).
 fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -68,10 +73,10 @@ pub(crate) fn parse_line(line: &str) -> Result<MountEntry, String> {
         device: fields[2].to_string(),
         root: PathBuf::from(unescape(fields[3])),
         mount_point: PathBuf::from(unescape(fields[4])),
-        options: fields[5].split(',').map(str::to_string).collect(),
+        options: fields[5].to_string(),
         fs_type: unescape(fields[sep + 1]),
         source: unescape(fields[sep + 2]),
-        super_options: fields[sep + 3].split(',').map(str::to_string).collect(),
+        super_options: fields[sep + 3].to_string(),
     })
 }
 
@@ -90,10 +95,10 @@ pub(crate) fn read() -> std::io::Result<Vec<MountEntry>> {
     parse(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Reads to the end in reads of at least `chunk` bytes. A /proc file has no
-/// size, so `read_to_string` would start at 32 bytes and double, and the
-/// kernel walks the mount table (under its mount lock) once per read: a
-/// table of a few hundred mounts fits one read this way.
+/// Reads to the end, offering at least `chunk` bytes to every read. A /proc
+/// file has no size, so `read_to_string` starts at 32 bytes and doubles;
+/// the kernel hands out up to a page per read of mountinfo, each under the
+/// mount namespace's lock, so small first reads only add system calls.
 fn read_all(mut from: impl std::io::Read, chunk: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0; chunk];
     let mut len = 0;
@@ -112,15 +117,95 @@ fn read_all(mut from: impl std::io::Read, chunk: usize) -> std::io::Result<Vec<u
     Ok(buf)
 }
 
+/// A parsed mount table, shared by the callers one reading served.
+pub(crate) type MountTable = std::sync::Arc<Vec<MountEntry>>;
+
+/// Readings of the mount table shared by callers that wait at the same time.
+///
+/// A caller gets the result of a reading that *started after it arrived*, so
+/// it sees every mount made before its request, as with a reading of its
+/// own; callers that arrive while one reading runs share the next one. When
+/// a class's pods land on one node, hundreds of publishes would each read a
+/// table of hundreds of mounts (the kernel formats every line under the
+/// mount lock, which was half the node's CPU in `cargo bench --bench node`);
+/// this way one reading serves all that queued behind the previous one.
+/// Blocking: call it on a blocking thread.
+pub(crate) struct SharedReads<T> {
+    state: std::sync::Mutex<ReadState<T>>,
+    finished: std::sync::Condvar,
+}
+
+struct ReadState<T> {
+    /// Readings started and finished so far; one runs at a time.
+    started: u64,
+    finished: u64,
+    latest: Option<T>,
+}
+
+impl<T: Clone> SharedReads<T> {
+    pub(crate) fn new() -> Self {
+        SharedReads {
+            state: std::sync::Mutex::new(ReadState {
+                started: 0,
+                finished: 0,
+                latest: None,
+            }),
+            finished: std::sync::Condvar::new(),
+        }
+    }
+
+    /// The result of a `read` that started after this call did.
+    pub(crate) fn get(&self, read: impl Fn() -> T) -> T {
+        let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock();
+        let want = st.started + 1;
+        loop {
+            if st.finished >= want
+                && let Some(v) = &st.latest
+            {
+                return v.clone();
+            }
+            if st.started == st.finished {
+                // None running: start the one this caller needs.
+                st.started += 1;
+                let n = st.started;
+                drop(st);
+                let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&read));
+                st = lock();
+                let v = match v {
+                    Ok(v) => v,
+                    Err(panic) => {
+                        // Never started, as far as the others know: the
+                        // next waiter starts one.
+                        st.started -= 1;
+                        self.finished.notify_all();
+                        drop(st);
+                        std::panic::resume_unwind(panic);
+                    }
+                };
+                st.finished = n;
+                st.latest = Some(v.clone());
+                self.finished.notify_all();
+                return v;
+            }
+            st = self.finished.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 /// The mounts at `path`, oldest first (mounts can be stacked).
 #[cfg(test)]
 fn mounts_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Vec<&'a MountEntry> {
     mounts.iter().filter(|m| m.mount_point == path).collect()
 }
 
-/// The mount visible at `path` (the last one stacked there).
+/// The mount visible at `path` (the last one stacked there). Both sides are
+/// normalised absolute paths (the kernel's, and resolved ones), so their
+/// bytes are compared: `Path`'s `==` walks components, and this runs for
+/// every path component against every mount.
 pub(crate) fn top_mount_at<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
-    mounts.iter().rev().find(|m| m.mount_point == path)
+    let path = path.as_os_str();
+    mounts.iter().rev().find(|m| m.mount_point.as_os_str() == path)
 }
 
 #[cfg(test)]
@@ -148,13 +233,14 @@ mod tests {
         assert_eq!(nfs.source, "10.21.0.10:/k8s-pvc-4b2c");
         assert_eq!(nfs.device, "0:151");
         assert!(!nfs.read_only());
-        assert!(nfs.super_options.contains(&"vers=4.1".to_string()));
+        assert!(nfs.super_options.split(',').any(|o| o == "vers=4.1"));
         let pod = &m[3];
         assert!(pod.read_only());
         assert_eq!(pod.device, nfs.device);
         assert_eq!(m[4].mount_point, PathBuf::from("/tmp/with space"));
         assert_eq!(m[5].root, PathBuf::from("/srv/exports/datasets"));
-        assert_eq!(m[1].options, vec!["rw", "relatime"]);
+        assert_eq!(m[1].options, "rw,relatime");
+        assert!(!m[1].read_only());
     }
 
     #[test]
@@ -209,6 +295,46 @@ mod tests {
         };
         assert_eq!(read_all(&mut t, 16).unwrap(), data);
         assert!(read_all(&[][..], 16).unwrap().is_empty());
+    }
+
+    #[test]
+    fn shared_readings_are_never_older_than_the_caller() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let shared = Arc::new(SharedReads::new());
+        // The "table": a counter that other threads bump (mounts being made).
+        let table = Arc::new(AtomicU64::new(0));
+        let readings = Arc::new(AtomicU64::new(0));
+        let callers: Vec<_> = (0..64)
+            .map(|_| {
+                let (shared, table, readings) = (shared.clone(), table.clone(), readings.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let before = table.fetch_add(1, Ordering::SeqCst) + 1;
+                        let seen = shared.get(|| {
+                            readings.fetch_add(1, Ordering::SeqCst);
+                            let v = table.load(Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                            v
+                        });
+                        assert!(
+                            seen >= before,
+                            "a reading from before the call: {seen} < {before}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for c in callers {
+            c.join().unwrap();
+        }
+        let n = readings.load(Ordering::SeqCst);
+        assert!(n >= 20, "every caller needs readings of its own time: {n}");
+        assert!(
+            n < 64 * 20,
+            "waiting callers shared readings: {n} for {}",
+            64 * 20
+        );
     }
 
     #[test]

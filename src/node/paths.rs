@@ -97,6 +97,15 @@ pub(crate) enum PathError {
     },
     #[error("{what} {path:?} has too many levels of symbolic links")]
     TooManyLinks { what: String, path: PathBuf },
+    /// A symlink's `..` after a directory that does not exist: making that
+    /// directory and climbing back out could land anywhere, the staging
+    /// mount included, and no path kubelet sends needs it.
+    #[error("{what} {path:?} climbs out ('..') of {at}, which does not exist")]
+    ClimbsFromMissing {
+        what: String,
+        path: PathBuf,
+        at: PathBuf,
+    },
     #[error("{what} {path:?}: {op} {at}: {source}")]
     Io {
         what: String,
@@ -200,6 +209,13 @@ pub(crate) fn resolve(
         let meta = match std::fs::symlink_metadata(&next) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if rest.iter().any(|c| c == "..") {
+                    return Err(PathError::ClimbsFromMissing {
+                        what: what.into(),
+                        path: path.into(),
+                        at: next,
+                    });
+                }
                 if !create {
                     let mut missing = next;
                     missing.extend(rest);
@@ -343,6 +359,11 @@ pub(crate) fn resolve_publish(
     }
     if resolved.found == Found::Missing {
         resolved = resolve("target_path", kubelet_dir, target, mounts, true)?;
+        // A missing path has no `..` left in it (refused above), so making
+        // it cannot have led into the staging mount; checked again anyway.
+        if resolved.path.starts_with(&staging) || staging.starts_with(&resolved.path) {
+            return Ok(Publish::Overlaps { staging });
+        }
     }
     let existing = match resolved.found {
         Found::MountPoint => mountinfo::top_mount_at(mounts, &resolved.path).cloned(),
@@ -593,6 +614,15 @@ mod tests {
         let PublishPaths { target, existing, .. } = *ready;
         assert_eq!(target.found, Found::MountPoint);
         assert_eq!(existing.unwrap().fs_type, "nfs4");
+        // A link that climbs out of a directory it would have to make, into
+        // the staging mount: refused, nothing made.
+        std::fs::create_dir_all(k.join("pods/p3")).unwrap();
+        std::os::unix::fs::symlink("gone/../../../a/b/new", k.join("pods/p3/l")).unwrap();
+        assert!(matches!(
+            publish("a/b", "pods/p3/l/mount"),
+            Err(PathError::ClimbsFromMissing { .. })
+        ));
+        assert!(!k.join("a/b/new").exists() && !k.join("pods/p3/gone").exists());
         // A hostile target is refused before anything is made.
         assert!(matches!(publish("a/b", "etc/x"), Err(PathError::Escapes { .. })));
         assert!(matches!(
