@@ -147,9 +147,11 @@ struct Export {
 
 impl NodeService {
     pub(crate) fn new(config: &Config, mounter: Arc<dyn Mounter>, metrics: Arc<Metrics>) -> Self {
-        // Resolve a symlinked kubelet dir once (a local directory; safe to stat).
-        let kubelet_dir =
-            std::fs::canonicalize(&config.kubelet_dir).unwrap_or_else(|_| config.kubelet_dir.clone());
+        // Resolve a symlinked kubelet dir once (a local directory; safe to
+        // stat). Normalised either way (`//`, `/./`, a trailing `/`): mount
+        // points are compared with mountinfo's byte for byte.
+        let kubelet_dir = std::fs::canonicalize(&config.kubelet_dir)
+            .unwrap_or_else(|_| config.kubelet_dir.components().collect());
         Self {
             node_id: config.node_id.clone().unwrap_or_default(),
             kubelet_dir,

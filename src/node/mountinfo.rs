@@ -139,6 +139,8 @@ struct ReadState<T> {
     /// Readings started and finished so far; one runs at a time.
     started: u64,
     finished: u64,
+    /// Callers waiting for a reading; the last result is kept only for them.
+    waiting: usize,
     latest: Option<T>,
 }
 
@@ -148,6 +150,7 @@ impl<T: Clone> SharedReads<T> {
             state: std::sync::Mutex::new(ReadState {
                 started: 0,
                 finished: 0,
+                waiting: 0,
                 latest: None,
             }),
             finished: std::sync::Condvar::new(),
@@ -163,7 +166,12 @@ impl<T: Clone> SharedReads<T> {
             if st.finished >= want
                 && let Some(v) = &st.latest
             {
-                return v.clone();
+                let v = v.clone();
+                if st.waiting == 0 {
+                    // No one else can use it: a new caller needs a newer one.
+                    st.latest = None;
+                }
+                return v;
             }
             if st.started == st.finished {
                 // None running: start the one this caller needs.
@@ -184,11 +192,13 @@ impl<T: Clone> SharedReads<T> {
                     }
                 };
                 st.finished = n;
-                st.latest = Some(v.clone());
+                st.latest = (st.waiting > 0).then(|| v.clone());
                 self.finished.notify_all();
                 return v;
             }
+            st.waiting += 1;
             st = self.finished.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
         }
     }
 }
@@ -335,6 +345,18 @@ mod tests {
             "waiting callers shared readings: {n} for {}",
             64 * 20
         );
+    }
+
+    #[test]
+    fn a_panicking_reading_does_not_block_the_next() {
+        use std::sync::Arc;
+        let shared = Arc::new(SharedReads::new());
+        let s = shared.clone();
+        let panicked = std::thread::spawn(move || s.get(|| -> u32 { panic!("reading failed") })).join();
+        assert!(panicked.is_err());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(shared.get(|| 7u32)).unwrap());
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(7));
     }
 
     #[test]

@@ -97,9 +97,10 @@ pub(crate) enum PathError {
     },
     #[error("{what} {path:?} has too many levels of symbolic links")]
     TooManyLinks { what: String, path: PathBuf },
-    /// A symlink's `..` after a directory that does not exist: making that
-    /// directory and climbing back out could land anywhere, the staging
-    /// mount included, and no path kubelet sends needs it.
+    /// A symlink's `..` after a directory that does not exist, where missing
+    /// directories are to be made: making it and climbing back out could
+    /// land anywhere, the staging mount included, and no path kubelet sends
+    /// needs it. (Without creation such a path is simply missing.)
     #[error("{what} {path:?} climbs out ('..') of {at}, which does not exist")]
     ClimbsFromMissing {
         what: String,
@@ -209,7 +210,7 @@ pub(crate) fn resolve(
         let meta = match std::fs::symlink_metadata(&next) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if rest.iter().any(|c| c == "..") {
+                if create && rest.iter().any(|c| c == "..") {
                     return Err(PathError::ClimbsFromMissing {
                         what: what.into(),
                         path: path.into(),
