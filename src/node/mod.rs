@@ -602,7 +602,12 @@ impl NodeService {
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("target:{}", target.display()))?;
 
-        let (staging, staged, target, existing) = match self
+        let paths::PublishPaths {
+            staging,
+            staged,
+            target: resolved,
+            existing,
+        } = match self
             .mounter
             .resolve_publish(&self.kubelet_dir, &staging, &target)
             .await?
@@ -623,21 +628,11 @@ impl NodeService {
                     staging.display()
                 )));
             }
-            Publish::Ready(ready) => {
-                let paths::PublishPaths {
-                    staging,
-                    staged,
-                    target,
-                    existing,
-                } = *ready;
-                (staging, staged, target, existing)
-            }
+            Publish::Ready(ready) => *ready,
         };
-        let resolved = target;
         let target = resolved.path;
-        match resolved.found {
-            Found::MountPoint => {
-                let m = existing.expect("resolved as a mount point");
+        match (resolved.found, existing) {
+            (Found::MountPoint, Some(m)) => {
                 if m.device == staged.device && m.root == staged.root && m.read_only() == readonly {
                     return Ok(csi::NodePublishVolumeResponse {});
                 }
@@ -647,13 +642,21 @@ impl NodeService {
                     if m.read_only() { "read-only" } else { "read-write" }
                 )));
             }
-            Found::NotDir => {
+            (Found::NotDir, _) => {
                 return Err(Error::InvalidArgument(format!(
                     "target_path {} is not a directory",
                     target.display()
                 )));
             }
-            Found::Dir | Found::Missing => {}
+            // Resolved from the same table, so the entry is always there;
+            // never stack a second mount if it were not.
+            (Found::MountPoint, None) => {
+                return Err(Error::Internal(format!(
+                    "target {} is a mount point missing from the mount table",
+                    target.display()
+                )));
+            }
+            (Found::Dir | Found::Missing, _) => {}
         }
         let r = self.mounter.bind(&staging, &target, readonly).await;
         self.counted("bind", r)?;
