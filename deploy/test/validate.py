@@ -26,6 +26,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chartlib  # noqa: E402
+import kubecheck  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helm"))
 import render_kustomize  # noqa: E402
@@ -719,22 +720,29 @@ def check_values_wiring(r, name, v, objs):
     by_kind = {}
     for o in objs:
         by_kind.setdefault(o["kind"], []).append(o)
-    nodes_mode = v["exportTo"] == "nodes"
+    class_to = {c["name"]: (c.get("parameters") or {}).get("exportTo", v["exportTo"]) for c in v["storageClasses"]}
+    nodes_mode = "nodes" in class_to.values()
     csidriver = by_kind.get("CSIDriver", [{}])[0]
     r.check(csidriver.get("metadata", {}).get("name") == v["driverName"], f"{name}: CSIDriver is {v['driverName']}")
     r.check(csidriver.get("spec", {}).get("attachRequired") is nodes_mode,
-            f"{name}: CSIDriver attachRequired is {nodes_mode} (exportTo: {v['exportTo']})")
+            f"{name}: CSIDriver attachRequired is {nodes_mode} (classes' exportTo: {sorted(set(class_to.values()))})")
     dep = next(o for o in by_kind["Deployment"] if o["metadata"]["name"] == "flashblade-csi-controller")
     ds = next(o for o in by_kind["DaemonSet"] if o["metadata"]["name"] == "flashblade-csi-node")
     cnames = [c["name"] for c in pod_spec_of(dep)["containers"]]
     r.check(("csi-attacher" in cnames) is nodes_mode, f"{name}: csi-attacher sidecar {'present' if nodes_mode else 'absent'}")
     # The controller's role; the admins' read-only role lists them anyway.
-    va_rules = [rule for cr in by_kind.get("ClusterRole", []) if cr["metadata"]["name"] != "flashblade-csi-admin"
-                for rule in cr.get("rules", []) if "volumeattachments" in rule.get("resources", [])]
-    r.check(bool(va_rules) is nodes_mode, f"{name}: VolumeAttachment RBAC {'granted' if nodes_mode else 'not granted'} to the controller")
+    ctl_rules = [rule for cr in by_kind.get("ClusterRole", []) if cr["metadata"]["name"] == "flashblade-csi-controller"
+                 for rule in cr.get("rules", [])]
+    # csi-provisioner watches VolumeAttachments in every mode (the driver
+    # can always ControllerPublish); only csi-attacher writes them.
+    r.check(kubecheck.allows(ctl_rules, "storage.k8s.io", "volumeattachments", "watch"),
+            f"{name}: the controller may watch VolumeAttachments (csi-provisioner)")
+    writes = kubecheck.allows(ctl_rules, "storage.k8s.io", "volumeattachments", "patch")
+    r.check(writes is nodes_mode, f"{name}: the controller {'may' if nodes_mode else 'may not'} patch VolumeAttachments")
     for sc in by_kind.get("StorageClass", []):
-        r.check((sc.get("parameters", {}).get("exportTo") == "nodes") is nodes_mode,
-                f"{name}: StorageClass {sc['metadata']['name']} {'has' if nodes_mode else 'has no'} exportTo: nodes")
+        want = class_to.get(sc["metadata"]["name"]) == "nodes"
+        r.check(((sc.get("parameters") or {}).get("exportTo") == "nodes") is want,
+                f"{name}: StorageClass {sc['metadata']['name']} {'has' if want else 'has no'} exportTo: nodes")
     r.check(sorted(sc["metadata"]["name"] for sc in by_kind.get("StorageClass", [])) == sorted(c["name"] for c in v["storageClasses"]),
             f"{name}: one StorageClass per storageClasses entry")
     snap = v["snapshots"]["enabled"]
@@ -915,6 +923,7 @@ def helm_main(r):
         objs = [o for _, o in chartlib.objects(outs[K8S_VERSIONS[-1]])]
         renderings[label] = objs
         check_rendered(r, name, objs)
+        kubecheck.check_sidecar_rbac(r, name, objs)
         merged = merged_values(values)
         check_values_wiring(r, name, merged, objs)
         notes = next((text for path, text in outs[K8S_VERSIONS[-1]].items() if path.endswith("/NOTES.txt")), "")
@@ -924,6 +933,10 @@ def helm_main(r):
             check_notes_ignored(r, name, merged, notes)
             r.check("PSO" not in notes or pso_ignored(merged), f"{name}: NOTES say nothing of PSO")
     r.check(any(label.startswith("pso-") for label, _ in helm_value_sets()), "helm: PSO values files are rendered (deploy/test/values/pso-*.yaml)")
+    if "defaults" in renderings and "mixed-export" in renderings:
+        kubecheck.check_upgrade_guard(r, renderings["defaults"], renderings["mixed-export"])
+    else:
+        r.check(False, "helm: the defaults and mixed-export renderings exist for the upgrade checks")
     # The snapshot class exists only where the snapshot API is served.
     without = [o for _, o in chartlib.objects(chartlib.render({}, api_versions=()))]
     r.check(not any(o["kind"] == "VolumeSnapshotClass" for o in without), "helm defaults: no VolumeSnapshotClass without the snapshot API")
@@ -1226,6 +1239,27 @@ def self_test():
         merged = merged_values(sets[label])
         return lambda r: (check_rendered(r, "self-test", objs), check_values_wiring(r, "self-test", merged, objs))
 
+    def sidecar_rbac(label, mutate):
+        objs = copy.deepcopy(helm_objs[label])
+        mutate(objs)
+        return lambda r: kubecheck.check_sidecar_rbac(r, "self-test", objs)
+
+    def drop_rule(resource, verb):
+        def edit(objs):
+            for o in objs:
+                if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "flashblade-csi-controller":
+                    for rule in o["rules"]:
+                        if resource in rule["resources"] and verb in rule["verbs"]:
+                            rule["verbs"].remove(verb)
+        return edit
+
+    cases.append(("provisioner cannot list VolumeAttachments", sidecar_rbac("defaults", drop_rule("volumeattachments", "list"))))
+    cases.append(("attacher cannot patch VolumeAttachment status", sidecar_rbac("mixed-export", drop_rule("volumeattachments/status", "patch"))))
+    cases.append(("resizer cannot patch claim status", sidecar_rbac("defaults", drop_rule("persistentvolumeclaims/status", "patch"))))
+    cases.append(("provisioner with capacity tracking but no RBAC for it", sidecar_rbac("defaults", lambda o: controller_pod(o)["containers"][1]["args"].append("--enable-capacity"))))
+    cases.append(("mixed classes without attachRequired", broken_helm("mixed-export", lambda o: kind(o, "CSIDriver")["spec"].update(attachRequired=False))))
+    cases.append(("range class rendered with exportTo: nodes", broken_helm("mixed-export", lambda o: next(
+        x for x in o if x["kind"] == "StorageClass" and x["metadata"]["name"] == "fb-shared")["parameters"].update(exportTo="nodes"))))
     cases.append(("exportTo nodes without attachRequired", broken_helm("export-to-nodes", lambda o: kind(o, "CSIDriver")["spec"].update(attachRequired=False))))
     cases.append(("exportTo nodes without csi-attacher", broken_helm("export-to-nodes", lambda o: controller_pod(o)["containers"].pop(
         next(i for i, c in enumerate(controller_pod(o)["containers"]) if c["name"] == "csi-attacher")))))

@@ -102,8 +102,12 @@ flashblade-csi-array-{{ .name | lower | replace "_" "-" | replace "." "-" }}
 {{- if and (hasKey .parameters "exportRules") (hasKey .parameters "exportPolicy") -}}
 {{- fail (printf "storageClasses[%s].parameters: exportRules and exportPolicy are exclusive" .name) -}}
 {{- end -}}
-{{- if and (eq $.Values.exportTo "nodes") (or (hasKey .parameters "exportRules") (hasKey .parameters "exportPolicy")) -}}
+{{- $to := .parameters.exportTo | default $.Values.exportTo -}}
+{{- if and (eq $to "nodes") (or (hasKey .parameters "exportRules") (hasKey .parameters "exportPolicy")) -}}
 {{- fail (printf "storageClasses[%s].parameters: exportTo: nodes decides the export rules; remove exportRules/exportPolicy" .name) -}}
+{{- end -}}
+{{- if and (ne $to "nodes") (hasKey .parameters "exportOptions") -}}
+{{- fail (printf "storageClasses[%s].parameters.exportOptions: only used with exportTo: nodes" .name) -}}
 {{- end -}}
 {{- end -}}
 {{- range .Values.datasets -}}
@@ -303,7 +307,8 @@ caBundle pso.caBundle. Fails on what cannot be carried over. */}}
 {{- end -}}
 
 {{/* The StorageClasses in one form, as YAML (include "fb.storageClasses" .
-| fromYamlArray): storageClasses, plus what PSO values say about them:
+| fromYamlArray): storageClasses, with the chart's exportTo: nodes in every
+class that does not choose its own, plus what PSO values say about them:
 flashblade.snapshotDirectoryEnabled is the snapshotDirectory of every class
 that does not set it; storageclass.isPureDefault with pureBackend: file
 makes the first class the cluster's default (unless one already is). */}}
@@ -325,6 +330,9 @@ makes the first class the cluster's default (unless one already is). */}}
 {{- end -}}
 {{- if and $makeDefault (eq $i 0) -}}
 {{- $_ := set $c "isDefault" true -}}
+{{- end -}}
+{{- if and (eq $.Values.exportTo "nodes") (not (hasKey $c.parameters "exportTo")) -}}
+{{- $_ := set $c.parameters "exportTo" "nodes" -}}
 {{- end -}}
 {{- $out = append $out $c -}}
 {{- end -}}
@@ -368,4 +376,30 @@ storageclass.pureBackend
 {{- if hasKey ($v.orchestrator | default dict) "name" }}
 orchestrator.name
 {{- end }}
+{{- end -}}
+
+{{/* "true" when some StorageClass exports to nodes: then the CSIDriver has
+attachRequired and the csi-attacher runs. Range-exported classes need no
+attach, so an install without node-following classes has neither. */}}
+{{- define "fb.attach" -}}
+{{- $attach := false -}}
+{{- range include "fb.storageClasses" . | fromYamlArray -}}
+{{- if eq (toString .parameters.exportTo) "nodes" -}}{{- $attach = true -}}{{- end -}}
+{{- end -}}
+{{- if $attach -}}true{{- end -}}
+{{- end -}}
+
+{{/* Stops an upgrade that would change a field Kubernetes keeps immutable,
+before anything is applied, with what to do. Takes a dict: kind, name,
+have (the live object's fields, empty when there is none), want (this
+release's), how (the command that clears the way). */}}
+{{- define "fb.immutable" -}}
+{{- if .have -}}
+{{- range $k, $want := .want -}}
+{{- $have := index $.have $k -}}
+{{- if ne (toJson $have) (toJson $want) -}}
+{{- fail (printf "%s %s: %s is %s in the cluster and %s in this release, and Kubernetes cannot change it in place. Run `%s`, then this upgrade again (deploy/README.md, \"Changing a class or the export mode\")." $.kind $.name $k (toJson $have) (toJson $want) $.how) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
