@@ -103,3 +103,71 @@ fn a_bad_ca_file_is_a_configuration_error() {
         assert_eq!(err.matches(words).count(), 1, "printed more than once: {err}");
     }
 }
+
+/// The array's certificate is replaced by one from a new CA, and the CA
+/// file (a mounted Secret) is replaced with it: the running controller
+/// verifies the array again without a restart.
+#[tokio::test]
+async fn a_replaced_ca_file_is_read_again_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_value = "T-0a1b2c3d-0000-4000-8000-00000000ca01";
+    let first = mock_flashblade::start(mock_flashblade::MockConfig {
+        api_token: Some(token_value.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let listen: std::net::SocketAddr = first.url.trim_start_matches("https://").parse().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, token_value).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::copy(first.ca_file.as_ref().unwrap(), &ca).unwrap();
+    let mut settings = args(&first, &token);
+    settings.array.ca_file = Some(ca.clone());
+    let d = dir.path().join("driver");
+    std::fs::create_dir(&d).unwrap();
+    let driver = Driver::start(&d, settings).await;
+    let mut client = ControllerClient::new(driver.channel().await);
+    client
+        .create_volume(create_req("pvc-ca-1", 1 << 30))
+        .await
+        .unwrap();
+
+    // A new array certificate from a new CA, at the same address.
+    first.stop();
+    drop(first);
+    // The old listener closes asynchronously: try the port for a while.
+    let mut tries = 0;
+    let second = loop {
+        match mock_flashblade::start(mock_flashblade::MockConfig {
+            listen,
+            api_token: Some(token_value.into()),
+            ..Default::default()
+        })
+        .await
+        {
+            Ok(m) => break m,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let e = client
+        .create_volume(create_req("pvc-ca-2", 1 << 30))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+
+    // The Secret is updated: the next call verifies against the new CA.
+    std::fs::copy(second.ca_file.as_ref().unwrap(), &ca).unwrap();
+    let v = client
+        .create_volume(create_req("pvc-ca-2", 1 << 30))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.volume.is_some());
+    driver.stop().await;
+}

@@ -43,6 +43,8 @@ pub(crate) struct ClusterView {
     cluster: tokio::sync::OnceCell<std::result::Result<Cluster, String>>,
     nodes: Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>,
     pvs: Mutex<Option<(Instant, Arc<Vec<PvInfo>>)>>,
+    /// Set once this controller has published a node-following volume.
+    node_following: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterView {
@@ -53,7 +55,18 @@ impl ClusterView {
             cluster: tokio::sync::OnceCell::new(),
             nodes: Mutex::new(HashMap::new()),
             pvs: Mutex::new(None),
+            node_following: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn saw_node_following(&self) {
+        self.node_following
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this controller has published a node-following volume.
+    pub(crate) fn node_following_seen(&self) -> bool {
+        self.node_following.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) async fn cluster(&self) -> std::result::Result<&Cluster, String> {
@@ -208,6 +221,9 @@ impl ControllerService {
             .ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
         check_capability(cap).map_err(Error::InvalidArgument)?;
         let options = node_options(|k| req.volume_context.get(k))?;
+        if options.is_some() {
+            self.cluster_view.saw_node_following();
+        }
         record_volume_id(&req.volume_id);
         let vref: VolumeId = req
             .volume_id
@@ -476,7 +492,13 @@ impl ControllerService {
                     }
                     Ok(Err(e)) if !said => {
                         said = true;
-                        tracing::info!(reason = %e, "reconcile of node exports cannot run (retrying every interval)");
+                        // Only node-following volumes need the API; a
+                        // controller that never served one says it quietly.
+                        if r.view.node_following_seen() {
+                            tracing::warn!(reason = %e, "reconcile of node exports cannot run (retrying every interval)");
+                        } else {
+                            tracing::debug!(reason = %e, "reconcile of node exports cannot run (retrying every interval)");
+                        }
                     }
                     Ok(Err(_)) => {}
                     Err(_) => tracing::warn!(
@@ -496,11 +518,20 @@ impl ExportReconciler {
     pub async fn run(&self, max_edits: usize) -> std::result::Result<Reconciled, String> {
         let view = &self.view;
         let cluster = view.cluster().await?;
-        let nodes = view.all_nodes().await.map_err(|e| e.to_string())?;
         let pvs = cluster
             .driver_pvs(&self.driver)
             .await
             .map_err(|e| e.to_string())?;
+        // Range-exported volumes need nothing more from the API (and their
+        // installs grant no VolumeAttachment writes): stop here without them.
+        let pvs: Vec<_> = pvs
+            .into_iter()
+            .filter(|pv| matches!(node_options(|k| pv.volume_attributes.get(k)), Ok(Some(_))))
+            .collect();
+        if pvs.is_empty() {
+            return Ok(Reconciled::default());
+        }
+        let nodes = view.all_nodes().await.map_err(|e| e.to_string())?;
         let attachments = cluster
             .live_attachments(&self.driver)
             .await
