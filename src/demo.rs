@@ -606,7 +606,6 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
                 ),
                 storage_class: Some("fb-home".into()),
                 access_mode: "ReadWriteOnce".into(),
-                nfs_versions: "4.1".into(),
                 ..Default::default()
             },
         },

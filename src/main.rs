@@ -131,7 +131,7 @@ struct RecoverCmd {
     on_array: Option<String>,
     /// Give it to this claim (namespace/name): print a PV and PVC bound to
     /// each other.
-    #[arg(long)]
+    #[arg(long, requires = "volume")]
     claim: Option<ClaimName>,
     /// Create that PV and PVC in the cluster instead of printing them.
     #[arg(long, requires = "claim")]
@@ -142,9 +142,14 @@ struct RecoverCmd {
     /// Access mode of the PV and PVC.
     #[arg(long, default_value = "ReadWriteOnce", value_parser = ["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"])]
     access_mode: String,
-    /// NFS versions to turn back on (a soft delete turned them off).
-    #[arg(long, default_value = "3,4.1")]
-    nfs_versions: String,
+    /// NFS versions to turn back on (3, 4.1 or 3,4.1). Default: those the
+    /// volume had, as its tombstone records.
+    #[arg(long, requires = "volume")]
+    nfs_versions: Option<String>,
+    /// For a volume exported to nodes: the export options its class set
+    /// (exportOptions). Default: root_squash.
+    #[arg(long, requires = "volume")]
+    export_options: Option<String>,
     #[command(flatten)]
     opts: AdminOpts,
 }
@@ -311,6 +316,7 @@ fn main() {
                         storage_class: r.storage_class,
                         access_mode: r.access_mode,
                         nfs_versions: r.nfs_versions,
+                        export_options: r.export_options,
                         apply: r.apply,
                     },
                 },

@@ -475,7 +475,7 @@ async fn recover_gives_a_deleted_home_back_to_its_claim() {
         claim: Some("jhub/claim-bob".parse().unwrap()),
         storage_class: Some("fb-home".into()),
         access_mode: "ReadWriteOnce".into(),
-        nfs_versions: "3,4.1".into(),
+        nfs_versions: Some("3,4.1".into()),
         apply: true,
         ..Default::default()
     };
@@ -532,7 +532,7 @@ async fn recover_gives_a_deleted_home_back_to_its_claim() {
             volume: "k8s-pvc-bob".into(),
             args: admin::recover::RecoverArgs {
                 access_mode: "ReadWriteOnce".into(),
-                nfs_versions: "3,4.1".into(),
+                nfs_versions: Some("3,4.1".into()),
                 ..Default::default()
             },
         })
@@ -549,7 +549,7 @@ async fn recover_gives_a_deleted_home_back_to_its_claim() {
             args: admin::recover::RecoverArgs {
                 claim: Some("jhub/claim-dan-old".parse().unwrap()),
                 access_mode: "ReadWriteOnce".into(),
-                nfs_versions: "4.1".into(),
+                nfs_versions: Some("4.1".into()),
                 ..Default::default()
             },
         })
@@ -571,7 +571,7 @@ async fn recover_gives_a_deleted_home_back_to_its_claim() {
                 args: admin::recover::RecoverArgs {
                     claim: Some("jhub/claim-dan-2".parse().unwrap()),
                     access_mode: "ReadWriteOnce".into(),
-                    nfs_versions: "4.1".into(),
+                    nfs_versions: Some("4.1".into()),
                     ..Default::default()
                 },
             },
@@ -592,7 +592,7 @@ async fn recover_gives_a_deleted_home_back_to_its_claim() {
                 volume: "k8s-pvc-never".into(),
                 args: admin::recover::RecoverArgs {
                     access_mode: "ReadWriteOnce".into(),
-                    nfs_versions: "3,4.1".into(),
+                    nfs_versions: Some("3,4.1".into()),
                     ..Default::default()
                 },
             },
@@ -600,6 +600,100 @@ async fn recover_gives_a_deleted_home_back_to_its_claim() {
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), exit::NOT_FOUND, "{err}");
+}
+
+/// A node-following home that served NFSv4.1 alone comes back as it was:
+/// v4.1 only, exported to no node until a pod needs it, `exportTo: nodes`
+/// in the PV and `n` in its volume id.
+#[tokio::test]
+async fn recover_brings_a_volume_back_as_it_was() {
+    let e = Env::new().await;
+    let mut req = create_req("pvc-fay", GIB);
+    req.parameters.insert("exportTo".into(), "nodes".into());
+    req.parameters
+        .insert("exportOptions".into(), "no_root_squash".into());
+    req.parameters.insert("nfsVersions".into(), "4.1".into());
+    let id = e
+        .controller()
+        .await
+        .create_volume(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
+    assert!(id.ends_with("/4n"), "{id}");
+    e.write_as("k8s-pvc-fay", "notes.ipynb", 100, 1000, 100);
+    e.delete(&id).await;
+    let tomb = e.env.mock.with_state(|s| {
+        s.file_systems
+            .values()
+            .find(|f| f.destroyed && f.name.starts_with("k8s-pvc-fay-x"))
+            .map(|f| f.name.clone())
+            .unwrap()
+    });
+    assert!(tomb.ends_with("FN"), "{tomb}");
+
+    let (v, code) = e
+        .json(Job::Recover {
+            volume: "k8s-pvc-fay".into(),
+            args: admin::recover::RecoverArgs {
+                claim: Some("jhub/claim-fay".parse().unwrap()),
+                access_mode: "ReadWriteOnce".into(),
+                export_options: Some("no_root_squash".into()),
+                ..Default::default()
+            },
+        })
+        .await;
+    assert_eq!(code, exit::OK, "{v:#}");
+    let fs = e.env.mock.with_state(|s| s.file_systems["k8s-pvc-fay"].clone());
+    assert!(
+        !fs.destroyed && !fs.nfs.v3_enabled && fs.nfs.v4_1_enabled,
+        "{fs:?}"
+    );
+    assert_eq!(fs.nfs.rules, "", "exported to no node until a pod needs it");
+    assert_eq!(v["volume_id"], format!("fb01/k8s-pvc-fay/{}/4n", fs.id));
+    let attrs = &v["manifests"]["pv"]["spec"]["csi"]["volumeAttributes"];
+    assert_eq!(attrs["exportTo"], "nodes", "{v:#}");
+    assert_eq!(attrs["exportOptions"], "no_root_squash", "{v:#}");
+    assert_eq!(attrs["nfsVersions"], "4.1", "{v:#}");
+    assert!(v["note"].is_null(), "{v:#}");
+
+    // Without --export-options: the default options, and the note says so.
+    let id = e.create("pvc-gus").await;
+    e.delete(&id).await;
+    let (v, code) = e
+        .json(Job::Recover {
+            volume: "k8s-pvc-gus".into(),
+            args: admin::recover::RecoverArgs {
+                access_mode: "ReadWriteOnce".into(),
+                ..Default::default()
+            },
+        })
+        .await;
+    assert_eq!(code, exit::OK, "{v:#}");
+    let fs = e.env.mock.with_state(|s| s.file_systems["k8s-pvc-gus"].clone());
+    assert!(fs.nfs.v3_enabled && fs.nfs.v4_1_enabled, "{fs:?}");
+    assert_eq!(v["volume_id"], format!("fb01/k8s-pvc-gus/{}", fs.id));
+    assert!(v["note"].is_null(), "{v:#}");
+}
+
+#[test]
+fn recover_refuses_a_claim_without_a_volume() {
+    for extra in [
+        &["--claim", "jhub/claim-x", "--apply"][..],
+        &["--claim", "jhub/claim-x"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+            .arg("recover")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("VOLUME"), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -363,6 +363,7 @@ async fn apply_makes_the_expected_objects_and_a_second_run_changes_nothing() {
             fs_name,
             fs_id,
             delete,
+            ..
         } => {
             assert_eq!(array.as_str(), "fb01");
             assert_eq!(fs_name.as_str(), fs.name);

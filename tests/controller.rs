@@ -89,7 +89,11 @@ async fn create_validate_list_expand_capacity_delete() {
     assert_eq!(fs.default_user_quota, GIB);
     assert!(!fs.nfs.v3_enabled && fs.nfs.v4_1_enabled);
     assert_eq!(fs.nfs.rules, "10.0.0.0/16(rw,root_squash)");
-    assert!(vol.volume_id.ends_with(&fs.id));
+    assert!(
+        vol.volume_id.ends_with(&format!("{}/4", fs.id)),
+        "{}",
+        vol.volume_id
+    );
     assert!(env.mock.fs_dir("k8s-pvc-0001").is_dir());
 
     let v = c

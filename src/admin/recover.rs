@@ -1,7 +1,10 @@
 //! `recover`: soft-deleted volumes, their time left before the array
-//! eradicates them, and recovery of one — destroyed=false, protocols on,
-//! renamed back from its tombstone when the name is free — with a static
-//! PersistentVolume and claim that give it back to a user's claim name.
+//! eradicates them, and recovery of one — destroyed=false, the NFS versions
+//! and export mode its tombstone records turned back on, renamed back from
+//! its tombstone when the name is free — with a static PersistentVolume and
+//! claim that give it back to a user's claim name. What the array keeps
+//! through a soft delete (size, hard limit, range export rules, quotas, the
+//! root directory's owner and mode) is left as it is.
 
 use std::time::Duration;
 
@@ -13,10 +16,12 @@ use super::render::{bytes, duration, table, utc, yaml};
 use super::volumes::list_array;
 use super::{AdminError, Output, Report, Session};
 use crate::cluster::ClaimName;
+use crate::context;
+use crate::controller::params::{DEFAULT_NODE_OPTIONS, parse_export_options};
 use crate::flashblade::filter::Filter;
 use crate::flashblade::models::FileSystem;
-use crate::volume::naming::{tombstone_of, untombstone};
-use crate::volume::{ArrayName, DeletePolicy, VolumeId};
+use crate::volume::naming::{tombstone_of, tombstone_record, untombstone};
+use crate::volume::{ArrayName, DeletePolicy, ExportRecord, NfsVersions, VolumeId};
 
 /// One soft-deleted volume.
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +112,10 @@ pub struct RecoverArgs {
     pub claim: Option<ClaimName>,
     pub storage_class: Option<String>,
     pub access_mode: String,
-    pub nfs_versions: String,
+    /// NFS versions to turn back on; `None`: as the tombstone records.
+    pub nfs_versions: Option<String>,
+    /// A node-following volume's export options; `None`: root_squash.
+    pub export_options: Option<String>,
     pub apply: bool,
 }
 
@@ -128,16 +136,16 @@ pub struct Recovered {
 /// `recover VOLUME`: by its original file-system name, a tombstone name or
 /// a deleted PV's volume handle.
 pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Report, AdminError> {
-    let nfs = match args.nfs_versions.as_str() {
-        "3" => json!({"v3_enabled": true, "v4_1_enabled": false}),
-        "4.1" => json!({"v3_enabled": false, "v4_1_enabled": true}),
-        "3,4.1" => json!({"v3_enabled": true, "v4_1_enabled": true}),
-        other => {
-            return Err(AdminError::Usage(format!(
-                "--nfs-versions {other:?}: expected 3, 4.1 or 3,4.1"
-            )));
-        }
+    let versions: Option<NfsVersions> = match &args.nfs_versions {
+        None => None,
+        Some(v) => Some(
+            v.parse()
+                .map_err(|()| AdminError::Usage(format!("--nfs-versions {v:?}: expected 3, 4.1 or 3,4.1")))?,
+        ),
     };
+    if let Some(o) = &args.export_options {
+        parse_export_options(o).map_err(|e| AdminError::Usage(format!("--export-options: {e}")))?;
+    }
     // The array and the name it had (a volume handle names both).
     let (array, name): (ArrayName, String) = match volume.parse::<VolumeId>() {
         Ok(id) if volume.contains('/') => (
@@ -196,7 +204,7 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
     dead.sort_by_key(|f| std::cmp::Reverse(tombstone_of(&original, &f.name).unwrap_or(u64::MAX)));
 
     let mut note = None;
-    let (fs, action, renamed_back) = match (dead.first(), live) {
+    let (fs, action, renamed_back, record) = match (dead.first(), live) {
         (None, Some(fs)) => {
             // A repeat; but a live volume another PV uses is not to be given away.
             let default = s
@@ -212,7 +220,17 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                     fs.name, pv.name
                 )));
             }
-            (fs, "already live", false)
+            // As it serves now; the flags the array holds are current.
+            let record = ExportRecord {
+                versions: NfsVersions::from_flags(
+                    fs.nfs.v3_enabled.unwrap_or(false),
+                    fs.nfs.v4_1_enabled.unwrap_or(false),
+                )
+                .or(versions)
+                .unwrap_or_default(),
+                to_nodes: args.export_options.is_some(),
+            };
+            (fs, "already live", false, record)
         }
         (None, None) => {
             return Err(AdminError::NotFound(format!(
@@ -227,7 +245,31 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                     d.name
                 ));
             }
+            // What it was exported with: the tombstone's record (the array
+            // switched the protocols off), --nfs-versions over it.
+            let kept = tombstone_record(&d.name).filter(|_| d.name != original);
+            let record = match (kept, versions) {
+                (Some(r), Some(v)) => ExportRecord { versions: v, ..r },
+                (Some(r), None) => r,
+                (None, Some(v)) => ExportRecord {
+                    versions: v,
+                    to_nodes: args.export_options.is_some(),
+                },
+                (None, None) => {
+                    return Err(AdminError::Usage(format!(
+                        "{} keeps no record of its NFS versions (it was deleted without a tombstone name: REST before 2.16, or by another tool); give --nfs-versions (3, 4.1 or 3,4.1), and --export-options if it was exported to nodes; nothing was changed",
+                        d.name
+                    )));
+                }
+            };
             let fs = client.recover_file_system(d).await?;
+            let (v3, v41) = record.versions.flags();
+            let mut nfs = json!({"v3_enabled": v3, "v4_1_enabled": v41});
+            if record.to_nodes {
+                // Rules of nodes that used it before are stale: a node's
+                // rule comes back when a pod there needs it.
+                nfs["rules"] = json!("");
+            }
             let mut body = json!({"nfs": nfs});
             let mut renamed = false;
             if fs.name != original {
@@ -244,11 +286,21 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
             let fs = client
                 .patch_file_system(&fs.id, body, vec![], format!("re-enable file system {}", fs.name))
                 .await?;
-            (fs, "recovered", renamed)
+            (fs, "recovered", renamed, record)
         }
     };
+    if record.to_nodes && args.export_options.is_none() {
+        let n = format!(
+            "exported to nodes with the default options ({DEFAULT_NODE_OPTIONS}); give --export-options if its class set others"
+        );
+        note = Some(match note {
+            Some(before) => format!("{before}; {n}"),
+            None => n,
+        });
+    }
     let volume_id = VolumeId::managed(&array, &fs.name, &fs.id, DeletePolicy::Destroy)
         .map_err(|e| AdminError::Refused(format!("{} cannot carry a volume id: {e}", fs.name)))?
+        .with_export(record)
         .to_string();
 
     let mut manifests = None;
@@ -260,7 +312,7 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                 existing.volume_name.as_deref().unwrap_or("nothing")
             )));
         }
-        let m = manifest(s, &array, &fs, &volume_id, claim, args);
+        let m = manifest(s, &array, &fs, &volume_id, claim, args, record);
         if args.apply {
             let cluster = s.cluster.as_ref().ok_or_else(|| {
                 AdminError::Refused(format!(
@@ -321,6 +373,7 @@ fn manifest(
     volume_id: &str,
     claim: &ClaimName,
     args: &RecoverArgs,
+    record: ExportRecord,
 ) -> Value {
     let pv_name: String = format!("recovered-{}", fs.name)
         .to_ascii_lowercase()
@@ -339,11 +392,19 @@ fn manifest(
         .array(array)
         .and_then(|a| a.nfs_endpoint.as_ref())
         .map(|h| h.as_str());
+    let mut attrs = attributes(array, &fs.name, server, &record.versions.to_string());
+    if record.to_nodes {
+        attrs.insert(context::EXPORT_TO.into(), json!("nodes"));
+        attrs.insert(
+            context::EXPORT_OPTIONS.into(),
+            json!(args.export_options.as_deref().unwrap_or(DEFAULT_NODE_OPTIONS)),
+        );
+    }
     let pair = BoundPair {
         pv_name,
         driver: s.config.driver_name.clone(),
         volume_handle: volume_id.to_string(),
-        attributes: attributes(array, &fs.name, server, &args.nfs_versions),
+        attributes: attrs,
         capacity: fs.provisioned.unwrap_or(0).to_string(),
         access_modes: vec![args.access_mode.clone()],
         reclaim_policy: "Retain".into(),

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use crate::config::{ArrayConfig, Config};
 use crate::error::Error;
 use crate::volume::exports::{known_option, validate_export_rules};
-use crate::volume::{ArrayName, DeletePolicy, Host, NamePrefix, PolicyName, Selector};
+use crate::volume::{
+    ArrayName, DeletePolicy, ExportRecord, Host, NamePrefix, NfsVersions, PolicyName, Selector,
+};
 
 /// How the file system is exported.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +92,17 @@ pub struct VolumeParams {
     /// its first stage.
     pub root_owner: Option<(u32, u32)>,
     pub root_mode: Option<u32>,
+}
+
+impl VolumeParams {
+    /// What the volume id records of the export (the array forgets it on a
+    /// soft delete).
+    pub(crate) fn export_record(&self) -> ExportRecord {
+        ExportRecord {
+            versions: NfsVersions::from_flags(self.nfs_v3, self.nfs_v41).unwrap_or_default(),
+            to_nodes: matches!(self.export, Export::Nodes { .. }),
+        }
+    }
 }
 
 pub(crate) fn nfs_versions_text(v3: bool, v41: bool) -> String {

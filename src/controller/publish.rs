@@ -145,16 +145,6 @@ impl ClusterView {
         *self.pvs.lock().expect("pvs lock") = Some((Instant::now(), pvs.clone()));
         Ok(pvs)
     }
-
-    /// The PV whose handle is `volume_id`, read again when not in a recent
-    /// listing (a brand-new PV).
-    async fn pv(&self, volume_id: &str) -> std::result::Result<Option<PvInfo>, String> {
-        let find = |pvs: &[PvInfo]| pvs.iter().find(|p| p.volume_handle == volume_id).cloned();
-        if let Some(pv) = find(&self.driver_pvs(false).await?) {
-            return Ok(Some(pv));
-        }
-        Ok(find(&self.driver_pvs(true).await?))
-    }
 }
 
 /// One lock per file system, so this controller's read-decide-edit of its
@@ -221,14 +211,20 @@ impl ControllerService {
             .ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
         check_capability(cap).map_err(Error::InvalidArgument)?;
         let options = node_options(|k| req.volume_context.get(k))?;
-        if options.is_some() {
-            self.cluster_view.saw_node_following();
-        }
         record_volume_id(&req.volume_id);
         let vref: VolumeId = req
             .volume_id
             .parse()
             .map_err(|why| Error::NotFound(format!("volume {} does not exist: {why}", req.volume_id)))?;
+        // The id records node-following exports; the context adds options
+        // (and marks volumes whose ids predate the record).
+        let options = match options {
+            None if vref.is_to_nodes() => Some(DEFAULT_NODE_OPTIONS.to_string()),
+            o => o,
+        };
+        if options.is_some() {
+            self.cluster_view.saw_node_following();
+        }
         let _guard = self.guard(format!("publish:{}:{}", req.volume_id, req.node_id))?;
         let none = csi::ControllerPublishVolumeResponse::default();
 
@@ -248,6 +244,8 @@ impl ControllerService {
                         req.node_id
                     )));
                 }
+                tracing::info!(node = %req.node_id, volume_id = %req.volume_id, reason = %why,
+                    "cannot tell whether the node exists; this volume does not need it, so it is published");
                 None
             }
         };
@@ -344,23 +342,13 @@ impl ControllerService {
         let VolumeId::Managed { array, fs_id, .. } = &vref else {
             return Ok(done);
         };
-        let _guard = self.guard(format!("publish:{}:{}", req.volume_id, req.node_id))?;
-        // Only a volume exported to nodes has node rules of ours; a range
-        // export may hold an admin's rule for one host, which is not ours.
-        match self.cluster_view.pv(&req.volume_id).await {
-            Ok(Some(pv)) if node_options(|k| pv.volume_attributes.get(k))?.is_some() => {}
-            Ok(Some(_)) => return Ok(done),
-            Ok(None) => {
-                tracing::info!(volume_id = %req.volume_id, "no PersistentVolume names this volume: nothing to unexport");
-                return Ok(done);
-            }
-            Err(why) => {
-                return Err(Error::Unavailable(format!(
-                    "cannot read PersistentVolumes to tell how volume {} is exported: {why}",
-                    req.volume_id
-                )));
-            }
+        // Only a volume exported to nodes has node rules of ours (its id
+        // says so); a range export may hold an admin's rule for one host,
+        // which is not ours. No Kubernetes API is needed to tell.
+        if !vref.is_to_nodes() {
+            return Ok(done);
         }
+        let _guard = self.guard(format!("publish:{}:{}", req.volume_id, req.node_id))?;
         let ips = if req.node_id.is_empty() {
             None
         } else {

@@ -15,7 +15,7 @@ use crate::flashblade::ops::{Created, collect_page};
 use crate::telemetry::record_volume_id;
 use crate::volume::access::check_capability;
 use crate::volume::naming;
-use crate::volume::{ArrayName, DeletePolicy, FsName, ObjectId, VolumeId};
+use crate::volume::{ArrayName, DeletePolicy, ExportRecord, FsName, NfsVersions, ObjectId, VolumeId};
 
 /// Checks requested capabilities: mount volumes in any access mode; block
 /// volumes are impossible on an NFS file system.
@@ -101,6 +101,7 @@ fn volume_response(
             capacity_bytes: fs.provisioned.unwrap_or(0),
             volume_id: VolumeId::managed(&params.array, &fs.name, &fs.id, params.delete_policy)
                 .map_err(from_array)?
+                .with_export(params.export_record())
                 .to_string(),
             volume_context: {
                 let mut ctx = volume_context(
@@ -379,6 +380,7 @@ impl ControllerService {
                 fs_name,
                 fs_id,
                 delete,
+                export: record,
             } => {
                 let client = self.arrays.get(&array).ok_or_else(|| {
                     Error::FailedPrecondition(format!(
@@ -388,7 +390,7 @@ impl ControllerService {
                 })?;
                 if delete == DeletePolicy::Destroy
                     && let Some(done) = self
-                        .soft_delete_by_id(client, &req.volume_id, &fs_name, &fs_id)
+                        .soft_delete_by_id(client, &req.volume_id, &fs_name, &fs_id, record)
                         .await?
                 {
                     return Ok(done);
@@ -434,12 +436,21 @@ impl ControllerService {
                             .duration_since(std::time::UNIX_EPOCH)
                             .map(|d| d.as_secs())
                             .unwrap_or(0);
+                        // The versions it serves now are what recover restores.
+                        let record = ExportRecord {
+                            versions: NfsVersions::from_flags(
+                                fs.nfs.v3_enabled.unwrap_or(false),
+                                fs.nfs.v4_1_enabled.unwrap_or(false),
+                            )
+                            .unwrap_or(record.versions),
+                            ..record
+                        };
                         // The same name deleted twice within a second (a
                         // claim recreated and deleted again at once) would
                         // get the same tombstone: take the next second's.
                         let mut renamed = None;
                         for later in 0..16 {
-                            let tomb = naming::tombstone_name(&fs_name, secs + later);
+                            let tomb = naming::tombstone_name(&fs_name, secs + later, record);
                             match client.rename_file_system(&fs, &tomb).await {
                                 Ok(fs) => {
                                     renamed = Some(fs);
@@ -494,6 +505,7 @@ impl ControllerService {
         volume_id: &str,
         fs_name: &FsName,
         fs_id: &ObjectId,
+        record: ExportRecord,
     ) -> Result<Option<csi::DeleteVolumeResponse>> {
         match client
             .list_snapshots(&Filter::driver_snapshots_owned_by(fs_id), 1, None)
@@ -508,7 +520,7 @@ impl ControllerService {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            Some(naming::tombstone_name(fs_name, secs))
+            Some(naming::tombstone_name(fs_name, secs, record))
         } else {
             None
         };
@@ -763,6 +775,10 @@ impl ControllerService {
                                 None => {
                                     VolumeId::managed(&array.name, &fs.name, &fs.id, DeletePolicy::Destroy)
                                         .map_err(from_array)?
+                                        .with_export(ExportRecord {
+                                            versions: NfsVersions::from_flags(v3, v41).unwrap_or_default(),
+                                            to_nodes: false,
+                                        })
                                         .to_string()
                                 }
                             },

@@ -1,9 +1,12 @@
 //! Volume and snapshot ids: one type each, one `FromStr` and one `Display`.
 //!
-//! - Managed volume: `<array>/<fs-name>/<fs-id>[/<e|r>]`. The array's
+//! - Managed volume: `<array>/<fs-name>/<fs-id>[/<flags>]`. The array's
 //!   immutable file-system id lets the driver refuse a same-named file system
-//!   it did not create; the optional last part records a non-default delete
-//!   policy (`e` eradicate, `r` retain), since DeleteVolume gets no parameters.
+//!   it did not create; the optional last part records what the RPCs that
+//!   get no parameters must know: a non-default delete policy (`e`
+//!   eradicate, `r` retain), NFS versions other than both (`3` or `4` for
+//!   4.1 alone: a soft delete keeps them in the tombstone for `recover`),
+//!   and node-following exports (`n`), in that order, e.g. `/e4n`.
 //! - Static (imported) volume: `<fs-name>` or `<array>/<fs-name>`, written by
 //!   hand by an admin. A version of one (the file system as it was at one of
 //!   its snapshots, mounted read-only) adds the snapshot's suffix the way the
@@ -52,6 +55,80 @@ impl DeletePolicy {
     }
 }
 
+/// The NFS versions a file system serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NfsVersions {
+    #[default]
+    Both,
+    V3,
+    V41,
+}
+
+impl NfsVersions {
+    /// From the file system's `v3_enabled` / `v4_1_enabled`; `None` for
+    /// neither.
+    pub fn from_flags(v3: bool, v41: bool) -> Option<Self> {
+        match (v3, v41) {
+            (true, true) => Some(Self::Both),
+            (true, false) => Some(Self::V3),
+            (false, true) => Some(Self::V41),
+            (false, false) => None,
+        }
+    }
+
+    /// (`v3_enabled`, `v4_1_enabled`).
+    pub fn flags(self) -> (bool, bool) {
+        match self {
+            Self::Both => (true, true),
+            Self::V3 => (true, false),
+            Self::V41 => (false, true),
+        }
+    }
+
+    /// The volume-id marker (none for both).
+    fn marker(self) -> &'static str {
+        match self {
+            Self::Both => "",
+            Self::V3 => "3",
+            Self::V41 => "4",
+        }
+    }
+}
+
+impl fmt::Display for NfsVersions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Both => "3,4.1",
+            Self::V3 => "3",
+            Self::V41 => "4.1",
+        })
+    }
+}
+
+impl FromStr for NfsVersions {
+    type Err = ();
+    /// The StorageClass spelling: `3`, `4.1` or `3,4.1`.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "3,4.1" => Ok(Self::Both),
+            "3" => Ok(Self::V3),
+            "4.1" => Ok(Self::V41),
+            _ => Err(()),
+        }
+    }
+}
+
+/// How a managed volume is exported, as far as the array forgets it when
+/// the volume is soft-deleted (it switches the protocols off): recorded in
+/// the volume id, and by a soft delete in the tombstone's name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExportRecord {
+    pub versions: NfsVersions,
+    /// Exported only to the nodes it is published to (`exportTo: nodes`):
+    /// ControllerUnpublish removes the node's rule.
+    pub to_nodes: bool,
+}
+
 /// A volume id (or static volume handle) that names nothing this driver
 /// could have made; the message says why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +143,7 @@ pub enum VolumeId {
         fs_name: FsName,
         fs_id: ObjectId,
         delete: DeletePolicy,
+        export: ExportRecord,
     },
     Static {
         /// `None`: the default array.
@@ -113,9 +191,44 @@ impl VolumeId {
             fs_name: fs_name.parse()?,
             fs_id: fs_id.parse()?,
             delete,
+            export: ExportRecord::default(),
         })
     }
+
+    /// The same id with this export record.
+    pub fn with_export(self, record: ExportRecord) -> Self {
+        match self {
+            VolumeId::Managed {
+                array,
+                fs_name,
+                fs_id,
+                delete,
+                ..
+            } => VolumeId::Managed {
+                array,
+                fs_name,
+                fs_id,
+                delete,
+                export: record,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether ControllerPublish adds the node's export rule.
+    pub fn is_to_nodes(&self) -> bool {
+        matches!(
+            self,
+            VolumeId::Managed {
+                export: ExportRecord { to_nodes: true, .. },
+                ..
+            }
+        )
+    }
 }
+
+/// The node-following marker of a managed volume id's flags.
+const TO_NODES: char = 'n';
 
 impl fmt::Display for VolumeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,11 +238,19 @@ impl fmt::Display for VolumeId {
                 fs_name,
                 fs_id,
                 delete,
+                export,
             } => {
                 write!(f, "{array}/{fs_name}/{fs_id}")?;
-                match delete.marker() {
-                    Some(m) => write!(f, "/{m}"),
-                    None => Ok(()),
+                let flags = format!(
+                    "{}{}{}",
+                    delete.marker().unwrap_or(""),
+                    export.versions.marker(),
+                    if export.to_nodes { "n" } else { "" }
+                );
+                if flags.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, "/{flags}")
                 }
             }
             VolumeId::Static {
@@ -182,23 +303,39 @@ impl FromStr for VolumeId {
                 })
             }
             [array, fs, fs_id, rest @ ..] if rest.len() <= 1 => {
-                let delete = match rest {
-                    [] => DeletePolicy::Destroy,
-                    ["e"] => DeletePolicy::Eradicate,
-                    ["r"] => DeletePolicy::Retain,
-                    [other] => {
-                        return Err(MalformedId(format!(
-                            "{} is not a delete policy marker",
-                            crate::text::clip(other)
-                        )));
-                    }
-                    _ => unreachable!("rest has at most one element"),
+                // One canonical spelling per meaning: the policy, then `n`.
+                let flags = rest.first().copied().unwrap_or("");
+                let bad = || {
+                    MalformedId(format!(
+                        "{} is not a volume id flag (e or r for the delete policy, 3 or 4 for the NFS version, n for node exports, in that order)",
+                        crate::text::clip(flags)
+                    ))
                 };
+                if rest.len() == 1 && flags.is_empty() {
+                    return Err(bad());
+                }
+                let (rest_flags, to_nodes) = match flags.strip_suffix(TO_NODES) {
+                    Some(p) => (p, true),
+                    None => (flags, false),
+                };
+                let (policy, versions) = match rest_flags.as_bytes().last() {
+                    Some(b'3') => (&rest_flags[..rest_flags.len() - 1], NfsVersions::V3),
+                    Some(b'4') => (&rest_flags[..rest_flags.len() - 1], NfsVersions::V41),
+                    _ => (rest_flags, NfsVersions::Both),
+                };
+                let delete = match policy {
+                    "" => DeletePolicy::Destroy,
+                    "e" => DeletePolicy::Eradicate,
+                    "r" => DeletePolicy::Retain,
+                    _ => return Err(bad()),
+                };
+                let export = ExportRecord { versions, to_nodes };
                 Ok(VolumeId::Managed {
                     array: array.parse().map_err(name_err)?,
                     fs_name: fs.parse().map_err(name_err)?,
                     fs_id: fs_id.parse().map_err(name_err)?,
                     delete,
+                    export,
                 })
             }
             _ => Err(MalformedId(
@@ -356,6 +493,7 @@ mod tests {
             fs_name: n("k8s-pvc-1"),
             fs_id: n("4f0c2a8e-1d2b-4c3a-9e1f-0a1b2c3d4e5f"),
             delete: DeletePolicy::Destroy,
+            export: ExportRecord::default(),
         };
         assert_eq!(
             id.to_string(),
@@ -368,6 +506,36 @@ mod tests {
                 VolumeId::Managed { delete, .. } => assert_eq!(delete, p),
                 other => panic!("{other:?}"),
             }
+        }
+        for (flags, delete, versions, to_nodes) in [
+            ("n", DeletePolicy::Destroy, NfsVersions::Both, true),
+            ("en", DeletePolicy::Eradicate, NfsVersions::Both, true),
+            ("r4n", DeletePolicy::Retain, NfsVersions::V41, true),
+            ("3", DeletePolicy::Destroy, NfsVersions::V3, false),
+            ("e4", DeletePolicy::Eradicate, NfsVersions::V41, false),
+        ] {
+            let text = format!("fb01/x/abc/{flags}");
+            let id = text.parse::<VolumeId>().unwrap();
+            let want = ExportRecord { versions, to_nodes };
+            assert!(
+                matches!(id, VolumeId::Managed { delete: d, export, .. } if d == delete && export == want),
+                "{text}"
+            );
+            assert_eq!(id.is_to_nodes(), to_nodes);
+            assert_eq!(id.to_string(), text);
+        }
+        // No second spelling of a meaning, nothing unknown.
+        for bad in [
+            "fb01/x/abc/",
+            "fb01/x/abc/ne",
+            "fb01/x/abc/nn",
+            "fb01/x/abc/d",
+            "fb01/x/abc/er",
+            "fb01/x/abc/4e",
+            "fb01/x/abc/34",
+            "fb01/x/abc/n4",
+        ] {
+            assert!(bad.parse::<VolumeId>().is_err(), "{bad}");
         }
     }
 
@@ -528,12 +696,16 @@ mod tests {
             // Every id the controller can produce parses back to itself and
             // fits CSI's 128 bytes, for every valid array name and prefix.
             #[test]
-            fn volume_ids_round_trip(array in array_name(), prefix in prefix(), csi_name in "\\PC{1,128}", fs_id in "[a-f0-9-]{36}", delete in policy()) {
+            fn volume_ids_round_trip(array in array_name(), prefix in prefix(), csi_name in "\\PC{1,128}", fs_id in "[a-f0-9-]{36}", delete in policy(), to_nodes in any::<bool>(), v in 0..3u8) {
                 let id = VolumeId::Managed {
                     array,
                     fs_name: fs_name_for(&prefix, &csi_name),
                     fs_id: fs_id.parse().unwrap(),
                     delete,
+                    export: ExportRecord {
+                        versions: [NfsVersions::Both, NfsVersions::V3, NfsVersions::V41][v as usize],
+                        to_nodes,
+                    },
                 };
                 let text = id.to_string();
                 prop_assert!(text.len() <= MAX_ID_BYTES, "{}", text);

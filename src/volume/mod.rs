@@ -14,6 +14,6 @@ pub mod names;
 pub mod naming;
 pub mod version;
 
-pub use id::{DeletePolicy, MalformedId, SnapshotId, SnapshotIdError, VolumeId};
+pub use id::{DeletePolicy, ExportRecord, MalformedId, NfsVersions, SnapshotId, SnapshotIdError, VolumeId};
 pub use labels::{LabelError, Labels, Selector};
 pub use names::{ArrayName, FsName, Host, NameError, NamePrefix, ObjectId, PolicyName, SnapshotSuffix};

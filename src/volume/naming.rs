@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::id::{ExportRecord, NfsVersions};
 use super::names::{FsName, NamePrefix, SnapshotSuffix};
 
 /// Suffix of every snapshot this driver makes, so its snapshots can be told
@@ -35,63 +36,99 @@ fn base36(mut n: u64, width: usize) -> String {
 
 /// The name a soft-deleted file system gets before it is destroyed, so its
 /// name is free for a new volume at once while the data stays recoverable:
-/// `<name>-x<time>`, or for names too long for that
-/// `<first 40 characters>-h<hash of the name>-x<time>`. Never a name the
-/// driver gives a live volume (those never end like this).
-pub fn tombstone_name(fs_name: &FsName, deleted_unix_secs: u64) -> FsName {
+/// `<name>-x<time>[<record>]`, or for names too long for that
+/// `<first characters>-h<hash of the name>-x<time>[<record>]` (63 at most).
+/// The record keeps what the array forgets when the protocols go off, for
+/// `recover`: `T` NFSv3 only, `F` NFSv4.1 only (nothing: both), then `N`
+/// for node-following exports; upper case, so it never reads as time.
+/// Never a name the driver gives a live volume (those never end like this).
+pub fn tombstone_name(fs_name: &FsName, deleted_unix_secs: u64, record: ExportRecord) -> FsName {
+    let flags = record_flags(record);
     let time = format!(
-        "{TOMBSTONE_MARK}{}",
+        "{TOMBSTONE_MARK}{}{flags}",
         base36(deleted_unix_secs, TOMBSTONE_TIME_DIGITS)
     );
     let name = if fs_name.len() + time.len() <= 63 {
         format!("{fs_name}{time}")
     } else {
-        let head: String = fs_name.chars().take(40).collect();
+        let head: String = fs_name.chars().take(HASHED_HEAD - flags.len()).collect();
         format!("{head}{HASH_MARK}{}{time}", short_hash(fs_name))
     };
     name.parse().expect("a tombstone of a valid name is valid")
 }
 
+/// Characters of the name kept before the hash in a long name's tombstone
+/// without a record (the record's flags take theirs from it).
+const HASHED_HEAD: usize = 40;
+
+fn record_flags(record: ExportRecord) -> String {
+    let v = match record.versions {
+        NfsVersions::Both => "",
+        NfsVersions::V3 => "T",
+        NfsVersions::V41 => "F",
+    };
+    format!("{v}{}", if record.to_nodes { "N" } else { "" })
+}
+
+/// Splits a tombstone's tail: (everything before `-x`, time, record).
+fn split_tombstone(candidate: &str) -> Option<(&str, u64, ExportRecord)> {
+    let (rest, to_nodes) = match candidate.strip_suffix('N') {
+        Some(r) => (r, true),
+        None => (candidate, false),
+    };
+    let (rest, versions) = match rest.as_bytes().last() {
+        Some(b'T') => (&rest[..rest.len() - 1], NfsVersions::V3),
+        Some(b'F') => (&rest[..rest.len() - 1], NfsVersions::V41),
+        _ => (rest, NfsVersions::Both),
+    };
+    let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
+    if rest.len() < n || !rest.is_char_boundary(rest.len() - n) {
+        return None;
+    }
+    let (head, tail) = rest.split_at(rest.len() - n);
+    let digits = tail.strip_prefix(TOMBSTONE_MARK)?;
+    if !digits
+        .bytes()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+    {
+        return None;
+    }
+    let secs = u64::from_str_radix(digits, 36).ok()?;
+    Some((head, secs, ExportRecord { versions, to_nodes }))
+}
+
 /// When `candidate` is the tombstone of `fs_name`, its deletion time (Unix
 /// seconds): how recovery tooling finds a soft-deleted volume by its name.
 pub fn tombstone_of(fs_name: &str, candidate: &str) -> Option<u64> {
-    let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
-    if candidate.len() < n {
-        return None;
-    }
-    let (_, time) = candidate.split_at(candidate.len() - n);
-    let secs = u64::from_str_radix(time.strip_prefix(TOMBSTONE_MARK)?, 36).ok()?;
+    let (_, secs, record) = split_tombstone(candidate)?;
     let fs_name: FsName = fs_name.parse().ok()?;
-    (tombstone_name(&fs_name, secs) == candidate).then_some(secs)
+    (tombstone_name(&fs_name, secs, record) == candidate).then_some(secs)
+}
+
+/// The export record a tombstone keeps; `None` for a name that is no
+/// tombstone.
+pub fn tombstone_record(candidate: &str) -> Option<ExportRecord> {
+    split_tombstone(candidate).map(|(_, _, r)| r)
 }
 
 /// For a tombstone, its deletion time (Unix seconds) and, when the
 /// tombstone alone tells it, the name it was made from (not for the hashed
 /// form of a long name: match those against candidates with [`tombstone_of`]).
 pub fn untombstone(candidate: &str) -> Option<(Option<String>, u64)> {
-    if !looks_tombstoned(candidate) {
-        return None;
-    }
-    let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
-    let (head, tail) = candidate.split_at(candidate.len() - n);
-    let secs = u64::from_str_radix(&tail[TOMBSTONE_MARK.len()..], 36).ok()?;
-    // A 54-character head ending in a hash may be the hashed form of a
-    // longer name (`<40>-h<hash>`): the tombstone alone cannot tell.
-    let ambiguous = head.len() == 40 + HASH_MARK.len() + 12 && looks_hashed(head);
+    let (head, secs, record) = split_tombstone(candidate)?;
+    // A head ending in a hash, as long as a long name's hashed form, may be
+    // that form (`<first characters>-h<hash>`): the tombstone alone cannot
+    // tell.
+    let hashed_len = HASHED_HEAD - record_flags(record).len() + HASH_MARK.len() + 12;
+    let ambiguous = head.len() == hashed_len && looks_hashed(head);
     let original = (!ambiguous && tombstone_of(head, candidate).is_some()).then(|| head.to_string());
     Some((original, secs))
 }
 
-/// True for a name ending like a tombstone (`-x` and 7 base-36 digits).
+/// True for a name ending like a tombstone (`-x`, 7 base-36 digits, and
+/// the record's flags).
 fn looks_tombstoned(name: &str) -> bool {
-    let n = TOMBSTONE_MARK.len() + TOMBSTONE_TIME_DIGITS;
-    name.len() >= n && {
-        let (_, tail) = name.split_at(name.len() - n);
-        tail.starts_with(TOMBSTONE_MARK)
-            && tail[TOMBSTONE_MARK.len()..]
-                .bytes()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
-    }
+    split_tombstone(name).is_some()
 }
 
 /// True for a name ending like the hashed form (`-h` and 12 hex digits).
@@ -165,17 +202,39 @@ mod tests {
     #[test]
     fn untombstone_inverts_tombstone_name() {
         let short: FsName = "k8s-pvc-1".parse().unwrap();
-        let t = tombstone_name(&short, 1_800_000_000);
-        assert_eq!(untombstone(&t), Some((Some("k8s-pvc-1".into()), 1_800_000_000)));
         let long: FsName = format!("k8s-{}", "a".repeat(58)).parse().unwrap();
-        let t = tombstone_name(&long, 7);
-        assert_eq!(untombstone(&t), Some((None, 7)));
-        assert_eq!(tombstone_of(&long, &t), Some(7));
+        for record in records() {
+            let t = tombstone_name(&short, 1_800_000_000, record);
+            assert_eq!(untombstone(&t), Some((Some("k8s-pvc-1".into()), 1_800_000_000)));
+            assert_eq!(tombstone_record(&t), Some(record), "{t}");
+            let t = tombstone_name(&long, 7, record);
+            assert!(t.len() <= 63, "{t}");
+            assert_eq!(untombstone(&t), Some((None, 7)), "{t}");
+            assert_eq!(tombstone_of(&long, &t), Some(7));
+            assert_eq!(tombstone_record(&t), Some(record), "{t}");
+        }
         assert_eq!(untombstone("k8s-pvc-1"), None);
+        assert_eq!(tombstone_record("k8s-pvc-1"), None);
+        // Tombstones made before records existed read as both versions,
+        // range-exported: what the driver made by default.
+        assert_eq!(
+            tombstone_record("k8s-pvc-1-x0abcdef"),
+            Some(ExportRecord::default())
+        );
     }
 
     fn p(s: &str) -> NamePrefix {
         s.parse().unwrap()
+    }
+
+    fn records() -> Vec<ExportRecord> {
+        let mut out = Vec::new();
+        for versions in [NfsVersions::Both, NfsVersions::V3, NfsVersions::V41] {
+            for to_nodes in [false, true] {
+                out.push(ExportRecord { versions, to_nodes });
+            }
+        }
+        out
     }
 
     #[test]
@@ -214,6 +273,7 @@ mod tests {
         let t = tombstone_name(
             &"k8s-pvc-2bc92e91-485f-4f21-83b4-9ca73ca8401b".parse().unwrap(),
             1_795_000_000,
+            ExportRecord::default(),
         );
         assert!(t.starts_with("k8s-pvc-2bc92e91"), "{t}");
         assert_eq!(
@@ -222,13 +282,17 @@ mod tests {
         );
         assert_eq!(tombstone_of("k8s-pvc-2bc92e91", &t), None);
         let long = "f".repeat(63);
-        let t = tombstone_name(&long.parse().unwrap(), 42);
-        assert!(t.len() <= 63, "{t}");
-        assert_eq!(tombstone_of(&long, &t), Some(42));
-        // A live name never looks like a tombstone.
-        let live = fs_name_for(&p("k8s"), "home-x0abcdef");
-        assert!(live.contains("-h"), "{live}");
-        assert_eq!(tombstone_of("k8s-home", &live), None);
+        for record in records() {
+            let t = tombstone_name(&long.parse().unwrap(), 42, record);
+            assert!(t.len() <= 63, "{t}");
+            assert_eq!(tombstone_of(&long, &t), Some(42));
+        }
+        // A live name never looks like a tombstone, with or without a record.
+        for tail in ["home-x0abcdef", "home-x0abcdefTN", "home-x0abcdefN"] {
+            let live = fs_name_for(&p("k8s"), tail);
+            assert!(live.contains("-h"), "{live}");
+            assert_eq!(tombstone_of("k8s-home", &live), None);
+        }
     }
 
     mod prop {
@@ -260,6 +324,19 @@ mod tests {
         }
 
         proptest! {
+            #[test]
+            fn tombstones_round_trip(a in csi_name(), secs in 0u64..78_364_164_095, v in 0..3usize, to_nodes in any::<bool>()) {
+                let name = fs_name_for(&p("k8s"), &a);
+                let record = ExportRecord { versions: [NfsVersions::Both, NfsVersions::V3, NfsVersions::V41][v], to_nodes };
+                let t = tombstone_name(&name, secs, record);
+                prop_assert!(t.len() <= 63, "{}", t);
+                prop_assert_eq!(tombstone_of(&name, &t), Some(secs));
+                prop_assert_eq!(tombstone_record(&t), Some(record));
+                if let Some((Some(original), _)) = untombstone(&t) {
+                    prop_assert_eq!(original, name.to_string());
+                }
+            }
+
             #[test]
             fn injective_and_valid(a in csi_name(), b in csi_name(), pa in proptest::sample::select(&["k8s", "k8s_col", "hub"][..]), pb in proptest::sample::select(&["k8s", "k8s_col", "hub"][..])) {
                 let (fa, fb) = (fs_name_for(&p(pa), &a), fs_name_for(&p(pb), &b));
