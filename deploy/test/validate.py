@@ -773,6 +773,19 @@ def check_values_wiring(r, name, v, objs):
         pulls = [s["name"] for s in pod_spec_of(o).get("imagePullSecrets", [])]
         r.check(pulls == v["image"]["pullSecrets"], f"{name}: {o['kind']} image pull Secrets are {v['image']['pullSecrets']}")
     r.check(dep["spec"]["replicas"] == v["controller"]["replicas"], f"{name}: controller replicas {v['controller']['replicas']}")
+    # A lecture logging in: every sidecar sets its Kubernetes client rate
+    # (client-go's default, 5/s, made 300 claims take minutes), the
+    # provisioner as docs/scale.md says.
+    for c in pod_spec_of(dep)["containers"]:
+        if c["name"] not in ("csi-provisioner", "csi-resizer", "csi-snapshotter", "csi-attacher"):
+            continue
+        flags = dict(a.split("=", 1) for a in c.get("args", []) if a.startswith("--kube-api-"))
+        r.check("--kube-api-qps" in flags and "--kube-api-burst" in flags,
+                f"{name}: {c['name']} sets its client QPS and burst")
+        if c["name"] == "csi-provisioner":
+            want = v["controller"]["provisioner"]
+            r.check(flags.get("--kube-api-qps") == str(want["kubeApiQps"]) and flags.get("--kube-api-burst") == str(want["kubeApiBurst"]),
+                    f"{name}: csi-provisioner client QPS/burst {want['kubeApiQps']}/{want['kubeApiBurst']} from the values")
     le = v["controller"]["leaderElection"]["enabled"]
     for c in pod_spec_of(dep)["containers"]:
         if c["name"] in ("csi-provisioner", "csi-resizer", "csi-snapshotter", "csi-attacher"):
@@ -1257,6 +1270,8 @@ def self_test():
     cases.append(("attacher cannot patch VolumeAttachment status", sidecar_rbac("mixed-export", drop_rule("volumeattachments/status", "patch"))))
     cases.append(("resizer cannot patch claim status", sidecar_rbac("defaults", drop_rule("persistentvolumeclaims/status", "patch"))))
     cases.append(("provisioner with capacity tracking but no RBAC for it", sidecar_rbac("defaults", lambda o: controller_pod(o)["containers"][1]["args"].append("--enable-capacity"))))
+    cases.append(("provisioner at client-go's default rate", broken_helm("defaults", lambda o: controller_pod(o)["containers"][1].update(
+        args=[a for a in controller_pod(o)["containers"][1]["args"] if not a.startswith("--kube-api-")]))))
     cases.append(("mixed classes without attachRequired", broken_helm("mixed-export", lambda o: kind(o, "CSIDriver")["spec"].update(attachRequired=False))))
     cases.append(("range class rendered with exportTo: nodes", broken_helm("mixed-export", lambda o: next(
         x for x in o if x["kind"] == "StorageClass" and x["metadata"]["name"] == "fb-shared")["parameters"].update(exportTo="nodes"))))
