@@ -152,6 +152,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         _ => None,
     };
+    if let Some(c) = &services.controller {
+        tokio::spawn(c.log_cluster_access());
+    }
     let reconcile = match &services.controller {
         Some(c) if !config.export_reconcile_interval.is_zero() => {
             Some(tokio::spawn(c.export_reconcile(config.export_reconcile_interval)))

@@ -1355,7 +1355,7 @@ async fn list_volumes_returns_the_ids_create_returned() {
     let kube_dir = tempfile::tempdir().unwrap();
     let kube = common::fake_kube::FakeKube::start(kube_dir.path()).await;
     let env = controller_env(ControllerOpts {
-        kubeconfig: Some(kube.kubeconfig.clone()),
+        kubeconfig: Some(kube.controller_kubeconfig.clone()),
         ..Default::default()
     })
     .await;

@@ -81,3 +81,73 @@ async fn json_logs_are_plain_and_carry_one_volume_id_per_span() {
         "CreateVolume's span names its file system"
     );
 }
+
+/// At start the controller says once whether it can reach the Kubernetes
+/// API and what depends on it.
+#[tokio::test]
+async fn the_controller_says_at_start_whether_the_kubernetes_api_answers() {
+    let mock = mock_flashblade::start(mock_flashblade::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, &mock.api_token).unwrap();
+    let kube = common::fake_kube::FakeKube::start(dir.path()).await;
+    let down_dir = dir.path().join("down");
+    std::fs::create_dir(&down_dir).unwrap();
+    let down = common::fake_kube::write_kubeconfig(&down_dir, "http://127.0.0.1:1");
+    for (kubeconfig, words) in [
+        (kube.controller_kubeconfig.clone(), "Kubernetes API reachable"),
+        (down, "Kubernetes API not reachable"),
+    ] {
+        let socket = dir.path().join("csi.sock");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+            .args(["serve", "--mode", "controller", "--array-name", "fb01"])
+            .args(["--array-url", &mock.url])
+            .arg("--api-token-file")
+            .arg(&token_file)
+            .arg("--ca-file")
+            .arg(mock.ca_file.as_ref().unwrap())
+            .args(["--nfs-endpoint", "10.0.0.10"])
+            .args(["--default-export-rules", "10.0.0.0/16(rw)"])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg(format!("--endpoint=unix://{}", socket.display()))
+            .args(["--log-filter", "info", "--log-format", "json"])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+        let mut log = String::new();
+        // Until the line is there (the unreachable case waits for kube's
+        // connection error), then a little longer for a second one.
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut seen_at = None;
+        while let Ok(Ok(Some(line))) = tokio::time::timeout_at(
+            seen_at.map(|t: tokio::time::Instant| t + Duration::from_millis(500)).unwrap_or(until),
+            lines.next_line(),
+        )
+        .await
+        {
+            if line.contains("\"message\":\"Kubernetes API") && seen_at.is_none() {
+                seen_at = Some(tokio::time::Instant::now());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let st = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(st.success(), "{st:?} {log}");
+        assert_eq!(log.matches("\"message\":\"Kubernetes API").count(), 1, "{log}");
+        assert!(log.contains(words), "{log}");
+        let _ = std::fs::remove_file(&socket);
+    }
+}

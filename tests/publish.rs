@@ -108,7 +108,7 @@ fn unpublish(v: &csi::Volume, node: &str) -> csi::ControllerUnpublishVolumeReque
 async fn rules_follow_the_nodes_a_volume_is_published_to() {
     let k = cluster().await;
     let env = controller_env(ControllerOpts {
-        kubeconfig: Some(k.kube.kubeconfig.clone()),
+        kubeconfig: Some(k.kube.controller_kubeconfig.clone()),
         ..Default::default()
     })
     .await;
@@ -193,7 +193,7 @@ async fn rules_follow_the_nodes_a_volume_is_published_to() {
 async fn bad_requests_change_nothing() {
     let k = cluster().await;
     let env = controller_env(ControllerOpts {
-        kubeconfig: Some(k.kube.kubeconfig.clone()),
+        kubeconfig: Some(k.kube.controller_kubeconfig.clone()),
         ..Default::default()
     })
     .await;
@@ -302,7 +302,7 @@ async fn bad_requests_change_nothing() {
 async fn static_and_range_exported_volumes_are_never_touched() {
     let k = cluster().await;
     let env = controller_env(ControllerOpts {
-        kubeconfig: Some(k.kube.kubeconfig.clone()),
+        kubeconfig: Some(k.kube.controller_kubeconfig.clone()),
         ..Default::default()
     })
     .await;
@@ -379,7 +379,7 @@ async fn without_the_kubernetes_api_a_node_export_cannot_be_made() {
 async fn the_reconcile_repairs_rules_changed_behind_the_drivers_back() {
     let k = cluster().await;
     let env = controller_env(ControllerOpts {
-        kubeconfig: Some(k.kube.kubeconfig.clone()),
+        kubeconfig: Some(k.kube.controller_kubeconfig.clone()),
         reconcile: Some("1s"),
         ..Default::default()
     })
@@ -416,4 +416,101 @@ async fn the_reconcile_repairs_rules_changed_behind_the_drivers_back() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(patches(&env), before);
     assert_eq!(rules(&env, &fs), want);
+}
+
+/// The conformance suite's publish cases with no Kubernetes API at all (a
+/// kubeconfig whose server is down): a range-exported volume publishes and
+/// unpublishes, its cleanup never fails, and a node id that is not this
+/// plugin's own is NOT_FOUND when the plugin serves its only node.
+#[tokio::test]
+async fn range_exported_volumes_publish_without_the_kubernetes_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = common::fake_kube::write_kubeconfig(dir.path(), "http://127.0.0.1:1");
+    for mode in [flashblade_csi::config::Mode::Controller, flashblade_csi::config::Mode::All] {
+        let env = controller_env(ControllerOpts {
+            kubeconfig: Some(down.clone()),
+            mode,
+            ..Default::default()
+        })
+        .await;
+        let mut c = client(&env).await;
+        let v = c
+            .create_volume(create_req("pvc-range", GIB))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        let fs = v.volume_context["fsName"].clone();
+        let before = rules(&env, &fs);
+        let edits = patches(&env);
+        // The plugin's own node (NodeGetInfo's id), ten times.
+        for _ in 0..10 {
+            c.controller_publish_volume(publish(&v, "node-1", RWX, false))
+                .await
+                .unwrap();
+        }
+        for _ in 0..2 {
+            c.controller_unpublish_volume(unpublish(&v, "node-1"))
+                .await
+                .unwrap();
+        }
+        // A node the plugin cannot know of.
+        let other = c
+            .controller_publish_volume(publish(&v, "fake-node-id-0b5e", RWX, false))
+            .await;
+        match mode {
+            flashblade_csi::config::Mode::All => {
+                let e = other.unwrap_err();
+                assert_eq!(e.code(), Code::NotFound, "{e:?}");
+                assert!(e.message().contains("fake-node-id-0b5e"), "{}", e.message());
+            }
+            _ => {
+                other.unwrap();
+            }
+        }
+        c.controller_unpublish_volume(unpublish(&v, "fake-node-id-0b5e"))
+            .await
+            .unwrap();
+        // A volume that does not exist: nothing to unpublish.
+        let mut gone = unpublish(&v, "node-1");
+        gone.volume_id = "fb01/k8s-pvc-none/00000000-0000-0000-0000-000000000000".into();
+        c.controller_unpublish_volume(gone).await.unwrap();
+        assert_eq!(rules(&env, &fs), before, "{mode:?}");
+        assert_eq!(patches(&env), edits, "{mode:?}: no edit of the array");
+        c.delete_volume(csi::DeleteVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// With the API reachable, a node id naming no Node is NOT_FOUND whatever
+/// the volume's export.
+#[tokio::test]
+async fn a_node_the_api_does_not_know_is_not_found() {
+    let k = cluster().await;
+    let env = controller_env(ControllerOpts {
+        kubeconfig: Some(k.kube.controller_kubeconfig.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut c = client(&env).await;
+    let v = c
+        .create_volume(create_req("pvc-range2", GIB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let e = c
+        .controller_publish_volume(publish(&v, "fake-node-id-77", RWX, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    c.controller_publish_volume(publish(&v, "n1", RWX, false))
+        .await
+        .unwrap();
 }

@@ -226,6 +226,16 @@ impl Cluster {
         Ok(Self { client })
     }
 
+    /// The API server's version: a cheap request that tells whether the
+    /// API answers at all.
+    pub async fn version(&self) -> Result<String, ClusterError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map(|v| v.git_version)
+            .map_err(|e| api_error("reading the server version", e))
+    }
+
     /// This driver's PVs and attachments, and every claim.
     pub async fn facts(&self, driver: &str) -> Result<ClusterFacts, ClusterError> {
         let lp = ListParams::default();

@@ -81,6 +81,25 @@ impl ClusterView {
             .map_err(Clone::clone)
     }
 
+    /// Logs, once, whether the Kubernetes API answers and what depends on
+    /// it, so an operator sees at start what a missing kubeconfig costs.
+    pub(crate) async fn log_access(&self) {
+        let answer = match self.cluster().await {
+            Ok(c) => c.version().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(version) => tracing::info!(
+                kubernetes = %version,
+                "Kubernetes API reachable: node-following exports, ListVolumes' ids of PersistentVolumes and the export reconcile can work"
+            ),
+            Err(reason) => tracing::warn!(
+                %reason,
+                "Kubernetes API not reachable: volumes with exportTo: nodes cannot be published, ListVolumes reports ids in their default form, the export reconcile waits; range-exported and static volumes are not affected"
+            ),
+        }
+    }
+
     /// A node's InternalIPs: `Ok(None)` when the API says there is no such
     /// node. Fresh from the API unless read within the TTL.
     async fn node(&self, name: &str) -> std::result::Result<Option<Vec<IpAddr>>, String> {
@@ -241,6 +260,17 @@ impl ControllerService {
                 if options.is_some() {
                     return Err(Error::FailedPrecondition(format!(
                         "cannot find the addresses of node {}: {why}; node-following exports need the controller to read Nodes from the Kubernetes API",
+                        req.node_id
+                    )));
+                }
+                // A controller serving one node itself (`--mode all`, as in
+                // conformance runs) knows its only node without the API.
+                if self.config.mode == crate::config::Mode::All
+                    && let Some(own) = &self.config.node_id
+                    && *own != req.node_id
+                {
+                    return Err(Error::NotFound(format!(
+                        "node {} does not exist: this plugin serves node {own} only (the Kubernetes API cannot be read: {why})",
                         req.node_id
                     )));
                 }
@@ -449,6 +479,12 @@ pub struct ExportReconciler {
 }
 
 impl ControllerService {
+    /// See [`ClusterView::log_access`].
+    pub(crate) fn log_cluster_access(&self) -> impl Future<Output = ()> + Send + 'static {
+        let view = self.cluster_view.clone();
+        async move { view.log_access().await }
+    }
+
     pub fn export_reconciler(&self) -> ExportReconciler {
         ExportReconciler {
             driver: self.config.driver_name.clone(),

@@ -1,5 +1,7 @@
 //! A small fake Kubernetes API server for the admin tests, over plain HTTP
-//! with a kubeconfig file pointing at it: lists of PersistentVolumes,
+//! with kubeconfig files pointing at it (one per identity: the controller's
+//! ServiceAccount, a storage admin; every request is recorded with who made
+//! it, see [`request_log_dir`]): lists of PersistentVolumes,
 //! PersistentVolumeClaims, VolumeAttachments and pods; PV and claim get,
 //! create, merge patch and delete (uid preconditions honoured); and a
 //! one-shot failure of any request, so a test can stop a command half-way.
@@ -59,7 +61,10 @@ impl Objects {
 
 pub struct FakeKube {
     pub objects: Arc<Mutex<Objects>>,
+    /// A storage admin's credentials (the admin commands).
     pub kubeconfig: PathBuf,
+    /// The controller ServiceAccount's credentials.
+    pub controller_kubeconfig: PathBuf,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -186,6 +191,16 @@ async fn vas(State(s): State<Shared>) -> Json<Value> {
     let mut o = s.lock().unwrap();
     o.requests.push("GET volumeattachments".into());
     list("VolumeAttachment", "storage.k8s.io/v1", o.attachments.clone())
+}
+
+/// The API server's version, as kube-apiserver answers `GET /version`.
+async fn version() -> Json<Value> {
+    Json(json!({
+        "major": "1", "minor": "36", "gitVersion": "v1.36.0",
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2026-08-01T00:00:00Z", "goVersion": "go1.25.0", "compiler": "gc",
+        "platform": "linux/amd64",
+    }))
 }
 
 async fn nodes(State(s): State<Shared>) -> Json<Value> {
@@ -344,22 +359,113 @@ async fn delete_pvc(
 
 /// Writes a kubeconfig for `server` (no credentials) into `dir`.
 pub fn write_kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
+    write_kubeconfig_as(dir, "kubeconfig", server, None)
+}
+
+fn write_kubeconfig_as(dir: &Path, file: &str, server: &str, token: Option<&str>) -> PathBuf {
+    let path = dir.join(file);
+    let user = match token {
+        Some(t) => format!("{{token: {t}}}"),
+        None => "{}".into(),
+    };
     std::fs::write(
         &path,
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n\
              contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: admin\n\
-             current-context: fake\nusers:\n- name: admin\n  user: {{}}\n"
+             current-context: fake\nusers:\n- name: admin\n  user: {user}\n"
         ),
     )
     .unwrap();
     path
 }
 
+/// The identities the fake authenticates by bearer token, as a real API
+/// server maps a token to a user: the controller's ServiceAccount and a
+/// storage admin running the admin commands.
+pub const CONTROLLER_TOKEN: &str = "controller";
+pub const ADMIN_TOKEN: &str = "admin";
+
+/// Where every request is recorded, one JSON line each, for the deploy
+/// checks that hold them against the chart's RBAC and the Kubernetes
+/// schemas (deploy/test/kubecheck.py).
+pub fn request_log_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("kube-requests")
+}
+
+/// Authenticates (401 for an unknown token; anonymous may read /version
+/// only, as with kube-apiserver's defaults), then records the request and
+/// the answer with the caller's identity.
+async fn authenticate_and_record(
+    State(log): State<Arc<Mutex<Option<std::fs::File>>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let who = match req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        Some(CONTROLLER_TOKEN) => "controller",
+        Some(ADMIN_TOKEN) => "admin",
+        Some(_) => {
+            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into()).into_response();
+        }
+        None => "anonymous",
+    };
+    if who == "anonymous" && req.uri().path() != "/version" {
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("User \"system:anonymous\" cannot access {}", req.uri().path()),
+        )
+        .into_response();
+    }
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let sent: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let resp = next
+        .run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    let (rparts, rbody) = resp.into_parts();
+    let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&rbytes).unwrap_or(Value::Null);
+    let line = json!({
+        "who": who, "method": method, "path": path, "query": query,
+        "content_type": content_type, "sent": sent,
+        "status": rparts.status.as_u16(), "answer": answer,
+    });
+    if let Some(f) = log.lock().unwrap().as_mut() {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+    axum::response::Response::from_parts(rparts, axum::body::Body::from(rbytes))
+}
+
 impl FakeKube {
     pub async fn start(dir: &Path) -> FakeKube {
         let objects: Shared = Arc::default();
+        let log_dir = request_log_dir();
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe.file_stem().unwrap().to_string_lossy().into_owned();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{binary}-{}.jsonl", std::process::id())))
+            .ok();
+        let log = Arc::new(Mutex::new(log));
         let app = Router::new()
             .route("/api/v1/persistentvolumes", get(pvs).post(create_pv))
             .route(
@@ -379,15 +485,19 @@ impl FakeKube {
             .route("/apis/storage.k8s.io/v1/volumeattachments", get(vas))
             .route("/api/v1/nodes", get(nodes))
             .route("/api/v1/nodes/{name}", get(get_node))
-            .with_state(objects.clone());
+            .route("/version", get(version))
+            .with_state(objects.clone())
+            .layer(axum::middleware::from_fn_with_state(log, authenticate_and_record));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
+        let server = format!("http://{addr}");
         FakeKube {
             objects,
-            kubeconfig: write_kubeconfig(dir, &format!("http://{addr}")),
+            kubeconfig: write_kubeconfig_as(dir, "kubeconfig", &server, Some(ADMIN_TOKEN)),
+            controller_kubeconfig: write_kubeconfig_as(dir, "controller-kubeconfig", &server, Some(CONTROLLER_TOKEN)),
             _task: task,
         }
     }
