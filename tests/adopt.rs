@@ -64,7 +64,7 @@ impl Env {
 
     async fn run(&self, output: Output, args: AdoptArgs) -> Result<admin::Report, admin::AdminError> {
         admin::run(
-            admin_config(&self.env, &self.kube.kubeconfig),
+            admin_config(&self.env, &self.kube.adopt_kubeconfig),
             output,
             Job::Adopt(args),
         )
@@ -749,7 +749,7 @@ async fn bad_input_and_an_unreachable_cluster_are_precise() {
             ca_file: e.env.mock.ca_file.clone(),
             ..Default::default()
         },
-        kubeconfig: Some(e.kube.kubeconfig.clone()),
+        kubeconfig: Some(e.kube.adopt_kubeconfig.clone()),
         ..Default::default()
     };
     let err = admin::run(
@@ -1033,7 +1033,7 @@ async fn docs_walkthrough() {
         dir.join("config.toml"),
         format!(
             "kubeconfig = {:?}\n\n[[array]]\nname = \"fb01\"\nmanagement_url = {:?}\napi_token_file = {:?}\nca_file = {:?}\nnfs_endpoint = {DATA_VIP:?}\n",
-            e.kube.kubeconfig,
+            e.kube.adopt_kubeconfig,
             e.env.mock.url,
             e.env.token_file,
             e.env.mock.ca_file.as_ref().unwrap(),

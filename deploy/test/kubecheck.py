@@ -6,8 +6,10 @@ immutable field, run through the real Helm engine with a live object
 standing in for the cluster's."""
 
 import copy
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -205,3 +207,146 @@ def check_upgrade_guard(r, objs_rules, objs_nodes):
             f"upgrade: the guard stops a StorageClass parameter change ({why})")
     r.check(guard_render(before, copy.deepcopy(before), kind="StorageClass") is None,
             "upgrade: the guard lets an unchanged StorageClass through")
+
+
+# --- the driver's own requests ---------------------------------------------------
+#
+# The Rust tests' fake API server (tests/common/fake_kube.rs) records every
+# request with the identity its token stands for. Each identity runs with a
+# role this project ships or documents; every request must be allowed by it
+# (Kubernetes' matching rules), and every rule granted to the driver must be
+# used by some request or needed by a sidecar.
+
+def request_log_dir():
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    return os.path.join(target, "tmp", "kube-requests")
+
+
+def load_requests(directory=None):
+    directory = directory or request_log_dir()
+    out = []
+    for path in sorted(glob.glob(os.path.join(directory, "*.jsonl"))):
+        with open(path) as f:
+            out += [json.loads(line) for line in f if line.strip()]
+    return out
+
+
+def attributes(entry):
+    """(verb, group, resource incl. subresource, namespace, name) of a
+    recorded request, as the API server's authorizer sees it; None for a
+    non-resource URL (/version, which every user may read)."""
+    parts = [p for p in entry["path"].split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    if not rest:
+        return None
+    resource = rest[0]
+    name = rest[1] if len(rest) >= 2 else None
+    if len(rest) >= 3:
+        resource = f"{resource}/{rest[2]}"
+    query = entry.get("query", "")
+    method = entry["method"]
+    if method == "GET":
+        watch = any(q in ("watch=true", "watch=1") for q in query.split("&"))
+        verb = "get" if name else ("watch" if watch else "list")
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete" if name else "deletecollection"}[method]
+    return verb, group, resource, namespace, name
+
+
+def doc_cluster_role(path, name):
+    """The rules of the ClusterRole `name` in a YAML block of a doc."""
+    with open(path) as f:
+        text = f.read()
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        doc = yaml.safe_load(block)
+        if isinstance(doc, dict) and doc.get("kind") == "ClusterRole" and doc["metadata"]["name"] == name:
+            return doc["rules"]
+    return None
+
+
+# Writes a storage admin makes with their own credentials, as docs/admin.md
+# says (`recover --apply`); the admin role stays read-only.
+ADMIN_OWN_WRITES = {("create", "", "persistentvolumes"), ("create", "", "persistentvolumeclaims")}
+
+
+def identities(objs):
+    """identity -> (rules for cluster-scoped requests, rules per namespace
+    function) as the chart (and the docs) grant them."""
+    dep = next((o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "flashblade-csi-controller"), None)
+    account = dep["spec"]["template"]["spec"]["serviceAccountName"] if dep else None
+    namespace = dep["metadata"].get("namespace", chartlib.NAMESPACE) if dep else chartlib.NAMESPACE
+    cluster, local = granted(objs, account, namespace)
+    admin = next((o.get("rules", []) for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "flashblade-csi-admin"), [])
+    adopt = doc_cluster_role(os.path.join(ROOT, "docs", "migrating-from-pso.md"), "flashblade-csi-adopt") or []
+    return {
+        "controller": lambda ns: cluster + (local if ns == namespace else []),
+        "admin": lambda ns: admin,
+        "adopt": lambda ns: adopt,
+    }
+
+
+def check_requests(r, label, objs, entries):
+    """Every recorded request is allowed to the identity that made it."""
+    roles = identities(objs)
+    refused, seen = {}, set()
+    for e in entries:
+        a = attributes(e)
+        if a is None:
+            continue
+        verb, group, resource, ns, name = a
+        who = e["who"]
+        seen.add((who, verb, group, resource))
+        if who == "admin" and (verb, group, resource) in ADMIN_OWN_WRITES:
+            continue
+        rules = roles.get(who)
+        if rules is None or not allows(rules(ns), group, resource, verb, name):
+            refused.setdefault((who, verb, group, resource), e["path"])
+    r.check(bool(entries), f"{label}: the Rust tests' Kubernetes requests are recorded ({request_log_dir()}; run cargo test first)")
+    r.check(not refused, f"{label}: every recorded Kubernetes request is allowed to the identity that made it"
+            + (f"; refused: {', '.join(f'{w} {v} {res}{chr(46) + g if g else str()} ({p})' for (w, v, g, res), p in sorted(refused.items()))}" if refused else ""))
+    return seen
+
+
+def unused_grants(objs, seen):
+    """Rules the chart grants the controller that neither a sidecar it runs
+    (its release's RBAC file, less the optional features left off) nor the
+    driver's recorded requests use; and the same for the admin role."""
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "flashblade-csi-controller")
+    spec = dep["spec"]["template"]["spec"]
+    needed = []
+    for c in spec["containers"]:
+        file_name = SIDECAR_RBAC.get(c["name"])
+        if not file_name:
+            continue
+        optional = [(g, res) for g, res, flag in OPTIONAL.get(c["name"], []) if flag not in c.get("args", [])]
+        need_cluster, need_local = sidecar_needs(file_name)
+        needed += [rule for rule in need_cluster + need_local
+                   if not any((g, res) in optional for g in rule.get("apiGroups", []) for res in rule.get("resources", []))]
+    used_by = {"controller": [(v, g, res) for who, v, g, res in seen if who == "controller"],
+               "admin": [(v, g, res) for who, v, g, res in seen if who == "admin"]}
+    extra = []
+    cluster, local = granted(objs, spec["serviceAccountName"], dep["metadata"].get("namespace", chartlib.NAMESPACE))
+    for g, res, v in requests(cluster + local):
+        if allows(needed, g, res, v) or (v, g, res) in used_by["controller"]:
+            continue
+        extra.append(f"controller {v} {res}{'.' + g if g else ''}")
+    admin = next((o.get("rules", []) for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "flashblade-csi-admin"), [])
+    for g, res, v in requests(admin):
+        if (v, g, res) not in used_by["admin"]:
+            extra.append(f"admin {v} {res}{'.' + g if g else ''}")
+    return extra
+
+
+def check_least_privilege(r, label, objs, seen):
+    extra = unused_grants(objs, seen)
+    r.check(not extra, f"{label}: every rule granted to the controller and the admin role is used"
+            + (f"; unused: {', '.join(sorted(set(extra)))}" if extra else ""))

@@ -65,6 +65,8 @@ pub struct FakeKube {
     pub kubeconfig: PathBuf,
     /// The controller ServiceAccount's credentials.
     pub controller_kubeconfig: PathBuf,
+    /// A storage admin with the migration's role (`adopt`).
+    pub adopt_kubeconfig: PathBuf,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -385,6 +387,11 @@ fn write_kubeconfig_as(dir: &Path, file: &str, server: &str, token: Option<&str>
 /// storage admin running the admin commands.
 pub const CONTROLLER_TOKEN: &str = "controller";
 pub const ADMIN_TOKEN: &str = "admin";
+/// The admin running `adopt`, bound to the migration's role.
+pub const ADOPT_TOKEN: &str = "adopt";
+
+/// Numbers the request logs of the fake servers in one test process.
+static NEXT_LOG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Where every request is recorded, one JSON line each, for the deploy
 /// checks that hold them against the chart's RBAC and the Kubernetes
@@ -410,6 +417,7 @@ async fn authenticate_and_record(
     {
         Some(CONTROLLER_TOKEN) => "controller",
         Some(ADMIN_TOKEN) => "admin",
+        Some(ADOPT_TOKEN) => "adopt",
         Some(_) => {
             return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into()).into_response();
         }
@@ -448,7 +456,7 @@ async fn authenticate_and_record(
     });
     if let Some(f) = log.lock().unwrap().as_mut() {
         use std::io::Write;
-        let _ = writeln!(f, "{line}");
+        let _ = f.write_all(format!("{line}\n").as_bytes());
     }
     axum::response::Response::from_parts(rparts, axum::body::Body::from(rbytes))
 }
@@ -463,7 +471,11 @@ impl FakeKube {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log_dir.join(format!("{binary}-{}.jsonl", std::process::id())))
+            .open(log_dir.join(format!(
+                "{binary}-{}-{}.jsonl",
+                std::process::id(),
+                NEXT_LOG.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )))
             .ok();
         let log = Arc::new(Mutex::new(log));
         let app = Router::new()
@@ -498,6 +510,7 @@ impl FakeKube {
             objects,
             kubeconfig: write_kubeconfig_as(dir, "kubeconfig", &server, Some(ADMIN_TOKEN)),
             controller_kubeconfig: write_kubeconfig_as(dir, "controller-kubeconfig", &server, Some(CONTROLLER_TOKEN)),
+            adopt_kubeconfig: write_kubeconfig_as(dir, "adopt-kubeconfig", &server, Some(ADOPT_TOKEN)),
             _task: task,
         }
     }
