@@ -100,6 +100,12 @@ impl Budget {
         }
     }
 
+    /// Time spent since the budget began.
+    fn elapsed(&self) -> Duration {
+        self.total
+            .saturating_sub(self.until.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
     /// What a step may still take.
     fn left(&self) -> Duration {
         self.until
@@ -495,7 +501,7 @@ impl NodeService {
                         share = %share,
                         options = %opts.join(","),
                         helper_ms = helper.elapsed().as_millis() as u64,
-                        call_ms = (b.total - b.left().min(b.total)).as_millis() as u64,
+                        call_ms = b.elapsed().as_millis() as u64,
                         "staged"
                     );
                     self.prepare_root(

@@ -189,6 +189,15 @@ pub(crate) struct StatKey {
     pub server: String,
 }
 
+impl StatKey {
+    /// The server as a person reads it (without the kind of key).
+    fn server_name(&self) -> &str {
+        self.server
+            .split_once(':')
+            .map_or(self.server.as_str(), |(_, h)| h)
+    }
+}
+
 /// The server a mount's statfs waits on, the share of statfs threads it may
 /// hold is counted by. NFS: the address the kernel connected to (`addr=`,
 /// so a name and its address are one server), else the source's host; any
@@ -301,7 +310,7 @@ fn decide<R: Clone>(
         return Admit::Refuse(format!(
             "not measured: {server_stuck} statfs calls to server {} have not returned (it is not answering), \
              and that is the most one server may hold",
-            key.server.split_once(':').map_or(key.server.as_str(), |(_, h)| h)
+            key.server_name()
         ));
     }
     if all_n >= limit && all_stuck >= limit {
@@ -359,6 +368,8 @@ impl StatGate {
         let mut done = loop {
             // Registered before the decision, so a release in between wakes it.
             let freed = self.inner.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             let admit = {
                 let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
@@ -412,7 +423,7 @@ impl StatGate {
                     if left.is_zero() {
                         return Err(MountError::Limit(format!(
                             "not measured: no statfs thread for server {} came free within {:.1}s",
-                            key.server,
+                            key.server_name(),
                             wait.as_secs_f64()
                         )));
                     }

@@ -387,6 +387,12 @@ impl Tier {
     }
 
     async fn stage(&mut self, v: &Vol) -> (Result<(), Status>, Duration) {
+        let req = self.stage_request(v);
+        let (r, d) = Self::rpc(self.node.node_stage_volume(req)).await;
+        (r.map(|_| ()), d)
+    }
+
+    fn stage_request(&self, v: &Vol) -> csi::NodeStageVolumeRequest {
         let mut ctx = HashMap::new();
         if v.explicit {
             ctx.insert("server".to_string(), v.server.to_string());
@@ -395,15 +401,13 @@ impl Tier {
         if let Some(vers) = v.versions {
             ctx.insert("nfsVersions".to_string(), vers.to_string());
         }
-        let req = csi::NodeStageVolumeRequest {
+        csi::NodeStageVolumeRequest {
             volume_id: v.name.clone(),
             staging_target_path: self.staging(v).to_string_lossy().into_owned(),
             volume_capability: Some(cap(false, v.flags)),
             volume_context: ctx,
             ..Default::default()
-        };
-        let (r, d) = Self::rpc(self.node.node_stage_volume(req)).await;
-        (r.map(|_| ()), d)
+        }
     }
 
     async fn unstage(&mut self, v: &Vol) -> (Result<(), Status>, Duration) {
@@ -416,16 +420,20 @@ impl Tier {
     }
 
     async fn publish(&mut self, v: &Vol, pod: &str, readonly: bool) -> (Result<(), Status>, Duration) {
-        let req = csi::NodePublishVolumeRequest {
+        let req = self.publish_request(v, pod, readonly);
+        let (r, d) = Self::rpc(self.node.node_publish_volume(req)).await;
+        (r.map(|_| ()), d)
+    }
+
+    fn publish_request(&self, v: &Vol, pod: &str, readonly: bool) -> csi::NodePublishVolumeRequest {
+        csi::NodePublishVolumeRequest {
             volume_id: v.name.clone(),
             staging_target_path: self.staging(v).to_string_lossy().into_owned(),
             target_path: self.target(v, pod).to_string_lossy().into_owned(),
             volume_capability: Some(cap(false, v.flags)),
             readonly,
             ..Default::default()
-        };
-        let (r, d) = Self::rpc(self.node.node_publish_volume(req)).await;
-        (r.map(|_| ()), d)
+        }
     }
 
     async fn unpublish(&mut self, v: &Vol, pod: &str) -> (Result<(), Status>, Duration) {
@@ -1105,13 +1113,37 @@ impl Tier {
                 self.timed(&mut overruns, "NodePublish", &v.name, d);
                 r.map_err(|s| format!("NodePublish {}: {}", v.name, status_text(&s)))?;
             }
-            for v in &dead {
-                let (r, d) = self.stage(v).await;
-                self.timed(&mut overruns, "NodeStage", &v.name, d);
-                r.map_err(|s| format!("NodeStage {}: {}", v.name, status_text(&s)))?;
-                let (r, d) = self.publish(v, pod, false).await;
-                self.timed(&mut overruns, "NodePublish", &v.name, d);
-                r.map_err(|s| format!("NodePublish {}: {}", v.name, status_text(&s)))?;
+            // Six at a time, as kubelet stages the volumes of several pods.
+            for batch in dead.chunks(6) {
+                let stages = batch.iter().map(|v| {
+                    let mut node = self.node.clone();
+                    let (stage, publish) = (self.stage_request(v), self.publish_request(v, pod, false));
+                    let name = v.name.clone();
+                    async move {
+                        let (r, d1) = Self::rpc(node.node_stage_volume(stage)).await;
+                        if let Err(s) = r {
+                            return (
+                                name,
+                                d1,
+                                Duration::ZERO,
+                                Err(format!("NodeStage: {}", status_text(&s))),
+                            );
+                        }
+                        let (r, d2) = Self::rpc(node.node_publish_volume(publish)).await;
+                        (
+                            name,
+                            d1,
+                            d2,
+                            r.map(|_| ())
+                                .map_err(|s| format!("NodePublish: {}", status_text(&s))),
+                        )
+                    }
+                });
+                for (name, d1, d2, r) in futures_join_all(stages).await {
+                    self.timed(&mut overruns, "NodeStage", &name, d1);
+                    self.timed(&mut overruns, "NodePublish", &name, d2);
+                    r.map_err(|e| format!("{name}: {e}"))?;
+                }
             }
             self.ctl("drop-alt")?;
             Ok(format!(
