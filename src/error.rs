@@ -22,7 +22,8 @@ pub enum Error {
     /// A capacity that the driver or the array cannot satisfy.
     #[error("{0}")]
     OutOfRange(String),
-    /// No array the request allows has room for it now.
+    /// No array the request allows has room for it now; or the node did not
+    /// measure a volume because a limit is held by stuck calls elsewhere.
     #[error("{0}")]
     ResourceExhausted(String),
     /// The object is in a state that forbids the operation (e.g. an imported
@@ -70,7 +71,9 @@ impl Error {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             // Final: the capacity request cannot be met.
             Error::OutOfRange(_) => Code::OutOfRange,
-            // Retried with backoff: freed or added capacity makes it succeed.
+            // Retried with backoff: freed or added capacity (or a freed
+            // statfs thread) makes it succeed. Says "not measured", where
+            // an abnormal condition would say "seen failing".
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             // Retried with backoff by the sidecars, but only an admin action
             // (or a state change) makes it succeed.

@@ -15,6 +15,7 @@ pub mod config;
 pub(crate) mod context;
 pub mod controller;
 pub mod csi;
+pub(crate) mod deadline;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;

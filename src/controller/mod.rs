@@ -96,12 +96,7 @@ impl ControllerService {
     /// the answer arrives before the caller gives up) when it sends one,
     /// else the configured `rpc` timeout.
     fn budget<T>(&self, r: &Request<T>) -> Duration {
-        r.metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .map(|d| d.saturating_sub((d / 20).max(Duration::from_millis(50))))
-            .unwrap_or(self.config.timeouts.rpc)
+        crate::deadline::caller_budget(r.metadata()).unwrap_or(self.config.timeouts.rpc)
     }
 
     fn guard(&self, key: String) -> Result<Guard> {
@@ -145,24 +140,6 @@ async fn within<T>(
             ))),
         ),
     }
-}
-
-/// Parses a `grpc-timeout` header value: digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 fn unimplemented(method: &str) -> Status {
@@ -312,20 +289,5 @@ impl Controller for ControllerService {
         let req = r.into_inner();
         csi::log_request("ControllerModifyVolume", &req);
         within(budget, "ControllerModifyVolume", self.modify_impl(req)).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts() {
-        assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        for bad in ["", "S", "10", "10x", "-1S", "123456789S", "1.5S"] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
-        }
     }
 }

@@ -10,6 +10,9 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Volumes: each is exported as /<name> from a tmpfs of its own size, so the
 # stats of each can be told apart.
 VOLUMES="k8s-v41 k8s-v3 k8s-default k8s-r41 k8s-r3 k8s-rnew k8s-rafter k8s-d41 k8s-d3 k8s-dnew k8s-dafter k8s-fallback k8s-shutdown k8s-part-dead k8s-part-ok k8s-v6-41 k8s-v6-3 k8s-flags"
+# The isolation phase: 36 file systems of a server that dies, 8 of one that
+# stays up (each its own tmpfs, so each is a file system of its own).
+VOLUMES="$VOLUMES $(printf 'k8s-iso-d%d ' $(seq 36)) $(printf 'k8s-iso-ok%d ' $(seq 8))"
 # Fixed ports for everything NFS uses, so one nftables rule can drop them.
 PORTS="111, 2049, 20048, 32765, 32766, 32768"
 # The node plugin's deadlines in the guest (seconds): short, so the

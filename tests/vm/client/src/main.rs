@@ -29,6 +29,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 const PARTIAL_PODS: usize = 40;
 /// Stats rounds against a dead server (each round queries every target).
 const DEAD_STATS_ROUNDS: usize = 3;
+/// Isolation phase: dead file systems from one server (more than the 32
+/// stuck statfs calls the node once allowed in all) ...
+const ISO_DEAD: usize = 36;
+/// ... and healthy volumes from another, half staged before the outage and
+/// half during it.
+const ISO_OK: usize = 8;
+/// Time a node RPC's answer may take to reach the client after the plugin's
+/// overall deadline for it (gRPC over a unix socket, TCG).
+const ANSWER_SLACK: Duration = Duration::from_millis(1000);
 
 struct Opts {
     plugin: PathBuf,
@@ -211,6 +220,29 @@ fn cap(readonly: bool, flags: &[&str]) -> csi::VolumeCapability {
     }
 }
 
+/// Threads of `pid` named like the plugin's statfs workers.
+fn statfs_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "fbcsi-statfs")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// (median, max) in ms.
+fn median_max(v: &[Duration]) -> (u128, u128) {
+    let mut v: Vec<u128> = v.iter().map(|d| d.as_millis()).collect();
+    v.sort_unstable();
+    (
+        v.get(v.len() / 2).copied().unwrap_or(0),
+        v.last().copied().unwrap_or(0),
+    )
+}
+
 fn status_text(s: &Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
@@ -355,6 +387,12 @@ impl Tier {
     }
 
     async fn stage(&mut self, v: &Vol) -> (Result<(), Status>, Duration) {
+        let req = self.stage_request(v);
+        let (r, d) = Self::rpc(self.node.node_stage_volume(req)).await;
+        (r.map(|_| ()), d)
+    }
+
+    fn stage_request(&self, v: &Vol) -> csi::NodeStageVolumeRequest {
         let mut ctx = HashMap::new();
         if v.explicit {
             ctx.insert("server".to_string(), v.server.to_string());
@@ -363,15 +401,13 @@ impl Tier {
         if let Some(vers) = v.versions {
             ctx.insert("nfsVersions".to_string(), vers.to_string());
         }
-        let req = csi::NodeStageVolumeRequest {
+        csi::NodeStageVolumeRequest {
             volume_id: v.name.clone(),
             staging_target_path: self.staging(v).to_string_lossy().into_owned(),
             volume_capability: Some(cap(false, v.flags)),
             volume_context: ctx,
             ..Default::default()
-        };
-        let (r, d) = Self::rpc(self.node.node_stage_volume(req)).await;
-        (r.map(|_| ()), d)
+        }
     }
 
     async fn unstage(&mut self, v: &Vol) -> (Result<(), Status>, Duration) {
@@ -384,16 +420,20 @@ impl Tier {
     }
 
     async fn publish(&mut self, v: &Vol, pod: &str, readonly: bool) -> (Result<(), Status>, Duration) {
-        let req = csi::NodePublishVolumeRequest {
+        let req = self.publish_request(v, pod, readonly);
+        let (r, d) = Self::rpc(self.node.node_publish_volume(req)).await;
+        (r.map(|_| ()), d)
+    }
+
+    fn publish_request(&self, v: &Vol, pod: &str, readonly: bool) -> csi::NodePublishVolumeRequest {
+        csi::NodePublishVolumeRequest {
             volume_id: v.name.clone(),
             staging_target_path: self.staging(v).to_string_lossy().into_owned(),
             target_path: self.target(v, pod).to_string_lossy().into_owned(),
             volume_capability: Some(cap(false, v.flags)),
             readonly,
             ..Default::default()
-        };
-        let (r, d) = Self::rpc(self.node.node_publish_volume(req)).await;
-        (r.map(|_| ()), d)
+        }
     }
 
     async fn unpublish(&mut self, v: &Vol, pod: &str) -> (Result<(), Status>, Duration) {
@@ -1023,6 +1063,281 @@ impl Tier {
         let _ = self.ctl("restore");
     }
 
+    /// The node RPC's overall deadline, as the plugin documents it.
+    fn deadline_of(&self, rpc: &str) -> Duration {
+        let o = &self.opts;
+        match rpc {
+            "NodeStage" => o.mount_timeout + o.unmount_timeout,
+            "NodePublish" => o.mount_timeout,
+            "NodeUnpublish" | "NodeUnstage" => o.unmount_timeout,
+            _ => o.stats_timeout,
+        }
+    }
+
+    /// Notes an RPC that outlived its deadline; returns the time.
+    fn timed(&self, overruns: &mut Vec<String>, rpc: &str, what: &str, d: Duration) -> Duration {
+        let limit = self.deadline_of(rpc);
+        if d > limit + ANSWER_SLACK {
+            overruns.push(format!("{rpc} {what}: {} ms, deadline {} ms", ms(d), ms(limit)));
+        }
+        d
+    }
+
+    /// Many dead file systems from one server (127.0.0.2, NFSv3: a client of
+    /// its own, where a second address of one NFSv4.1 server would merge
+    /// into one client with the first) and healthy volumes from another
+    /// (127.0.0.1, NFSv4.1): the healthy volumes' stats stay normal with
+    /// usage, new stages of healthy volumes are timed before and during the
+    /// outage, and every node RPC answers within its overall deadline.
+    async fn isolation(&mut self) {
+        let dead: Vec<Vol> = (1..=ISO_DEAD)
+            .map(|i| Vol {
+                server: "127.0.0.2",
+                ..Vol::new(&format!("k8s-iso-d{i}"), Some("3"))
+            })
+            .collect();
+        let ok: Vec<Vol> = (1..=ISO_OK)
+            .map(|i| Vol::new(&format!("k8s-iso-ok{i}"), Some("4.1")))
+            .collect();
+        let (before, during) = ok.split_at(ISO_OK / 2);
+        let pod = "pod-iso";
+        let mut overruns = Vec::new();
+        let mut stage_before = Vec::new();
+        let t = Instant::now();
+        let o = async {
+            for v in before {
+                let (r, d) = self.stage(v).await;
+                stage_before.push(self.timed(&mut overruns, "NodeStage", &v.name, d));
+                r.map_err(|s| format!("NodeStage {}: {}", v.name, status_text(&s)))?;
+                let (r, d) = self.publish(v, pod, false).await;
+                self.timed(&mut overruns, "NodePublish", &v.name, d);
+                r.map_err(|s| format!("NodePublish {}: {}", v.name, status_text(&s)))?;
+            }
+            // Six at a time, as kubelet stages the volumes of several pods.
+            for batch in dead.chunks(6) {
+                let stages = batch.iter().map(|v| {
+                    let mut node = self.node.clone();
+                    let (stage, publish) = (self.stage_request(v), self.publish_request(v, pod, false));
+                    let name = v.name.clone();
+                    async move {
+                        let (r, d1) = Self::rpc(node.node_stage_volume(stage)).await;
+                        if let Err(s) = r {
+                            return (
+                                name,
+                                d1,
+                                Duration::ZERO,
+                                Err(format!("NodeStage: {}", status_text(&s))),
+                            );
+                        }
+                        let (r, d2) = Self::rpc(node.node_publish_volume(publish)).await;
+                        (
+                            name,
+                            d1,
+                            d2,
+                            r.map(|_| ())
+                                .map_err(|s| format!("NodePublish: {}", status_text(&s))),
+                        )
+                    }
+                });
+                for (name, d1, d2, r) in futures_join_all(stages).await {
+                    self.timed(&mut overruns, "NodeStage", &name, d1);
+                    self.timed(&mut overruns, "NodePublish", &name, d2);
+                    r.map_err(|e| format!("{name}: {e}"))?;
+                }
+            }
+            self.ctl("drop-alt")?;
+            Ok(format!(
+                "{ISO_DEAD} v3 volumes from 127.0.0.2 (then dropped), {} v4.1 from 127.0.0.1, each in a pod",
+                before.len()
+            ))
+        }
+        .await;
+        let ready = o.is_ok();
+        self.outcome("isolation: set-up", t.elapsed(), o);
+        if ready {
+            // kubelet asks for every volume at about the same time.
+            let t = Instant::now();
+            let (mut healthy_ok, mut dead_abnormal, mut dead_limit, mut bad) = (0, 0, 0, Vec::new());
+            for _ in 0..DEAD_STATS_ROUNDS {
+                let calls = dead.iter().chain(before).map(|v| {
+                    let mut node = self.node.clone();
+                    let req = csi::NodeGetVolumeStatsRequest {
+                        volume_id: v.name.clone(),
+                        volume_path: self.target(v, pod).to_string_lossy().into_owned(),
+                        staging_target_path: self.staging(v).to_string_lossy().into_owned(),
+                    };
+                    let (name, healthy) = (v.name.clone(), v.server == "127.0.0.1");
+                    async move { (name, healthy, Self::rpc(node.node_get_volume_stats(req)).await) }
+                });
+                for (name, healthy, (r, d)) in futures_join_all(calls).await {
+                    self.timed(&mut overruns, "NodeGetVolumeStats", &name, d);
+                    let abnormal = |r: &csi::NodeGetVolumeStatsResponse| {
+                        r.volume_condition.as_ref().is_none_or(|c| c.abnormal)
+                    };
+                    match (healthy, r) {
+                        (true, Ok(r)) if !abnormal(&r) && r.usage.len() == 2 => healthy_ok += 1,
+                        (false, Ok(r)) if abnormal(&r) && r.usage.is_empty() => dead_abnormal += 1,
+                        (false, Err(s))
+                            if s.code() == Code::ResourceExhausted
+                                && s.message().contains("not measured") =>
+                        {
+                            dead_limit += 1
+                        }
+                        (_, Ok(r)) => bad.push(format!(
+                            "{name}: {:?}, {} usage entries",
+                            r.volume_condition,
+                            r.usage.len()
+                        )),
+                        (_, Err(s)) => bad.push(format!("{name}: {}", status_text(&s))),
+                    }
+                }
+            }
+            let threads = statfs_threads(self.plugin_pid());
+            let detail = format!(
+                "{DEAD_STATS_ROUNDS} rounds: healthy normal with usage {healthy_ok}/{}; dead abnormal {dead_abnormal}, \
+                 not measured (limit) {dead_limit}; statfs threads {threads}{}",
+                DEAD_STATS_ROUNDS * before.len(),
+                if bad.is_empty() {
+                    String::new()
+                } else {
+                    format!("; unexpected: {}", bad.join("; "))
+                }
+            );
+            let o = if bad.is_empty() && healthy_ok == DEAD_STATS_ROUNDS * before.len() {
+                Ok(detail)
+            } else {
+                Err(detail)
+            };
+            self.outcome(
+                &format!("isolation: stats with {ISO_DEAD} dead file systems of one server"),
+                t.elapsed(),
+                o,
+            );
+
+            // New healthy stages while kubelet keeps asking about the dead.
+            let t = Instant::now();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let load = {
+                let (stop, node) = (stop.clone(), self.node.clone());
+                let reqs: Vec<_> = dead
+                    .iter()
+                    .map(|v| csi::NodeGetVolumeStatsRequest {
+                        volume_id: v.name.clone(),
+                        volume_path: self.target(v, pod).to_string_lossy().into_owned(),
+                        staging_target_path: self.staging(v).to_string_lossy().into_owned(),
+                    })
+                    .collect();
+                tokio::spawn(async move {
+                    let mut slowest = Duration::ZERO;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        for req in &reqs {
+                            let (_, d) = Self::rpc(node.clone().node_get_volume_stats(req.clone())).await;
+                            slowest = slowest.max(d);
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    slowest
+                })
+            };
+            let mut stage_during = Vec::new();
+            let o: Outcome = async {
+                for v in during {
+                    let (r, d) = self.stage(v).await;
+                    stage_during.push(self.timed(&mut overruns, "NodeStage", &v.name, d));
+                    r.map_err(|s| format!("NodeStage {}: {}", v.name, status_text(&s)))?;
+                    let (r, d) = self.publish(v, pod, false).await;
+                    self.timed(&mut overruns, "NodePublish", &v.name, d);
+                    r.map_err(|s| format!("NodePublish {}: {}", v.name, status_text(&s)))?;
+                }
+                let mut usage = Vec::new();
+                for v in ok.iter() {
+                    let d = self
+                        .stats_checked(v, pod)
+                        .await
+                        .map_err(|e| format!("{}: {e}", v.name))?;
+                    usage.push(d.rsplit("; ").next().unwrap_or_default().to_string());
+                }
+                let (b_med, b_max) = median_max(&stage_before);
+                let (d_med, d_max) = median_max(&stage_during);
+                Ok(format!(
+                    "NodeStage of a new v4.1 volume: before the outage median {b_med} ms (max {b_max}), \
+                     during it median {d_med} ms (max {d_max}); all {ISO_OK} healthy volumes' stats normal and equal \
+                     to the server's statvfs ({})",
+                    usage.join(", ")
+                ))
+            }
+            .await;
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let slowest = load.await.unwrap_or_default();
+            if let Ok(detail) = &o {
+                println!(
+                    "isolation: {detail}; dead stats alongside: slowest {} ms",
+                    ms(slowest)
+                );
+            }
+            self.timed(
+                &mut overruns,
+                "NodeGetVolumeStats",
+                "of a dead volume (load)",
+                slowest,
+            );
+            self.outcome(
+                "isolation: stage during the outage, healthy stats with usage",
+                t.elapsed(),
+                o,
+            );
+        }
+        // Clean up, the dead server still dead: every unmount within its deadline.
+        let t = Instant::now();
+        let mut undo = Vec::new();
+        let o: Outcome = async {
+            for v in &dead {
+                let (r, d) = self.unpublish(v, pod).await;
+                undo.push(self.timed(&mut overruns, "NodeUnpublish", &v.name, d));
+                r.map_err(|s| format!("NodeUnpublish {}: {}", v.name, status_text(&s)))?;
+                let (r, d) = self.unstage(v).await;
+                undo.push(self.timed(&mut overruns, "NodeUnstage", &v.name, d));
+                r.map_err(|s| format!("NodeUnstage {}: {}", v.name, status_text(&s)))?;
+                if mounts_at(&self.staging(v)) + mounts_at(&self.target(v, pod)) != 0 {
+                    return Err(format!("{} still mounted", v.name));
+                }
+            }
+            self.ctl("restore")?;
+            for v in &ok {
+                let (r, d) = self.unpublish(v, pod).await;
+                self.timed(&mut overruns, "NodeUnpublish", &v.name, d);
+                r.map_err(|s| format!("NodeUnpublish {}: {}", v.name, status_text(&s)))?;
+                let (r, d) = self.unstage(v).await;
+                self.timed(&mut overruns, "NodeUnstage", &v.name, d);
+                r.map_err(|s| format!("NodeUnstage {}: {}", v.name, status_text(&s)))?;
+            }
+            let (med, max) = median_max(&undo);
+            Ok(format!(
+                "{ISO_DEAD} dead volumes unpublished and unstaged (median {med} ms, max {max} ms), nothing left mounted"
+            ))
+        }
+        .await;
+        self.outcome("isolation: unpublish and unstage everything", t.elapsed(), o);
+        let _ = self.ctl("restore");
+        let o = if overruns.is_empty() {
+            Ok(format!(
+                "stage {} ms, publish {} ms, unpublish/unstage {} ms, stats {} ms (+{} ms to answer)",
+                ms(self.deadline_of("NodeStage")),
+                ms(self.deadline_of("NodePublish")),
+                ms(self.deadline_of("NodeUnstage")),
+                ms(self.deadline_of("NodeGetVolumeStats")),
+                ms(ANSWER_SLACK)
+            ))
+        } else {
+            Err(overruns.join("; "))
+        };
+        self.outcome(
+            "isolation: every node RPC within its overall deadline",
+            Duration::ZERO,
+            o,
+        );
+    }
+
     /// The server offers NFSv3 only: the default order (4.1, then 3) falls
     /// back to v3 within one NodeStage.
     async fn fallback(&mut self) {
@@ -1194,7 +1509,7 @@ async fn main() {
         }
     };
     let phases = std::env::var("VM_PHASES")
-        .unwrap_or_else(|_| "healthy,refused,dropped,partial,fallback,shutdown".into());
+        .unwrap_or_else(|_| "healthy,refused,dropped,partial,isolation,fallback,shutdown".into());
     for phase in phases.split(',') {
         let t = Instant::now();
         eprintln!("== phase {phase}");
@@ -1202,6 +1517,7 @@ async fn main() {
             "healthy" => tier.healthy().await,
             "refused" | "dropped" => tier.dead(phase).await,
             "partial" => tier.partial().await,
+            "isolation" => tier.isolation().await,
             "fallback" => tier.fallback().await,
             "shutdown" => tier.shutdown().await,
             other => tier.record(
