@@ -27,6 +27,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chartlib  # noqa: E402
 import kubecheck  # noqa: E402
+import kubespawner_objects  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helm"))
 import render_kustomize  # noqa: E402
@@ -419,22 +420,14 @@ def check_rendered(r, name, objs):
             r.check(pinned, f"{name}: image {image} is pinned")
 
 
-def jupyterhub_wiring(r, objs, values, storage_classes, label="jupyterhub"):
+def jupyterhub_wiring(r, objs, label="jupyterhub"):
+    """The recipe's static dataset volume. What a user's claim and pod ask
+    of it is checked on KubeSpawner's own objects (kubespawner_objects)."""
     pvs = [o for o in objs if o["kind"] == "PersistentVolume"]
     pvcs = [o for o in objs if o["kind"] == "PersistentVolumeClaim"]
     if not r.check(len(pvs) == 1 and len(pvcs) == 1, f"{label}: one dataset PV and one PVC"):
         return
-    pv, pvc = pvs[0], pvcs[0]
-    static_volume_checks(r, label, pv, pvc)
-    storage = values.get("singleuser", {}).get("storage", {})
-    r.check(storage.get("dynamic", {}).get("storageClass") == "fb-home", f"{label}: homes use fb-home")
-    r.check("fb-home" in storage_classes, f"{label}: fb-home is a StorageClass of the driver")
-    vols = [v for v in storage.get("extraVolumes", []) if v.get("persistentVolumeClaim", {}).get("claimName") == pvc["metadata"]["name"]]
-    if not r.check(len(vols) == 1, f"{label}: values mount the dataset PVC by its claim name"):
-        return
-    r.check(vols[0]["persistentVolumeClaim"].get("readOnly") is True, f"{label}: dataset volume is read-only in values")
-    mounts = [m for m in storage.get("extraVolumeMounts", []) if m.get("name") == vols[0]["name"]]
-    r.check(len(mounts) >= 1 and all(m.get("readOnly") is True for m in mounts), f"{label}: every dataset mount is read-only")
+    static_volume_checks(r, label, pvs[0], pvcs[0])
 
 
 def static_volume_checks(r, label, pv, pvc):
@@ -1124,11 +1117,14 @@ def main():
     base_files = glob.glob(os.path.join(DEPLOY, "kubernetes", "base", "*"))
     placeholders = [os.path.relpath(p, ROOT) for p in base_files if "REPLACE" in open(p).read()]
     r.check(not placeholders, "nothing in the Kustomize base is to be edited (no REPLACE)" + (f" ({', '.join(placeholders)})" if placeholders else ""))
-    classes = {o["metadata"]["name"] for o in rendered.get("deploy/kubernetes/base", []) if o["kind"] == "StorageClass"}
-    jupyterhub_wiring(r, rendered.get("deploy/examples/jupyterhub", []), load_values(), classes, "jupyterhub (kustomize)")
+    kustomized_jh = rendered.get("deploy/examples/jupyterhub", [])
+    jupyterhub_wiring(r, kustomized_jh, "jupyterhub (kustomize)")
+    kubespawner_objects.check(r, rendered.get("deploy/kubernetes/base", []) + kustomized_jh, validate_object,
+                              "jupyterhub (kustomize, KubeSpawner)", values=kubespawner_objects.z2jh_values(load_values()))
     helm_renders = helm_main(r)
     jh = helm_renders.get("jupyterhub recipe", [])
-    jupyterhub_wiring(r, jh, load_values(), {o["metadata"]["name"] for o in jh if o["kind"] == "StorageClass"}, "jupyterhub (helm)")
+    jupyterhub_wiring(r, jh, "jupyterhub (helm)")
+    kubespawner_objects.check(r, jh, validate_object, "jupyterhub (helm, KubeSpawner)")
     check_z2jh(r, load_values())
     check_doc_commands(r)
     check_monitoring(r, base_objs=rendered.get("deploy/kubernetes/base", []))
@@ -1144,16 +1140,24 @@ def self_test():
     base = render(SNAPSHOT_OVERLAY)
     jh = render("deploy/examples/jupyterhub")
     values = load_values()
-    classes = {"fb-home"}
     cases = []
 
     def broken_jh(mutate):
+        # The recipe broken in its objects or its z2jh values: KubeSpawner
+        # makes the users' claims and pods from the broken values.
         objs, vals = copy.deepcopy(jh), copy.deepcopy(values)
         mutate(objs, vals)
-        return lambda r: jupyterhub_wiring(r, objs, vals, classes)
+        return lambda r: (jupyterhub_wiring(r, objs), kubespawner_objects.check(
+            r, base + objs, validate_object, "self-test", values=kubespawner_objects.z2jh_values(vals)))
 
     def pvc(objs):
         return next(o for o in objs if o["kind"] == "PersistentVolumeClaim")
+
+    def base_copy(objs):
+        # The Deployments of `base` copied into objs: a case edits its copy.
+        copies = [copy.deepcopy(d) for d in base if d["kind"] == "Deployment"]
+        objs.extend(copies)
+        return copies
 
     def pv(objs):
         return next(o for o in objs if o["kind"] == "PersistentVolume")
@@ -1163,6 +1167,44 @@ def self_test():
     cases.append(("dataset mounted read-write", broken_jh(lambda o, v: v["singleuser"]["storage"]["extraVolumeMounts"][0].update(readOnly=False))))
     cases.append(("values claim name differs", broken_jh(lambda o, v: v["singleuser"]["storage"]["extraVolumes"][0]["persistentVolumeClaim"].update(claimName="data"))))
     cases.append(("PV read-write", broken_jh(lambda o, v: pv(o)["spec"].update(accessModes=["ReadWriteMany"]))))
+    cases.append(("homes on a class the chart lacks", broken_jh(lambda o, v: v["singleuser"]["storage"]["dynamic"].update(storageClass="standard"))))
+    cases.append(("notebook as root", broken_jh(lambda o, v: v["singleuser"].update(uid=0))))
+    cases.append(("notebook fsGroup not the documented group", broken_jh(lambda o, v: v["singleuser"].update(fsGid=1000))))
+    cases.append(("dataset claim in another namespace", broken_jh(lambda o, v: pvc(o)["metadata"].update(namespace="data"))))
+    cases.append(("no --extra-create-metadata", broken_jh(lambda o, v: [c["args"].remove("--extra-create-metadata") for d in base_copy(o)
+                                                                       for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "csi-provisioner"])))
+    spawned = kubespawner_objects.generate()
+    recipe_z2jh = kubespawner_objects.z2jh_values(values)
+
+    def broken_user(mutate, access=None):
+        u = copy.deepcopy(spawned[0])
+        mutate(u)
+        return lambda r: kubespawner_objects.check_user(r, "self-test", u, recipe_z2jh, base + jh, validate_object, access)
+
+    def notebook(u):
+        return next(c for c in u["pod"]["spec"]["containers"] if c["name"] == "notebook")
+
+    cases.append(("KubeSpawner pod with an unknown field (strict)", broken_user(lambda u: u["pod"]["spec"].update(bogusField=1))))
+    cases.append(("home mounted read-only", broken_user(lambda u: notebook(u)["volumeMounts"][0].update(readOnly=True))))
+    cases.append(("home mounted elsewhere", broken_user(lambda u: notebook(u)["volumeMounts"][0].update(mountPath="/home/user"))))
+    cases.append(("dataset volume writable", broken_user(lambda u: u["pod"]["spec"]["volumes"][1]["persistentVolumeClaim"].pop("readOnly"))))
+    cases.append(("claim asks less than the recipe's capacity", broken_user(lambda u: u["pvc"]["spec"]["resources"]["requests"].update(storage="1Gi"))))
+    cases.append(("driver without single-node writers", broken_user(lambda u: None, access={3, 5})))
+
+    def stale_fixture(r):
+        tree = os.path.join(ROOT, "target", "selftest-fixtures")
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(kubespawner_objects.FIXTURES, tree)
+        path = os.path.join(tree, "claim-alice.json")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace('"ReadWriteOnce"', '"ReadWriteMany"'))
+        kubespawner_objects.check_fixtures(r, spawned, [o for _, o in chartlib.objects(chartlib.render(chartlib.load_values(
+            os.path.join(DEPLOY, "examples", "jupyterhub", "flashblade-csi-values.yaml"))))], tree)
+        shutil.rmtree(tree)
+
+    cases.append(("KubeSpawner fixture edited by hand", stale_fixture))
 
     def broken_base(mutate, objs=None):
         objs = copy.deepcopy(objs if objs is not None else base)
