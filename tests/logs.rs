@@ -128,7 +128,9 @@ async fn the_controller_says_at_start_whether_the_kubernetes_api_answers() {
         let until = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut seen_at = None;
         while let Ok(Ok(Some(line))) = tokio::time::timeout_at(
-            seen_at.map(|t: tokio::time::Instant| t + Duration::from_millis(500)).unwrap_or(until),
+            seen_at
+                .map(|t: tokio::time::Instant| t + Duration::from_millis(500))
+                .unwrap_or(until),
             lines.next_line(),
         )
         .await

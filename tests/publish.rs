@@ -426,7 +426,10 @@ async fn the_reconcile_repairs_rules_changed_behind_the_drivers_back() {
 async fn range_exported_volumes_publish_without_the_kubernetes_api() {
     let dir = tempfile::tempdir().unwrap();
     let down = common::fake_kube::write_kubeconfig(dir.path(), "http://127.0.0.1:1");
-    for mode in [flashblade_csi::config::Mode::Controller, flashblade_csi::config::Mode::All] {
+    for mode in [
+        flashblade_csi::config::Mode::Controller,
+        flashblade_csi::config::Mode::All,
+    ] {
         let env = controller_env(ControllerOpts {
             kubeconfig: Some(down.clone()),
             mode,

@@ -939,6 +939,11 @@ def helm_main(r):
             check_notes_ignored(r, name, merged, notes)
             r.check("PSO" not in notes or pso_ignored(merged), f"{name}: NOTES say nothing of PSO")
     r.check(any(label.startswith("pso-") for label, _ in helm_value_sets()), "helm: PSO values files are rendered (deploy/test/values/pso-*.yaml)")
+    entries = kubecheck.load_requests()
+    for label in ("defaults", "mixed-export", "jupyterhub recipe"):
+        if label in renderings:
+            seen = kubecheck.check_requests(r, f"helm {label}", renderings[label], entries)
+            kubecheck.check_least_privilege(r, f"helm {label}", renderings[label], seen)
     if "defaults" in renderings and "mixed-export" in renderings:
         kubecheck.check_upgrade_guard(r, renderings["defaults"], renderings["mixed-export"])
     else:
@@ -1308,6 +1313,26 @@ def self_test():
                             rule["verbs"].remove(verb)
         return edit
 
+    entries = kubecheck.load_requests()
+
+    def driver_rbac(label, mutate):
+        objs = copy.deepcopy(helm_objs[label])
+        mutate(objs)
+        return lambda r: kubecheck.check_least_privilege(
+            r, "self-test", objs, kubecheck.check_requests(r, "self-test", objs, entries))
+
+    def grant(resource, verb, group=""):
+        def edit(objs):
+            role = next(o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "flashblade-csi-controller")
+            role["rules"].append({"apiGroups": [group], "resources": [resource], "verbs": [verb]})
+        return edit
+
+    cases.append(("the driver's node reads removed from the chart", driver_rbac("defaults", drop_rule("nodes", "get"))))
+    cases.append(("the admin role cannot list claims", driver_rbac("defaults", lambda o: next(
+        x for x in o if x["kind"] == "ClusterRole" and x["metadata"]["name"] == "flashblade-csi-admin")["rules"][0]["verbs"].remove("list"))))
+    cases.append(("an unused verb granted to the controller", driver_rbac("defaults", grant("configmaps", "get"))))
+    cases.append(("an unused verb granted to the admin role", driver_rbac("defaults", lambda o: next(
+        x for x in o if x["kind"] == "ClusterRole" and x["metadata"]["name"] == "flashblade-csi-admin")["rules"][0]["verbs"].append("watch"))))
     cases.append(("provisioner cannot list VolumeAttachments", sidecar_rbac("defaults", drop_rule("volumeattachments", "list"))))
     cases.append(("attacher cannot patch VolumeAttachment status", sidecar_rbac("mixed-export", drop_rule("volumeattachments/status", "patch"))))
     cases.append(("resizer cannot patch claim status", sidecar_rbac("defaults", drop_rule("persistentvolumeclaims/status", "patch"))))

@@ -444,7 +444,10 @@ async fn authenticate_and_record(
         .unwrap_or("")
         .to_string();
     let resp = next
-        .run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        ))
         .await;
     let (rparts, rbody) = resp.into_parts();
     let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
@@ -509,7 +512,12 @@ impl FakeKube {
         FakeKube {
             objects,
             kubeconfig: write_kubeconfig_as(dir, "kubeconfig", &server, Some(ADMIN_TOKEN)),
-            controller_kubeconfig: write_kubeconfig_as(dir, "controller-kubeconfig", &server, Some(CONTROLLER_TOKEN)),
+            controller_kubeconfig: write_kubeconfig_as(
+                dir,
+                "controller-kubeconfig",
+                &server,
+                Some(CONTROLLER_TOKEN),
+            ),
             adopt_kubeconfig: write_kubeconfig_as(dir, "adopt-kubeconfig", &server, Some(ADOPT_TOKEN)),
             _task: task,
         }
