@@ -350,3 +350,51 @@ def check_least_privilege(r, label, objs, seen):
     extra = unused_grants(objs, seen)
     r.check(not extra, f"{label}: every rule granted to the controller and the admin role is used"
             + (f"; unused: {', '.join(sorted(set(extra)))}" if extra else ""))
+
+
+def _status_schema(version):
+    """kube-apiserver's Status (meta/v1), which kubernetes-validate does not
+    look up by kind: its strict schema, with its references resolved."""
+    import jsonschema
+    import kubernetes_validate
+    base = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema",
+                        f"v{version}.0-local-strict")
+    path = os.path.join(base, "status-meta-v1.json")
+    with open(path) as f:
+        schema = json.load(f)
+    resolver = jsonschema.RefResolver(base_uri=f"file://{base}/", referrer=schema)
+    return schema, resolver
+
+
+def check_traffic_schemas(r, entries, versions):
+    """Every object the fake API server answered and every object the driver
+    or an admin command sent in full (create, replace) validates against the
+    Kubernetes schemas (strict: no unknown field)."""
+    import jsonschema
+    import kubernetes_validate
+    bad, seen, count = {}, set(), 0
+    for e in entries:
+        parts = [("answer", e.get("answer"))]
+        if e["method"] in ("POST", "PUT"):
+            parts.append(("sent", e.get("sent")))
+        for which, obj in parts:
+            if not isinstance(obj, dict) or "kind" not in obj:
+                continue
+            key = json.dumps(obj, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            count += 1
+            for version in versions:
+                try:
+                    if obj["kind"] == "Status":
+                        schema, resolver = _status_schema(version)
+                        jsonschema.validate(obj, schema, resolver=resolver)
+                    else:
+                        kubernetes_validate.validate(obj, version, strict=True)
+                except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as ex:
+                    bad.setdefault(f"{which} {obj['kind']} ({e['method']} {e['path']})", f"k8s {version}: {ex.message}")
+                except kubernetes_validate.SchemaNotFoundError:
+                    bad.setdefault(f"{which} {obj['kind']} ({e['method']} {e['path']})", f"k8s {version}: no schema")
+    r.check(count > 0 and not bad, f"the fake API server's traffic ({count} distinct objects) validates against the Kubernetes schemas"
+            + (f"; invalid: {'; '.join(f'{k}: {v}' for k, v in sorted(bad.items()))}" if bad else ""))

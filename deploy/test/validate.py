@@ -940,6 +940,7 @@ def helm_main(r):
             r.check("PSO" not in notes or pso_ignored(merged), f"{name}: NOTES say nothing of PSO")
     r.check(any(label.startswith("pso-") for label, _ in helm_value_sets()), "helm: PSO values files are rendered (deploy/test/values/pso-*.yaml)")
     entries = kubecheck.load_requests()
+    kubecheck.check_traffic_schemas(r, entries, K8S_VERSIONS)
     for label in ("defaults", "mixed-export", "jupyterhub recipe"):
         if label in renderings:
             seen = kubecheck.check_requests(r, f"helm {label}", renderings[label], entries)
@@ -1327,6 +1328,13 @@ def self_test():
             role["rules"].append({"apiGroups": [group], "resources": [resource], "verbs": [verb]})
         return edit
 
+    def bad_traffic(edit):
+        sample = copy.deepcopy(next(e for e in entries if e["method"] == "POST" and isinstance(e.get("sent"), dict)))
+        edit(sample)
+        return lambda r: kubecheck.check_traffic_schemas(r, [sample], K8S_VERSIONS)
+
+    cases.append(("an unknown field in an object the driver sends", bad_traffic(lambda e: e["sent"]["spec"].update(bogus=1))))
+    cases.append(("a wrong type in an object the fake answers", bad_traffic(lambda e: e["answer"].update(metadata={"name": 5}))))
     cases.append(("the driver's node reads removed from the chart", driver_rbac("defaults", drop_rule("nodes", "get"))))
     cases.append(("the admin role cannot list claims", driver_rbac("defaults", lambda o: next(
         x for x in o if x["kind"] == "ClusterRole" and x["metadata"]["name"] == "flashblade-csi-admin")["rules"][0]["verbs"].remove("list"))))
