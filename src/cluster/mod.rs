@@ -204,6 +204,78 @@ fn api_error(what: &str, e: kube::Error) -> ClusterError {
     }
 }
 
+/// Objects per list page: a cluster with thousands of PVs answers in
+/// pieces, and the API server never holds one huge answer for us.
+const PAGE: u32 = 500;
+
+/// Waits on 429/503/504, as the server asks (`retryAfterSeconds`, else 1 s),
+/// in all at most this long; then the error stands.
+const RETRY_BUDGET: Duration = Duration::from_secs(5);
+
+/// Runs `call` again while the API server answers "too many requests" or
+/// "unavailable", within [`RETRY_BUDGET`].
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut waited = Duration::ZERO;
+    loop {
+        match call().await {
+            Err(kube::Error::Api(s)) if matches!(s.code, 429 | 503 | 504) => {
+                let hint = s
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(s.into()))
+                    .unwrap_or(Duration::from_secs(1));
+                if waited + hint > RETRY_BUDGET {
+                    return Err(kube::Error::Api(s));
+                }
+                tokio::time::sleep(hint).await;
+                waited += hint;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Every object of `api`, listed in pages. A continue token the server
+/// has forgotten (410 Gone: the listing took longer than its cache keeps
+/// it) starts the listing again, twice at most.
+async fn list_all<K>(api: &Api<K>, what: &str) -> Result<Vec<K>, ClusterError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut restarts = 0;
+    'listing: loop {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            match retrying(|| api.list(&lp)).await {
+                Ok(page) => {
+                    items.extend(page.items);
+                    match page.metadata.continue_ {
+                        Some(t) if !t.is_empty() => token = Some(t),
+                        _ => return Ok(items),
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() && restarts < 2 => {
+                    restarts += 1;
+                    tracing::debug!(what, "the list's continue token expired; listing again");
+                    continue 'listing;
+                }
+                Err(e) => return Err(api_error(what, e)),
+            }
+        }
+    }
+}
+
 impl Cluster {
     /// Connects with `kubeconfig`, or kube's inference (`$KUBECONFIG`,
     /// `~/.kube/config`, the in-cluster account). Nothing is sent yet.
@@ -222,6 +294,9 @@ impl Cluster {
         };
         config.connect_timeout = Some(API_TIMEOUT);
         config.read_timeout = Some(API_TIMEOUT);
+        // kube's own retry may wait up to 15 times, as long as the server
+        // asks: far longer than a CSI call may take. [`retrying`] bounds it.
+        config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
         Ok(Self { client })
     }
@@ -238,24 +313,21 @@ impl Cluster {
 
     /// This driver's PVs and attachments, and every claim.
     pub async fn facts(&self, driver: &str) -> Result<ClusterFacts, ClusterError> {
-        let lp = ListParams::default();
-        let pvs = Api::<PersistentVolume>::all(self.client.clone())
-            .list(&lp)
-            .await
-            .map_err(|e| api_error("listing PersistentVolumes", e))?;
-        let pvcs = Api::<PersistentVolumeClaim>::all(self.client.clone())
-            .list(&lp)
-            .await
-            .map_err(|e| api_error("listing PersistentVolumeClaims", e))?;
-        let vas = Api::<VolumeAttachment>::all(self.client.clone())
-            .list(&lp)
-            .await
-            .map_err(|e| api_error("listing VolumeAttachments", e))?;
+        let pvs = self.all_pvs().await?;
+        let pvcs = list_all(
+            &Api::<PersistentVolumeClaim>::all(self.client.clone()),
+            "listing PersistentVolumeClaims",
+        )
+        .await?;
+        let vas = list_all(
+            &Api::<VolumeAttachment>::all(self.client.clone()),
+            "listing VolumeAttachments",
+        )
+        .await?;
         Ok(ClusterFacts {
-            pvs: pvs.items.iter().filter_map(|pv| pv_info(pv, driver)).collect(),
-            pvcs: pvcs.items.iter().filter_map(pvc_info).collect(),
+            pvs: pvs.iter().filter_map(|pv| pv_info(pv, driver)).collect(),
+            pvcs: pvcs.iter().filter_map(pvc_info).collect(),
             attachments: vas
-                .items
                 .iter()
                 .filter(|va| va.spec.attacher == driver)
                 .map(|va| AttachmentInfo {
@@ -269,8 +341,8 @@ impl Cluster {
 
     /// A node's InternalIP addresses; `None` when there is no such node.
     pub async fn node_addresses(&self, name: &str) -> Result<Option<Vec<IpAddr>>, ClusterError> {
-        Ok(Api::<Node>::all(self.client.clone())
-            .get_opt(name)
+        let api = Api::<Node>::all(self.client.clone());
+        Ok(retrying(|| api.get_opt(name))
             .await
             .map_err(|e| api_error(&format!("reading Node {name}"), e))?
             .map(|n| internal_ips(&n)))
@@ -278,11 +350,8 @@ impl Cluster {
 
     /// Every node's InternalIP addresses, by node name.
     pub async fn all_node_addresses(&self) -> Result<BTreeMap<String, Vec<IpAddr>>, ClusterError> {
-        Ok(Api::<Node>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error("listing Nodes", e))?
-            .items
+        Ok(list_all(&Api::<Node>::all(self.client.clone()), "listing Nodes")
+            .await?
             .iter()
             .filter_map(|n| Some((n.metadata.name.clone()?, internal_ips(n))))
             .collect())
@@ -290,19 +359,19 @@ impl Cluster {
 
     /// This driver's VolumeAttachments that are wanted: not being deleted.
     pub async fn live_attachments(&self, driver: &str) -> Result<Vec<AttachmentInfo>, ClusterError> {
-        Ok(Api::<VolumeAttachment>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error("listing VolumeAttachments", e))?
-            .items
-            .iter()
-            .filter(|va| va.spec.attacher == driver && va.metadata.deletion_timestamp.is_none())
-            .map(|va| AttachmentInfo {
-                pv: va.spec.source.persistent_volume_name.clone(),
-                node: va.spec.node_name.clone(),
-                attached: va.status.as_ref().is_some_and(|s| s.attached),
-            })
-            .collect())
+        Ok(list_all(
+            &Api::<VolumeAttachment>::all(self.client.clone()),
+            "listing VolumeAttachments",
+        )
+        .await?
+        .iter()
+        .filter(|va| va.spec.attacher == driver && va.metadata.deletion_timestamp.is_none())
+        .map(|va| AttachmentInfo {
+            pv: va.spec.source.persistent_volume_name.clone(),
+            node: va.spec.node_name.clone(),
+            attached: va.status.as_ref().is_some_and(|s| s.attached),
+        })
+        .collect())
     }
 
     /// This driver's PersistentVolumes.
@@ -328,11 +397,11 @@ impl Cluster {
 
     /// Every PersistentVolume, whatever its driver or volume source.
     pub async fn all_pvs(&self) -> Result<Vec<PersistentVolume>, ClusterError> {
-        Ok(Api::<PersistentVolume>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error("listing PersistentVolumes", e))?
-            .items)
+        list_all(
+            &Api::<PersistentVolume>::all(self.client.clone()),
+            "listing PersistentVolumes",
+        )
+        .await
     }
 
     /// One PersistentVolume, `None` when there is none by that name.
@@ -354,12 +423,12 @@ impl Cluster {
     /// The pods (`namespace/name`) that mount `claim` and have not finished
     /// (any phase but Succeeded or Failed: a Pending pod is about to use it).
     pub async fn pods_using(&self, claim: &ClaimName) -> Result<Vec<String>, ClusterError> {
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &claim.namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(&format!("listing the pods of namespace {}", claim.namespace), e))?;
+        let pods = list_all(
+            &Api::<Pod>::namespaced(self.client.clone(), &claim.namespace),
+            &format!("listing the pods of namespace {}", claim.namespace),
+        )
+        .await?;
         Ok(pods
-            .items
             .iter()
             .filter(|p| pod_uses_claim(p, &claim.name))
             .filter(|p| {

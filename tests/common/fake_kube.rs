@@ -61,6 +61,7 @@ impl Objects {
 
 pub struct FakeKube {
     pub objects: Arc<Mutex<Objects>>,
+    pub behaviour: Arc<Mutex<Behaviour>>,
     /// A storage admin's credentials (the admin commands).
     pub kubeconfig: PathBuf,
     /// The controller ServiceAccount's credentials.
@@ -400,15 +401,67 @@ pub fn request_log_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("kube-requests")
 }
 
+/// How the fake behaves beyond its objects: what a loaded or slow API
+/// server does.
+#[derive(Default)]
+pub struct Behaviour {
+    /// Requests whose path starts with this answer 429 once, asking the
+    /// client to wait this many seconds (`Retry-After`,
+    /// `details.retryAfterSeconds`).
+    pub throttle_once: Vec<(String, u32)>,
+    /// Every request waits this long before it is served.
+    pub delay: Option<std::time::Duration>,
+    /// The next request that carries a continue token gets 410 Gone, as
+    /// when the server has compacted past it.
+    pub expire_next_continue: bool,
+}
+
+#[derive(Clone)]
+struct Middle {
+    log: Arc<Mutex<Option<std::fs::File>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+/// Serves a list answer in pages as kube-apiserver does for `limit` and
+/// `continue` (the token here: the offset of the next item).
+fn paginate(answer: &mut Value, query: &str) {
+    let Some(items) = answer.get_mut("items").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let start: usize = query_value(query, "continue")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = query_value(query, "limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let all = std::mem::take(items);
+    let total = all.len();
+    *items = all.into_iter().skip(start).take(limit).collect();
+    let next = start.saturating_add(limit);
+    if next < total {
+        answer["metadata"]["continue"] = json!(next.to_string());
+        answer["metadata"]["remainingItemCount"] = json!(total - next);
+    }
+}
+
 /// Authenticates (401 for an unknown token; anonymous may read /version
-/// only, as with kube-apiserver's defaults), then records the request and
-/// the answer with the caller's identity.
+/// only, as with kube-apiserver's defaults), applies the [`Behaviour`],
+/// pages list answers, then records the request and the answer with the
+/// caller's identity.
 async fn authenticate_and_record(
-    State(log): State<Arc<Mutex<Option<std::fs::File>>>>,
+    State(middle): State<Middle>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let log = middle.log.clone();
     let who = match req
         .headers()
         .get("authorization")
@@ -434,6 +487,45 @@ async fn authenticate_and_record(
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    let (delay, throttle, expired) = {
+        let mut b = middle.behaviour.lock().unwrap();
+        let throttle = b
+            .throttle_once
+            .iter()
+            .position(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|i| b.throttle_once.remove(i).1);
+        let expired =
+            query_value(&query, "continue").is_some() && std::mem::take(&mut b.expire_next_continue);
+        (b.delay, throttle, expired)
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let early = if let Some(secs) = throttle {
+        let mut resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(
+                json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                "message": "Too many requests, please try again later.", "reason": "TooManyRequests",
+                "details": {"retryAfterSeconds": secs}, "code": 429}),
+            ),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert("retry-after", secs.to_string().parse().unwrap());
+        Some(resp)
+    } else if expired {
+        Some(
+            status(
+                StatusCode::GONE,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+            )
+            .into_response(),
+        )
+    } else {
+        None
+    };
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let sent: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -443,15 +535,27 @@ async fn authenticate_and_record(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let resp = next
-        .run(axum::extract::Request::from_parts(
-            parts,
-            axum::body::Body::from(bytes),
-        ))
-        .await;
-    let (rparts, rbody) = resp.into_parts();
+    let resp = match early {
+        Some(r) => r,
+        None => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+    };
+    let (mut rparts, rbody) = resp.into_parts();
     let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
-    let answer: Value = serde_json::from_slice(&rbytes).unwrap_or(Value::Null);
+    let mut answer: Value = serde_json::from_slice(&rbytes).unwrap_or(Value::Null);
+    let rbytes = if method == "GET" && rparts.status == StatusCode::OK && answer.get("items").is_some() {
+        paginate(&mut answer, &query);
+        let body = serde_json::to_vec(&answer).unwrap();
+        rparts.headers.remove("content-length");
+        axum::body::Bytes::from(body)
+    } else {
+        rbytes
+    };
     let line = json!({
         "who": who, "method": method, "path": path, "query": query,
         "content_type": content_type, "sent": sent,
@@ -481,6 +585,7 @@ impl FakeKube {
             )))
             .ok();
         let log = Arc::new(Mutex::new(log));
+        let behaviour: Arc<Mutex<Behaviour>> = Arc::default();
         let app = Router::new()
             .route("/api/v1/persistentvolumes", get(pvs).post(create_pv))
             .route(
@@ -502,7 +607,13 @@ impl FakeKube {
             .route("/api/v1/nodes/{name}", get(get_node))
             .route("/version", get(version))
             .with_state(objects.clone())
-            .layer(axum::middleware::from_fn_with_state(log, authenticate_and_record));
+            .layer(axum::middleware::from_fn_with_state(
+                Middle {
+                    log,
+                    behaviour: behaviour.clone(),
+                },
+                authenticate_and_record,
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -511,6 +622,7 @@ impl FakeKube {
         let server = format!("http://{addr}");
         FakeKube {
             objects,
+            behaviour,
             kubeconfig: write_kubeconfig_as(dir, "kubeconfig", &server, Some(ADMIN_TOKEN)),
             controller_kubeconfig: write_kubeconfig_as(
                 dir,
