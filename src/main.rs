@@ -59,6 +59,10 @@ enum Command {
     /// List a dataset's versions (its snapshots), or print a read-only static
     /// PV and PVC for one. Uses the same configuration as `serve`.
     Versions(flashblade_csi::admin_versions::VersionsArgs),
+    /// The settings and input rules of this build, as JSON (for the Helm
+    /// chart's checks).
+    #[command(hide = true)]
+    Schema,
 }
 
 /// What every admin command takes: the output format and the array settings
@@ -270,6 +274,13 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Versions(args) => flashblade_csi::admin_versions::main(args),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&flashblade_csi::admin::schema::document()).expect("JSON")
+            );
+            0
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => flashblade_csi::demo::main(args),
         Command::Volumes(opts) => admin_main(opts, Job::Volumes),

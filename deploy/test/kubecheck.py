@@ -352,18 +352,21 @@ def check_least_privilege(r, label, objs, seen):
             + (f"; unused: {', '.join(sorted(set(extra)))}" if extra else ""))
 
 
-def _status_schema(version):
+def _status_validator(version):
     """kube-apiserver's Status (meta/v1), which kubernetes-validate does not
-    look up by kind: its strict schema, with its references resolved."""
+    look up by kind: its strict schema, with its references resolved from
+    the same local copy."""
     import jsonschema
     import kubernetes_validate
     base = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema",
                         f"v{version}.0-local-strict")
-    path = os.path.join(base, "status-meta-v1.json")
-    with open(path) as f:
+    with open(os.path.join(base, "status-meta-v1.json")) as f:
         schema = json.load(f)
-    resolver = jsonschema.RefResolver(base_uri=f"file://{base}/", referrer=schema)
-    return schema, resolver
+    with open(os.path.join(base, "_definitions.json")) as f:
+        definitions = json.load(f)
+    resolver = jsonschema.RefResolver.from_schema(schema, store={definitions["$id"]: definitions})
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, resolver=resolver)
 
 
 def check_traffic_schemas(r, entries, versions):
@@ -388,8 +391,7 @@ def check_traffic_schemas(r, entries, versions):
             for version in versions:
                 try:
                     if obj["kind"] == "Status":
-                        schema, resolver = _status_schema(version)
-                        jsonschema.validate(obj, schema, resolver=resolver)
+                        _status_validator(version).validate(obj)
                     else:
                         kubernetes_validate.validate(obj, version, strict=True)
                 except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as ex:

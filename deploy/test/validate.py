@@ -258,50 +258,42 @@ def driver_config(objs):
 # knows are read from its own source, src/config.rs (the File* structs), so
 # the chart can never emit a key the driver would refuse, and no second list
 # is kept here.
-CONFIG_SECTIONS = {"": "Settings", "array": "ArraySettings", "timeouts": "TimeoutSettings", "limits": "LimitSettings", "log": "LogSettings"}
 DURATION_RE = re.compile(r"[0-9]+(ms|s|m|h)")
 
 
-def serde_keys(body):
-    """The TOML keys of one settings struct: its field names, less the fields
-    marked #[serde(skip)], under their #[serde(rename = ...)] names."""
-    keys, skip, rename = set(), False, None
-    for line in body.splitlines():
-        line = line.strip()
-        if line.startswith("#[serde("):
-            skip = skip or re.search(r"\bskip\b(?!_)", line) is not None
-            m = re.search(r'rename = "(\w+)"', line)
-            rename = m.group(1) if m else rename
-            continue
-        m = re.match(r"pub (\w+):", line)
-        if m:
-            if not skip:
-                keys.add(rename or m.group(1))
-            skip, rename = False, None
-    return keys
+def driver_binary():
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    return os.path.join(target, "debug", "flashblade-csi")
 
 
-def driver_config_keys(path=None):
-    """{section: set of keys} from src/config.rs, or a message when the
-    structs are not where this check expects them."""
-    path = path or os.path.join(ROOT, "src", "config.rs")
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        return f"cannot read {path}: {e}"
-    structs = {m.group(1): serde_keys(m.group(2))
-               for m in re.finditer(r"pub struct (\w*Settings) \{(.*?)\n\}", text, re.S)}
-    missing = [s for s in CONFIG_SECTIONS.values() if not structs.get(s)]
-    if missing:
-        return f"{os.path.relpath(path, ROOT)} has no struct {', '.join(missing)}: update CONFIG_SECTIONS in deploy/test/validate.py"
-    return {section: structs[st] for section, st in CONFIG_SECTIONS.items()}
+_SCHEMA = {}
+
+
+def driver_schema():
+    """What `flashblade-csi schema` prints: the config file's keys and the
+    input rules of the build (scripts/test builds it before these checks);
+    a message when it cannot be had."""
+    if "doc" not in _SCHEMA:
+        try:
+            out = subprocess.run([driver_binary(), "schema"], capture_output=True, text=True, check=True)
+            _SCHEMA["doc"] = json.loads(out.stdout)
+        except (OSError, subprocess.CalledProcessError, ValueError) as e:
+            _SCHEMA["doc"] = f"cannot run {driver_binary()} schema (build the driver first): {e}"
+    return _SCHEMA["doc"]
+
+
+def driver_config_keys():
+    """{section: set of keys} of config.toml, from the driver itself."""
+    doc = driver_schema()
+    if isinstance(doc, str):
+        return doc
+    return {section: set(keys) for section, keys in doc["config"].items()}
 
 
 def check_config(r, name, cfg, keys):
     if not r.check(cfg is not None, f"{name}: has the driver's config.toml"):
         return
-    if not r.check(isinstance(keys, dict), f"{name}: the driver's config keys are known ({keys if isinstance(keys, str) else 'src/config.rs'})"):
+    if not r.check(isinstance(keys, dict), f"{name}: the driver's config keys are known ({keys if isinstance(keys, str) else 'flashblade-csi schema'})"):
         return
     unknown = [k for k in cfg if k not in keys[""]]
     for section in ("timeouts", "limits", "log"):
@@ -867,6 +859,58 @@ def schema_holes(node, path="values"):
     return holes
 
 
+# Where the values schema holds a rule the driver owns: (path, rule, may
+# the value be empty). `flashblade-csi schema` prints the rules.
+SCHEMA_RULES = [
+    ("properties.driverName", "driverName", False),
+    ("properties.arrays.oneOf.0.items.properties.name", "arrayName", False),
+    ("properties.defaultArray", "arrayName", True),
+    ("properties.datasets.items.properties.array", "arrayName", True),
+    ("properties.pso.properties.arrayNames.items", "arrayName", False),
+    ("properties.arrays.oneOf.0.items.properties.namePrefix", "namePrefix", False),
+    ("properties.arrays.oneOf.0.items.properties.extraNamePrefixes.items", "namePrefix", False),
+    ("properties.storageClasses.items.properties.parameters.properties.namePrefix", "namePrefix", False),
+    ("properties.datasets.items.properties.fileSystem", "fileSystemName", False),
+    ("properties.storageClasses.items.properties.parameters.properties.rootOwner", "rootOwner", False),
+    ("properties.storageClasses.items.properties.parameters.properties.rootMode", "rootMode", False),
+]
+SCHEMA_ENUMS = [
+    ("properties.storageClasses.items.properties.parameters.properties.nfsVersions", "nfsVersions"),
+    ("properties.datasets.items.properties.nfsVersions", "nfsVersions"),
+]
+
+
+def schema_at(schema, path):
+    node = schema
+    for part in path.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def check_schema_rules(r, schema=None, doc=None):
+    """The values schema holds each rule the driver owns exactly as the
+    driver does, and names no StorageClass parameter the driver lacks."""
+    doc = doc if doc is not None else driver_schema()
+    if not r.check(isinstance(doc, dict), f"values schema: the driver's rules are known ({doc if isinstance(doc, str) else 'flashblade-csi schema'})"):
+        return
+    if schema is None:
+        with open(os.path.join(chartlib.CHART, "values.schema.json")) as f:
+            schema = json.load(f)
+    rules = doc["rules"]
+    for path, rule, optional in SCHEMA_RULES:
+        want = rules[rule]["pattern"]
+        if optional:
+            want = "^(" + want[1:-1] + ")?$"
+        have = schema_at(schema, path).get("pattern")
+        r.check(have == want, f"values schema: {path} is the driver's {rule} rule ({want}; the schema has {have})")
+    for path, rule in SCHEMA_ENUMS:
+        have = sorted(schema_at(schema, path).get("enum", []))
+        r.check(have == sorted(rules[rule]["enum"]), f"values schema: {path} lists the driver's {rule} ({have})")
+    params = set(schema_at(schema, "properties.storageClasses.items.properties.parameters.properties"))
+    unknown = sorted(params - set(doc["storageClassParameters"]))
+    r.check(not unknown, "values schema: every StorageClass parameter is one the driver takes" + (f" (unknown: {unknown})" if unknown else ""))
+
+
 def check_schema(r, chart=None):
     chart = chart or chartlib.CHART
     with open(os.path.join(chart, "values.schema.json")) as f:
@@ -907,6 +951,7 @@ def check_kube_versions(r, chart=None):
 
 def helm_main(r):
     check_schema(r)
+    check_schema_rules(r)
     check_refusals(r)
     check_kube_versions(r)
     renderings = {}
@@ -1335,6 +1380,18 @@ def self_test():
 
     cases.append(("an unknown field in an object the driver sends", bad_traffic(lambda e: e["sent"]["spec"].update(bogus=1))))
     cases.append(("a wrong type in an object the fake answers", bad_traffic(lambda e: e["answer"].update(metadata={"name": 5}))))
+    def schema_rule_edit(path, pattern):
+        def run(r):
+            with open(os.path.join(chartlib.CHART, "values.schema.json")) as f:
+                schema = json.load(f)
+            schema_at(schema, path)["pattern"] = pattern
+            check_schema_rules(r, schema=schema)
+        return run
+
+    cases.append(("the chart allows longer array names than the driver", schema_rule_edit(
+        "properties.arrays.oneOf.0.items.properties.name", "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")))
+    cases.append(("the chart's rootMode rule drifts", schema_rule_edit(
+        "properties.storageClasses.items.properties.parameters.properties.rootMode", "^[0-7]{1,4}$")))
     cases.append(("the driver's node reads removed from the chart", driver_rbac("defaults", drop_rule("nodes", "get"))))
     cases.append(("the admin role cannot list claims", driver_rbac("defaults", lambda o: next(
         x for x in o if x["kind"] == "ClusterRole" and x["metadata"]["name"] == "flashblade-csi-admin")["rules"][0]["verbs"].remove("list"))))

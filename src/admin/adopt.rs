@@ -254,25 +254,12 @@ impl ClaimRecord {
 /// A Kubernetes object name (DNS subdomain): what PV, claim and class names
 /// must be.
 fn is_k8s_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 253
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+    crate::volume::rules::is_object_name(s)
 }
 
-/// A CSI driver name: at most 63 characters, alphanumerics, `-` and `.`,
-/// beginning and ending with an alphanumeric.
+/// A CSI driver name.
 fn is_driver_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.'))
+    crate::volume::rules::is_driver_name(s)
 }
 
 /// The replacement PV's name: `fbcsi-<old>`, cut to a valid name. The same

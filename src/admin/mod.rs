@@ -13,6 +13,7 @@ pub mod quota;
 pub mod recover;
 mod render;
 pub mod restore;
+pub mod schema;
 pub mod volumes;
 
 use std::collections::BTreeMap;

@@ -62,14 +62,9 @@ impl std::fmt::Display for ClaimName {
 }
 
 /// Whether `s` can name a Kubernetes object (a node, a claim, a
-/// namespace): lower-case letters, digits, '-' and '.', at most 253. Checked
-/// before a name goes into an API path.
+/// namespace). Checked before a name goes into an API path.
 pub fn is_object_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
-        && s.as_bytes()[0].is_ascii_alphanumeric()
+    crate::volume::rules::is_object_name(s)
 }
 
 impl std::str::FromStr for ClaimName {

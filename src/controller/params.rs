@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::config::{ArrayConfig, Config};
 use crate::error::Error;
 use crate::volume::exports::{known_option, validate_export_rules};
+use crate::volume::rules;
 use crate::volume::{
     ArrayName, DeletePolicy, ExportRecord, Host, NamePrefix, NfsVersions, PolicyName, Selector,
 };
@@ -51,27 +52,14 @@ pub(crate) fn parse_export_options(v: &str) -> Result<String, Error> {
     Ok(v.to_string())
 }
 
-/// `rootOwner`: `uid:gid`, decimal.
+/// `rootOwner`: the node's rule (the volume's root is chowned there).
 fn parse_root_owner(v: &str) -> Result<(u32, u32), Error> {
-    v.split_once(':')
-        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
-        .filter(|_| v.bytes().all(|c| c.is_ascii_digit() || c == b':'))
-        .ok_or_else(|| invalid("rootOwner", v, "expected uid:gid in decimal, e.g. 1000:100"))
+    rules::parse_owner(v).map_err(|why| invalid("rootOwner", v, &why))
 }
 
-/// `rootMode`: octal permission bits, at most 7777.
+/// `rootMode`: the node's rule.
 fn parse_root_mode(v: &str) -> Result<u32, Error> {
-    (!v.is_empty() && v.len() <= 5)
-        .then(|| u32::from_str_radix(v, 8).ok())
-        .flatten()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| {
-            invalid(
-                "rootMode",
-                v,
-                "expected octal permission bits up to 7777, e.g. 2775",
-            )
-        })
+    rules::parse_mode(v).map_err(|why| invalid("rootMode", v, &why))
 }
 
 /// The parameters of a dynamic volume.

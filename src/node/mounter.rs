@@ -1082,10 +1082,17 @@ mod tests {
             let gate = gate.clone();
             tokio::spawn(async move {
                 let fs = format!("1:{}", i % 5);
-                gate.run(&key(&fs, "live"), short, Duration::from_secs(5), move || {
-                    std::thread::sleep(Duration::from_millis(5));
-                    Ok(figures(7))
-                })
+                // Not stuck until 5 s: a loaded test machine may take a
+                // while to run a 5 ms call.
+                gate.run(
+                    &key(&fs, "live"),
+                    Duration::from_secs(5),
+                    Duration::from_secs(5),
+                    move || {
+                        std::thread::sleep(Duration::from_millis(5));
+                        Ok(figures(7))
+                    },
+                )
                 .await
             })
         });

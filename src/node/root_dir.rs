@@ -34,30 +34,8 @@ pub(crate) struct RootSpec {
     pub mode: Option<u32>,
 }
 
-/// The largest id chown(2) takes: `u32::MAX` means "leave unchanged".
-const MAX_ID: u32 = u32::MAX - 1;
-
-/// `uid:gid`, both decimal, at most 4294967294.
-pub(crate) fn parse_owner(text: &str) -> std::result::Result<(u32, u32), String> {
-    let id = |v: &str| -> Option<u32> {
-        if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        v.parse::<u32>().ok().filter(|n| *n <= MAX_ID)
-    };
-    text.split_once(':')
-        .and_then(|(u, g)| Some((id(u)?, id(g)?)))
-        .ok_or_else(|| format!("{text:?} is not uid:gid in decimal (each 0-{MAX_ID}), e.g. 1000:100"))
-}
-
-/// An octal mode of 1 to 5 digits, at most 07777.
-pub(crate) fn parse_mode(text: &str) -> std::result::Result<u32, String> {
-    (!text.is_empty() && text.len() <= 5 && text.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-        .then(|| u32::from_str_radix(text, 8).ok())
-        .flatten()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("{text:?} is not an octal mode of at most 7777, e.g. 2775"))
-}
+// One rule each for the controller, the node and the chart.
+pub(crate) use crate::volume::rules::{parse_mode, parse_owner};
 
 /// The root-directory request in a volume context, if any. A value that is
 /// there but bad is INVALID_ARGUMENT naming its key (a PV can be written
@@ -238,6 +216,7 @@ fn inspect(path: &Path, dir: &std::fs::File) -> std::result::Result<Found, RootE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::rules::MAX_ID;
 
     #[test]
     fn owners() {

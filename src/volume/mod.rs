@@ -12,6 +12,7 @@ pub mod id;
 pub mod labels;
 pub mod names;
 pub mod naming;
+pub mod rules;
 pub mod version;
 
 pub use id::{DeletePolicy, ExportRecord, MalformedId, NfsVersions, SnapshotId, SnapshotIdError, VolumeId};

@@ -199,6 +199,18 @@ name_type!(
     }
 );
 
+// The same rules as patterns, for the Helm chart's values schema (see
+// `rules`: a test holds each pattern to its check).
+impl ArrayName {
+    pub const PATTERN: &'static str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,19}$";
+}
+impl FsName {
+    pub const PATTERN: &'static str = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$";
+}
+impl NamePrefix {
+    pub const PATTERN: &'static str = "^[A-Za-z0-9][A-Za-z0-9_]{0,19}$";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
