@@ -767,6 +767,12 @@ impl Config {
                 return Err(bad("kubelet-dir", "must be an absolute path"));
             }
             if let Some(root) = &self.local_export_root {
+                if !cfg!(feature = "dev-staging") {
+                    return Err(bad(
+                        "local-export-root",
+                        "is a development option that this build leaves out (release images do): mount real NFS exports, or build with the default features to stage against mock-flashblade",
+                    ));
+                }
                 check_dir("local-export-root", root)?;
             }
             if self.local_export_client.is_some() {

@@ -10,29 +10,28 @@
 //! The endpoint needs no credentials (the node holds none): only the
 //! array's management URL and CA from the node's configuration.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+#[cfg(feature = "dev-staging")]
+pub(crate) use staging::LocalExports;
 
-use serde::Deserialize;
+/// Without development staging (release builds) there is no simulator to
+/// ask: no value of this type can exist, and the configuration refuses
+/// `--local-export-root`.
+#[cfg(not(feature = "dev-staging"))]
+pub(crate) enum LocalExports {}
 
-use super::mounter::MountError;
-use super::root_dir::Server;
-use crate::config::Config;
-use crate::error::{Error, Result};
+#[cfg(not(feature = "dev-staging"))]
+impl LocalExports {
+    pub(crate) fn new(_: &crate::config::Config) -> Option<LocalExports> {
+        None
+    }
 
-/// One array's simulator, as the node reaches it.
-struct Simulator {
-    url: reqwest::Url,
-    http: reqwest::Client,
-}
+    pub(crate) fn client(&self) -> std::net::IpAddr {
+        match *self {}
+    }
 
-/// The node's view of the simulated arrays' mount daemons.
-pub(crate) struct LocalExports {
-    client: IpAddr,
-    arrays: HashMap<String, Simulator>,
-    default_array: Option<String>,
+    pub(crate) async fn ask(&self, _: Option<&str>, _: &str) -> crate::error::Result<Admitted> {
+        match *self {}
+    }
 }
 
 /// What the simulated array allows this node.
@@ -40,160 +39,190 @@ pub(crate) struct LocalExports {
 pub(crate) struct Admitted {
     pub readonly: bool,
     /// How root's requests are treated on the root directory.
-    pub server: Server,
+    pub server: super::root_dir::Server,
     /// The rule that decided, as the array shows it.
     pub rule: String,
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    access: String,
-    squash: String,
-    anonuid: u32,
-    rule: String,
-}
+#[cfg(feature = "dev-staging")]
+mod staging {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-fn tls(ca_file: Option<&std::path::Path>) -> std::result::Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            for cert in crate::config::load_ca_file(path).map_err(|e| e.to_string())? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            let _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
+    use serde::Deserialize;
+
+    use super::super::mounter::MountError;
+    use super::super::root_dir::Server;
+    use crate::config::Config;
+    use crate::error::{Error, Result};
+
+    /// One array's simulator, as the node reaches it.
+    struct Simulator {
+        url: reqwest::Url,
+        http: reqwest::Client,
     }
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
 
-impl LocalExports {
-    /// `None` unless `--local-export-client` is set. An array whose
-    /// simulator cannot be reached with verified TLS is left out (staging
-    /// a volume on it then fails, naming why).
-    pub(crate) fn new(config: &Config) -> Option<LocalExports> {
-        let client = config.local_export_client?;
-        let mut arrays = HashMap::new();
-        for a in &config.arrays {
-            let Some(url) = &a.management_url else { continue };
-            if a.insecure_skip_tls_verify && url.scheme() == "https" {
-                tracing::warn!(array = %a.name, "--local-export-client does not skip TLS verification: give the simulator's CA (its ca.pem) to ask it");
-                continue;
-            }
-            let built = tls(a.ca_file.as_deref()).and_then(|tls| {
-                reqwest::Client::builder()
-                    .use_preconfigured_tls(tls)
-                    .timeout(config.timeouts.array_request)
-                    .connect_timeout(Duration::from_secs(5))
-                    .build()
-                    .map_err(|e| e.to_string())
-            });
-            match built {
-                Ok(http) => {
-                    arrays.insert(
-                        a.name.to_string(),
-                        Simulator {
-                            url: url.clone(),
-                            http,
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(array = %a.name, error = %e, "cannot build the client for the simulator's mount endpoint")
+    /// The node's view of the simulated arrays' mount daemons.
+    pub(crate) struct LocalExports {
+        client: IpAddr,
+        arrays: HashMap<String, Simulator>,
+        default_array: Option<String>,
+    }
+
+    use super::Admitted;
+
+    #[derive(Deserialize)]
+    struct Answer {
+        access: String,
+        squash: String,
+        anonuid: u32,
+        rule: String,
+    }
+
+    fn tls(ca_file: Option<&std::path::Path>) -> std::result::Result<rustls::ClientConfig, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                for cert in crate::config::load_ca_file(path).map_err(|e| e.to_string())? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("CA file {}: {e}", path.display()))?;
                 }
             }
-        }
-        Some(LocalExports {
-            client,
-            arrays,
-            default_array: config.default_array().map(|a| a.name.to_string()),
-        })
-    }
-
-    /// The address this node presents to the array.
-    pub(crate) fn client(&self) -> IpAddr {
-        self.client
-    }
-
-    /// Asks array `array` (the default one when `None`) whether this node
-    /// may mount file system `fs`. A refusal is [`MountError::Denied`], the
-    /// error of a refused NFS mount; an unknown file system is NOT_FOUND.
-    pub(crate) async fn ask(&self, array: Option<&str>, fs: &str) -> Result<Admitted> {
-        let name = array
-            .map(str::to_string)
-            .or_else(|| self.default_array.clone())
-            .ok_or_else(|| Error::FailedPrecondition("no array is configured on this node".into()))?;
-        let sim = self.arrays.get(&name).ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "--local-export-client: array {name:?} has no management URL (with verified TLS) on this node to ask its mount endpoint"
-            ))
-        })?;
-        let mut url = sim
-            .url
-            .join("mock/mount")
-            .map_err(|e| Error::Internal(format!("mount endpoint URL: {e}")))?;
-        url.query_pairs_mut()
-            .append_pair("name", fs)
-            .append_pair("client", &self.client.to_string());
-        let unreachable = |e: String| {
-            Error::Unavailable(format!(
-                "cannot ask array {name:?} whether {} may mount {fs}: {e}",
-                self.client
-            ))
-        };
-        let resp = sim
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| unreachable(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| unreachable(e.without_url().to_string()))?;
-        match status {
-            200 => {
-                let a: Answer = serde_json::from_slice(&body)
-                    .map_err(|e| unreachable(format!("unexpected answer: {e}")))?;
-                let server = match a.squash.as_str() {
-                    "no_root_squash" => Server::AsIs,
-                    _ => Server::Squashed { anonuid: a.anonuid },
-                };
-                Ok(Admitted {
-                    readonly: a.access != "rw",
-                    server,
-                    rule: a.rule,
-                })
+            None => {
+                let _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             }
-            403 => Err(MountError::Denied(format!(
-                "array {name:?} refused to export file system {fs} to this node ({}): {}",
-                self.client,
-                message(&body)
-            ))
-            .into()),
-            404 => Err(Error::NotFound(format!(
-                "file system {fs} does not exist on array {name:?} (asked by --local-export-client)"
-            ))),
-            _ => Err(unreachable(format!("HTTP {status}: {}", message(&body)))),
+        }
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+
+    impl LocalExports {
+        /// `None` unless `--local-export-client` is set. An array whose
+        /// simulator cannot be reached with verified TLS is left out (staging
+        /// a volume on it then fails, naming why).
+        pub(crate) fn new(config: &Config) -> Option<LocalExports> {
+            let client = config.local_export_client?;
+            let mut arrays = HashMap::new();
+            for a in &config.arrays {
+                let Some(url) = &a.management_url else { continue };
+                if a.insecure_skip_tls_verify && url.scheme() == "https" {
+                    tracing::warn!(array = %a.name, "--local-export-client does not skip TLS verification: give the simulator's CA (its ca.pem) to ask it");
+                    continue;
+                }
+                let built = tls(a.ca_file.as_deref()).and_then(|tls| {
+                    reqwest::Client::builder()
+                        .use_preconfigured_tls(tls)
+                        .timeout(config.timeouts.array_request)
+                        .connect_timeout(Duration::from_secs(5))
+                        .build()
+                        .map_err(|e| e.to_string())
+                });
+                match built {
+                    Ok(http) => {
+                        arrays.insert(
+                            a.name.to_string(),
+                            Simulator {
+                                url: url.clone(),
+                                http,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(array = %a.name, error = %e, "cannot build the client for the simulator's mount endpoint")
+                    }
+                }
+            }
+            Some(LocalExports {
+                client,
+                arrays,
+                default_array: config.default_array().map(|a| a.name.to_string()),
+            })
+        }
+
+        /// The address this node presents to the array.
+        pub(crate) fn client(&self) -> IpAddr {
+            self.client
+        }
+
+        /// Asks array `array` (the default one when `None`) whether this node
+        /// may mount file system `fs`. A refusal is [`MountError::Denied`], the
+        /// error of a refused NFS mount; an unknown file system is NOT_FOUND.
+        pub(crate) async fn ask(&self, array: Option<&str>, fs: &str) -> Result<Admitted> {
+            let name = array
+                .map(str::to_string)
+                .or_else(|| self.default_array.clone())
+                .ok_or_else(|| Error::FailedPrecondition("no array is configured on this node".into()))?;
+            let sim = self.arrays.get(&name).ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "--local-export-client: array {name:?} has no management URL (with verified TLS) on this node to ask its mount endpoint"
+                ))
+            })?;
+            let mut url = sim
+                .url
+                .join("mock/mount")
+                .map_err(|e| Error::Internal(format!("mount endpoint URL: {e}")))?;
+            url.query_pairs_mut()
+                .append_pair("name", fs)
+                .append_pair("client", &self.client.to_string());
+            let unreachable = |e: String| {
+                Error::Unavailable(format!(
+                    "cannot ask array {name:?} whether {} may mount {fs}: {e}",
+                    self.client
+                ))
+            };
+            let resp = sim
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| unreachable(e.without_url().to_string()))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| unreachable(e.without_url().to_string()))?;
+            match status {
+                200 => {
+                    let a: Answer = serde_json::from_slice(&body)
+                        .map_err(|e| unreachable(format!("unexpected answer: {e}")))?;
+                    let server = match a.squash.as_str() {
+                        "no_root_squash" => Server::AsIs,
+                        _ => Server::Squashed { anonuid: a.anonuid },
+                    };
+                    Ok(Admitted {
+                        readonly: a.access != "rw",
+                        server,
+                        rule: a.rule,
+                    })
+                }
+                403 => Err(MountError::Denied(format!(
+                    "array {name:?} refused to export file system {fs} to this node ({}): {}",
+                    self.client,
+                    message(&body)
+                ))
+                .into()),
+                404 => Err(Error::NotFound(format!(
+                    "file system {fs} does not exist on array {name:?} (asked by --local-export-client)"
+                ))),
+                _ => Err(unreachable(format!("HTTP {status}: {}", message(&body)))),
+            }
         }
     }
-}
 
-/// The simulator's error message (`{"errors":[{"message": …}]}`).
-fn message(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let m = v["errors"][0]["message"]
-        .as_str()
-        .or_else(|| v["message"].as_str())
-        .unwrap_or("no reason given");
-    crate::text::bounded(m.to_string(), 300)
+    /// The simulator's error message (`{"errors":[{"message": …}]}`).
+    fn message(body: &[u8]) -> String {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let m = v["errors"][0]["message"]
+            .as_str()
+            .or_else(|| v["message"].as_str())
+            .unwrap_or("no reason given");
+        crate::text::bounded(m.to_string(), 300)
+    }
 }
