@@ -33,7 +33,7 @@ BASE_FILES = {
 # Rendered for the base, but not files of it: the ConfigMap becomes
 # config.toml (Kustomize generates the ConfigMap, with a hash suffix that
 # rolls the pods); the rest is empty with the default values.
-NOT_FILES = {"config.yaml", "secrets.yaml", "datasets.yaml", "NOTES.txt"}
+NOT_FILES = {"config.yaml", "secrets.yaml", "datasets.yaml", "NOTES.txt", "namespaces.yaml", "networkpolicy.yaml"}
 
 
 def tidy(text):

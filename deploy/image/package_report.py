@@ -2,7 +2,7 @@
 the packages deploy/image/packages asks for, what they pull in that minbase
 does not already have, and the minbase essentials (Priority required, apt,
 and their dependencies). Usage: package_report.py ROOTFS PACKAGES_FILE
-Prints Markdown (deploy/README.md carries a copy)."""
+Prints Markdown (deploy/image/build writes it to IMAGE_DIR/packages.md)."""
 
 import re
 import sys

@@ -2,7 +2,8 @@
 chart (the Helm v4 engine, through deploy/test/chartlib.py) passes the
 Kubernetes schemas in strict mode and helm lint --strict; the values schema
 refuses typos; the driver, JupyterHub and Zero-to-JupyterHub wiring is
-consistent; every container runs as the user it must. Prints one line per
+consistent; every container runs as the user it must; every workload meets
+the Pod Security level of its namespace (podsecurity.py). Prints one line per
 check and 'N passed, N failed' at the end.
 
 --self-test feeds deliberately broken inputs to the checks and expects each
@@ -27,6 +28,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chartlib  # noqa: E402
 import kubecheck  # noqa: E402
+import podsecurity  # noqa: E402
 import kubespawner_objects  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helm"))
@@ -977,6 +979,8 @@ def helm_main(r):
         kubecheck.check_sidecar_rbac(r, name, objs)
         merged = merged_values(values)
         check_values_wiring(r, name, merged, objs)
+        podsecurity.check(r, name, objs, podsecurity.assumed_levels(merged, chartlib.NAMESPACE))
+        podsecurity.check_network_policy(r, name, objs, merged)
         notes = next((text for path, text in outs[K8S_VERSIONS[-1]].items() if path.endswith("/NOTES.txt")), "")
         if is_pso(merged):
             check_pso(r, name, merged, objs, notes)
@@ -1151,6 +1155,7 @@ def main():
             r.check(False, f"{k} renders: {e}")
     for k, objs in rendered.items():
         check_rendered(r, k, objs)
+        podsecurity.check(r, k, objs)
     r.check(not any(o["kind"] == "VolumeSnapshotClass" for o in rendered.get("deploy/kubernetes/overlays/production", [])),
             "the production overlay applies without the snapshot CRDs (no VolumeSnapshotClass)")
     r.check(any(o["kind"] == "VolumeSnapshotClass" for o in rendered.get(SNAPSHOT_OVERLAY, [])),
@@ -1552,6 +1557,65 @@ def self_test():
         shutil.rmtree(tree)
 
     cases.append(("generated Kustomize files missing or edited", stale_generated))
+
+    # Pod Security: each broken workload or namespace against its level.
+    def pss(label, mutate, kustomize=False):
+        objs = copy.deepcopy(base if kustomize else helm_objs[label])
+        mutate(objs)
+        merged = merged_values(sets[label]) if not kustomize else {}
+        assumed = None if kustomize else podsecurity.assumed_levels(merged, chartlib.NAMESPACE)
+        return lambda r: (podsecurity.check(r, "self-test", objs, assumed),
+                          podsecurity.check_network_policy(r, "self-test", objs, merged) if not kustomize else None)
+
+    def ctl_container(objs, i=0):
+        return controller_pod(objs)["containers"][i]
+
+    def node_pod(objs):
+        return kind(objs, "DaemonSet")["spec"]["template"]["spec"]
+
+    def egress(objs):
+        return kind(objs, "NetworkPolicy")["spec"]["egress"]
+
+    lp = "least-privilege"
+    cases.append(("PSS restricted: hostPath volume in the controller", pss(lp, lambda o: controller_pod(o)["volumes"].append(
+        {"name": "host", "hostPath": {"path": "/"}}))))
+    cases.append(("PSS restricted: nfs volume in the controller", pss(lp, lambda o: controller_pod(o)["volumes"].append(
+        {"name": "n", "nfs": {"server": "fb", "path": "/x"}}))))
+    cases.append(("PSS restricted: privilege escalation allowed", pss(lp, lambda o: ctl_container(o)["securityContext"].update(
+        allowPrivilegeEscalation=True))))
+    cases.append(("PSS restricted: a container may run as root", pss(lp, lambda o: (controller_pod(o)["securityContext"].pop("runAsNonRoot"),
+                                                                                     ctl_container(o)["securityContext"].pop("runAsNonRoot", None)))))
+    cases.append(("PSS restricted: runAsUser 0", pss(lp, lambda o: ctl_container(o, 1)["securityContext"].update(runAsUser=0))))
+    cases.append(("PSS restricted: no seccomp profile", pss(lp, lambda o: controller_pod(o)["securityContext"].pop("seccompProfile"))))
+    cases.append(("PSS baseline: seccomp Unconfined", pss(lp, lambda o: ctl_container(o)["securityContext"].update(
+        seccompProfile={"type": "Unconfined"}))))
+    cases.append(("PSS restricted: capability added", pss(lp, lambda o: ctl_container(o)["securityContext"]["capabilities"].update(
+        add=["SYS_ADMIN"]))))
+    cases.append(("PSS baseline: hostPort", pss(lp, lambda o: ctl_container(o)["ports"][0].update(hostPort=9808))))
+    cases.append(("PSS baseline: unsafe sysctl", pss(lp, lambda o: controller_pod(o)["securityContext"].update(
+        sysctls=[{"name": "kernel.msgmax", "value": "1"}]))))
+    cases.append(("PSS baseline: SELinux user", pss(lp, lambda o: controller_pod(o)["securityContext"].update(
+        seLinuxOptions={"user": "system_u"}))))
+    cases.append(("PSS: node plugin in the restricted namespace", pss(lp, lambda o: kind(o, "DaemonSet")["metadata"].update(
+        namespace=chartlib.NAMESPACE))))
+    cases.append(("PSS: node namespace not labelled", pss(lp, lambda o: kind(o, "Namespace")["metadata"]["labels"].pop(
+        podsecurity.ENFORCE))))
+    cases.append(("PSS: a namespace more open than needed", pss(lp, lambda o: o.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": chartlib.NAMESPACE, "labels": {podsecurity.ENFORCE: "privileged"}}}))))
+    cases.append(("PSS: controller not restricted in a privileged namespace", pss("defaults", lambda o: ctl_container(o, 2)[
+        "securityContext"].update(allowPrivilegeEscalation=True))))
+    cases.append(("PSS: registrar root file system writable", pss("defaults", lambda o: node_pod(o)["containers"][1][
+        "securityContext"].update(readOnlyRootFilesystem=False))))
+    cases.append(("PSS: livenessprobe keeps its capabilities", pss("defaults", lambda o: node_pod(o)["containers"][2][
+        "securityContext"]["capabilities"].update(drop=[]))))
+    cases.append(("PSS (kustomize): base namespace restricted with the node plugin", pss(None, lambda o: kind(o, "Namespace")[
+        "metadata"]["labels"].update({podsecurity.ENFORCE: "restricted"}), kustomize=True)))
+    cases.append(("NetworkPolicy: egress open to everything", pss(lp, lambda o: egress(o).append({}))))
+    cases.append(("NetworkPolicy: an array address the values do not name", pss(lp, lambda o: egress(o)[0]["to"][0]["ipBlock"].update(
+        cidr="0.0.0.0/0"))))
+    cases.append(("NetworkPolicy: missing", pss(lp, lambda o: o.remove(kind(o, "NetworkPolicy")))))
+    cases.append(("NetworkPolicy: rendered while off", pss("defaults", lambda o: o.append(copy.deepcopy(kind(helm_objs[lp], "NetworkPolicy"))))))
+    cases.append(("NetworkPolicy: controller reachable on any port", pss(lp, lambda o: kind(o, "NetworkPolicy")["spec"]["ingress"].append({}))))
 
     bad = 0
     for what, run in cases:

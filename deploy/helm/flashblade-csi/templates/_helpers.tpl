@@ -27,6 +27,18 @@ labels:
   {{- include "fb.labels" . | nindent 2 }}
 {{- end -}}
 
+{{/* The node plugin's namespace: podSecurity.nodeNamespace, else the release's. */}}
+{{- define "fb.nodeNamespace" -}}
+{{ .Values.podSecurity.nodeNamespace | default .Release.Namespace }}
+{{- end -}}
+
+{{/* Metadata lines for an object of the node plugin: its namespace and labels. */}}
+{{- define "fb.nodeMeta" -}}
+namespace: {{ include "fb.nodeNamespace" . }}
+labels:
+  {{- include "fb.labels" . | nindent 2 }}
+{{- end -}}
+
 {{/* The default array: defaultArray, else the first. */}}
 {{- define "fb.defaultArray" -}}
 {{- if .Values.defaultArray -}}
