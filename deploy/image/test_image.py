@@ -271,6 +271,14 @@ def check_running(pm, image, settings, version, sources, image_uid):
     rc, out = pm("run", "--rm", "--network", "none", image, "demo", "--help")
     r.check(rc != 0 and "unrecognized subcommand" in out,
             "no `demo` subcommand: the production build, without the simulator")
+    rc, out = pm("run", "--rm", "--network", "none", image, "serve", "--mode", "node", "--node-id", "n1",
+                 "--endpoint", "unix:///tmp/csi.sock", "--local-export-root", "/tmp")
+    r.check(rc == 2 and "development option that this build leaves out" in out,
+            f"the production node plugin refuses development staging: {out[-200:]!r}")
+    # A message only the simulator's client (src/node/local_export.rs) has.
+    rc, out = pm.run(image, ["--user", "0"], "/usr/bin/grep", "-c", "the client for the simulator's mount endpoint",
+                     "/usr/local/bin/flashblade-csi")
+    r.check(out.strip() == "0", f"no simulator client in the binary (its message appears {out.strip()!r} times)")
     rc, out = pm.run(image, ["--user", "0"], "/usr/bin/find", "/", "-xdev", "(", "-name", "mock-flashblade*",
                      "-o", "-name", "mock_flashblade*", ")")
     r.check(rc == 0 and out == "", f"no mock-flashblade in the image {out[:200]!r}")
