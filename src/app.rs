@@ -110,13 +110,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let c = c.clone();
         tokio::spawn(async move {
             match c.describe().await {
-                Ok(info) => tracing::info!(
-                    array = %c.name(),
-                    array_name = %info.name,
-                    purity = %info.version,
-                    rest = %format!("2.{}", info.rest_minor),
-                    "logged in to array"
-                ),
+                Ok(info) => {
+                    tracing::info!(
+                        array = %c.name(),
+                        array_name = %info.name,
+                        purity = %info.version,
+                        rest = %format!("2.{}", info.rest_minor),
+                        "logged in to array"
+                    );
+                    crate::flashblade::assumptions::warn_at_start(&c, &info).await;
+                }
                 Err(e) => {
                     tracing::warn!(array = %c.name(), error = %e, "cannot log in to array yet; Probe reports not ready until it works")
                 }
