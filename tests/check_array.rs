@@ -20,7 +20,7 @@ use serde_json::Value;
 
 struct Env {
     mock: MockHandle,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     token_file: PathBuf,
 }
 
@@ -31,7 +31,7 @@ async fn env(config: MockConfig) -> Env {
     std::fs::write(&token_file, &mock.api_token).unwrap();
     Env {
         mock,
-        _dir: dir,
+        dir,
         token_file,
     }
 }
@@ -361,4 +361,72 @@ async fn the_command_line_runs_it_and_refuses_mount_without_a_data_address() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--mount needs"), "{stderr}");
     e.assert_clean();
+}
+
+/// The controller's log at start against `mock`, up to the wording probe.
+async fn controller_start_log(e: &Env) -> String {
+    let socket = e.dir.path().join("csi.sock");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashblade-csi"))
+        .args(["serve", "--mode", "controller", "--array-name", "fb01"])
+        .args(["--array-url", &e.mock.url])
+        .arg("--api-token-file")
+        .arg(&e.token_file)
+        .arg("--ca-file")
+        .arg(e.mock.ca_file.as_ref().unwrap())
+        .args(["--nfs-endpoint", "10.0.0.10"])
+        .args(["--default-export-rules", "10.0.0.0/16(rw)"])
+        .arg(format!("--endpoint=unix://{}", socket.display()))
+        .args(["--log-filter", "info"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while e.mock.counters().count("GET", "file-systems") < 2 || e.mock.counters().count("GET", "arrays") == 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the controller never looked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn the_controller_warns_at_start_where_the_array_differs() {
+    const WARNING: &str = "does not read as \"does not exist\"";
+    const KEYSET: &str = "refuses name>";
+    let plain = env(MockConfig::default()).await;
+    let log = controller_start_log(&plain).await;
+    assert!(log.contains("logged in to array"), "{log}");
+    assert!(!log.contains(WARNING) && !log.contains(KEYSET), "{log}");
+
+    let no_keyset = quirky(Quirks {
+        no_keyset_paging: true,
+        ..Default::default()
+    })
+    .await;
+    let log = controller_start_log(&no_keyset).await;
+    assert!(log.contains(KEYSET), "{log}");
+
+    let other = quirky(Quirks {
+        other_error_texts: true,
+        ..Default::default()
+    })
+    .await;
+    let log = controller_start_log(&other).await;
+    assert!(log.contains(WARNING), "{log}");
+    assert!(
+        log.contains("No such object."),
+        "the array's own words are logged: {log}"
+    );
 }

@@ -5,14 +5,15 @@
 
 use super::client::{ArrayClient, Call};
 use super::error::{ApiErrorKind, Error};
+use super::filter::Filter;
 use super::models::ArraySpace;
 use super::ops::ArrayInfo;
 
 /// The first REST 2.x minor version that renames a file system by PATCH.
 pub(crate) const RENAME_MINOR: u32 = 16;
 
-/// Warnings about `info` (and the array's space answer, when read).
-pub(crate) fn startup_warnings(info: &ArrayInfo, space: Option<&ArraySpace>) -> Vec<String> {
+/// Warnings about what `arrays` said at login.
+pub(crate) fn startup_warnings(info: &ArrayInfo) -> Vec<String> {
     let mut w = Vec::new();
     if info.rest_minor < RENAME_MINOR {
         w.push(format!(
@@ -25,19 +26,23 @@ pub(crate) fn startup_warnings(info: &ArrayInfo, space: Option<&ArraySpace>) -> 
             "the array refuses manual eradication (eradication_config.manual_eradication: disabled): deletePolicy eradicate leaves file systems destroyed until the array's eradication delay ends".into(),
         );
     }
-    if let Some(sp) = space
-        && sp.space.total_used.is_none()
-    {
-        w.push(format!(
-            "arrays/space has no space.total_used: placement weighs capacity minus {} instead",
-            if sp.space.total_physical.is_some() {
-                "space.total_physical"
-            } else {
-                "space.virtual"
-            }
-        ));
-    }
     w
+}
+
+/// A warning when `arrays/space` lacks the field placement weighs (judged
+/// on the first read placement makes anyway: no request of its own).
+pub(crate) fn space_warning(sp: &ArraySpace) -> Option<String> {
+    if sp.space.total_used.is_some() {
+        return None;
+    }
+    Some(format!(
+        "arrays/space has no space.total_used (REST before 2.16?): placement weighs capacity minus {} instead",
+        if sp.space.total_physical.is_some() {
+            "space.total_physical"
+        } else {
+            "space.virtual"
+        }
+    ))
 }
 
 /// Asks for an object that cannot exist by `key=value` (`ids=` with a
@@ -106,15 +111,17 @@ pub(crate) fn refusal(r: Result<serde_json::Value, Error>) -> Result<Refusal, Er
     }
 }
 
-/// Logs, once per array at start, what [`startup_warnings`] finds and
-/// whether "does not exist" reads as the driver expects.
-pub(crate) async fn warn_at_start(client: &ArrayClient, info: &ArrayInfo) {
-    let space = client.array_space().await.ok();
-    for w in startup_warnings(info, space.as_ref()) {
+/// Logs what [`startup_warnings`] finds in `arrays`' answer.
+pub(crate) fn warn_at_start(client: &ArrayClient, info: &ArrayInfo) {
+    for w in startup_warnings(info) {
         tracing::warn!(array = %client.name(), "{w}");
     }
-    // One harmless read of an id no one has shows whether the array's
-    // wording is the one the driver matches.
+}
+
+/// One harmless read of an id no one has: warns when the array's answer
+/// does not read as "does not exist" to the driver. Sent beside the login
+/// read of `arrays`, so it adds no wait of its own.
+pub(crate) async fn check_not_found_wording(client: &ArrayClient) {
     if let Ok(r) = probe_missing(client, "file-systems", "ids", &absent_id()).await
         && r.kind != Some(ApiErrorKind::NotFound)
     {
@@ -123,6 +130,22 @@ pub(crate) async fn warn_at_start(client: &ArrayClient, info: &ArrayInfo) {
             status = ?r.status,
             message = %r.message,
             "the array's answer for a missing file system does not read as \"does not exist\" to the driver: deletes of volumes already gone may fail instead of succeeding; run `flashblade-csi check-array` and report the result"
+        );
+    }
+}
+
+/// One harmless sorted read with `name>'…'` (of a name no one has): warns
+/// when the array refuses keyset paging, which every paged list uses.
+pub(crate) async fn check_keyset_paging(client: &ArrayClient) {
+    let filter = Filter::id(&absent_id()).after("0");
+    if let Err(e @ Error::Api { .. }) = client
+        .list_file_systems_sorted(&filter, None, 1, None, true)
+        .await
+    {
+        tracing::warn!(
+            array = %client.name(),
+            error = %e,
+            "the array refuses name>'…' with sort=name (keyset paging): ListVolumes and ListSnapshots with a page size fail; run `flashblade-csi check-array` and report the result"
         );
     }
 }
@@ -143,26 +166,29 @@ mod tests {
 
     #[test]
     fn warnings() {
-        let full = ArraySpace {
-            capacity: 10,
-            space: Space {
-                total_used: Some(1),
-                ..Default::default()
-            },
-        };
-        assert!(startup_warnings(&info(17, Some("enabled")), Some(&full)).is_empty());
-        let w = startup_warnings(&info(15, None), None);
+        assert!(startup_warnings(&info(17, Some("enabled"))).is_empty());
+        let w = startup_warnings(&info(15, None));
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("below 2.16") && w[0].contains("tombstone"), "{w:?}");
-        let old = ArraySpace {
-            capacity: 10,
-            space: Space {
-                total_physical: Some(1),
+        let w = startup_warnings(&info(17, Some("disabled")));
+        assert!(w[0].contains("manual eradication"), "{w:?}");
+    }
+
+    #[test]
+    fn space() {
+        let with = |space: Space| ArraySpace { capacity: 10, space };
+        assert_eq!(
+            space_warning(&with(Space {
+                total_used: Some(1),
                 ..Default::default()
-            },
-        };
-        let w = startup_warnings(&info(17, Some("disabled")), Some(&old));
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[1].contains("space.total_physical"));
+            })),
+            None
+        );
+        let w = space_warning(&with(Space {
+            total_physical: Some(1),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(w.contains("space.total_physical"), "{w}");
     }
 }

@@ -129,7 +129,7 @@ pub(super) fn judge_entry(entries: &[String], fs: &str, suffix: &str) -> (String
         (Ok(f), Ok(s)) => version::entry_name(&f, &s),
         _ => suffix.to_string(),
     };
-    let v = if entries.iter().any(|e| *e == want) {
+    let v = if entries.contains(&want) {
         Verdict::Pass
     } else {
         Verdict::Differs
