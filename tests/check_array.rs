@@ -430,3 +430,24 @@ async fn the_controller_warns_at_start_where_the_array_differs() {
         "the array's own words are logged: {log}"
     );
 }
+
+#[tokio::test]
+async fn a_failure_half_way_stops_the_checks_and_still_removes_everything() {
+    let e = env(MockConfig::default()).await;
+    // The snapshot cannot be made: the run stops after the file system.
+    e.mock.push_fault(mock_flashblade::ScriptedFault {
+        method: Some("POST".into()),
+        path: Some("file-system-snapshots".into()),
+        kind: mock_flashblade::FaultKind::Unavailable,
+        times: 100,
+    });
+    let (r, code) = e.json().await;
+    assert_eq!(code, exit::FAILED, "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("unavailable"), "{r:#}");
+    assert_eq!(verdict(&r, "create-file-system"), "PASS");
+    assert!(
+        r["cleanup"]["left_behind"].as_array().unwrap().is_empty(),
+        "{r:#}"
+    );
+    e.assert_clean();
+}

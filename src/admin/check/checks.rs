@@ -587,13 +587,10 @@ async fn rename_and_destroy(run: &Run, fs: &FileSystem, minor: u32) -> Result<()
         .destroy_file_system_by_id(&fs.id, &fs.name, Some(&tomb))
         .await;
     let (observed, ok) = match r {
-        Ok(Some(f)) => {
-            *run.destroyed.lock().unwrap() = f.destroyed;
-            (
-                format!("name {}, destroyed {}", f.name, f.destroyed),
-                f.name == tomb && f.destroyed,
-            )
-        }
+        Ok(Some(f)) => (
+            format!("name {}, destroyed {}", f.name, f.destroyed),
+            f.name == tomb && f.destroyed,
+        ),
         Ok(None) => ("the file system was gone".into(), false),
         Err(e) => (format!("refused: {e}"), false),
     };

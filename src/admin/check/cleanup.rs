@@ -29,6 +29,16 @@ pub(super) async fn cleanup(run: &Run) -> CleanupReport {
         }
     }
     report.left_behind.extend(last_problems);
+    // Its id is the one name nothing can change: a last look by it.
+    let id = run.fs_id.lock().unwrap().clone();
+    if let Some(id) = id
+        && let Ok(Some(fs)) = run.client.find_file_system_by_id(&id).await
+        && report.left_behind.is_empty()
+    {
+        report
+            .left_behind
+            .push(format!("file system {} (id {id}): still on the array", fs.name));
+    }
     report.removed.sort();
     report.removed.dedup();
     report

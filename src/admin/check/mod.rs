@@ -131,10 +131,8 @@ pub(crate) struct Run {
     pub facts: Mutex<ArrayFacts>,
     /// Mount points to undo before the file system goes.
     pub mounts: Mutex<Vec<PathBuf>>,
-    /// The file system's id, once known.
+    /// The file system's id, once known: the cleanup's last look.
     pub fs_id: Mutex<Option<String>>,
-    /// The rename-and-destroy check destroyed it already.
-    pub destroyed: Mutex<bool>,
 }
 
 impl Run {
@@ -221,7 +219,6 @@ pub async fn check_array(s: &Session, args: &CheckArgs) -> Result<Report, AdminE
         }),
         mounts: Mutex::new(Vec::new()),
         fs_id: Mutex::new(None),
-        destroyed: Mutex::new(false),
     });
     // Signals are ours from here on: a Ctrl-C ends the checks, never the
     // cleanup (a second one during it is ignored).
