@@ -451,3 +451,23 @@ async fn a_failure_half_way_stops_the_checks_and_still_removes_everything() {
     );
     e.assert_clean();
 }
+
+#[tokio::test]
+async fn a_refused_token_fails_before_anything_is_made() {
+    let e = env(MockConfig::default()).await;
+    std::fs::write(&e.token_file, "T-00000000-0000-0000-0000-000000000000").unwrap();
+    let (r, code) = e.json().await;
+    assert_eq!(code, exit::FAILED, "{r:#}");
+    assert!(
+        r["error"].as_str().unwrap().contains("API token was refused"),
+        "{r:#}"
+    );
+    assert!(r["checks"].as_array().unwrap().is_empty(), "{r:#}");
+    assert!(r["cleanup"]["removed"].as_array().unwrap().is_empty());
+    e.assert_clean();
+    assert_eq!(
+        e.mock.counters().count("GET", "file-systems"),
+        0,
+        "it listed nothing"
+    );
+}

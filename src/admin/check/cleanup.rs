@@ -17,6 +17,10 @@ pub(super) async fn cleanup(run: &Run) -> CleanupReport {
     for left in mount::unmount_all(run).await {
         report.left_behind.push(left);
     }
+    if !*run.claimed.lock().unwrap() {
+        // Nothing was created: nothing here is this run's to remove.
+        return report;
+    }
     let mut last_problems = Vec::new();
     for pass in 0..PASSES {
         if pass > 0 {

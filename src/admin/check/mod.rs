@@ -133,6 +133,10 @@ pub(crate) struct Run {
     pub mounts: Mutex<Vec<PathBuf>>,
     /// The file system's id, once known: the cleanup's last look.
     pub fs_id: Mutex<Option<String>>,
+    /// Set once the base name was found unused, just before the create:
+    /// from then on every object with the base is this run's (before, the
+    /// cleanup leaves the array alone).
+    pub claimed: Mutex<bool>,
 }
 
 impl Run {
@@ -219,6 +223,7 @@ pub async fn check_array(s: &Session, args: &CheckArgs) -> Result<Report, AdminE
         }),
         mounts: Mutex::new(Vec::new()),
         fs_id: Mutex::new(None),
+        claimed: Mutex::new(false),
     });
     // Signals are ours from here on: a Ctrl-C ends the checks, never the
     // cleanup (a second one during it is ignored).
