@@ -273,13 +273,10 @@ fn command() -> clap::Command {
     for name in ["arrays", "volumes", "orphans", "recover", "restore"] {
         cmd = cmd.mut_subcommand(name, hide);
     }
-    // check-array mounts from the data address, or reads the development
-    // local export root.
+    // check-array mounts from the data address (it also takes the
+    // development --local-export-root, unlisted).
     cmd = cmd.mut_subcommand("check-array", |mut c| {
-        for id in NOT_FOR_ADMIN
-            .iter()
-            .filter(|id| !matches!(**id, "nfs_endpoint" | "local_export_root"))
-        {
+        for id in NOT_FOR_ADMIN.iter().filter(|id| **id != "nfs_endpoint") {
             if c.get_arguments().any(|a| a.get_id() == *id) {
                 c = c.mut_arg(*id, |a| a.hide(true));
             }
