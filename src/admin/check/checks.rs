@@ -285,20 +285,7 @@ async fn keyset(run: &Run, fs: &FileSystem) -> Result<(), Error> {
     };
     // The order, on the driver's own names (the listing the driver makes
     // anyway; only the names are looked at).
-    let prefix: crate::volume::NamePrefix = match name.split("-check-").next().unwrap_or("").parse() {
-        Ok(p) => p,
-        Err(_) => {
-            run.record(check(
-                "keyset-paging",
-                CODE_KEYSET,
-                expected,
-                observed,
-                verdict(ok),
-            ));
-            return Ok(());
-        }
-    };
-    let order = list(Filter::name_prefixes(&[prefix])).await;
+    let order = list(Filter::name_prefixes(std::slice::from_ref(&run.names.prefix))).await;
     let (observed, ok) = match order {
         Ok(names) => {
             let sorted = names.windows(2).all(|w| w[0] <= w[1]);

@@ -90,12 +90,14 @@ pub struct CheckReport {
 /// `base`, a random name no one else uses.
 #[derive(Debug, Clone)]
 pub(crate) struct Throwaway {
+    /// The array's name prefix (the driver's own file systems).
+    pub prefix: crate::volume::NamePrefix,
     pub base: String,
     pub snapshot_suffix: String,
 }
 
 impl Throwaway {
-    pub(crate) fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &crate::volume::NamePrefix) -> Self {
         let r: u64 = rand::random();
         let tag: String = (0..8)
             .map(|i| {
@@ -104,6 +106,7 @@ impl Throwaway {
             })
             .collect();
         Throwaway {
+            prefix: prefix.clone(),
             base: format!("{prefix}-check-{tag}"),
             snapshot_suffix: format!("{}check-{tag}", crate::volume::naming::SNAPSHOT_SUFFIX_PREFIX),
         }
@@ -214,7 +217,7 @@ pub async fn check_array(s: &Session, args: &CheckArgs) -> Result<Report, AdminE
     mount.validate().map_err(AdminError::Usage)?;
     let run = Arc::new(Run {
         client,
-        names: Throwaway::new(cfg.name_prefix.as_str()),
+        names: Throwaway::new(&cfg.name_prefix),
         mount,
         results: Mutex::new(Vec::new()),
         facts: Mutex::new(ArrayFacts {
@@ -331,7 +334,7 @@ mod tests {
 
     #[test]
     fn throwaway_names_are_its_own_only() {
-        let t = Throwaway::new("k8s");
+        let t = Throwaway::new(&"k8s".parse().unwrap());
         assert!(t.base.starts_with("k8s-check-") && t.base.len() == "k8s-check-".len() + 8);
         assert!(t.owns(&t.base));
         assert!(t.owns(&format!("{}-r", t.base)));
