@@ -109,14 +109,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for c in &clients {
         let c = c.clone();
         tokio::spawn(async move {
-            match c.describe().await {
-                Ok(info) => tracing::info!(
-                    array = %c.name(),
-                    array_name = %info.name,
-                    purity = %info.version,
-                    rest = %format!("2.{}", info.rest_minor),
-                    "logged in to array"
-                ),
+            // The probes go beside the read of `arrays`, after the one
+            // login: start-up waits no longer for them.
+            let (described, (), ()) = tokio::join!(
+                c.describe(),
+                crate::flashblade::assumptions::check_not_found_wording(&c),
+                crate::flashblade::assumptions::check_keyset_paging(&c)
+            );
+            match described {
+                Ok(info) => {
+                    tracing::info!(
+                        array = %c.name(),
+                        array_name = %info.name,
+                        purity = %info.version,
+                        rest = %format!("2.{}", info.rest_minor),
+                        "logged in to array"
+                    );
+                    crate::flashblade::assumptions::warn_at_start(&c, &info);
+                }
                 Err(e) => {
                     tracing::warn!(array = %c.name(), error = %e, "cannot log in to array yet; Probe reports not ready until it works")
                 }

@@ -56,6 +56,10 @@ enum Command {
     /// Dry run unless --apply.
     #[command(after_help = ADOPT_HELP)]
     Adopt(AdoptCmd),
+    /// Check, on a throwaway file system of its own, that the array behaves
+    /// as the driver assumes; removes everything it made.
+    #[command(name = "check-array", after_help = CHECK_HELP)]
+    CheckArray(CheckArrayCmd),
     /// List a dataset's versions (its snapshots), or print a read-only static
     /// PV and PVC for one. Uses the same configuration as `serve`.
     Versions(flashblade_csi::admin_versions::VersionsArgs),
@@ -200,6 +204,28 @@ struct AdoptCmd {
     opts: AdminOpts,
 }
 
+const CHECK_HELP: &str = "\
+Works only on a file system and snapshot named <prefix>-check-<random>,
+1 MiB, exported to no one (with --mount: to this node only), and removes
+them at the end, after a failure and after Ctrl-C. See docs/check-array.md.
+Exit codes: 0 every check passed or was skipped; 6 a check DIFFERS; 1 the
+array failed, or something could not be removed (it is listed); 2 bad
+arguments or configuration; 130 interrupted (its objects were removed).";
+
+#[derive(clap::Args)]
+struct CheckArrayCmd {
+    /// The configured array to check (default: the default array).
+    #[arg(long = "array", value_name = "NAME")]
+    check_array: Option<String>,
+    /// Also mount the throwaway file system over NFS (v3 and v4.1) from this
+    /// node: root owner and mode, root squashing, .snapshot layout. Needs
+    /// root and the array's data address (--nfs-endpoint or the config).
+    #[arg(long = "mount", id = "nfs_mount", conflicts_with = "local_export_root")]
+    nfs_mount: bool,
+    #[command(flatten)]
+    opts: AdminOpts,
+}
+
 #[derive(clap::Args)]
 struct RestoreCmd {
     /// The volume (PV, namespace/PVC, volume id or file-system name).
@@ -251,6 +277,16 @@ fn command() -> clap::Command {
     for name in ["arrays", "volumes", "orphans", "recover", "restore"] {
         cmd = cmd.mut_subcommand(name, hide);
     }
+    // check-array mounts from the data address (it also takes the
+    // development --local-export-root, unlisted).
+    cmd = cmd.mut_subcommand("check-array", |mut c| {
+        for id in NOT_FOR_ADMIN.iter().filter(|id| **id != "nfs_endpoint") {
+            if c.get_arguments().any(|a| a.get_id() == *id) {
+                c = c.mut_arg(*id, |a| a.hide(true));
+            }
+        }
+        c
+    });
     // adopt writes the arrays' NFS endpoints into the new PVs: it keeps
     // --nfs-endpoint.
     cmd = cmd.mut_subcommand("adopt", |mut c| {
@@ -333,6 +369,25 @@ fn main() {
                 },
             };
             admin_main(r.opts, job)
+        }
+        Command::CheckArray(mut c) => {
+            // A node setting that check-array reads itself (the
+            // controller's configuration has no use for it).
+            let local = c.opts.settings.local_export_root.take();
+            let mount = match (local, c.nfs_mount) {
+                (Some(dir), _) => admin::check::MountMode::Local(dir),
+                (None, true) => admin::check::MountMode::Nfs {
+                    endpoint: c.opts.settings.array.nfs_endpoint.as_ref().map(|h| h.to_string()),
+                },
+                (None, false) => admin::check::MountMode::None,
+            };
+            admin_main(
+                c.opts,
+                Job::CheckArray(admin::check::CheckArgs {
+                    array: c.check_array,
+                    mount,
+                }),
+            )
         }
         Command::Adopt(a) => admin_main(
             a.opts,

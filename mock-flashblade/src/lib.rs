@@ -19,6 +19,7 @@ mod faults;
 mod filter;
 mod limits;
 mod mountd;
+mod quirks;
 mod server;
 mod state;
 pub mod tls;
@@ -34,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use faults::{Counters, FaultKind, Faults, RequestCount, ScriptedFault};
+pub use quirks::Quirks;
 use server::Shared;
 use state::{Array, Sessions};
 /// The array model [`MockHandle::with_state`] shows.
@@ -76,6 +78,8 @@ pub struct MockConfig {
     /// Owner and mode of a new file system's root directory (the owner is
     /// applied only when the simulator runs as root).
     pub fs_root: FsRoot,
+    /// Where the simulator departs from the documented behaviour.
+    pub quirks: Quirks,
 }
 
 impl Default for MockConfig {
@@ -92,6 +96,7 @@ impl Default for MockConfig {
             persist: true,
             capacity: 100 << 40,
             fs_root: FsRoot::default(),
+            quirks: Quirks::default(),
         }
     }
 }
@@ -283,6 +288,7 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
     let (limits, why_not) = limits::Limits::detect(&data_dir);
     array.limits = limits;
     array.fs_root = config.fs_root;
+    array.quirks = config.quirks.clone();
     match &why_not {
         None => {
             tracing::info!(dir = %data_dir.display(), "hard limits are enforced on writes (btrfs qgroups)")

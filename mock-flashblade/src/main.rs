@@ -80,6 +80,24 @@ struct Args {
     /// Mode (octal, up to 7777) of a new file system's root directory.
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode, default_value = "755")]
     fs_root_mode: u32,
+    /// Simulate an array that differs from the driver's assumptions: error
+    /// messages without "does not exist", "already exists" or "busy".
+    #[arg(long)]
+    other_error_texts: bool,
+    /// Simulate an array that refuses `name>'…'` / `name<'…'` in list
+    /// filters (no keyset paging).
+    #[arg(long)]
+    no_keyset_paging: bool,
+    /// Simulate an array that refuses one PATCH renaming and destroying a
+    /// file system together.
+    #[arg(long)]
+    no_rename_with_destroy: bool,
+    /// Show snapshots under `.snapshot/` by their full name, not their suffix.
+    #[arg(long)]
+    snapshot_entry_full_name: bool,
+    /// The role `admins` reports for the API token's user.
+    #[arg(long, default_value = "array_admin")]
+    token_role: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -204,6 +222,13 @@ async fn main() {
             uid: args.fs_root_owner.0,
             gid: args.fs_root_owner.1,
             mode: args.fs_root_mode,
+        },
+        quirks: mock_flashblade::Quirks {
+            other_error_texts: args.other_error_texts,
+            no_keyset_paging: args.no_keyset_paging,
+            no_rename_with_destroy: args.no_rename_with_destroy,
+            snapshot_entry_full_name: args.snapshot_entry_full_name,
+            token_role: Some(args.token_role),
         },
     };
     let handle = match mock_flashblade::start(config).await {

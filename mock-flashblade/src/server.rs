@@ -362,7 +362,9 @@ async fn inject_faults(
         if kind != FaultKind::RateLimited {
             shared.counters.lock().unwrap().injected_faults += 1;
         }
+        let other_texts = shared.array.lock().unwrap().quirks.other_error_texts;
         let (status, message) = match kind {
+            FaultKind::Busy if other_texts => (500, "Try again later."),
             FaultKind::Busy => (500, "Server is busy"),
             FaultKind::BadGateway => (502, "Bad gateway."),
             FaultKind::Unavailable => (503, "Service unavailable."),
@@ -376,6 +378,13 @@ async fn inject_faults(
             FaultKind::Ambiguous500 | FaultKind::AmbiguousReset | FaultKind::Stall => unreachable!(),
         };
         return finish(ApiError::new(status, message, None).into_response()).await;
+    }
+
+    if method == Method::GET
+        && req.uri().query().is_some_and(crate::quirks::compares_names)
+        && shared.array.lock().unwrap().quirks.no_keyset_paging
+    {
+        return finish(ApiError::bad("Invalid filter: unsupported comparison.", None).into_response()).await;
     }
 
     let resp = next.run(req).await;

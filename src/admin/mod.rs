@@ -8,6 +8,7 @@
 
 pub mod adopt;
 pub mod arrays;
+pub mod check;
 mod manifest;
 pub mod quota;
 pub mod recover;
@@ -45,6 +46,11 @@ pub mod exit {
     /// The cluster was unreachable: the array-side facts were printed, the
     /// Kubernetes side is missing.
     pub const PARTIAL: i32 = 5;
+    /// `check-array`: at least one check found the array behaving other
+    /// than the driver assumes.
+    pub const DIFFERS: i32 = 6;
+    /// `check-array` was interrupted (Ctrl-C); its objects were removed.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// How a command prints its result.
@@ -368,6 +374,7 @@ pub enum Job {
         yes: bool,
     },
     Adopt(adopt::AdoptArgs),
+    CheckArray(check::CheckArgs),
 }
 
 impl Job {
@@ -376,7 +383,7 @@ impl Job {
         match self {
             // adopt reads (and writes) the cluster itself: it needs all
             // PVs, not this driver's facts, and the cluster is not optional.
-            Job::RecoverList | Job::Arrays | Job::Adopt(_) => false,
+            Job::RecoverList | Job::Arrays | Job::Adopt(_) | Job::CheckArray(_) => false,
             Job::Recover { args, .. } => args.claim.is_some(),
             _ => true,
         }
@@ -402,6 +409,7 @@ pub async fn run(config: Config, output: Output, job: Job) -> Result<Report, Adm
             yes,
         } => restore::restore(&session, volume, snapshot_id, *dry_run, *yes).await,
         Job::Adopt(args) => adopt::adopt(&session, args).await,
+        Job::CheckArray(args) => check::check_array(&session, args).await,
     };
     session.close().await;
     result

@@ -60,6 +60,8 @@ pub(crate) struct Placement {
     /// One read of `arrays/space` per array at a time: a burst waits for
     /// it rather than sending one each.
     reading: Mutex<HashMap<ArrayName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Arrays whose space answer was already judged (warned about once).
+    judged: Mutex<std::collections::HashSet<ArrayName>>,
 }
 
 impl Placement {
@@ -254,6 +256,16 @@ impl ControllerService {
         let client = self.client(array).ok()?;
         match client.array_space().await {
             Ok(s) => {
+                if self
+                    .placement
+                    .judged
+                    .lock()
+                    .expect("placement lock")
+                    .insert(array.clone())
+                    && let Some(w) = crate::flashblade::assumptions::space_warning(&s)
+                {
+                    tracing::warn!(%array, "{w}");
+                }
                 let free = (s.capacity - s.space.used()).max(0);
                 self.placement.record_free(array, free);
                 Some(free)

@@ -30,6 +30,8 @@ struct Session {
     token: Secret,
     generation: u64,
     minor: u32,
+    /// The user the API token belongs to, as login says (not a secret).
+    username: Option<String>,
 }
 
 /// A FlashBlade REST client for one configured array.
@@ -184,6 +186,12 @@ impl ArrayClient {
         Ok(self.current_session(deadline).await?.minor)
     }
 
+    /// The user the API token belongs to, when login named one.
+    pub(crate) async fn username(&self) -> Result<Option<String>, Error> {
+        let deadline = Instant::now() + self.timeout;
+        Ok(self.current_session(deadline).await?.username)
+    }
+
     fn url(&self, path: &str) -> Result<Url, Error> {
         self.base.join(path).map_err(|e| Error::Setup {
             array: self.name.clone(),
@@ -295,15 +303,19 @@ impl ArrayClient {
                         .get("x-auth-token")
                         .and_then(|v| v.to_str().ok())
                         .filter(|t| !t.is_empty())
+                        .map(Secret::new)
                         .ok_or_else(|| Error::Protocol {
                             array: self.name.clone(),
                             detail: "login answered without an x-auth-token header".into(),
                         })?;
+                    let body: Value = resp.json().await.unwrap_or(Value::Null);
+                    let username = body.get("username").and_then(Value::as_str).map(str::to_string);
                     tracing::info!(array = %self.name, api_version = %format!("2.{minor}"), "logged in to array");
                     return Ok(Session {
-                        token: Secret::new(token),
+                        token,
                         generation: 0,
                         minor,
+                        username,
                     });
                 }
                 Ok(resp) => {

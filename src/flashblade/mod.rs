@@ -1,6 +1,7 @@
 //! FlashBlade REST 2.x client: TLS setup, the session/retry transport
 //! ([`client`]), typed operations ([`ops`]), models and errors.
 
+pub(crate) mod assumptions;
 pub(crate) mod client;
 pub mod error;
 pub(crate) mod filter;

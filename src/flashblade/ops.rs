@@ -91,6 +91,9 @@ pub(crate) struct ArrayInfo {
     pub name: String,
     pub version: String,
     pub rest_minor: u32,
+    /// `eradication_config.manual_eradication` (2.15+): `disabled` means
+    /// eradication requests are refused.
+    pub manual_eradication: Option<String>,
 }
 
 /// Whose quota: a user's (uid) or a group's (gid).
@@ -398,6 +401,10 @@ impl ArrayClient {
             name: text("name"),
             version: format!("{} {}", text("os"), text("version")),
             rest_minor,
+            manual_eradication: item
+                .pointer("/eradication_config/manual_eradication")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
     }
 

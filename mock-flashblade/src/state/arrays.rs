@@ -17,6 +17,11 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/api/{version}/arrays", get(get_arrays).patch(patch_arrays))
         .route("/api/{version}/arrays/space", get(get_space))
+        .route("/api/{version}/admins", get(get_admins))
+}
+
+async fn get_admins(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+    read(s, move |a| a.get_admins(&q)).await
 }
 
 async fn get_arrays(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
@@ -52,6 +57,24 @@ impl Array {
                 "eradication_delay": self.eradication_delay_ms,
                 "manual_eradication": "enabled",
             },
+        });
+        list_envelope(vec![item], q, |_| json!({}))
+    }
+
+    /// The one administrator the simulator has: the API token's user.
+    fn get_admins(&self, q: &Query) -> ApiResult<Value> {
+        let role = self.quirks.token_role.as_deref().unwrap_or("array_admin");
+        if let Some(names) = q.list("names")
+            && let Some(n) = names.iter().find(|n| *n != "pureuser")
+        {
+            return Err(ApiError::bad("Administrator does not exist.", Some(n)));
+        }
+        let item = json!({
+            "id": "10000000-0000-0000-0000-000000000001",
+            "name": "pureuser",
+            "is_local": true,
+            "locked": false,
+            "role": {"name": role},
         });
         list_envelope(vec![item], q, |_| json!({}))
     }

@@ -639,6 +639,12 @@ impl Array {
             if let Some(new_name) = body.name.as_deref()
                 && new_name != fs.name
             {
+                if self.quirks.no_rename_with_destroy && destroyed_patch == Some(true) {
+                    return Err(ApiError::bad(
+                        "Cannot rename and destroy a file system in one request.",
+                        Some(name),
+                    ));
+                }
                 if !valid_name(new_name) {
                     return Err(ApiError::bad("Invalid file system name.", Some(new_name)));
                 }

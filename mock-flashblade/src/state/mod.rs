@@ -58,7 +58,13 @@ where
 {
     let result = tokio::task::spawn_blocking(move || {
         let mut array = shared.array.lock().unwrap();
-        let r = op(&mut array);
+        let mut r = op(&mut array);
+        if array.quirks.other_error_texts
+            && let Err(e) = &mut r
+            && let Some(t) = crate::quirks::other_text(&e.message)
+        {
+            e.message = t.to_string();
+        }
         if write && r.is_ok() {
             array.save();
         }
@@ -163,6 +169,7 @@ pub(crate) struct Array {
     pub(crate) dirty: bool,
     /// Owner and mode of a new (not cloned) file system's root directory.
     pub(crate) fs_root: FsRoot,
+    pub(crate) quirks: crate::quirks::Quirks,
 }
 
 /// Owner and mode the array gives the root directory of a new file system.
@@ -238,6 +245,7 @@ impl Array {
             limits: crate::limits::Limits::off(),
             dirty: false,
             fs_root: FsRoot::default(),
+            quirks: Default::default(),
         };
         // State saved by an older simulator has no `.snapshot` views yet.
         for name in array.st.file_systems.keys() {

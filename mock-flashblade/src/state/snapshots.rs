@@ -301,7 +301,14 @@ impl Array {
             .snapshots
             .values()
             .filter(|s| s.owner_id == fs.id && !s.destroyed)
-            .map(|s| (s.suffix.as_str(), s))
+            .map(|s| {
+                let entry = if self.quirks.snapshot_entry_full_name {
+                    s.name.as_str()
+                } else {
+                    s.suffix.as_str()
+                };
+                (entry, s)
+            })
             .collect();
         self.limits.make_snapshot_view(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
