@@ -349,14 +349,9 @@ async fn each_kubespawner_pod_writes_its_home_and_only_reads_the_datasets() {
 
     for (i, u) in users().iter().enumerate() {
         let user = pod_user(&u.pod);
-        // fb-home as the recipe's README says to complete it when the
-        // array's new roots keep jovyan out (the simulator's are root's
-        // 0755): the root handed to the notebook user at the first stage.
-        let owner = [
-            ("rootOwner", format!("{}:{}", user.0, user.1)),
-            ("rootMode", "2775".into()),
-        ];
-        let (req, home_flags) = create_request(u, mw, &owner);
+        // fb-home as shipped, on the simulator's root:root 0755 new roots:
+        // the first stage hands the root to the notebook user.
+        let (req, home_flags) = create_request(u, mw, &[]);
         let home = ctl
             .create_volume(req.clone())
             .await
@@ -471,39 +466,39 @@ async fn each_kubespawner_pod_writes_its_home_and_only_reads_the_datasets() {
 }
 
 #[tokio::test]
-async fn the_recipe_class_as_shipped_keeps_the_pod_user_out_of_a_root_owned_home() {
-    // The recipe's README warns of this: fb-home without rootOwner, on an
-    // array whose new roots are root's 0755 (the simulator's default).
-    require_root!();
-    let ne = node_env(|_| {}).await;
-    let ch = ne.env.driver.channel().await;
-    let mut ctl = ControllerClient::new(ch.clone());
-    let mut node = NodeClient::new(ch);
+async fn the_recipe_class_exports_a_home_to_no_one_and_names_the_pod_user_as_its_owner() {
+    // fb-home follows the nodes: no range rule for any other host (pods
+    // included), and the root goes to the user the pod runs as.
+    let env = controller_env(ControllerOpts::default()).await;
+    let mut ctl = ControllerClient::new(env.driver.channel().await);
     let mw = multi_writer(&mut ctl).await;
-    let u = &users()[0];
-    let (req, flags) = create_request(u, mw, &[]);
-    let home = ctl
-        .create_volume(req.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    let mode = req.volume_capabilities[0].access_mode.as_ref().unwrap().mode;
-    let staging = ne.kubelet.join(format!(
-        "plugins/kubernetes.io/csi/flashblade.csi.dev/{}/globalmount",
-        req.name
-    ));
-    node.node_stage_volume(csi::NodeStageVolumeRequest {
-        volume_id: home.volume_id.clone(),
-        staging_target_path: staging.to_string_lossy().into(),
-        volume_capability: Some(cap(mode, flags)),
-        volume_context: home.volume_context.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let e = writes(pod_user(&u.pod), &staging, "f").unwrap_err();
-    assert!(e.contains("Permission denied"), "{e}");
-    unstage(&mut node, &home.volume_id, &staging).await;
+    for u in users() {
+        let (req, _) = create_request(&u, mw, &[]);
+        let v = ctl
+            .create_volume(req.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        let flags = v.volume_id.rsplit('/').next().unwrap();
+        assert!(
+            v.volume_id.split('/').count() == 4 && flags.contains('n'),
+            "{}: a node-following volume id: {}",
+            u.name,
+            v.volume_id
+        );
+        let fs = env
+            .mock
+            .with_state(|s| s.file_systems[&format!("k8s-{}", req.name)].clone());
+        assert_eq!(fs.nfs.rules, "", "{}: exported to no one until published", u.name);
+        let user = pod_user(&u.pod);
+        assert_eq!(
+            v.volume_context["rootOwner"],
+            format!("{}:{}", user.0, user.1),
+            "{}",
+            u.name
+        );
+        assert_eq!(v.volume_context["exportOptions"], "no_root_squash", "{}", u.name);
+    }
 }

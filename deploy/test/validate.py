@@ -994,10 +994,12 @@ def helm_main(r):
         if label in renderings:
             seen = kubecheck.check_requests(r, f"helm {label}", renderings[label], entries)
             kubecheck.check_least_privilege(r, f"helm {label}", renderings[label], seen)
-    if "defaults" in renderings and "mixed-export" in renderings:
-        kubecheck.check_upgrade_guard(r, renderings["defaults"], renderings["mixed-export"])
+    if "range-export" in renderings and "defaults" in renderings:
+        kubecheck.check_upgrade_guard(r, renderings["range-export"], renderings["defaults"])
     else:
-        r.check(False, "helm: the defaults and mixed-export renderings exist for the upgrade checks")
+        r.check(False, "helm: the range-export and defaults renderings exist for the upgrade checks")
+    for label in ("defaults", "jupyterhub recipe"):
+        check_first_login(r, f"helm {label}", renderings.get(label, []))
     # The snapshot class exists only where the snapshot API is served.
     without = [o for _, o in chartlib.objects(chartlib.render({}, api_versions=()))]
     r.check(not any(o["kind"] == "VolumeSnapshotClass" for o in without), "helm defaults: no VolumeSnapshotClass without the snapshot API")
@@ -1016,6 +1018,38 @@ def helm_main(r):
     r.check(admin is not None and all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in admin["rules"]),
             "helm defaults: the admin ClusterRole flashblade-csi-admin is read-only")
     return renderings
+
+
+def z2jh_user(values=None):
+    """(uid, gid) of the notebook as z2jh runs it: singleuser.uid and
+    fsGid of the recipe's values over the z2jh defaults."""
+    with open(os.path.join(Z2JH, "values.yaml")) as f:
+        su = helm_merge(yaml.safe_load(f), values if values is not None else load_values())["singleuser"]
+    return su["uid"], su["fsGid"]
+
+
+def check_first_login(r, name, objs, user=None):
+    """fb-home gives a new home to the notebook user in the worst case (a
+    root:root 0755 root, root squashed for the node network): exported to
+    the pod's node alone, whose root may chown it there, and the owner and
+    mode the node sets at the first stage of an empty home."""
+    uid, gid = user or z2jh_user()
+    sc = next((o for o in objs if o["kind"] == "StorageClass" and o["metadata"]["name"] == "fb-home"), None)
+    if not r.check(sc is not None and sc.get("provisioner") == DRIVER, f"{name}: fb-home is a class of the driver"):
+        return
+    p = sc.get("parameters") or {}
+    what = f"{name}: fb-home"
+    r.check(p.get("exportTo") == "nodes" and "exportRules" not in p and "exportPolicy" not in p,
+            f"{what} exports each home only to the node its pod runs on (exportTo: nodes; no range)")
+    opts = (p.get("exportOptions") or "root_squash").split(",")
+    r.check("no_root_squash" in opts and "root_squash" not in opts and "all_squash" not in opts,
+            f"{what}: that node's root may chown the new root (exportOptions {p.get('exportOptions')!r})")
+    r.check(p.get("rootOwner") == f"{uid}:{gid}", f"{what}: a new home's root goes to the notebook user {uid}:{gid} (rootOwner {p.get('rootOwner')!r})")
+    mode = p.get("rootMode")
+    ok = mode is not None and re.fullmatch(r"[0-7]{1,4}", mode) and int(mode, 8) & 0o700 == 0o700 and not int(mode, 8) & 0o002
+    r.check(bool(ok), f"{what}: rootMode {mode!r} lets the owner in and others not write")
+    drv = next((o for o in objs if o["kind"] == "CSIDriver"), {})
+    r.check(drv.get("spec", {}).get("attachRequired") is True, f"{name}: attachRequired, so ControllerPublish exports fb-home's volumes to the node")
 
 
 # --- Zero to JupyterHub ----------------------------------------------------------
@@ -1530,6 +1564,23 @@ def self_test():
         check_z2jh(r, v)
 
     cases.append(("z2jh values typo", z2jh_typo))
+
+    recipe = chartlib.load_values(os.path.join(DEPLOY, "examples", "jupyterhub", "flashblade-csi-values.yaml"))
+    recipe_objs = [o for _, o in chartlib.objects(chartlib.render(recipe, kube_version=f"v{K8S_VERSIONS[-1]}.0"))]
+
+    def first_login_with(edit):
+        def run(r):
+            objs = copy.deepcopy(recipe_objs)
+            edit(next(o for o in objs if o["kind"] == "StorageClass" and o["metadata"]["name"] == "fb-home")["parameters"])
+            check_first_login(r, "self-test", objs)
+        return run
+
+    cases.append(("fb-home without rootOwner", first_login_with(lambda p: p.pop("rootOwner"))))
+    cases.append(("fb-home root squashed for the node", first_login_with(lambda p: p.update(exportOptions="root_squash"))))
+    cases.append(("fb-home exported to a range", first_login_with(
+        lambda p: (p.pop("exportTo"), p.pop("exportOptions"), p.update(exportRules="10.20.0.0/16(rw,no_root_squash)")))))
+    cases.append(("fb-home root world-writable", first_login_with(lambda p: p.update(rootMode="0777"))))
+    cases.append(("fb-home root for another user", first_login_with(lambda p: p.update(rootOwner="0:0"))))
 
     def doc_with_bad_path(r):
         path = os.path.join(ROOT, "target", "README-selftest.md")

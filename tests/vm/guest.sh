@@ -97,6 +97,26 @@ for v in $VOLUMES; do
   opts="rw,sync,no_root_squash,no_subtree_check,insecure,fsid=$((100 + i))"
   echo "/$v 127.0.0.0/8($opts) ::1($opts)" >> /etc/exports
 done
+# The first-login phase: homes whose root is root:root 0755, as the
+# simulator models a new FlashBlade file system. k8s-home-new: root
+# squashed for a "pod network" (all of 127/8) but not for the node
+# (127.0.0.1, a single-host rule, which Linux prefers to a network, as
+# ControllerPublish's rule comes before any range on the array);
+# k8s-home-squash: root squashed for the node too.
+for v in k8s-home-new k8s-home-squash; do
+  i=$((i + 1))
+  mkdir -p "/$v"
+  mount -t tmpfs -o "size=8m,mode=0755,uid=0,gid=0" tmpfs "/$v"
+  opts="rw,sync,no_subtree_check,insecure,fsid=$((100 + i))"
+  if [ "$v" = k8s-home-new ]; then
+    echo "/$v 127.0.0.1($opts,no_root_squash) 127.0.0.0/8($opts,root_squash)" >> /etc/exports
+  else
+    echo "/$v 127.0.0.0/8($opts,root_squash)" >> /etc/exports
+  fi
+done
+# A "pod" address: connections to 127.0.0.3 come from 127.0.0.3, so a
+# mount of that server is a client of the pod network, not the node.
+ip route add local 127.0.0.3/32 dev lo src 127.0.0.3 table local || echo "guest: no route for 127.0.0.3"
 start_services
 echo "guest: NFS server up after $(since)s"
 cat /proc/fs/nfsd/versions

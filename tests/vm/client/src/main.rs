@@ -243,6 +243,78 @@ fn median_max(v: &[Duration]) -> (u128, u128) {
     )
 }
 
+/// The notebook user of the JupyterHub recipe (jovyan, group users).
+const NOTEBOOK: (u32, u32) = (1000, 100);
+
+/// (uid, gid, mode) of `p`.
+fn owner_mode(p: &Path) -> Result<(u32, u32, u32), String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).map_err(|e| format!("stat {}: {e}", p.display()))?;
+    Ok((m.uid(), m.gid(), m.mode() & 0o7777))
+}
+
+/// Every entry of `dir` with its owner, mode and content, sorted: what a
+/// stage must not change.
+fn contents(dir: &Path) -> Result<Vec<String>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        let m = e.metadata().map_err(|e| e.to_string())?;
+        let body = std::fs::read(e.path()).unwrap_or_default();
+        out.push(format!(
+            "{} {}:{} {:o} {:?}",
+            e.file_name().to_string_lossy(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777,
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs `sh -c script` as `uid:gid` (no supplementary groups) with `dir`
+/// open on fd 3, named `$D`, as a pod's process sees its volume: kubelet's
+/// directories above it are not the user's to walk. Returns stdout.
+fn as_user(uid: u32, gid: u32, dir: &Path, script: &str) -> Result<String, String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let d = std::fs::File::open(dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
+    let fd = d.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script])
+        .env("D", "/proc/self/fd/3")
+        .uid(uid)
+        .gid(gid);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if fd == 3 {
+                nix::libc::fcntl(3, nix::libc::F_SETFD, 0)
+            } else {
+                nix::libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    drop(d);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "as {uid}:{gid}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 fn status_text(s: &Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
@@ -408,6 +480,16 @@ impl Tier {
             volume_context: ctx,
             ..Default::default()
         }
+    }
+
+    /// NodeStage with the root directory's owner and mode in the volume
+    /// context, as a class with rootOwner / rootMode writes them.
+    async fn stage_root(&mut self, v: &Vol, owner: &str, mode: &str) -> (Result<(), Status>, Duration) {
+        let mut req = self.stage_request(v);
+        req.volume_context.insert("rootOwner".into(), owner.into());
+        req.volume_context.insert("rootMode".into(), mode.into());
+        let (r, d) = Self::rpc(self.node.node_stage_volume(req)).await;
+        (r.map(|_| ()), d)
     }
 
     async fn unstage(&mut self, v: &Vol) -> (Result<(), Status>, Duration) {
@@ -711,6 +793,200 @@ impl Tier {
             let o = self.unstage_checked(v, limit).await;
             self.outcome(&format!("unstage {} (repeated)", v.name), t.elapsed(), o);
         }
+    }
+
+    /// A JupyterHub user's first login on the worst case: a new home whose
+    /// root is root:root 0755, root squashed for the pod network and not
+    /// for the node that holds the volume (what exportTo: nodes with
+    /// exportOptions no_root_squash gives). The first stage hands the root
+    /// to the notebook user; a later stage of a home with content changes
+    /// nothing; an export that squashes the node too is refused and left
+    /// as it was.
+    async fn first_login(&mut self) {
+        let home = Vol::new("k8s-home-new", Some("4.1"));
+        let squashed = Vol::new("k8s-home-squash", Some("4.1"));
+        let (owner, mode) = ("1000:100", "2775");
+        let limit = self.opts.unmount_timeout + SLACK;
+
+        let t = Instant::now();
+        let o = (|| -> Outcome {
+            let mut seen = Vec::new();
+            for v in [&home, &squashed] {
+                let got = owner_mode(&v.export_dir())?;
+                if got != (0, 0, 0o755) || !contents(&v.export_dir())?.is_empty() {
+                    return Err(format!("{}: {got:?}, want an empty root:root 0755", v.name));
+                }
+                seen.push(format!("{} 0:0 755", v.name));
+            }
+            Ok(seen.join(", "))
+        })();
+        self.outcome(
+            "first login: the server's new roots are empty, root:root 0755",
+            t.elapsed(),
+            o,
+        );
+
+        // The pod network's rule squashes root: a client at 127.0.0.3 may
+        // neither chown the root nor create in it as root.
+        let t = Instant::now();
+        let o: Outcome = async {
+            let mnt = PathBuf::from("/run/podnet");
+            std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+            let out = Command::new("timeout")
+                .args(["20", "mount", "-t", "nfs", "-o", "vers=3,nolock"])
+                .arg(format!("127.0.0.3:/{}", home.name))
+                .arg(&mnt)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "mount from 127.0.0.3: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            let chown = std::os::unix::fs::chown(&mnt, Some(NOTEBOOK.0), Some(NOTEBOOK.1));
+            let create = std::fs::write(mnt.join("x"), "x");
+            let _ = Command::new("umount").arg(&mnt).status();
+            let errno = |r: &std::io::Result<()>| r.as_ref().err().and_then(|e| e.raw_os_error());
+            match (errno(&chown), errno(&create)) {
+                (Some(nix::libc::EPERM), Some(nix::libc::EACCES)) => {
+                    Ok("root at 127.0.0.3: chown EPERM, create EACCES".to_string())
+                }
+                other => Err(format!(
+                    "root at 127.0.0.3 was not squashed: chown {chown:?}, create {create:?} ({other:?})"
+                )),
+            }
+        }
+        .await;
+        let o = o.and_then(|d| match owner_mode(&home.export_dir())? {
+            (0, 0, 0o755) if contents(&home.export_dir())?.is_empty() => Ok(d),
+            got => Err(format!("{d}; but the root changed: {got:?}")),
+        });
+        self.outcome(
+            "first login: the pod network's root is squashed on the home",
+            t.elapsed(),
+            o,
+        );
+
+        // (a) The first stage gives the root to the notebook user, who then
+        // writes and reads back through the publish path.
+        let t = Instant::now();
+        let o = async {
+            let (r, d) = self.stage_root(&home, owner, mode).await;
+            r.map_err(|s| format!("NodeStage: {}", status_text(&s)))?;
+            let root = owner_mode(&home.export_dir())?;
+            if root != (NOTEBOOK.0, NOTEBOOK.1, 0o2775) {
+                return Err(format!("the root is {root:?} after the first stage"));
+            }
+            let (r, _) = self.publish(&home, "pod-home", false).await;
+            r.map_err(|s| format!("NodePublish: {}", status_text(&s)))?;
+            let target = self.target(&home, "pod-home");
+            let said = as_user(
+                NOTEBOOK.0,
+                NOTEBOOK.1,
+                &target,
+                "printf 'first notebook' > \"$D/Untitled.ipynb\" && cat \"$D/Untitled.ipynb\"",
+            )?;
+            if said != "first notebook" {
+                return Err(format!("read back {said:?}"));
+            }
+            let file = home.export_dir().join("Untitled.ipynb");
+            let on_server = owner_mode(&file)?;
+            if (on_server.0, on_server.1) != NOTEBOOK {
+                return Err(format!("the file is {on_server:?} on the server"));
+            }
+            Ok(format!(
+                "stage {} ms; root {}:{} {:o} on the server; 1000:100 wrote and read back Untitled.ipynb",
+                ms(d),
+                root.0,
+                root.1,
+                root.2
+            ))
+        }
+        .await;
+        self.outcome(
+            "first login: the first stage gives the notebook user its home",
+            t.elapsed(),
+            o,
+        );
+
+        // (b) The user makes the home private; later stages (the same class,
+        // then one asking another owner) change nothing of a home with content.
+        let t = Instant::now();
+        let o = async {
+            let target = self.target(&home, "pod-home");
+            as_user(NOTEBOOK.0, NOTEBOOK.1, &target, "chmod 700 \"$D\"")?;
+            self.unpublish_checked(&home, "pod-home", limit).await?;
+            self.unstage_checked(&home, limit).await?;
+            let before = (owner_mode(&home.export_dir())?, contents(&home.export_dir())?);
+            let mut seen = Vec::new();
+            for (o, m) in [(owner, mode), ("2000:2000", "0755")] {
+                let (r, d) = self.stage_root(&home, o, m).await;
+                r.map_err(|s| format!("NodeStage with {o} {m}: {}", status_text(&s)))?;
+                let after = (owner_mode(&home.export_dir())?, contents(&home.export_dir())?);
+                if after != before {
+                    return Err(format!("stage with {o} {m} changed {before:?} into {after:?}"));
+                }
+                self.unstage_checked(&home, limit).await?;
+                seen.push(format!("{o} {m}: {} ms", ms(d)));
+            }
+            Ok(format!(
+                "root {}:{} {:o} and {} file(s) unchanged by stages asking {}",
+                before.0.0,
+                before.0.1,
+                before.0.2,
+                before.1.len(),
+                seen.join(", ")
+            ))
+        }
+        .await;
+        self.outcome(
+            "first login: a later stage of a home with content changes nothing",
+            t.elapsed(),
+            o,
+        );
+
+        // (c) Root squashed for the node too: refused, naming the fix, and
+        // nothing left mounted or made on the export.
+        let t = Instant::now();
+        let o = async {
+            let (r, d) = self.stage_root(&squashed, owner, mode).await;
+            let s = match r {
+                Ok(()) => {
+                    return Err("NodeStage succeeded on an export that squashes the node's root".to_string());
+                }
+                Err(s) => s,
+            };
+            let m = s.message();
+            if s.code() != Code::FailedPrecondition
+                || !m.contains("no_root_squash")
+                || !m.contains("exportTo: nodes")
+            {
+                return Err(format!(
+                    "want FAILED_PRECONDITION naming exportTo: nodes with no_root_squash: {}",
+                    status_text(&s)
+                ));
+            }
+            if mounts_at(&self.staging(&squashed)) != 0 {
+                return Err("the staging mount was left".into());
+            }
+            let root = owner_mode(&squashed.export_dir())?;
+            let files = contents(&squashed.export_dir())?;
+            if root != (0, 0, 0o755) || !files.is_empty() {
+                return Err(format!("the export changed: {root:?} {files:?}"));
+            }
+            Ok(format!(
+                "{} ms: {}; export untouched (0:0 755, empty)",
+                ms(d),
+                status_text(&s)
+            ))
+        }
+        .await;
+        self.outcome(
+            "first login: an export squashing the node's root is refused, naming the fix",
+            t.elapsed(),
+            o,
+        );
     }
 
     /// The server dies (`how`: refused or dropped) under two staged and
@@ -1509,12 +1785,13 @@ async fn main() {
         }
     };
     let phases = std::env::var("VM_PHASES")
-        .unwrap_or_else(|_| "healthy,refused,dropped,partial,isolation,fallback,shutdown".into());
+        .unwrap_or_else(|_| "healthy,firstlogin,refused,dropped,partial,isolation,fallback,shutdown".into());
     for phase in phases.split(',') {
         let t = Instant::now();
         eprintln!("== phase {phase}");
         match phase {
             "healthy" => tier.healthy().await,
+            "firstlogin" => tier.first_login().await,
             "refused" | "dropped" => tier.dead(phase).await,
             "partial" => tier.partial().await,
             "isolation" => tier.isolation().await,
