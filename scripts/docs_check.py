@@ -201,6 +201,8 @@ def load_truth(binary):
         key = " ".join(path)
         t["options"][key] = parse_options(text)
         t["about"][key] = text.strip().splitlines()[0]
+        m = re.search(r"^(Exit codes?\b.*?)(?:\n\s*\n|\Z)", text, re.M | re.S)
+        t.setdefault("exits", {})[key] = " ".join(m.group(1).split()) if m else None
         t["flags"][key] = f
         t["envs"] |= e
         t["subcommands"][key] = s
@@ -869,12 +871,15 @@ def render_settings(truth):
         for flag, text in truth["options"][path]:
             if flag not in serve:
                 lines.append(f"  - `{flag}`: {text}")
-    lines += [
-        "",
-        "Exit codes of the commands that take `--output`: 0 done, 1 failed, 2 bad",
-        "input, 3 not found, 4 refused, 5 cluster unreachable",
-        "([docs/admin.md](admin.md)).",
-    ]
+    by_text = {}
+    for path in sorted(truth["options"]):
+        if truth["exits"].get(path):
+            by_text.setdefault(truth["exits"][path], []).append(f"`{path}`")
+    lines.append("")
+    for text, paths in by_text.items():
+        lines.append(f"{', '.join(paths)}: {text}")
+        lines.append("")
+    lines.pop()
     lines += [
         "",
         "## Chart values",
