@@ -120,8 +120,10 @@ enum QuotaCmd {
     #[command(after_help = ADMIN_HELP)]
     Remove {
         volume: String,
+        /// Remove the quota of this numeric user id.
         #[arg(long, conflicts_with = "gid", required_unless_present = "gid")]
         uid: Option<u32>,
+        /// Remove the quota of this numeric group id.
         #[arg(long)]
         gid: Option<u32>,
         #[command(flatten)]

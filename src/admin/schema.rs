@@ -3,10 +3,11 @@
 //! chart's values schema, the deploy checks) reads them from the binary
 //! instead of copying them.
 
+use clap::Args;
 use serde_json::{Value, json};
 
-use crate::config::{ArraySettings, Settings};
-use crate::controller::params::VOLUME_KEYS;
+use crate::config::{ArraySettings, LimitSettings, LogSettings, Settings, TimeoutSettings};
+use crate::controller::params::{MUTABLE_KEYS, VOLUME_KEYS};
 use crate::volume::rules;
 use crate::volume::{ArrayName, FsName, NamePrefix, NfsVersions};
 
@@ -16,6 +17,57 @@ fn keys(v: Value) -> Vec<String> {
         Value::Object(m) => m.keys().cloned().collect(),
         _ => Vec::new(),
     }
+}
+
+/// Each setting as `serve --help` and the config file know it: its flag,
+/// environment variable, file key (`section.key`, or null when the file
+/// cannot set it), help and default (the help's "(default ...)", if any).
+/// The settings reference (docs/settings.md) is generated from these.
+fn setting_list() -> Vec<Value> {
+    let args = |cmd: clap::Command| -> Vec<clap::Arg> { cmd.get_arguments().cloned().collect() };
+    let new = || clap::Command::new("settings");
+    // The tables' flags, each under its section; the rest are top-level.
+    let sections = [
+        ("array", args(ArraySettings::augment_args(new()))),
+        ("timeouts", args(TimeoutSettings::augment_args(new()))),
+        ("limits", args(LimitSettings::augment_args(new()))),
+        ("log", args(LogSettings::augment_args(new()))),
+    ];
+    let top_keys = keys(serde_json::to_value(Settings::default()).expect("settings serialise"));
+    args(Settings::augment_args(new()))
+        .iter()
+        .map(|arg| {
+            let id = arg.get_id().as_str();
+            let section = sections
+                .iter()
+                .find(|(_, a)| a.iter().any(|x| x.get_id() == arg.get_id()))
+                .map(|(name, _)| *name);
+            let file_key = match section {
+                Some(name) => Some(format!("{name}.{id}")),
+                None => top_keys.iter().any(|k| k == id).then(|| id.to_string()),
+            };
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(|h| h.to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default();
+            let default = help.split_once("(default").map(|(_, rest)| {
+                rest.trim_start_matches(':')
+                    .split([')', ';'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            });
+            json!({
+                "flag": arg.get_long().map(|l| format!("--{l}")),
+                "env": arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                "fileKey": file_key,
+                "help": help,
+                "default": default,
+            })
+        })
+        .collect()
 }
 
 /// The document `schema` prints.
@@ -59,7 +111,9 @@ pub fn document() -> Value {
             "objectName": pattern(rules::OBJECT_NAME_PATTERN, "a Kubernetes object name (DNS subdomain)"),
             "nfsVersions": {"enum": versions},
         },
+        "settings": setting_list(),
         "storageClassParameters": VOLUME_KEYS,
+        "volumeAttributesClassParameters": MUTABLE_KEYS,
     })
 }
 
@@ -93,5 +147,23 @@ mod tests {
         );
         assert_eq!(d["rules"]["rootMode"]["pattern"], rules::ROOT_MODE_PATTERN);
         assert_eq!(d["rules"]["nfsVersions"]["enum"], json!(["3", "4.1", "3,4.1"]));
+    }
+
+    #[test]
+    fn every_setting_has_its_flag_env_and_file_key() {
+        let d = document();
+        let settings = d["settings"].as_array().unwrap();
+        let find = |flag: &str| settings.iter().find(|s| s["flag"] == flag).unwrap().clone();
+        let t = find("--array-timeout");
+        assert_eq!(t["env"], "FLASHBLADE_CSI_ARRAY_TIMEOUT");
+        assert_eq!(t["fileKey"], "timeouts.array_request");
+        assert_eq!(t["default"], "8s");
+        assert_eq!(find("--array-url")["fileKey"], "array.management_url");
+        assert_eq!(find("--driver-name")["fileKey"], "driver_name");
+        assert_eq!(find("--config")["fileKey"], Value::Null, "not a file key");
+        for s in settings {
+            assert!(s["flag"].is_string() && s["env"].is_string(), "{s}");
+            assert!(!s["help"].as_str().unwrap().is_empty(), "{s}");
+        }
     }
 }

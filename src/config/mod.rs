@@ -97,22 +97,24 @@ pub struct Settings {
     #[arg(long, env = "FLASHBLADE_CSI_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Which services to run: controller, node, or all.
+    /// Which services to run: controller, node, or all (required).
     #[arg(long, env = "FLASHBLADE_CSI_MODE", value_enum)]
     pub mode: Option<Mode>,
-    /// gRPC endpoint: unix:///path/csi.sock or an absolute socket path.
+    /// gRPC endpoint: unix:///path/csi.sock or an absolute socket path
+    /// (required).
     #[arg(long, env = "CSI_ENDPOINT")]
     pub endpoint: Option<String>,
     /// Socket file permissions, octal (default 660).
     #[arg(long, env = "FLASHBLADE_CSI_SOCKET_MODE")]
     pub socket_mode: Option<String>,
-    /// CSI driver name reported by GetPluginInfo.
+    /// CSI driver name reported by GetPluginInfo (default flashblade.csi.dev).
     #[arg(long, env = "FLASHBLADE_CSI_DRIVER_NAME")]
     pub driver_name: Option<String>,
     /// Node id reported by NodeGetInfo (usually the Kubernetes node name).
     #[arg(long, env = "FLASHBLADE_CSI_NODE_ID")]
     pub node_id: Option<String>,
-    /// The only directory tree under which staging and target paths are accepted.
+    /// The only directory tree under which staging and target paths are
+    /// accepted (default /var/lib/kubelet).
     #[arg(long, env = "FLASHBLADE_CSI_KUBELET_DIR")]
     pub kubelet_dir: Option<PathBuf>,
     /// DEVELOPMENT ONLY: bind-mount DIR/<fs-name> instead of NFS-mounting.
@@ -187,21 +189,22 @@ pub struct ArraySettings {
     /// system trust store for this array; without it the system's is used.
     #[arg(long, env = "FLASHBLADE_CSI_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Do not verify the array's TLS certificate (logs a warning).
+    /// Do not verify the array's TLS certificate; logs a warning (default
+    /// false).
     #[arg(long, env = "FLASHBLADE_CSI_INSECURE_SKIP_TLS_VERIFY", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg!())]
     pub insecure_skip_tls_verify: Option<bool>,
     /// NFS data endpoint (data VIP) that nodes mount from.
     #[arg(long, env = "FLASHBLADE_CSI_NFS_ENDPOINT")]
     pub nfs_endpoint: Option<Host>,
-    /// File-system name prefix for dynamic volumes.
+    /// File-system name prefix for dynamic volumes (default k8s).
     #[arg(long, env = "FLASHBLADE_CSI_NAME_PREFIX")]
     pub name_prefix: Option<NamePrefix>,
     /// Export rules used when a StorageClass sets neither exportRules nor
     /// exportPolicy, e.g. "10.0.0.0/16(rw,root_squash)".
     #[arg(long, env = "FLASHBLADE_CSI_DEFAULT_EXPORT_RULES")]
     pub default_export_rules: Option<String>,
-    /// Allow a bare "*" client (any host) in export rules.
+    /// Allow a bare "*" client (any host) in export rules (default false).
     #[arg(long, env = "FLASHBLADE_CSI_ALLOW_WILDCARD_EXPORT", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg!())]
     pub allow_wildcard_export: Option<bool>,
@@ -260,10 +263,10 @@ pub struct LimitSettings {
 #[derive(Clone, Debug, Default, PartialEq, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
-    /// Log format: human or json.
+    /// Log format: human or json (default human).
     #[arg(long = "log-format", env = "FLASHBLADE_CSI_LOG_FORMAT", value_enum)]
     pub format: Option<LogFormat>,
-    /// Log filter (tracing env-filter syntax); falls back to RUST_LOG, then "info".
+    /// Log filter, tracing env-filter syntax (default: RUST_LOG, else info).
     #[arg(long = "log-filter", env = "FLASHBLADE_CSI_LOG_FILTER")]
     pub filter: Option<String>,
 }

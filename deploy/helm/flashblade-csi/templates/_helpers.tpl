@@ -156,7 +156,7 @@ capabilities:
   drop: ["ALL"]
 {{- end -}}
 
-{{/* The driver's config.toml, from the values. Keys: README.md "Configuration". */}}
+{{/* The driver's config.toml, from the values. Keys: docs/settings.md. */}}
 {{- define "fb.config" -}}
 # flashblade-csi configuration (both the controller and the node read it;
 # the node uses only nfs_endpoint and never sees the token).
