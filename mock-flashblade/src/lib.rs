@@ -82,19 +82,34 @@ pub struct MockConfig {
     pub quirks: Quirks,
 }
 
+/// The simulator's defaults, written once: `MockConfig::default()` and the
+/// command line's defaults both come from here.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LISTEN: &str = "127.0.0.1:0";
+    pub const ERADICATION_DELAY: Duration = Duration::from_secs(24 * 3600);
+    pub const ERADICATION_DELAY_TEXT: &str = "24h";
+    pub const CAPACITY: i64 = 100 << 40;
+    pub const CAPACITY_TEXT: &str = "100T";
+    pub const STALL_TEXT: &str = "20s";
+    /// What `admins` reports as the token's role unless told otherwise.
+    pub const TOKEN_ROLE: &str = "array_admin";
+}
+
 impl Default for MockConfig {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: defaults::LISTEN.parse().expect("a socket address"),
             state_dir: None,
             api_token: None,
             tls: TlsMode::SelfSigned,
             tls_sans: Vec::new(),
             faults: Faults::default(),
-            eradication_delay: Duration::from_secs(24 * 3600),
+            eradication_delay: defaults::ERADICATION_DELAY,
             session_ttl: None,
             persist: true,
-            capacity: 100 << 40,
+            capacity: defaults::CAPACITY,
             fs_root: FsRoot::default(),
             quirks: Quirks::default(),
         }

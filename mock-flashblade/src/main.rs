@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use mock_flashblade::{Faults, MockConfig, TlsMode};
+use mock_flashblade::{Faults, MockConfig, TlsMode, defaults};
 
 /// A fault-injectable FlashBlade REST 2.x simulator.
 #[derive(Parser, Debug)]
 #[command(name = "mock-flashblade", version)]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = defaults::LISTEN)]
     listen: SocketAddr,
     /// Directory for state, certificates and file-system data.
     #[arg(long)]
@@ -59,19 +59,19 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     stall_rate: f64,
     /// Length of a stall, e.g. 20s.
-    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    #[arg(long, value_parser = parse_duration, default_value = defaults::STALL_TEXT)]
     stall: Duration,
     /// Sessions expire this long after login, e.g. 1h.
     #[arg(long, value_parser = parse_duration)]
     session_ttl: Option<Duration>,
     /// Destroyed file systems and snapshots are eradicated after this, e.g. 24h.
-    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    #[arg(long, value_parser = parse_duration, default_value = defaults::ERADICATION_DELAY_TEXT)]
     eradication_delay: Duration,
     /// Do not keep array state in STATE_DIR/state.json.
     #[arg(long)]
     no_persist: bool,
     /// Array capacity, e.g. 100T (binary units).
-    #[arg(long, value_parser = parse_bytes, default_value = "100T")]
+    #[arg(long, value_parser = parse_bytes, default_value = defaults::CAPACITY_TEXT)]
     capacity: i64,
     /// Owner UID:GID of a new file system's root directory (applied when
     /// the simulator runs as root).
@@ -96,7 +96,7 @@ struct Args {
     #[arg(long)]
     snapshot_entry_full_name: bool,
     /// The role `admins` reports for the API token's user.
-    #[arg(long, default_value = "array_admin")]
+    #[arg(long, default_value = defaults::TOKEN_ROLE)]
     token_role: String,
 }
 
@@ -255,6 +255,20 @@ async fn main() {
 
 #[cfg(test)]
 mod tests {
+    /// The command line's defaults are the library's: a simulator started
+    /// with no options behaves as `MockConfig::default()` does.
+    #[test]
+    fn command_line_defaults_are_the_librarys() {
+        let a = Args::parse_from(["mock-flashblade", "--state-dir", "/tmp/x"]);
+        let d = MockConfig::default();
+        assert_eq!(a.listen, d.listen);
+        assert_eq!(a.eradication_delay, d.eradication_delay);
+        assert_eq!(a.capacity, d.capacity);
+        assert_eq!(a.fs_root_owner, (d.fs_root.uid, d.fs_root.gid));
+        assert_eq!(a.fs_root_mode, d.fs_root.mode);
+        assert_eq!(a.token_role, defaults::TOKEN_ROLE);
+    }
+
     use super::*;
 
     #[test]

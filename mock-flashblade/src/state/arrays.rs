@@ -63,7 +63,11 @@ impl Array {
 
     /// The one administrator the simulator has: the API token's user.
     fn get_admins(&self, q: &Query) -> ApiResult<Value> {
-        let role = self.quirks.token_role.as_deref().unwrap_or("array_admin");
+        let role = self
+            .quirks
+            .token_role
+            .as_deref()
+            .unwrap_or(crate::defaults::TOKEN_ROLE);
         if let Some(names) = q.list("names")
             && let Some(n) = names.iter().find(|n| *n != "pureuser")
         {
