@@ -21,7 +21,7 @@ use crate::controller::params::{DEFAULT_NODE_OPTIONS, parse_export_options};
 use crate::flashblade::filter::Filter;
 use crate::flashblade::models::FileSystem;
 use crate::volume::naming::{tombstone_of, tombstone_record, untombstone};
-use crate::volume::{ArrayName, DeletePolicy, ExportRecord, NfsVersions, VolumeId};
+use crate::volume::{ArrayName, DeletePolicy, ExportRecord, NfsVersions, NodeOptions, VolumeId};
 
 /// One soft-deleted volume.
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +146,11 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
     if let Some(o) = &args.export_options {
         parse_export_options(o).map_err(|e| AdminError::Usage(format!("--export-options: {e}")))?;
     }
+    let given_options = args
+        .export_options
+        .as_deref()
+        .map(NodeOptions::of)
+        .unwrap_or_default();
     // The array and the name it had (a volume handle names both).
     let (array, name): (ArrayName, String) = match volume.parse::<VolumeId>() {
         Ok(id) if volume.contains('/') => (
@@ -229,6 +234,7 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                 .or(versions)
                 .unwrap_or_default(),
                 to_nodes: args.export_options.is_some(),
+                options: given_options,
             };
             (fs, "already live", false, record)
         }
@@ -254,6 +260,7 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                 (None, Some(v)) => ExportRecord {
                     versions: v,
                     to_nodes: args.export_options.is_some(),
+                    options: given_options,
                 },
                 (None, None) => {
                     return Err(AdminError::Usage(format!(
@@ -289,15 +296,25 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
             (fs, "recovered", renamed, record)
         }
     };
-    if record.to_nodes && args.export_options.is_none() {
+    // The options: given, else as recorded; a record of "others" cannot
+    // say which.
+    let options = args
+        .export_options
+        .clone()
+        .or_else(|| record.options.text().map(str::to_string));
+    if record.to_nodes && options.is_none() {
         let n = format!(
-            "exported to nodes with the default options ({DEFAULT_NODE_OPTIONS}); give --export-options if its class set others"
+            "its class exported it to nodes with options the record does not keep: exported with the default options ({DEFAULT_NODE_OPTIONS}); give --export-options to use the class's"
         );
         note = Some(match note {
             Some(before) => format!("{before}; {n}"),
             None => n,
         });
     }
+    let record = ExportRecord {
+        options: options.as_deref().map(NodeOptions::of).unwrap_or_default(),
+        ..record
+    };
     let volume_id = VolumeId::managed(&array, &fs.name, &fs.id, DeletePolicy::Destroy)
         .map_err(|e| AdminError::Refused(format!("{} cannot carry a volume id: {e}", fs.name)))?
         .with_export(record)
@@ -312,7 +329,16 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                 existing.volume_name.as_deref().unwrap_or("nothing")
             )));
         }
-        let m = manifest(s, &array, &fs, &volume_id, claim, args, record);
+        let m = manifest(
+            s,
+            &array,
+            &fs,
+            &volume_id,
+            claim,
+            args,
+            record,
+            options.as_deref(),
+        );
         if args.apply {
             let cluster = s.cluster.as_ref().ok_or_else(|| {
                 AdminError::Refused(format!(
@@ -374,6 +400,7 @@ fn manifest(
     claim: &ClaimName,
     args: &RecoverArgs,
     record: ExportRecord,
+    options: Option<&str>,
 ) -> Value {
     let pv_name: String = format!("recovered-{}", fs.name)
         .to_ascii_lowercase()
@@ -397,7 +424,7 @@ fn manifest(
         attrs.insert(context::EXPORT_TO.into(), json!("nodes"));
         attrs.insert(
             context::EXPORT_OPTIONS.into(),
-            json!(args.export_options.as_deref().unwrap_or(DEFAULT_NODE_OPTIONS)),
+            json!(options.unwrap_or(DEFAULT_NODE_OPTIONS)),
         );
     }
     let pair = BoundPair {

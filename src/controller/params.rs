@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::volume::exports::{known_option, validate_export_rules};
 use crate::volume::rules;
 use crate::volume::{
-    ArrayName, DeletePolicy, ExportRecord, Host, NamePrefix, NfsVersions, PolicyName, Selector,
+    ArrayName, DeletePolicy, ExportRecord, Host, NamePrefix, NfsVersions, NodeOptions, PolicyName, Selector,
 };
 
 /// How the file system is exported.
@@ -89,6 +89,10 @@ impl VolumeParams {
         ExportRecord {
             versions: NfsVersions::from_flags(self.nfs_v3, self.nfs_v41).unwrap_or_default(),
             to_nodes: matches!(self.export, Export::Nodes { .. }),
+            options: match &self.export {
+                Export::Nodes { options } => NodeOptions::of(options),
+                _ => NodeOptions::default(),
+            },
         }
     }
 }

@@ -777,7 +777,7 @@ impl ControllerService {
                                         .map_err(from_array)?
                                         .with_export(ExportRecord {
                                             versions: NfsVersions::from_flags(v3, v41).unwrap_or_default(),
-                                            to_nodes: false,
+                                            ..Default::default()
                                         })
                                         .to_string()
                                 }

@@ -6,7 +6,8 @@
 //!   get no parameters must know: a non-default delete policy (`e`
 //!   eradicate, `r` retain), NFS versions other than both (`3` or `4` for
 //!   4.1 alone: a soft delete keeps them in the tombstone for `recover`),
-//!   and node-following exports (`n`), in that order, e.g. `/e4n`.
+//!   and node-following exports (`n` with root_squash, `m` with
+//!   no_root_squash, `o` with other options), in that order, e.g. `/e4m`.
 //! - Static (imported) volume: `<fs-name>` or `<array>/<fs-name>`, written by
 //!   hand by an admin. A version of one (the file system as it was at one of
 //!   its snapshots, mounted read-only) adds the snapshot's suffix the way the
@@ -118,6 +119,38 @@ impl FromStr for NfsVersions {
     }
 }
 
+/// The options of a node-following volume's rules, as far as a record
+/// keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NodeOptions {
+    /// `root_squash` (the default).
+    #[default]
+    RootSquash,
+    /// `no_root_squash` (the chart's homes: the node sets the root's owner).
+    NoRootSquash,
+    /// Any other options: the class says which.
+    Other,
+}
+
+impl NodeOptions {
+    pub fn of(options: &str) -> Self {
+        match options {
+            "root_squash" => Self::RootSquash,
+            "no_root_squash" => Self::NoRootSquash,
+            _ => Self::Other,
+        }
+    }
+
+    /// The options text, when the record tells it.
+    pub fn text(self) -> Option<&'static str> {
+        match self {
+            Self::RootSquash => Some("root_squash"),
+            Self::NoRootSquash => Some("no_root_squash"),
+            Self::Other => None,
+        }
+    }
+}
+
 /// How a managed volume is exported, as far as the array forgets it when
 /// the volume is soft-deleted (it switches the protocols off): recorded in
 /// the volume id, and by a soft delete in the tombstone's name.
@@ -127,6 +160,8 @@ pub struct ExportRecord {
     /// Exported only to the nodes it is published to (`exportTo: nodes`):
     /// ControllerUnpublish removes the node's rule.
     pub to_nodes: bool,
+    /// With `to_nodes`: the rules' options.
+    pub options: NodeOptions,
 }
 
 /// A volume id (or static volume handle) that names nothing this driver
@@ -227,9 +262,6 @@ impl VolumeId {
     }
 }
 
-/// The node-following marker of a managed volume id's flags.
-const TO_NODES: char = 'n';
-
 impl fmt::Display for VolumeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -245,7 +277,12 @@ impl fmt::Display for VolumeId {
                     "{}{}{}",
                     delete.marker().unwrap_or(""),
                     export.versions.marker(),
-                    if export.to_nodes { "n" } else { "" }
+                    match (export.to_nodes, export.options) {
+                        (false, _) => "",
+                        (true, NodeOptions::RootSquash) => "n",
+                        (true, NodeOptions::NoRootSquash) => "m",
+                        (true, NodeOptions::Other) => "o",
+                    }
                 );
                 if flags.is_empty() {
                     Ok(())
@@ -307,16 +344,18 @@ impl FromStr for VolumeId {
                 let flags = rest.first().copied().unwrap_or("");
                 let bad = || {
                     MalformedId(format!(
-                        "{} is not a volume id flag (e or r for the delete policy, 3 or 4 for the NFS version, n for node exports, in that order)",
+                        "{} is not a volume id flag (e or r for the delete policy, 3 or 4 for the NFS version, n, m or o for node exports, in that order)",
                         crate::text::clip(flags)
                     ))
                 };
                 if rest.len() == 1 && flags.is_empty() {
                     return Err(bad());
                 }
-                let (rest_flags, to_nodes) = match flags.strip_suffix(TO_NODES) {
-                    Some(p) => (p, true),
-                    None => (flags, false),
+                let (rest_flags, to_nodes, options) = match flags.as_bytes().last() {
+                    Some(b'n') => (&flags[..flags.len() - 1], true, NodeOptions::RootSquash),
+                    Some(b'm') => (&flags[..flags.len() - 1], true, NodeOptions::NoRootSquash),
+                    Some(b'o') => (&flags[..flags.len() - 1], true, NodeOptions::Other),
+                    _ => (flags, false, NodeOptions::RootSquash),
                 };
                 let (policy, versions) = match rest_flags.as_bytes().last() {
                     Some(b'3') => (&rest_flags[..rest_flags.len() - 1], NfsVersions::V3),
@@ -329,7 +368,11 @@ impl FromStr for VolumeId {
                     "r" => DeletePolicy::Retain,
                     _ => return Err(bad()),
                 };
-                let export = ExportRecord { versions, to_nodes };
+                let export = ExportRecord {
+                    versions,
+                    to_nodes,
+                    options,
+                };
                 Ok(VolumeId::Managed {
                     array: array.parse().map_err(name_err)?,
                     fs_name: fs.parse().map_err(name_err)?,
@@ -507,16 +550,64 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        for (flags, delete, versions, to_nodes) in [
-            ("n", DeletePolicy::Destroy, NfsVersions::Both, true),
-            ("en", DeletePolicy::Eradicate, NfsVersions::Both, true),
-            ("r4n", DeletePolicy::Retain, NfsVersions::V41, true),
-            ("3", DeletePolicy::Destroy, NfsVersions::V3, false),
-            ("e4", DeletePolicy::Eradicate, NfsVersions::V41, false),
+        for (flags, delete, versions, to_nodes, options) in [
+            (
+                "n",
+                DeletePolicy::Destroy,
+                NfsVersions::Both,
+                true,
+                NodeOptions::RootSquash,
+            ),
+            (
+                "en",
+                DeletePolicy::Eradicate,
+                NfsVersions::Both,
+                true,
+                NodeOptions::RootSquash,
+            ),
+            (
+                "r4n",
+                DeletePolicy::Retain,
+                NfsVersions::V41,
+                true,
+                NodeOptions::RootSquash,
+            ),
+            (
+                "4m",
+                DeletePolicy::Destroy,
+                NfsVersions::V41,
+                true,
+                NodeOptions::NoRootSquash,
+            ),
+            (
+                "e3o",
+                DeletePolicy::Eradicate,
+                NfsVersions::V3,
+                true,
+                NodeOptions::Other,
+            ),
+            (
+                "3",
+                DeletePolicy::Destroy,
+                NfsVersions::V3,
+                false,
+                NodeOptions::RootSquash,
+            ),
+            (
+                "e4",
+                DeletePolicy::Eradicate,
+                NfsVersions::V41,
+                false,
+                NodeOptions::RootSquash,
+            ),
         ] {
             let text = format!("fb01/x/abc/{flags}");
             let id = text.parse::<VolumeId>().unwrap();
-            let want = ExportRecord { versions, to_nodes };
+            let want = ExportRecord {
+                versions,
+                to_nodes,
+                options,
+            };
             assert!(
                 matches!(id, VolumeId::Managed { delete: d, export, .. } if d == delete && export == want),
                 "{text}"
@@ -534,6 +625,8 @@ mod tests {
             "fb01/x/abc/4e",
             "fb01/x/abc/34",
             "fb01/x/abc/n4",
+            "fb01/x/abc/mn",
+            "fb01/x/abc/m4",
         ] {
             assert!(bad.parse::<VolumeId>().is_err(), "{bad}");
         }
@@ -696,7 +789,7 @@ mod tests {
             // Every id the controller can produce parses back to itself and
             // fits CSI's 128 bytes, for every valid array name and prefix.
             #[test]
-            fn volume_ids_round_trip(array in array_name(), prefix in prefix(), csi_name in "\\PC{1,128}", fs_id in "[a-f0-9-]{36}", delete in policy(), to_nodes in any::<bool>(), v in 0..3u8) {
+            fn volume_ids_round_trip(array in array_name(), prefix in prefix(), csi_name in "\\PC{1,128}", fs_id in "[a-f0-9-]{36}", delete in policy(), to_nodes in any::<bool>(), v in 0..3u8, o in 0..3usize) {
                 let id = VolumeId::Managed {
                     array,
                     fs_name: fs_name_for(&prefix, &csi_name),
@@ -705,6 +798,12 @@ mod tests {
                     export: ExportRecord {
                         versions: [NfsVersions::Both, NfsVersions::V3, NfsVersions::V41][v as usize],
                         to_nodes,
+                        // Options are recorded only with node exports.
+                        options: if to_nodes {
+                            [NodeOptions::RootSquash, NodeOptions::NoRootSquash, NodeOptions::Other][o]
+                        } else {
+                            NodeOptions::RootSquash
+                        },
                     },
                 };
                 let text = id.to_string();

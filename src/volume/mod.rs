@@ -15,6 +15,8 @@ pub mod naming;
 pub mod rules;
 pub mod version;
 
-pub use id::{DeletePolicy, ExportRecord, MalformedId, NfsVersions, SnapshotId, SnapshotIdError, VolumeId};
+pub use id::{
+    DeletePolicy, ExportRecord, MalformedId, NfsVersions, NodeOptions, SnapshotId, SnapshotIdError, VolumeId,
+};
 pub use labels::{LabelError, Labels, Selector};
 pub use names::{ArrayName, FsName, Host, NameError, NamePrefix, ObjectId, PolicyName, SnapshotSuffix};

@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::id::{ExportRecord, NfsVersions};
+use super::id::{ExportRecord, NfsVersions, NodeOptions};
 use super::names::{FsName, NamePrefix, SnapshotSuffix};
 
 /// Suffix of every snapshot this driver makes, so its snapshots can be told
@@ -40,7 +40,8 @@ fn base36(mut n: u64, width: usize) -> String {
 /// `<first characters>-h<hash of the name>-x<time>[<record>]` (63 at most).
 /// The record keeps what the array forgets when the protocols go off, for
 /// `recover`: `T` NFSv3 only, `F` NFSv4.1 only (nothing: both), then `N`
-/// for node-following exports; upper case, so it never reads as time.
+/// for node-following exports (`M` with no_root_squash, `O` with other
+/// options); upper case, so it never reads as time.
 /// Never a name the driver gives a live volume (those never end like this).
 pub fn tombstone_name(fs_name: &FsName, deleted_unix_secs: u64, record: ExportRecord) -> FsName {
     let flags = record_flags(record);
@@ -67,14 +68,22 @@ fn record_flags(record: ExportRecord) -> String {
         NfsVersions::V3 => "T",
         NfsVersions::V41 => "F",
     };
-    format!("{v}{}", if record.to_nodes { "N" } else { "" })
+    let nodes = match (record.to_nodes, record.options) {
+        (false, _) => "",
+        (true, NodeOptions::RootSquash) => "N",
+        (true, NodeOptions::NoRootSquash) => "M",
+        (true, NodeOptions::Other) => "O",
+    };
+    format!("{v}{nodes}")
 }
 
 /// Splits a tombstone's tail: (everything before `-x`, time, record).
 fn split_tombstone(candidate: &str) -> Option<(&str, u64, ExportRecord)> {
-    let (rest, to_nodes) = match candidate.strip_suffix('N') {
-        Some(r) => (r, true),
-        None => (candidate, false),
+    let (rest, to_nodes, options) = match candidate.as_bytes().last() {
+        Some(b'N') => (&candidate[..candidate.len() - 1], true, NodeOptions::RootSquash),
+        Some(b'M') => (&candidate[..candidate.len() - 1], true, NodeOptions::NoRootSquash),
+        Some(b'O') => (&candidate[..candidate.len() - 1], true, NodeOptions::Other),
+        _ => (candidate, false, NodeOptions::RootSquash),
     };
     let (rest, versions) = match rest.as_bytes().last() {
         Some(b'T') => (&rest[..rest.len() - 1], NfsVersions::V3),
@@ -94,7 +103,15 @@ fn split_tombstone(candidate: &str) -> Option<(&str, u64, ExportRecord)> {
         return None;
     }
     let secs = u64::from_str_radix(digits, 36).ok()?;
-    Some((head, secs, ExportRecord { versions, to_nodes }))
+    Some((
+        head,
+        secs,
+        ExportRecord {
+            versions,
+            to_nodes,
+            options,
+        },
+    ))
 }
 
 /// When `candidate` is the tombstone of `fs_name`, its deletion time (Unix
@@ -227,11 +244,27 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn records_for(versions: NfsVersions) -> Vec<ExportRecord> {
+        records().into_iter().filter(|r| r.versions == versions).collect()
+    }
+
     fn records() -> Vec<ExportRecord> {
         let mut out = Vec::new();
         for versions in [NfsVersions::Both, NfsVersions::V3, NfsVersions::V41] {
-            for to_nodes in [false, true] {
-                out.push(ExportRecord { versions, to_nodes });
+            out.push(ExportRecord {
+                versions,
+                ..Default::default()
+            });
+            for options in [
+                NodeOptions::RootSquash,
+                NodeOptions::NoRootSquash,
+                NodeOptions::Other,
+            ] {
+                out.push(ExportRecord {
+                    versions,
+                    to_nodes: true,
+                    options,
+                });
             }
         }
         out
@@ -288,7 +321,13 @@ mod tests {
             assert_eq!(tombstone_of(&long, &t), Some(42));
         }
         // A live name never looks like a tombstone, with or without a record.
-        for tail in ["home-x0abcdef", "home-x0abcdefTN", "home-x0abcdefN"] {
+        for tail in [
+            "home-x0abcdef",
+            "home-x0abcdefTN",
+            "home-x0abcdefN",
+            "home-x0abcdefFM",
+            "home-x0abcdefO",
+        ] {
             let live = fs_name_for(&p("k8s"), tail);
             assert!(live.contains("-h"), "{live}");
             assert_eq!(tombstone_of("k8s-home", &live), None);
@@ -325,9 +364,9 @@ mod tests {
 
         proptest! {
             #[test]
-            fn tombstones_round_trip(a in csi_name(), secs in 0u64..78_364_164_095, v in 0..3usize, to_nodes in any::<bool>()) {
+            fn tombstones_round_trip(a in csi_name(), secs in 0u64..78_364_164_095, v in 0..3usize, r in 0..4usize) {
                 let name = fs_name_for(&p("k8s"), &a);
-                let record = ExportRecord { versions: [NfsVersions::Both, NfsVersions::V3, NfsVersions::V41][v], to_nodes };
+                let record = records_for([NfsVersions::Both, NfsVersions::V3, NfsVersions::V41][v])[r];
                 let t = tombstone_name(&name, secs, record);
                 prop_assert!(t.len() <= 63, "{}", t);
                 prop_assert_eq!(tombstone_of(&name, &t), Some(secs));
