@@ -329,16 +329,11 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                 existing.volume_name.as_deref().unwrap_or("nothing")
             )));
         }
-        let m = manifest(
-            s,
-            &array,
-            &fs,
-            &volume_id,
-            claim,
-            args,
+        let export = RecoveredExport {
             record,
-            options.as_deref(),
-        );
+            options: options.as_deref(),
+        };
+        let m = manifest(s, &array, &fs, &volume_id, claim, args, export);
         if args.apply {
             let cluster = s.cluster.as_ref().ok_or_else(|| {
                 AdminError::Refused(format!(
@@ -390,6 +385,13 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
     Ok(Report::new(text, s))
 }
 
+/// How the recovered volume is exported: the record, and the node rules'
+/// options when known.
+struct RecoveredExport<'a> {
+    record: ExportRecord,
+    options: Option<&'a str>,
+}
+
 /// A PV bound to exactly `claim` and that claim, for the recovered file
 /// system. The PV keeps the data when released (Retain).
 fn manifest(
@@ -399,9 +401,9 @@ fn manifest(
     volume_id: &str,
     claim: &ClaimName,
     args: &RecoverArgs,
-    record: ExportRecord,
-    options: Option<&str>,
+    export: RecoveredExport<'_>,
 ) -> Value {
+    let RecoveredExport { record, options } = export;
     let pv_name: String = format!("recovered-{}", fs.name)
         .to_ascii_lowercase()
         .chars()

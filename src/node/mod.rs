@@ -7,11 +7,13 @@
 //! volume context. At a volume's first stage it gives the root directory
 //! the owner and mode the context asks for (`root_dir`).
 
+mod budget;
 mod local_export;
 pub mod mounter;
 pub(crate) mod mountinfo;
 pub(crate) mod paths;
 mod root_dir;
+mod stats;
 mod versions;
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ use crate::inflight::{Guard, InFlight};
 use crate::metrics::Metrics;
 use crate::telemetry::record_volume_id;
 use crate::volume::{FsName, SnapshotSuffix, VolumeId};
+use budget::Budget;
 use local_export::LocalExports;
 use mounter::{MountError, Mounter, StatKey};
 use mountinfo::MountTable;
@@ -55,74 +58,6 @@ pub struct NodeService {
     /// Each RPC's overall deadline is made of these.
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
-}
-
-/// Kept back from each step so the RPC still answers before its deadline.
-const ANSWER_MARGIN: Duration = Duration::from_millis(25);
-
-/// One node RPC's overall deadline: the shorter of the caller's (gRPC
-/// deadline, less a margin) and the node's own for that RPC. Each step runs
-/// within what is left of it (and within its own deadline), so no step can
-/// stretch the call past it.
-#[derive(Clone, Copy, Debug)]
-struct Budget {
-    until: tokio::time::Instant,
-    total: Duration,
-    /// The whole RPC's `until` (later than `until` for a [`Budget::part`]).
-    end: tokio::time::Instant,
-}
-
-impl Budget {
-    fn new(total: Duration) -> Self {
-        let until = tokio::time::Instant::now() + total;
-        Self {
-            until,
-            total,
-            end: until,
-        }
-    }
-
-    /// A part of this budget that ends after `d` at the latest.
-    fn part(&self, d: Duration) -> Self {
-        let until = self.until.min(tokio::time::Instant::now() + d);
-        Self {
-            until,
-            total: d,
-            end: self.end,
-        }
-    }
-
-    /// What is left of the whole RPC after this part.
-    fn rest(&self) -> Self {
-        Self {
-            until: self.end,
-            ..*self
-        }
-    }
-
-    /// Time spent since the budget began.
-    fn elapsed(&self) -> Duration {
-        self.total
-            .saturating_sub(self.until.saturating_duration_since(tokio::time::Instant::now()))
-    }
-
-    /// What a step may still take.
-    fn left(&self) -> Duration {
-        self.until
-            .saturating_duration_since(tokio::time::Instant::now())
-            .saturating_sub(ANSWER_MARGIN)
-    }
-
-    /// Runs a step that has no deadline of its own within what is left.
-    async fn step<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(self.left(), f).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::DeadlineExceeded(format!(
-                "{what}: the call's {:.1}s deadline passed",
-                self.total.as_secs_f64()
-            ))),
-        }
-    }
 }
 
 /// The node capabilities this plugin implements.
@@ -846,101 +781,6 @@ impl NodeService {
         .await?;
         tracing::info!(target = %resolved.path.display(), "unpublished");
         Ok(csi::NodeUnpublishVolumeResponse {})
-    }
-
-    async fn stats(
-        &self,
-        b: &Budget,
-        req: csi::NodeGetVolumeStatsRequest,
-    ) -> Result<csi::NodeGetVolumeStatsResponse> {
-        if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
-        }
-        if req.volume_path.is_empty() {
-            return Err(Error::InvalidArgument("volume_path is required".into()));
-        }
-        record_volume_id(&req.volume_id);
-        let not_found = || Error::NotFound(format!("no volume is mounted at {:?}", req.volume_path));
-        let path =
-            paths::check_path("volume_path", &req.volume_path, &self.kubelet_dir).map_err(|_| not_found())?;
-        let (resolved, mounts) = match self.locate(b, "volume_path", &path, false).await {
-            Ok(found) => found,
-            Err(Error::InvalidArgument(_)) => return Err(not_found()),
-            Err(e) => return Err(e),
-        };
-        let path = resolved.path;
-        match resolved.found {
-            Found::MountPoint => {}
-            // A directory but no mount: the volume's mount went away.
-            Found::Dir => {
-                self.metrics.volume_condition(&req.volume_id, true);
-                return Ok(csi::NodeGetVolumeStatsResponse {
-                    usage: Vec::new(),
-                    volume_condition: Some(csi::VolumeCondition {
-                        abnormal: true,
-                        message: format!("the volume's mount at {} is missing", path.display()),
-                    }),
-                });
-            }
-            Found::Missing | Found::NotDir => return Err(not_found()),
-        }
-        let key = mountinfo::top_mount_at(&mounts, &path)
-            .map(|m| StatKey {
-                fs: m.device.clone(),
-                server: mounter::server_of(m),
-            })
-            .unwrap_or_else(|| StatKey {
-                fs: String::new(),
-                server: String::new(),
-            });
-        let (usage, condition) = match self.mounter.statfs(&path, &key, b.left()).await {
-            Ok(s) => (
-                vec![
-                    csi::VolumeUsage {
-                        available: s.available_bytes,
-                        total: s.total_bytes,
-                        used: s.used_bytes,
-                        unit: csi::volume_usage::Unit::Bytes as i32,
-                    },
-                    csi::VolumeUsage {
-                        available: s.free_inodes,
-                        total: s.total_inodes,
-                        used: s.used_inodes,
-                        unit: csi::volume_usage::Unit::Inodes as i32,
-                    },
-                ],
-                csi::VolumeCondition {
-                    abnormal: false,
-                    message: "volume is mounted and answering".into(),
-                },
-            ),
-            // Not measured because of a limit held by other file systems'
-            // stuck calls: nothing was seen failing here, so no condition.
-            Err(MountError::Limit(why)) => {
-                return Err(Error::ResourceExhausted(format!(
-                    "volume {} at {}: {why}",
-                    req.volume_id,
-                    path.display()
-                )));
-            }
-            Err(e) => {
-                if let MountError::Timeout { .. } = e {
-                    self.metrics.deadline_exceeded("stat");
-                }
-                (
-                    Vec::new(),
-                    csi::VolumeCondition {
-                        abnormal: true,
-                        message: format!("volume is mounted but unhealthy: {e}"),
-                    },
-                )
-            }
-        };
-        self.metrics.volume_condition(&req.volume_id, condition.abnormal);
-        Ok(csi::NodeGetVolumeStatsResponse {
-            usage,
-            volume_condition: Some(condition),
-        })
     }
 }
 
