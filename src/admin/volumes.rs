@@ -2,13 +2,14 @@
 //! cluster's PVs and claims; `orphans`: file systems no PV references, and
 //! PVs whose file system is missing or destroyed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::render::{bytes, duration, table};
 use super::{AdminError, Output, Report, Session};
+use crate::cluster::PvIndex;
 use crate::flashblade::filter::Filter;
 use crate::flashblade::models::FileSystem;
 use crate::volume::VolumeId;
@@ -32,6 +33,9 @@ pub struct VolumeRow {
     pub eradicated_in_s: Option<i64>,
     /// For a soft-deleted volume renamed to a tombstone: its name before.
     pub original_name: Option<String>,
+    /// The array's id of the file system (joins PVs by their handle).
+    #[serde(skip)]
+    pub fs_id: String,
 }
 
 /// Every file system with the array's driver prefixes, live or destroyed,
@@ -81,27 +85,24 @@ pub(crate) async fn list_array(
     Ok((fss, snaps))
 }
 
-fn row(s: &Session, array: &str, fs: &FileSystem, snaps: &BTreeMap<String, usize>) -> VolumeRow {
+fn row(
+    s: &Session,
+    pvs: Option<&PvIndex<'_>>,
+    array: &str,
+    fs: &FileSystem,
+    snaps: &BTreeMap<String, usize>,
+) -> VolumeRow {
     let default = s
         .config
         .default_array()
         .map(|a| a.name.to_string())
         .unwrap_or_default();
     let original = untombstone(&fs.name).map(|(orig, _)| orig);
-    let pv = s.facts().and_then(|f| {
-        f.pv_for_fs(array, &default, &fs.name).or_else(|| {
-            // A tombstone: the PV (if it is still there) names the old name.
-            f.pvs.iter().find(|p| {
-                p.volume_handle
-                    .parse::<VolumeId>()
-                    .ok()
-                    .and_then(|id| match id {
-                        VolumeId::Managed { fs_id, .. } => Some(fs_id.as_str() == fs.id),
-                        VolumeId::Static { .. } => None,
-                    })
-                    .unwrap_or(false)
-            })
-        })
+    // A tombstone: the PV (if it is still there) names the old name, and
+    // the id.
+    let pv = pvs.and_then(|i| {
+        i.pv_for_fs(array, &default, &fs.name)
+            .or_else(|| i.pv_for_fs_id(&fs.id))
     });
     let used = fs.space.used();
     VolumeRow {
@@ -118,6 +119,7 @@ fn row(s: &Session, array: &str, fs: &FileSystem, snaps: &BTreeMap<String, usize
         hard_limit: fs.hard_limit_enabled,
         snapshots: snaps.get(&fs.name).copied().unwrap_or(0),
         destroyed: fs.destroyed,
+        fs_id: fs.id.clone(),
         eradicated_in_s: fs.destroyed.then(|| fs.time_remaining.unwrap_or(0) / 1000),
         original_name: original.flatten(),
     }
@@ -126,9 +128,10 @@ fn row(s: &Session, array: &str, fs: &FileSystem, snaps: &BTreeMap<String, usize
 /// The inventory of every configured array.
 pub async fn inventory(s: &Session) -> Result<Vec<VolumeRow>, AdminError> {
     let mut rows = Vec::new();
+    let pvs = s.facts().map(|f| f.pv_index());
     for array in s.arrays.keys() {
         let (fss, snaps) = list_array(s, array).await?;
-        rows.extend(fss.iter().map(|fs| row(s, array, fs, &snaps)));
+        rows.extend(fss.iter().map(|fs| row(s, pvs.as_ref(), array, fs, &snaps)));
     }
     Ok(rows)
 }
@@ -241,6 +244,12 @@ pub async fn orphans(s: &Session) -> Result<Report, AdminError> {
         .iter()
         .map(|r| ((r.array.clone(), r.file_system.clone()), r))
         .collect();
+    // Managed PVs are checked against the listing by the id their handle
+    // records; only one the listing lacks costs an array request.
+    let by_id: HashMap<(&str, &str), &VolumeRow> = rows
+        .iter()
+        .map(|r| ((r.array.as_str(), r.fs_id.as_str()), r))
+        .collect();
     let default = s.default_array()?.to_string();
     let mut broken = Vec::new();
     let progress = s.progress("checking PersistentVolumes", Some(facts.pvs.len() as u64));
@@ -256,14 +265,20 @@ pub async fn orphans(s: &Session) -> Result<Report, AdminError> {
             .unwrap_or_else(|| default.clone());
         seen.insert(pv.name.clone());
         let fs_name = id.fs_name().to_string();
-        let found: Option<FileSystem> = match (&id, by_name.get(&(array.clone(), fs_name.clone()))) {
+        let listed = match &id {
+            VolumeId::Managed { fs_id, .. } => by_id.get(&(array.as_str(), fs_id.as_str())),
+            VolumeId::Static { .. } => None,
+        };
+        let found: Option<(bool, Option<i64>)> = match (&id, by_name.get(&(array.clone(), fs_name.clone()))) {
             (VolumeId::Static { .. }, Some(r)) if !r.destroyed => continue,
+            _ if listed.is_some() => listed.map(|r| (r.destroyed, r.eradicated_in_s)),
             _ => match s.arrays.get(array.as_str()) {
                 None => None,
                 Some(client) => match &id {
                     VolumeId::Managed { fs_id, .. } => client.find_file_system_by_id(fs_id).await?,
                     VolumeId::Static { .. } => client.find_file_system(&fs_name).await?,
-                },
+                }
+                .map(|fs| (fs.destroyed, fs.time_remaining.map(|t| t / 1000))),
             },
         };
         let (problem, left) = match &found {
@@ -275,7 +290,7 @@ pub async fn orphans(s: &Session) -> Result<Report, AdminError> {
                         .is_some_and(|r| !r.destroyed);
                 (if reused { "replaced" } else { "missing" }, None)
             }
-            Some(fs) if fs.destroyed => ("destroyed", Some(fs.time_remaining.unwrap_or(0) / 1000)),
+            Some((true, left)) => ("destroyed", Some(left.unwrap_or(0))),
             Some(_) => continue,
         };
         broken.push(BrokenPv {

@@ -9,7 +9,7 @@
 //! pods of a namespace, and writes single objects (patch, create, delete with
 //! a uid precondition).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -158,6 +158,28 @@ impl ClusterFacts {
         })
     }
 
+    /// The PVs by the file system their handle names, for a join over many
+    /// file systems: [`Self::pv_for_fs`] per file system scans every PV,
+    /// which is quadratic at thousands of volumes.
+    pub fn pv_index(&self) -> PvIndex<'_> {
+        let mut index = PvIndex::default();
+        for (pos, pv) in self.pvs.iter().enumerate() {
+            let Ok(id) = pv.volume_handle.parse::<VolumeId>() else {
+                continue;
+            };
+            // The first PV wins, as with a scan in order.
+            let array = id.array().map(|a| a.to_string());
+            index
+                .by_name
+                .entry((array, id.fs_name().to_string()))
+                .or_insert((pos, pv));
+            if let VolumeId::Managed { fs_id, .. } = &id {
+                index.by_id.entry(fs_id.to_string()).or_insert(pv);
+            }
+        }
+        index
+    }
+
     /// The nodes a PV is attached to (attachRequired drivers only).
     pub fn attached_nodes(&self, pv: &str) -> Vec<&str> {
         self.attachments
@@ -165,6 +187,36 @@ impl ClusterFacts {
             .filter(|a| a.attached && a.pv.as_deref() == Some(pv))
             .map(|a| a.node.as_str())
             .collect()
+    }
+}
+
+/// [`ClusterFacts::pv_index`]: PVs by (array in the handle, file-system
+/// name), with their position in the listing, and managed PVs by the
+/// file-system id their handle records.
+#[derive(Default)]
+pub struct PvIndex<'a> {
+    by_name: HashMap<(Option<String>, String), (usize, &'a PvInfo)>,
+    by_id: HashMap<String, &'a PvInfo>,
+}
+
+impl<'a> PvIndex<'a> {
+    /// As [`ClusterFacts::pv_for_fs`].
+    pub fn pv_for_fs(&self, array: &str, default_array: &str, fs_name: &str) -> Option<&'a PvInfo> {
+        let named = self.by_name.get(&(Some(array.to_string()), fs_name.to_string()));
+        let unnamed = (array == default_array)
+            .then(|| self.by_name.get(&(None, fs_name.to_string())))
+            .flatten();
+        // Both forms name it: the one listed first, as a scan finds.
+        [named, unnamed]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(pos, _)| *pos)
+            .map(|(_, pv)| *pv)
+    }
+
+    /// The PV whose managed handle records file-system id `fs_id`.
+    pub fn pv_for_fs_id(&self, fs_id: &str) -> Option<&'a PvInfo> {
+        self.by_id.get(fs_id).copied()
     }
 }
 
@@ -609,5 +661,50 @@ mod tests {
         );
         assert!(facts.pv_for_fs("fb02", "fb01", "datasets").is_none());
         assert!(facts.pv_for_fs("fb01", "fb01", "k8s-pv-b").is_none());
+    }
+
+    #[test]
+    fn the_index_finds_what_a_scan_finds() {
+        let pv = |name: &str, handle: &str| PvInfo {
+            name: name.into(),
+            volume_handle: handle.into(),
+            claim: None,
+            phase: None,
+            storage_class: None,
+            reclaim_policy: None,
+            capacity: None,
+            volume_attributes: BTreeMap::new(),
+            read_only: false,
+        };
+        let facts = ClusterFacts {
+            pvs: vec![
+                pv("pv-a", "fb01/k8s-pv-a/1a2b"),
+                pv("datasets", "datasets"),
+                // Names the same file system as the one before it: a scan
+                // finds the first.
+                pv("datasets-again", "fb01/datasets"),
+                pv("pv-c", "fb02/k8s-pv-c/3c4d"),
+                pv("other-driver", "not a handle"),
+            ],
+            ..Default::default()
+        };
+        let index = facts.pv_index();
+        for (array, default, fs) in [
+            ("fb01", "fb01", "k8s-pv-a"),
+            ("fb01", "fb01", "datasets"),
+            ("fb02", "fb01", "datasets"),
+            ("fb01", "fb02", "datasets"),
+            ("fb02", "fb01", "k8s-pv-c"),
+            ("fb01", "fb01", "k8s-pv-c"),
+            ("fb01", "fb01", "k8s-pv-b"),
+        ] {
+            assert_eq!(
+                index.pv_for_fs(array, default, fs).map(|p| &p.name),
+                facts.pv_for_fs(array, default, fs).map(|p| &p.name),
+                "{array} {default} {fs}"
+            );
+        }
+        assert_eq!(index.pv_for_fs_id("3c4d").unwrap().name, "pv-c");
+        assert!(index.pv_for_fs_id("ffff").is_none());
     }
 }
