@@ -481,9 +481,10 @@ async fn the_recipe_class_exports_a_home_to_no_one_and_names_the_pod_user_as_its
             .into_inner()
             .volume
             .unwrap();
-        let flags = v.volume_id.rsplit('/').next().unwrap();
+        // The id records the node-following export (and its options).
+        let id: flashblade_csi::volume::VolumeId = v.volume_id.parse().unwrap();
         assert!(
-            v.volume_id.split('/').count() == 4 && flags.contains('n'),
+            id.is_to_nodes() && v.volume_id.ends_with('m'),
             "{}: a node-following volume id: {}",
             u.name,
             v.volume_id
