@@ -6,6 +6,7 @@ immutable field, run through the real Helm engine with a live object
 standing in for the cluster's."""
 
 import copy
+import functools
 import glob
 import json
 import os
@@ -352,6 +353,7 @@ def check_least_privilege(r, label, objs, seen):
             + (f"; unused: {', '.join(sorted(set(extra)))}" if extra else ""))
 
 
+@functools.lru_cache(maxsize=None)
 def _status_validator(version):
     """kube-apiserver's Status (meta/v1), which kubernetes-validate does not
     look up by kind: its strict schema, with its references resolved from
