@@ -1,14 +1,21 @@
-//! The module layering of the driver, checked from the source: which module
-//! may use which. The domain (`volume`) and configuration sit at the bottom,
+//! The module layering of both crates, checked from the source: which
+//! module may use which, and that no chain of uses comes back to where it
+//! started. A module's files count as one (a child may use its parent).
+//!
+//! The driver: the domain (`volume`) and configuration sit at the bottom,
 //! the array client above them, the CSI services above that, and only the
-//! wiring (`app`, `server`, `admin`, `demo`) sees everything. A `use` that
-//! breaks the layering (and so could close a cycle) fails here.
+//! wiring (`app`, `server`, `admin`, `demo`) sees everything.
+//!
+//! The simulator: the array's state (`state`) knows nothing of HTTP
+//! connections; the routes take any `state::Store`. The server's shared
+//! state, the request gate, login and the control endpoint sit above it,
+//! and `server` puts them together.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Module → the crate modules it may use.
-const ALLOWED: &[(&str, &[&str])] = &[
+const DRIVER: &[(&str, &[&str])] = &[
     ("text", &[]),
     ("csi", &[]),
     ("secret", &[]),
@@ -76,6 +83,79 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "text",
         ],
     ),
+    (
+        "admin_versions",
+        &["app", "config", "flashblade", "metrics", "volume"],
+    ),
+    // The gRPC server: the services and what serves them.
+    (
+        "server",
+        &[
+            "authority",
+            "controller",
+            "csi",
+            "identity",
+            "metrics",
+            "node",
+            "telemetry",
+        ],
+    ),
+    // Wiring: start-up of every mode.
+    (
+        "app",
+        &[
+            "config",
+            "controller",
+            "flashblade",
+            "identity",
+            "metrics",
+            "node",
+            "server",
+            "volume",
+        ],
+    ),
+    // Wiring: the walk-through drives the whole product.
+    (
+        "demo",
+        &[
+            "admin",
+            "app",
+            "cluster",
+            "config",
+            "csi",
+            "flashblade",
+            "metrics",
+            "node",
+            "telemetry",
+            "volume",
+        ],
+    ),
+];
+
+/// The simulator's modules → the modules each may use.
+const SIMULATOR: &[(&str, &[&str])] = &[
+    ("faults", &[]),
+    ("quirks", &[]),
+    ("limits", &[]),
+    ("filter", &[]),
+    ("data", &[]),
+    ("mountd", &[]),
+    ("tls", &[]),
+    ("api", &["filter"]),
+    // The array: its objects, their rules and routes over any Store.
+    ("state", &["api", "data", "filter", "limits", "mountd", "quirks"]),
+    ("sessions", &["api", "state"]),
+    // What every connection shares; it implements state::Store.
+    ("shared", &["faults", "sessions", "state"]),
+    ("gate", &["api", "shared"]),
+    ("login", &["api", "gate", "shared"]),
+    ("control", &["api", "faults", "mountd", "shared", "state"]),
+    (
+        "server",
+        &[
+            "api", "control", "faults", "gate", "login", "quirks", "shared", "state",
+        ],
+    ),
 ];
 
 /// The crate modules a source file or directory refers to.
@@ -117,7 +197,7 @@ fn uses(path: &Path) -> BTreeSet<String> {
     out
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -130,31 +210,133 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn modules_use_only_the_layers_below_them() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+/// A crate's top-level modules (files and directories under `src`, but
+/// not the crate roots) and what each uses of the others.
+fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut modules = BTreeMap::new();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let is_module = p.is_dir() || p.extension().is_some_and(|x| x == "rs");
+        if !is_module || name == "lib" || name == "main" {
+            continue;
+        }
+        modules.insert(name, p);
+    }
+    let names: BTreeSet<String> = modules.keys().cloned().collect();
+    modules
+        .into_iter()
+        .map(|(name, path)| {
+            let used = uses(&path)
+                .into_iter()
+                .filter(|u| *u != name && names.contains(u))
+                .collect();
+            (name, used)
+        })
+        .collect()
+}
+
+/// Every use goes down the table, and every module is in it.
+fn check_layers(src: &Path, table: &[(&str, &[&str])]) -> Vec<String> {
+    let allowed: BTreeMap<&str, &[&str]> = table.iter().copied().collect();
     let mut problems = Vec::new();
-    for (module, may) in &allowed {
-        let path = if src.join(module).is_dir() {
-            src.join(module)
-        } else {
-            src.join(format!("{module}.rs"))
+    for (module, used) in graph(src) {
+        let Some(may) = allowed.get(module.as_str()) else {
+            problems.push(format!("{module} is not in the layering table"));
+            continue;
         };
-        assert!(path.exists(), "{} does not exist", path.display());
-        for used in uses(&path) {
-            if used != *module && !may.contains(&used.as_str()) {
-                problems.push(format!("{module} uses {used}"));
+        for u in used {
+            if !may.contains(&u.as_str()) {
+                problems.push(format!("{module} uses {u}"));
             }
         }
     }
+    for module in allowed.keys() {
+        let dir = src.join(module);
+        let file = src.join(format!("{module}.rs"));
+        if !dir.is_dir() && !file.exists() {
+            problems.push(format!("{module} is in the table but not in {}", src.display()));
+        }
+    }
+    problems
+}
+
+/// A chain of uses that comes back to its start, if any.
+fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        g: &BTreeMap<String, BTreeSet<String>>,
+        m: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in &g[m] {
+            if let Some(c) = visit(g, next, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    g.keys().find_map(|m| visit(g, m, &mut Vec::new(), &mut done))
+}
+
+fn driver_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn simulator_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mock-flashblade/src")
+}
+
+#[test]
+fn driver_modules_use_only_the_layers_below_them() {
+    let problems = check_layers(&driver_src(), DRIVER);
     assert!(problems.is_empty(), "layering broken: {problems:?}");
 }
 
 #[test]
-fn the_checker_sees_uses() {
-    // The checker itself: a module known to use the array client is seen to.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+fn simulator_modules_use_only_the_layers_below_them() {
+    let problems = check_layers(&simulator_src(), SIMULATOR);
+    assert!(problems.is_empty(), "layering broken: {problems:?}");
+}
+
+#[test]
+fn neither_crate_has_a_cycle() {
+    for src in [driver_src(), simulator_src()] {
+        let cycle = find_cycle(&graph(&src));
+        assert!(cycle.is_none(), "{}: cycle {cycle:?}", src.display());
+    }
+}
+
+#[test]
+fn the_checker_sees_uses_and_cycles() {
+    // The checker itself: modules known to use others are seen to.
+    let src = driver_src();
     assert!(uses(&src.join("controller")).contains("flashblade"));
     assert!(uses(&src.join("server.rs")).contains("controller"));
+    assert!(graph(&simulator_src())["server"].contains("state"));
+    // A cycle and a use against the table are both found.
+    let mut g = graph(&simulator_src());
+    assert!(find_cycle(&g).is_none());
+    g.get_mut("state").unwrap().insert("server".to_string());
+    let cycle = find_cycle(&g).expect("state -> server -> state");
+    assert_eq!(cycle.first(), cycle.last());
+    let mut table: Vec<_> = SIMULATOR.to_vec();
+    table.retain(|(m, _)| *m != "gate");
+    assert!(
+        check_layers(&simulator_src(), &table)
+            .iter()
+            .any(|p| p == "gate is not in the layering table")
+    );
 }

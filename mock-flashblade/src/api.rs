@@ -13,6 +13,26 @@ use serde_json::{Value, json};
 
 use crate::filter;
 
+/// The oldest and newest REST 2.x minor versions served.
+pub(crate) const MIN_MINOR: u32 = 0;
+pub(crate) const MAX_MINOR: u32 = 17;
+
+/// What `api_version` lists: 1.x as a real array does, though only 2.x
+/// resources are served.
+pub(crate) fn api_versions() -> Vec<String> {
+    let mut v: Vec<String> = (0..=12).map(|m| format!("1.{m}")).collect();
+    v.extend((MIN_MINOR..=MAX_MINOR).map(|m| format!("2.{m}")));
+    v
+}
+
+/// Parses `/api/<major>.<minor>/<resource>`.
+pub(crate) fn split_versioned(path: &str) -> Option<(u32, u32, &str)> {
+    let rest = path.strip_prefix("/api/")?;
+    let (ver, resource) = rest.split_once('/')?;
+    let (major, minor) = ver.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?, resource))
+}
+
 /// An API error as FlashBlade reports it: an HTTP status and one error item.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ApiError {
@@ -108,7 +128,7 @@ impl<S: Send + Sync, const MINOR: u32> FromRequestParts<S> for Since<MINOR> {
             Some(ApiVersion(minor)) if *minor >= MINOR => Ok(Since),
             _ => {
                 let path = parts.uri.path();
-                let resource = crate::server::split_versioned(path).map_or(path, |(_, _, r)| r);
+                let resource = split_versioned(path).map_or(path, |(_, _, r)| r);
                 Err(ApiError::new(
                     404,
                     format!("{resource} requires API version 2.{MINOR} or later."),
@@ -336,6 +356,28 @@ pub(crate) fn list_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_list_mixes_1x_and_2x_in_order() {
+        let v = api_versions();
+        assert_eq!(v.first().unwrap(), "1.0");
+        assert!(v.contains(&"1.12".to_string()));
+        assert_eq!(v.last().unwrap(), &format!("2.{MAX_MINOR}"));
+    }
+
+    #[test]
+    fn versioned_paths() {
+        assert_eq!(
+            split_versioned("/api/2.17/file-systems"),
+            Some((2, 17, "file-systems"))
+        );
+        assert_eq!(
+            split_versioned("/api/1.2/quotas/users"),
+            Some((1, 2, "quotas/users"))
+        );
+        assert_eq!(split_versioned("/api/login"), None);
+        assert_eq!(split_versioned("/api/x.1/arrays"), None);
+    }
 
     fn items(n: usize) -> Vec<Value> {
         (0..n)

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::api::{ApiError, Query, json_response};
 use crate::faults::{CounterStore, Faults, ScriptedFault};
-use crate::server::{Conn, Shared};
+use crate::shared::{Conn, Shared};
 
 /// Only processes on the same machine may steer the simulator.
 fn control_allowed(peer: &SocketAddr) -> bool {
@@ -147,7 +147,7 @@ async fn mount(State(shared): State<Arc<Shared>>, q: Query) -> Result<Response, 
     let rules = match &fs.nfs.export_policy {
         Some(p) => match array.st.policies.get(p) {
             Some(policy) if policy.enabled => {
-                policy.rules.iter().map(crate::mountd::from_policy_rule).collect()
+                policy.rules.iter().map(crate::state::Rule::export_rule).collect()
             }
             Some(_) => return Err(denied(format!("its export policy {p} is disabled"))),
             None => Vec::new(),

@@ -53,10 +53,32 @@ fn copy_dir(from: &Path, to: &Path, top: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Owner and mode the array gives the root directory of a new file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsRoot {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits, up to 0o7777.
+    pub mode: u32,
+}
+
+impl Default for FsRoot {
+    /// root:root 0755: what a directory made by root with the usual umask
+    /// looks like. Pure does not document a new file system's root; see
+    /// the README ("Root directory of a new file system") for what is known.
+    fn default() -> Self {
+        Self {
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+        }
+    }
+}
+
 /// Gives a new file system's root directory the array's owner and mode.
 /// The owner is set only when the simulator runs as root (otherwise the
 /// directory stays its own, and the mode alone is applied).
-pub(crate) fn set_root(dir: &Path, root: crate::state::FsRoot) -> io::Result<()> {
+pub(crate) fn set_root(dir: &Path, root: FsRoot) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if nix::unistd::geteuid().is_root() {
         std::os::unix::fs::chown(dir, Some(root.uid), Some(root.gid))?;

@@ -17,10 +17,14 @@ mod control;
 mod data;
 mod faults;
 mod filter;
+mod gate;
 mod limits;
+mod login;
 mod mountd;
 mod quirks;
 mod server;
+mod sessions;
+mod shared;
 mod state;
 pub mod tls;
 
@@ -36,8 +40,9 @@ use tokio::sync::watch;
 
 pub use faults::{Counters, FaultKind, Faults, RequestCount, ScriptedFault};
 pub use quirks::Quirks;
-use server::Shared;
-use state::{Array, Sessions};
+use sessions::Sessions;
+use shared::Shared;
+use state::Array;
 /// The array model [`MockHandle::with_state`] shows.
 pub use state::{ArrayState, FileSystem, FsRoot, Nfs, Policy, Quota, Rule, Snapshot};
 

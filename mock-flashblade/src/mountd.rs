@@ -203,21 +203,30 @@ fn parse_entry(entry: &str) -> Option<ExportRule> {
     })
 }
 
-/// An export policy rule's fields, as the policy stores them.
-pub(crate) fn from_policy_rule(r: &crate::state::Rule) -> ExportRule {
+/// The fields of an export policy rule, as the policy stores them.
+pub(crate) struct PolicyRule<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) permission: &'a str,
+    pub(crate) access: &'a str,
+    pub(crate) anonuid: Option<i64>,
+    pub(crate) anongid: Option<i64>,
+}
+
+/// An export policy rule as the mount daemon applies it.
+pub(crate) fn from_policy_rule(r: PolicyRule<'_>) -> ExportRule {
     let access = if r.permission == "rw" {
         Access::Rw
     } else {
         Access::Ro
     };
-    let squash = match r.access.as_str() {
+    let squash = match r.access {
         "no-squash" => Squash::No,
         "all-squash" => Squash::All,
         _ => Squash::Root,
     };
     let id = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(NOBODY);
     let opts = [
-        r.permission.as_str(),
+        r.permission,
         match squash {
             Squash::Root => "root_squash",
             Squash::No => "no_root_squash",
@@ -226,7 +235,7 @@ pub(crate) fn from_policy_rule(r: &crate::state::Rule) -> ExportRule {
     ]
     .join(",");
     ExportRule {
-        client: parse_client(&r.client),
+        client: parse_client(r.client),
         access,
         squash,
         anonuid: id(r.anonuid),

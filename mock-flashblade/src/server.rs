@@ -6,8 +6,8 @@
 //! versioned paths the version, session and body checks.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -16,93 +16,15 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 
-use crate::api::{ApiError, ApiVersion, JsonBody};
-use crate::faults::{Bucket, CounterStore, FaultKind, Faults};
-use crate::state::{self, Array, Sessions, new_id};
-
-/// The oldest and newest REST 2.x minor versions served.
-pub(crate) const MIN_MINOR: u32 = 0;
-pub(crate) const MAX_MINOR: u32 = 17;
-
-/// Requests per second allowed when no rate limit is configured.
-const DEFAULT_RATE_LIMIT: f64 = 100_000.0;
-
-/// What `api_version` lists: 1.x as a real array does, though only 2.x
-/// resources are served.
-pub(crate) fn api_versions() -> Vec<String> {
-    let mut v: Vec<String> = (0..=12).map(|m| format!("1.{m}")).collect();
-    v.extend((MIN_MINOR..=MAX_MINOR).map(|m| format!("2.{m}")));
-    v
-}
-
-/// Parses `/api/<major>.<minor>/<resource>`.
-pub(crate) fn split_versioned(path: &str) -> Option<(u32, u32, &str)> {
-    let rest = path.strip_prefix("/api/")?;
-    let (ver, resource) = rest.split_once('/')?;
-    let (major, minor) = ver.split_once('.')?;
-    Some((major.parse().ok()?, minor.parse().ok()?, resource))
-}
-
-/// State shared by every connection.
-pub(crate) struct Shared {
-    pub(crate) array: Mutex<Array>,
-    pub(crate) sessions: Sessions,
-    pub(crate) faults: Mutex<Faults>,
-    semaphore: Mutex<Option<Arc<Semaphore>>>,
-    bucket: Mutex<Option<Bucket>>,
-    pub(crate) counters: Mutex<CounterStore>,
-    in_flight: AtomicU64,
-}
-
-impl Shared {
-    pub(crate) fn new(array: Array, sessions: Sessions, faults: Faults) -> Self {
-        let s = Self {
-            array: Mutex::new(array),
-            sessions,
-            faults: Mutex::new(Faults::default()),
-            semaphore: Mutex::new(None),
-            bucket: Mutex::new(None),
-            counters: Mutex::new(CounterStore::default()),
-            in_flight: AtomicU64::new(0),
-        };
-        s.set_faults(faults);
-        s
-    }
-
-    pub(crate) fn set_faults(&self, f: Faults) {
-        *self.semaphore.lock().unwrap() = f.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1))));
-        // Like the array's gateway, a limiter is always there (so every
-        // answer carries RateLimit-* headers); without --rate-limit it is
-        // set far above anything a test or benchmark sends.
-        *self.bucket.lock().unwrap() = Some(match f.rate_limit.filter(|r| *r > 0.0) {
-            Some(r) => Bucket::new(r, f.rate_burst),
-            None => Bucket::new(DEFAULT_RATE_LIMIT, Some(DEFAULT_RATE_LIMIT as u32)),
-        });
-        *self.faults.lock().unwrap() = f;
-    }
-
-    /// Eradicates what is due and writes the state if it changed.
-    pub(crate) fn sweep(&self) {
-        let mut a = self.array.lock().unwrap();
-        if a.sweep(state::now_ms()) {
-            a.save();
-        }
-        a.flush();
-    }
-}
-
-/// What a request knows about its connection: the peer (the control
-/// endpoint answers loopback only) and how to drop it (reset faults).
-#[derive(Clone)]
-pub(crate) struct Conn {
-    pub(crate) peer: SocketAddr,
-    kill: Arc<Notify>,
-}
+use crate::api::ApiError;
+use crate::faults::{Bucket, FaultKind};
+use crate::gate::{admit_versioned, unmatched};
+use crate::shared::{Conn, Shared};
+use crate::state::{self, new_id};
 
 /// The whole HTTP surface.
 fn router(shared: Arc<Shared>) -> Router {
@@ -113,7 +35,7 @@ fn router(shared: Arc<Shared>) -> Router {
         // to a valid session, as on the array.
         .route_layer(middleware::from_fn_with_state(shared.clone(), admit_versioned));
     let api = Router::new()
-        .merge(state::sessions::routes())
+        .merge(crate::login::routes())
         .merge(versioned)
         .fallback(unmatched)
         .layer(middleware::from_fn_with_state(shared.clone(), inject_faults));
@@ -422,93 +344,5 @@ async fn sleep_until_precisely(at: Instant) {
     let rest = at.saturating_duration_since(Instant::now());
     if !rest.is_zero() {
         let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
-    }
-}
-
-/// Versioned paths: a served 2.x version, then a live session, then a JSON
-/// body, in the array's order (a bad version is 404 even without a session;
-/// a bad body is 400 whatever the route).
-async fn admit(shared: &Shared, req: Request) -> Result<Request, ApiError> {
-    let Some((major, minor, _)) = split_versioned(req.uri().path()) else {
-        return Err(ApiError::new(404, "Not found.", None));
-    };
-    if major == 1 {
-        return Err(ApiError::new(
-            404,
-            "REST 1.x resources are not served by mock-flashblade; use 2.x.",
-            None,
-        ));
-    }
-    if major != 2 || !(MIN_MINOR..=MAX_MINOR).contains(&minor) {
-        return Err(ApiError::new(
-            404,
-            format!("API version {major}.{minor} is not supported."),
-            None,
-        ));
-    }
-    let idle_ms = shared.array.lock().unwrap().st.idle_timeout;
-    shared.sessions.authorize(req.headers(), idle_ms)?;
-    let (mut parts, body) = req.into_parts();
-    let json = if matches!(parts.method, Method::GET | Method::DELETE) {
-        json!({})
-    } else {
-        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-        if bytes.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice::<Value>(&bytes)
-                .map_err(|e| ApiError::bad(format!("Invalid JSON in request body: {e}."), None))?
-        }
-    };
-    parts.extensions.insert(JsonBody(json));
-    parts.extensions.insert(ApiVersion(minor));
-    Ok(Request::from_parts(parts, axum::body::Body::empty()))
-}
-
-async fn admit_versioned(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    // axum would answer HEAD from the GET handler; the array refuses it.
-    let head = req.method() == Method::HEAD;
-    match admit(&shared, req).await {
-        Ok(_) if head => ApiError::new(405, "Method not allowed.", None).into_response(),
-        Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Paths no route serves: 404, after the version and session checks when
-/// the path is versioned.
-pub(crate) async fn unmatched(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    if split_versioned(req.uri().path()).is_some()
-        && let Err(e) = admit(&shared, req).await
-    {
-        return e.into_response();
-    }
-    ApiError::new(404, "Not found.", None).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_list_mixes_1x_and_2x_in_order() {
-        let v = api_versions();
-        assert_eq!(v.first().unwrap(), "1.0");
-        assert!(v.contains(&"1.12".to_string()));
-        assert_eq!(v.last().unwrap(), &format!("2.{MAX_MINOR}"));
-    }
-
-    #[test]
-    fn versioned_paths() {
-        assert_eq!(
-            split_versioned("/api/2.17/file-systems"),
-            Some((2, 17, "file-systems"))
-        );
-        assert_eq!(
-            split_versioned("/api/1.2/quotas/users"),
-            Some((1, 2, "quotas/users"))
-        );
-        assert_eq!(split_versioned("/api/login"), None);
-        assert_eq!(split_versioned("/api/x.1/arrays"), None);
     }
 }

@@ -8,31 +8,33 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Array, now_ms, read, valid_name, write};
+use super::{Array, Store, now_ms, read, valid_name, write};
 use crate::api::{ApiError, ApiResult, Body, Query, Reply, list_envelope};
 use crate::data;
-use crate::server::Shared;
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes<S: Store>() -> Router<Arc<S>> {
     Router::new()
-        .route("/api/{version}/arrays", get(get_arrays).patch(patch_arrays))
-        .route("/api/{version}/arrays/space", get(get_space))
-        .route("/api/{version}/admins", get(get_admins))
+        .route(
+            "/api/{version}/arrays",
+            get(get_arrays::<S>).patch(patch_arrays::<S>),
+        )
+        .route("/api/{version}/arrays/space", get(get_space::<S>))
+        .route("/api/{version}/admins", get(get_admins::<S>))
 }
 
-async fn get_admins(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn get_admins<S: Store>(State(s): State<Arc<S>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_admins(&q)).await
 }
 
-async fn get_arrays(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn get_arrays<S: Store>(State(s): State<Arc<S>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_arrays(&q)).await
 }
 
-async fn patch_arrays(State(s): State<Arc<Shared>>, Body(b): Body<ArrayPatch>) -> ApiResult<Reply> {
+async fn patch_arrays<S: Store>(State(s): State<Arc<S>>, Body(b): Body<ArrayPatch>) -> ApiResult<Reply> {
     write(s, move |a| a.patch_arrays(&b)).await
 }
 
-async fn get_space(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn get_space<S: Store>(State(s): State<Arc<S>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_arrays_space(&q)).await
 }
 

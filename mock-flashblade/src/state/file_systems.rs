@@ -9,31 +9,35 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Array, Snapshot, io_err, new_id, now_ms, read, resolve, valid_name, validate_rules, write};
+use super::{
+    Array, Snapshot, Store, io_err, new_id, now_ms, read, resolve, valid_name, validate_rules, write,
+};
 use crate::api::{ApiError, ApiResult, Body, Query, Reply, Selector, clearable, list_envelope};
 use crate::data;
-use crate::server::Shared;
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes<S: Store>() -> Router<Arc<S>> {
     Router::new().route(
         "/api/{version}/file-systems",
-        get(list).post(create).patch(update).delete(eradicate),
+        get(list::<S>)
+            .post(create::<S>)
+            .patch(update::<S>)
+            .delete(eradicate::<S>),
     )
 }
 
-async fn list(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn list<S: Store>(State(s): State<Arc<S>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_file_systems(&q)).await
 }
 
-async fn create(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<FsBody>) -> ApiResult<Reply> {
+async fn create<S: Store>(State(s): State<Arc<S>>, q: Query, Body(b): Body<FsBody>) -> ApiResult<Reply> {
     write(s, move |a| a.post_file_systems(&q, &b)).await
 }
 
-async fn update(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<FsBody>) -> ApiResult<Reply> {
+async fn update<S: Store>(State(s): State<Arc<S>>, q: Query, Body(b): Body<FsBody>) -> ApiResult<Reply> {
     write(s, move |a| a.patch_file_systems(&q, &b)).await
 }
 
-async fn eradicate(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn eradicate<S: Store>(State(s): State<Arc<S>>, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_file_systems(&q)).await
 }
 

@@ -4,25 +4,24 @@
 //! an operation on it. Each resource module owns its model types, its
 //! request bodies, its operations (FlashBlade's rules) and its routes:
 //!
-//! - `sessions`: `api_version`, `login-banner`, login, logout, session table
 //! - `arrays`: `arrays`, `arrays/space`
 //! - `file_systems`: `file-systems`
 //! - `snapshots`: `file-system-snapshots`
 //! - `quotas`: `quotas/users`, `quotas/groups`
 //! - `policies`: `nfs-export-policies`, `nfs-export-policies/rules`
 //!
-//! Connections and the layers around the routes live in `server.rs`.
+//! Routes take any [`Store`]: the server's shared state is one, so this
+//! module does not depend on the server.
 
 mod arrays;
 mod file_systems;
 mod policies;
 mod quotas;
-pub(crate) mod sessions;
 mod snapshots;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -30,17 +29,21 @@ use serde_json::{Value, json};
 
 use crate::api::{ApiError, ApiResult, Reply, Selector};
 use crate::data;
-use crate::server::Shared;
 
+pub use crate::data::FsRoot;
 pub use file_systems::{FileSystem, Nfs};
 pub(crate) use policies::validate_rules;
 pub use policies::{Policy, Rule};
 pub use quotas::Quota;
-pub(crate) use sessions::Sessions;
 pub use snapshots::Snapshot;
 
+/// Where the routes find the array: the server's shared state.
+pub(crate) trait Store: Send + Sync + 'static {
+    fn array(&self) -> &Mutex<Array>;
+}
+
 /// Every versioned resource's routes (`/api/{version}/...`).
-pub(crate) fn resource_routes() -> Router<Arc<Shared>> {
+pub(crate) fn resource_routes<S: Store>() -> Router<Arc<S>> {
     Router::new()
         .merge(arrays::routes())
         .merge(file_systems::routes())
@@ -52,12 +55,12 @@ pub(crate) fn resource_routes() -> Router<Arc<Shared>> {
 /// Runs an operation on the array off the async threads (operations walk
 /// and copy directories) and, when `write` and it succeeded, marks the state
 /// for saving.
-async fn run<F>(shared: Arc<Shared>, write: bool, op: F) -> ApiResult<Reply>
+async fn run<S: Store, F>(shared: Arc<S>, write: bool, op: F) -> ApiResult<Reply>
 where
     F: FnOnce(&mut Array) -> ApiResult<Value> + Send + 'static,
 {
     let result = tokio::task::spawn_blocking(move || {
-        let mut array = shared.array.lock().unwrap();
+        let mut array = shared.array().lock().unwrap();
         let mut r = op(&mut array);
         if array.quirks.other_error_texts
             && let Err(e) = &mut r
@@ -78,7 +81,7 @@ where
 }
 
 /// A GET: reads the array.
-async fn read<F>(shared: Arc<Shared>, op: F) -> ApiResult<Reply>
+async fn read<S: Store, F>(shared: Arc<S>, op: F) -> ApiResult<Reply>
 where
     F: FnOnce(&Array) -> ApiResult<Value> + Send + 'static,
 {
@@ -86,7 +89,7 @@ where
 }
 
 /// A POST, PATCH or DELETE: changes the array.
-async fn write<F>(shared: Arc<Shared>, op: F) -> ApiResult<Reply>
+async fn write<S: Store, F>(shared: Arc<S>, op: F) -> ApiResult<Reply>
 where
     F: FnOnce(&mut Array) -> ApiResult<Value> + Send + 'static,
 {
@@ -170,28 +173,6 @@ pub(crate) struct Array {
     /// Owner and mode of a new (not cloned) file system's root directory.
     pub(crate) fs_root: FsRoot,
     pub(crate) quirks: crate::quirks::Quirks,
-}
-
-/// Owner and mode the array gives the root directory of a new file system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FsRoot {
-    pub uid: u32,
-    pub gid: u32,
-    /// Permission bits, up to 0o7777.
-    pub mode: u32,
-}
-
-impl Default for FsRoot {
-    /// root:root 0755: what a directory made by root with the usual umask
-    /// looks like. Pure does not document a new file system's root; see
-    /// the README ("Root directory of a new file system") for what is known.
-    fn default() -> Self {
-        Self {
-            uid: 0,
-            gid: 0,
-            mode: 0o755,
-        }
-    }
 }
 
 fn io_err(e: std::io::Error) -> ApiError {

@@ -9,37 +9,36 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Array, new_id, read, resolve, valid_name, write};
+use super::{Array, Store, new_id, read, resolve, valid_name, write};
 use crate::api::{ApiError, ApiResult, Body, Query, Reply, Selector, Since, clearable, list_envelope};
-use crate::server::Shared;
 
 /// Export policies arrived in REST 2.3.
 type Policies = Since<3>;
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes<S: Store>() -> Router<Arc<S>> {
     Router::new()
         .route(
             "/api/{version}/nfs-export-policies",
-            get(list_policies)
-                .post(create_policies)
-                .patch(update_policies)
-                .delete(delete_policies),
+            get(list_policies::<S>)
+                .post(create_policies::<S>)
+                .patch(update_policies::<S>)
+                .delete(delete_policies::<S>),
         )
         .route(
             "/api/{version}/nfs-export-policies/rules",
-            get(list_rules)
-                .post(create_rules)
-                .patch(update_rules)
-                .delete(delete_rules),
+            get(list_rules::<S>)
+                .post(create_rules::<S>)
+                .patch(update_rules::<S>)
+                .delete(delete_rules::<S>),
         )
 }
 
-async fn list_policies(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
+async fn list_policies<S: Store>(State(s): State<Arc<S>>, _: Policies, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_policies(&q)).await
 }
 
-async fn create_policies(
-    State(s): State<Arc<Shared>>,
+async fn create_policies<S: Store>(
+    State(s): State<Arc<S>>,
     _: Policies,
     q: Query,
     Body(b): Body<PolicyBody>,
@@ -47,8 +46,8 @@ async fn create_policies(
     write(s, move |a| a.post_policies(&q, &b)).await
 }
 
-async fn update_policies(
-    State(s): State<Arc<Shared>>,
+async fn update_policies<S: Store>(
+    State(s): State<Arc<S>>,
     _: Policies,
     q: Query,
     Body(b): Body<PolicyBody>,
@@ -56,16 +55,16 @@ async fn update_policies(
     write(s, move |a| a.patch_policies(&q, &b)).await
 }
 
-async fn delete_policies(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
+async fn delete_policies<S: Store>(State(s): State<Arc<S>>, _: Policies, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_policies(&q)).await
 }
 
-async fn list_rules(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
+async fn list_rules<S: Store>(State(s): State<Arc<S>>, _: Policies, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_rules(&q)).await
 }
 
-async fn create_rules(
-    State(s): State<Arc<Shared>>,
+async fn create_rules<S: Store>(
+    State(s): State<Arc<S>>,
     _: Policies,
     q: Query,
     Body(b): Body<RuleBody>,
@@ -73,8 +72,8 @@ async fn create_rules(
     write(s, move |a| a.post_rules(&q, &b)).await
 }
 
-async fn update_rules(
-    State(s): State<Arc<Shared>>,
+async fn update_rules<S: Store>(
+    State(s): State<Arc<S>>,
     _: Policies,
     q: Query,
     Body(b): Body<RuleBody>,
@@ -82,7 +81,7 @@ async fn update_rules(
     write(s, move |a| a.patch_rules(&q, &b)).await
 }
 
-async fn delete_rules(State(s): State<Arc<Shared>>, _: Policies, q: Query) -> ApiResult<Reply> {
+async fn delete_rules<S: Store>(State(s): State<Arc<S>>, _: Policies, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_rules(&q)).await
 }
 
@@ -620,6 +619,19 @@ impl Array {
             self.bump_version(&pname);
         }
         Ok(Value::Null)
+    }
+}
+
+impl Rule {
+    /// This rule as the mount daemon applies it.
+    pub(crate) fn export_rule(&self) -> crate::mountd::ExportRule {
+        crate::mountd::from_policy_rule(crate::mountd::PolicyRule {
+            client: &self.client,
+            permission: &self.permission,
+            access: &self.access,
+            anonuid: self.anonuid,
+            anongid: self.anongid,
+        })
     }
 }
 

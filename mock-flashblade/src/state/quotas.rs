@@ -9,33 +9,32 @@ use axum::routing::{MethodRouter, get};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Array, read, write};
+use super::{Array, Store, read, write};
 use crate::api::{ApiError, ApiResult, Body, Query, Selector, list_envelope};
 use crate::data;
-use crate::server::Shared;
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes<S: Store>() -> Router<Arc<S>> {
     Router::new()
         .route("/api/{version}/quotas/users", methods(QuotaKind::User))
         .route("/api/{version}/quotas/groups", methods(QuotaKind::Group))
 }
 
 /// The same four operations on either table.
-fn methods(kind: QuotaKind) -> MethodRouter<Arc<Shared>> {
-    get(move |State(s): State<Arc<Shared>>, q: Query| async move {
+fn methods<S: Store>(kind: QuotaKind) -> MethodRouter<Arc<S>> {
+    get(move |State(s): State<Arc<S>>, q: Query| async move {
         read(s, move |a| a.get_quotas(kind, &q)).await
     })
     .post(
-        move |State(s): State<Arc<Shared>>, q: Query, Body(b): Body<QuotaBody>| async move {
+        move |State(s): State<Arc<S>>, q: Query, Body(b): Body<QuotaBody>| async move {
             write(s, move |a| a.post_quotas(kind, &q, b.quota)).await
         },
     )
     .patch(
-        move |State(s): State<Arc<Shared>>, q: Query, Body(b): Body<QuotaBody>| async move {
+        move |State(s): State<Arc<S>>, q: Query, Body(b): Body<QuotaBody>| async move {
             write(s, move |a| a.patch_quotas(kind, &q, b.quota)).await
         },
     )
-    .delete(move |State(s): State<Arc<Shared>>, q: Query| async move {
+    .delete(move |State(s): State<Arc<S>>, q: Query| async move {
         write(s, move |a| a.delete_quotas(kind, &q)).await
     })
 }

@@ -9,31 +9,41 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Array, io_err, new_id, now_ms, read, resolve, write};
+use super::{Array, Store, io_err, new_id, now_ms, read, resolve, write};
 use crate::api::{ApiError, ApiResult, Body, Query, Reply, Selector, list_envelope};
 use crate::data;
-use crate::server::Shared;
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes<S: Store>() -> Router<Arc<S>> {
     Router::new().route(
         "/api/{version}/file-system-snapshots",
-        get(list).post(create).patch(update).delete(eradicate),
+        get(list::<S>)
+            .post(create::<S>)
+            .patch(update::<S>)
+            .delete(eradicate::<S>),
     )
 }
 
-async fn list(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn list<S: Store>(State(s): State<Arc<S>>, q: Query) -> ApiResult<Reply> {
     read(s, move |a| a.get_snapshots(&q)).await
 }
 
-async fn create(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<SnapshotPost>) -> ApiResult<Reply> {
+async fn create<S: Store>(
+    State(s): State<Arc<S>>,
+    q: Query,
+    Body(b): Body<SnapshotPost>,
+) -> ApiResult<Reply> {
     write(s, move |a| a.post_snapshots(&q, b.suffix)).await
 }
 
-async fn update(State(s): State<Arc<Shared>>, q: Query, Body(b): Body<SnapshotPatch>) -> ApiResult<Reply> {
+async fn update<S: Store>(
+    State(s): State<Arc<S>>,
+    q: Query,
+    Body(b): Body<SnapshotPatch>,
+) -> ApiResult<Reply> {
     write(s, move |a| a.patch_snapshots(&q, b.destroyed)).await
 }
 
-async fn eradicate(State(s): State<Arc<Shared>>, q: Query) -> ApiResult<Reply> {
+async fn eradicate<S: Store>(State(s): State<Arc<S>>, q: Query) -> ApiResult<Reply> {
     write(s, move |a| a.delete_snapshots(&q)).await
 }
 
