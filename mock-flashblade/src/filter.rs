@@ -45,7 +45,35 @@ enum Tok {
     Comma,
 }
 
-fn lex(s: &str) -> Result<Vec<Tok>, String> {
+/// Why a filter does not parse; the array answers it as "Invalid filter".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum FilterError {
+    #[error("unterminated string")]
+    Unterminated,
+    #[error("unexpected character {0:?}")]
+    Character(char),
+    /// `found` is the token seen instead, as text (None at the end).
+    #[error("{context}expected {expected}, found {found}")]
+    Expected {
+        context: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("unexpected {0}")]
+    Trailing(String),
+    #[error("bad number {0}")]
+    Number(String),
+}
+
+fn expected(context: &'static str, expected: impl Into<String>, found: Option<Tok>) -> FilterError {
+    FilterError::Expected {
+        context,
+        expected: expected.into(),
+        found: format!("{found:?}"),
+    }
+}
+
+fn lex(s: &str) -> Result<Vec<Tok>, FilterError> {
     let c: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
@@ -71,7 +99,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 let mut v = String::new();
                 loop {
                     if i >= c.len() {
-                        return Err("unterminated string".into());
+                        return Err(FilterError::Unterminated);
                     }
                     if c[i] == '\\' && i + 1 < c.len() {
                         v.push(c[i + 1]);
@@ -112,7 +140,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                     i += 1;
                 }
                 let t: String = c[start..i].iter().collect();
-                out.push(Tok::Num(t.parse().map_err(|_| format!("bad number {t}"))?));
+                out.push(Tok::Num(t.parse().map_err(|_| FilterError::Number(t.clone()))?));
             }
             _ if ch.is_ascii_alphabetic() || ch == '_' => {
                 let start = i;
@@ -121,7 +149,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 }
                 out.push(Tok::Ident(c[start..i].iter().collect()));
             }
-            _ => return Err(format!("unexpected character {ch:?}")),
+            _ => return Err(FilterError::Character(ch)),
         }
     }
     Ok(out)
@@ -141,16 +169,16 @@ impl Parser {
         self.pos += 1;
         t
     }
-    fn expect(&mut self, t: Tok) -> Result<(), String> {
+    fn expect(&mut self, t: Tok) -> Result<(), FilterError> {
         match self.next() {
             Some(x) if x == t => Ok(()),
-            other => Err(format!("expected {t:?}, found {other:?}")),
+            other => Err(expected("", format!("{t:?}"), other)),
         }
     }
     fn keyword(&self, kw: &str) -> bool {
         matches!(self.peek(), Some(Tok::Ident(w)) if w.eq_ignore_ascii_case(kw))
     }
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, FilterError> {
         let mut left = self.and()?;
         while self.keyword("or") {
             self.pos += 1;
@@ -158,7 +186,7 @@ impl Parser {
         }
         Ok(left)
     }
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, FilterError> {
         let mut left = self.unary()?;
         while self.keyword("and") {
             self.pos += 1;
@@ -166,7 +194,7 @@ impl Parser {
         }
         Ok(left)
     }
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr, FilterError> {
         if self.keyword("not") {
             self.pos += 1;
             self.expect(Tok::LParen)?;
@@ -179,12 +207,12 @@ impl Parser {
             self.expect(Tok::LParen)?;
             let field = match self.next() {
                 Some(Tok::Ident(f)) => f,
-                other => return Err(format!("contains: expected a field, found {other:?}")),
+                other => return Err(expected("contains: ", "a field", other)),
             };
             self.expect(Tok::Comma)?;
             let needle = match self.next() {
                 Some(Tok::Str(s)) => s,
-                other => return Err(format!("contains: expected a string, found {other:?}")),
+                other => return Err(expected("contains: ", "a string", other)),
             };
             self.expect(Tok::RParen)?;
             return Ok(Expr::Contains(field, needle));
@@ -197,7 +225,7 @@ impl Parser {
         }
         let field = match self.next() {
             Some(Tok::Ident(f)) => f,
-            other => return Err(format!("expected a field name, found {other:?}")),
+            other => return Err(expected("", "a field name", other)),
         };
         let op = match self.peek() {
             Some(Tok::Op(op)) => *op,
@@ -218,26 +246,26 @@ impl Parser {
         };
         Ok(Expr::Cmp(field, op, lits))
     }
-    fn lit(&mut self) -> Result<Lit, String> {
+    fn lit(&mut self) -> Result<Lit, FilterError> {
         match self.next() {
             Some(Tok::Str(s)) => Ok(Lit::Str(s)),
             Some(Tok::Num(n)) => Ok(Lit::Num(n)),
             Some(Tok::Ident(w)) if w == "true" => Ok(Lit::Bool(true)),
             Some(Tok::Ident(w)) if w == "false" => Ok(Lit::Bool(false)),
             Some(Tok::Ident(w)) if w == "null" => Ok(Lit::Null),
-            other => Err(format!("expected a value, found {other:?}")),
+            other => Err(expected("", "a value", other)),
         }
     }
 }
 
-pub(crate) fn parse(s: &str) -> Result<Expr, String> {
+pub(crate) fn parse(s: &str) -> Result<Expr, FilterError> {
     let mut p = Parser {
         toks: lex(s)?,
         pos: 0,
     };
     let e = p.or()?;
     if p.pos != p.toks.len() {
-        return Err(format!("unexpected {:?}", p.toks[p.pos]));
+        return Err(FilterError::Trailing(format!("{:?}", p.toks[p.pos])));
     }
     Ok(e)
 }

@@ -28,7 +28,19 @@ mod shared;
 mod state;
 pub mod tls;
 
-pub use limits::BtrfsScratch;
+pub use limits::{BtrfsScratch, NoHardLimits, ScratchError};
+
+/// An error and its causes on one line, outermost first: "a: b: c".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -123,15 +135,15 @@ impl Default for MockConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("state dir {path}: {source}")]
+    #[error("state dir {}", path.display())]
     StateDir { path: PathBuf, source: std::io::Error },
-    #[error("listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error("TLS")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -146,7 +158,7 @@ pub struct MockHandle {
     pub state_dir: PathBuf,
     /// Whether a write past a file system's hard limit fails with EDQUOT
     /// (the data directory is on btrfs); `Err` says why not.
-    pub hard_limits: Result<(), String>,
+    pub hard_limits: Result<(), NoHardLimits>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     _tempdir: Option<tempfile::TempDir>,
@@ -310,11 +322,11 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
     array.fs_root = config.fs_root;
     array.quirks = config.quirks.clone();
     match &why_not {
-        None => {
+        Ok(()) => {
             tracing::info!(dir = %data_dir.display(), "hard limits are enforced on writes (btrfs qgroups)")
         }
-        Some(why) => {
-            tracing::info!(dir = %data_dir.display(), "hard limits are not enforced on writes: {why}")
+        Err(why) => {
+            tracing::info!(dir = %data_dir.display(), "hard limits are not enforced on writes: {}", error_chain(why))
         }
     }
     if config.persist {
@@ -326,11 +338,11 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
     let (tls, ca_pem) = match &config.tls {
         TlsMode::Plain => (None, None),
         TlsMode::SelfSigned => {
-            let t = tls::generate(&config.tls_sans).map_err(StartError::Tls)?;
+            let t = tls::generate(&config.tls_sans)?;
             (Some(t.config), t.ca_pem)
         }
         TlsMode::Files { cert, key } => {
-            let t = tls::load(cert, key).map_err(StartError::Tls)?;
+            let t = tls::load(cert, key)?;
             (Some(t.config), None)
         }
     };
@@ -397,7 +409,7 @@ pub async fn start(config: MockConfig) -> Result<MockHandle, StartError> {
         ca_file,
         data_dir,
         state_dir,
-        hard_limits: why_not.map_or(Ok(()), Err),
+        hard_limits: why_not,
         shared,
         stop: stop_tx,
         _tempdir: tempdir,

@@ -13,7 +13,45 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
+
+/// Why writes past a hard limit are not refused here.
+#[derive(Debug, thiserror::Error)]
+pub enum NoHardLimits {
+    #[error("the data directory is not on btrfs")]
+    NotBtrfs,
+    #[error("cannot statfs the data directory")]
+    Statfs(#[source] nix::Error),
+    #[error("btrfs quotas cannot be turned on")]
+    Quotas(#[source] io::Error),
+}
+
+/// Why a btrfs scratch file system could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    #[error("mounting a btrfs image takes root")]
+    NotRoot,
+    #[error("mkfs.btrfs is not installed (Debian and Ubuntu: apt-get install btrfs-progs)")]
+    NoMkfs,
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+    #[error("cannot run {command}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+}
 
 /// The subset of `linux/btrfs.h` used here.
 mod sys {
@@ -65,18 +103,15 @@ impl Limits {
 
     /// Enforced when `data_dir` is on btrfs and quotas can be turned on
     /// there; `why_not` says why not otherwise.
-    pub(crate) fn detect(data_dir: &Path) -> (Self, Option<String>) {
+    pub(crate) fn detect(data_dir: &Path) -> (Self, Result<(), NoHardLimits>) {
         match nix::sys::statfs::statfs(data_dir) {
             Ok(s) if s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC => {}
-            Ok(_) => return (Self::off(), Some("the data directory is not on btrfs".into())),
-            Err(e) => return (Self::off(), Some(format!("statfs: {e}"))),
+            Ok(_) => return (Self::off(), Err(NoHardLimits::NotBtrfs)),
+            Err(e) => return (Self::off(), Err(NoHardLimits::Statfs(e))),
         }
         match enable_quota(data_dir) {
-            Ok(()) => (Self { enforced: true }, None),
-            Err(e) => (
-                Self::off(),
-                Some(format!("btrfs quotas cannot be turned on: {e}")),
-            ),
+            Ok(()) => (Self { enforced: true }, Ok(())),
+            Err(e) => (Self::off(), Err(NoHardLimits::Quotas(e))),
         }
     }
 
@@ -132,19 +167,24 @@ pub struct BtrfsScratch {
 impl BtrfsScratch {
     /// Makes a `size`-byte sparse image at `image`, formats it with
     /// `mkfs.btrfs` and mounts it on `mount_point` (made if missing).
-    pub fn mount(image: &Path, mount_point: &Path, size: u64) -> Result<Self, String> {
-        let mkfs = find_tool("mkfs.btrfs")
-            .ok_or("mkfs.btrfs is not installed (Debian and Ubuntu: apt-get install btrfs-progs)")?;
-        let f = File::create(image).map_err(|e| format!("{}: {e}", image.display()))?;
-        f.set_len(size).map_err(|e| format!("{}: {e}", image.display()))?;
+    pub fn mount(image: &Path, mount_point: &Path, size: u64) -> Result<Self, ScratchError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(ScratchError::NotRoot);
+        }
+        let mkfs = find_tool("mkfs.btrfs").ok_or(ScratchError::NoMkfs)?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ScratchError::Io { path, source }
+        };
+        let f = File::create(image).map_err(io(image))?;
+        f.set_len(size).map_err(io(image))?;
         drop(f);
-        let cleanup = |why: String| {
+        let cleanup = |why: ScratchError| {
             let _ = std::fs::remove_file(image);
             why
         };
         run(Command::new(mkfs).arg("-q").arg(image)).map_err(cleanup)?;
-        std::fs::create_dir_all(mount_point)
-            .map_err(|e| cleanup(format!("{}: {e}", mount_point.display())))?;
+        std::fs::create_dir_all(mount_point).map_err(|e| cleanup(io(mount_point)(e)))?;
         run(Command::new("mount")
             .args(["-t", "btrfs", "-o", "loop"])
             .arg(image)
@@ -178,16 +218,16 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let what = format!("{cmd:?}");
+fn run(cmd: &mut Command) -> Result<(), ScratchError> {
+    let command = format!("{cmd:?}");
     match cmd.output() {
         Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(format!(
-            "{what} failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Err(format!("{what}: {e}")),
+        Ok(o) => Err(ScratchError::Failed {
+            command,
+            status: o.status,
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        }),
+        Err(source) => Err(ScratchError::Spawn { command, source }),
     }
 }
 
@@ -246,7 +286,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (limits, why) = Limits::detect(d.path());
         if limits == Limits::off() {
-            assert!(why.is_some());
+            assert!(why.is_err());
             // Plain directories, and a limit is a no-op.
             let fs = d.path().join("fs1");
             limits.make_fs_dir(&fs).unwrap();

@@ -49,14 +49,14 @@ struct Args {
     #[arg(long)]
     rate_burst: Option<u32>,
     /// Probability (0-1) of a random 500 busy / 502 / 503 / 504 / reset.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
     error_rate: f64,
     /// Probability (0-1) that a change is committed and then answered with a
     /// 500 or a dropped connection.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
     ambiguous_rate: f64,
     /// Probability (0-1) of a stall of --stall before a request is handled.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
     stall_rate: f64,
     /// Length of a stall, e.g. 20s.
     #[arg(long, value_parser = parse_duration, default_value = defaults::STALL_TEXT)]
@@ -100,31 +100,47 @@ struct Args {
     token_role: String,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A flag's value that does not parse: what was given and what was wanted.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{given:?} is not {wanted}")]
+struct BadValue {
+    given: String,
+    wanted: &'static str,
+}
+
+fn bad(given: impl Into<String>, wanted: &'static str) -> BadValue {
+    BadValue {
+        given: given.into(),
+        wanted,
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, BadValue> {
+    const WANTED: &str = "a duration with a unit (ms, s, m, h, d), like 500ms";
     let split = s
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or("missing unit (ms, s, m, h)")?;
+        .ok_or_else(|| bad(s, WANTED))?;
     let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+    let n: u64 = n.parse().map_err(|_| bad(s, WANTED))?;
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
         "d" => Duration::from_secs(n * 86400),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+        _ => return Err(bad(s, WANTED)),
     })
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
+fn parse_rate(s: &str) -> Result<f64, BadValue> {
     let n = s.strip_suffix("/s").unwrap_or(s);
     n.parse::<f64>()
         .ok()
         .filter(|r| *r > 0.0)
-        .ok_or_else(|| format!("{s:?} is not a rate like 100/s"))
+        .ok_or_else(|| bad(s, "a rate like 100/s"))
 }
 
-fn parse_bytes(s: &str) -> Result<i64, String> {
+fn parse_bytes(s: &str) -> Result<i64, BadValue> {
     let (n, mult) = match s.chars().last() {
         Some('K') => (&s[..s.len() - 1], 1i64 << 10),
         Some('M') => (&s[..s.len() - 1], 1 << 20),
@@ -137,10 +153,10 @@ fn parse_bytes(s: &str) -> Result<i64, String> {
         .ok()
         .and_then(|v| v.checked_mul(mult))
         .filter(|v| *v > 0)
-        .ok_or_else(|| format!("{s:?} is not a size like 100T"))
+        .ok_or_else(|| bad(s, "a size like 100T"))
 }
 
-fn parse_owner(s: &str) -> Result<(u32, u32), String> {
+fn parse_owner(s: &str) -> Result<(u32, u32), BadValue> {
     let id = |v: &str| {
         (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
             .then(|| v.parse::<u32>().ok())
@@ -148,23 +164,23 @@ fn parse_owner(s: &str) -> Result<(u32, u32), String> {
     };
     s.split_once(':')
         .and_then(|(u, g)| Some((id(u)?, id(g)?)))
-        .ok_or_else(|| format!("{s:?} is not UID:GID in decimal, like 0:0"))
+        .ok_or_else(|| bad(s, "UID:GID in decimal, like 0:0"))
 }
 
-fn parse_mode(s: &str) -> Result<u32, String> {
+fn parse_mode(s: &str) -> Result<u32, BadValue> {
     (!s.is_empty() && s.len() <= 5 && s.bytes().all(|b| (b'0'..=b'7').contains(&b)))
         .then(|| u32::from_str_radix(s, 8).ok())
         .flatten()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("{s:?} is not an octal mode up to 7777, like 755"))
+        .ok_or_else(|| bad(s, "an octal mode up to 7777, like 755"))
 }
 
-fn probability(name: &str, p: f64) -> Result<f64, String> {
-    if (0.0..=1.0).contains(&p) {
-        Ok(p)
-    } else {
-        Err(format!("--{name} must be between 0 and 1"))
-    }
+/// A `--*-rate` flag's value: a probability.
+fn parse_probability(s: &str) -> Result<f64, BadValue> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| bad(s, "a probability between 0 and 1"))
 }
 
 #[tokio::main]
@@ -179,26 +195,17 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let faults = (|| -> Result<Faults, String> {
-        Ok(Faults {
-            latency_ms: args.latency.map_or(0, |d| d.as_millis() as u64),
-            jitter_ms: args.jitter.map_or(0, |d| d.as_millis() as u64),
-            max_concurrency: args.max_concurrency,
-            rate_limit: args.rate_limit,
-            rate_burst: args.rate_burst,
-            error_rate: probability("error-rate", args.error_rate)?,
-            ambiguous_rate: probability("ambiguous-rate", args.ambiguous_rate)?,
-            stall_rate: probability("stall-rate", args.stall_rate)?,
-            stall_ms: args.stall.as_millis() as u64,
-            script: Vec::new(),
-        })
-    })();
-    let faults = match faults {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("mock-flashblade: {e}");
-            std::process::exit(2);
-        }
+    let faults = Faults {
+        latency_ms: args.latency.map_or(0, |d| d.as_millis() as u64),
+        jitter_ms: args.jitter.map_or(0, |d| d.as_millis() as u64),
+        max_concurrency: args.max_concurrency,
+        rate_limit: args.rate_limit,
+        rate_burst: args.rate_burst,
+        error_rate: args.error_rate,
+        ambiguous_rate: args.ambiguous_rate,
+        stall_rate: args.stall_rate,
+        stall_ms: args.stall.as_millis() as u64,
+        script: Vec::new(),
     };
     let tls = if args.plain_http {
         TlsMode::Plain
@@ -234,7 +241,7 @@ async fn main() {
     let handle = match mock_flashblade::start(config).await {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("mock-flashblade: {e}");
+            eprintln!("mock-flashblade: {}", mock_flashblade::error_chain(&e));
             std::process::exit(1);
         }
     };

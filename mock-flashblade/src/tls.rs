@@ -2,7 +2,7 @@
 //! certificate it signs (SANs 127.0.0.1, ::1, localhost and any extras), or a
 //! certificate and key supplied by the user.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -14,25 +14,53 @@ pub struct ServerTls {
     pub ca_pem: Option<String>,
 }
 
+/// Why the simulator has no TLS identity.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot build the TLS configuration")]
+    Config(#[source] rustls::Error),
+    #[error("cannot generate the test CA and certificate")]
+    Generate(#[source] rcgen::Error),
+    #[error("the generated key is not usable: {0}")]
+    Key(&'static str),
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no certificate found", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: no private key found", path.display())]
+    NoKey { path: PathBuf },
+}
+
+fn read_err(path: &Path) -> impl Fn(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn rustls_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut cfg =
         rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(TlsError::Config)?
             .with_no_client_auth()
             .with_single_cert(chain, key)
-            .map_err(|e| e.to_string())?;
+            .map_err(TlsError::Config)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
 /// Generates a fresh CA and a server certificate for `extra_sans` plus the
 /// loopback names.
-pub fn generate(extra_sans: &[String]) -> Result<ServerTls, String> {
-    let err = |e: rcgen::Error| e.to_string();
+pub fn generate(extra_sans: &[String]) -> Result<ServerTls, TlsError> {
+    let err = TlsError::Generate;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -60,7 +88,7 @@ pub fn generate(extra_sans: &[String]) -> Result<ServerTls, String> {
     let leaf_key = KeyPair::generate().map_err(err)?;
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
 
-    let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(TlsError::Key)?;
     Ok(ServerTls {
         config: rustls_config(vec![leaf_cert.der().clone(), ca_cert.der().clone()], key)?,
         ca_pem: Some(ca_cert.pem()),
@@ -68,18 +96,18 @@ pub fn generate(extra_sans: &[String]) -> Result<ServerTls, String> {
 }
 
 /// Loads a PEM certificate chain and private key.
-pub fn load(cert: &Path, key: &Path) -> Result<ServerTls, String> {
-    let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+pub fn load(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
+    let cert_pem = std::fs::read(cert).map_err(read_err(cert))?;
     let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(read_err(cert))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate found", cert.display()));
+        return Err(TlsError::NoCertificate { path: cert.into() });
     }
-    let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key_pem = std::fs::read(key).map_err(read_err(key))?;
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| format!("{}: {e}", key.display()))?
-        .ok_or_else(|| format!("{}: no private key found", key.display()))?;
+        .map_err(read_err(key))?
+        .ok_or_else(|| TlsError::NoKey { path: key.into() })?;
     Ok(ServerTls {
         config: rustls_config(chain, key)?,
         ca_pem: None,

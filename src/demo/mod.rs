@@ -210,18 +210,19 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
     // The simulator's file systems on btrfs, so that hard limits hold on
     // writes as on a FlashBlade; unmounted when this returns (or, on a
     // signal, by the sweep of the working directory).
-    let scratch = if is_root {
-        mock_flashblade::BtrfsScratch::mount(&root.join("array.img"), &root.join("array"), 2 << 30)
-    } else {
-        Err("mounting the image it needs takes root".into())
-    };
+    let scratch = mock_flashblade::BtrfsScratch::mount(&root.join("array.img"), &root.join("array"), 2 << 30);
     let mock = mock_flashblade::start(mock_flashblade::MockConfig {
         state_dir: Some(root.join("array")),
         eradication_delay: Duration::from_secs(24 * 3600),
         ..Default::default()
     })
     .await
-    .map_err(|e| format!("cannot start mock-flashblade: {e}"))?;
+    .map_err(|e| {
+        format!(
+            "cannot start mock-flashblade: {}",
+            mock_flashblade::error_chain(&e)
+        )
+    })?;
     out.say(format!(
         "array: mock-flashblade at {} (TLS, CA {})",
         mock.url,
@@ -234,8 +235,8 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
     // why there is no btrfs under it.
     let no_limits = match (&mock.hard_limits, &scratch) {
         (Ok(()), _) => None,
-        (Err(_), Err(why)) => Some(why.clone()),
-        (Err(why), Ok(_)) => Some(why.clone()),
+        (Err(_), Err(why)) => Some(mock_flashblade::error_chain(why)),
+        (Err(why), Ok(_)) => Some(mock_flashblade::error_chain(why)),
     };
     if no_limits.is_none() {
         out.say("  its file systems live in a btrfs image here, so a hard quota refuses writes as on a FlashBlade");

@@ -129,21 +129,34 @@ const RULE_OPTIONS: &[&str] = &[
     "no_fileid_32bit",
 ];
 
+/// Why an `nfs.rules` string is refused; `entry` is the rule at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum RulesError {
+    #[error("rule {entry:?} has no (options)")]
+    NoOptions { entry: String },
+    #[error("rule {entry:?} is missing ')'")]
+    Unclosed { entry: String },
+    #[error("rule {entry:?} has an invalid client")]
+    Client { entry: String },
+    #[error("rule {entry:?} has an unknown option {option:?}")]
+    Option { entry: String, option: String },
+}
+
 /// Checks an `nfs.rules` string: space-separated `client(options)` entries.
-pub(crate) fn validate_rules(rules: &str) -> Result<(), String> {
+pub(crate) fn validate_rules(rules: &str) -> Result<(), RulesError> {
     for entry in rules.split_whitespace() {
         let (client, opts) = entry
             .split_once('(')
-            .ok_or_else(|| format!("rule {entry:?} has no (options)"))?;
+            .ok_or_else(|| RulesError::NoOptions { entry: entry.into() })?;
         let opts = opts
             .strip_suffix(')')
-            .ok_or_else(|| format!("rule {entry:?} is missing ')'"))?;
+            .ok_or_else(|| RulesError::Unclosed { entry: entry.into() })?;
         if client.is_empty()
             || !client
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b".-*/:@_".contains(&c))
         {
-            return Err(format!("rule {entry:?} has an invalid client"));
+            return Err(RulesError::Client { entry: entry.into() });
         }
         for opt in opts.split(',').filter(|o| !o.is_empty()) {
             let ok = RULE_OPTIONS.contains(&opt)
@@ -156,7 +169,10 @@ pub(crate) fn validate_rules(rules: &str) -> Result<(), String> {
                         .all(|x| matches!(x, "sys" | "krb5" | "krb5i" | "krb5p"))
                 });
             if !ok {
-                return Err(format!("rule {entry:?} has an unknown option {opt:?}"));
+                return Err(RulesError::Option {
+                    entry: entry.into(),
+                    option: opt.into(),
+                });
             }
         }
     }
