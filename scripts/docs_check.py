@@ -844,11 +844,10 @@ def render_settings(truth):
         "",
         "## Driver settings",
         "",
-        "Each line: the flag, the environment variable, the key in the TOML",
-        "file named by `--config`, the chart value that writes that key (with",
-        "the chart's default after `=` where it differs), what it does, the",
-        "driver's default.",
-        "A flag wins over its variable, which wins over the file. Durations:",
+        "Each line: flag, environment variable, key in the TOML file named by",
+        "`--config`, the chart value that writes it (`=` the chart's default",
+        "where it differs), what it does, the driver's default. A flag wins",
+        "over its variable, which wins over the file. Durations:",
         "`500ms`, `30s`, `2m`. Array keys go in one `[[array]]` table per array;",
         "the array flags define or override one array (by `--array-name`).",
         "",
@@ -922,14 +921,17 @@ def render_settings(truth):
         "## Other chart values",
         "",
         f"With their defaults; [values.yaml](../{CHART}/values.yaml) describes",
-        "each. `[]` marks a list item. A PSO values file is accepted as well",
+        "each. `[]` marks a list item; the arrays' and classes' values are",
+        "examples. A PSO values file is accepted as well",
         "([migrating from PSO](migrating-from-pso.md)).",
         "",
     ]
     groups = {}
     for path, default, _ in values_leaves(truth["values"], {}):
         if path not in shown:
-            groups.setdefault(path.split(".")[0].split("[")[0], []).append(f"`{path}={chart_default(default)}`")
+            # Items of a top-level list (arrays, classes) are examples.
+            item = f"`{path}`" if path.split(".")[0].endswith("[]") else f"`{path}={chart_default(default)}`"
+            groups.setdefault(path.split(".")[0].split("[")[0], []).append(item)
     for items in groups.values():
         lines.append(f"- {', '.join(items)}.")
     return "\n".join(lines) + "\n"
