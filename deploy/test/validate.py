@@ -762,7 +762,7 @@ def check_values_wiring(r, name, v, objs):
     r.check(dep["spec"]["replicas"] == v["controller"]["replicas"], f"{name}: controller replicas {v['controller']['replicas']}")
     # A lecture logging in: every sidecar sets its Kubernetes client rate
     # (client-go's default, 5/s, made 300 claims take minutes), the
-    # provisioner as docs/scale.md says.
+    # provisioner as docs/benchmarks.md says.
     for c in pod_spec_of(dep)["containers"]:
         if c["name"] not in ("csi-provisioner", "csi-resizer", "csi-snapshotter", "csi-attacher"):
             continue
