@@ -288,10 +288,12 @@ where
     }
 }
 
-/// Every object of `api`, listed in pages. A continue token the server
-/// has forgotten (410 Gone: the listing took longer than its cache keeps
-/// it) starts the listing again, twice at most.
-async fn list_all<K>(api: &Api<K>, what: &str) -> Result<Vec<K>, ClusterError>
+/// What `keep` makes of every object of `api`, listed in pages. Each page
+/// is reduced before the next is read, so a listing of thousands of PVs
+/// never holds more than one page of whole objects. A continue token the
+/// server has forgotten (410 Gone: the listing took longer than its cache
+/// keeps it) starts the listing again, twice at most.
+async fn list_all<K, T>(api: &Api<K>, what: &str, keep: impl Fn(K) -> Option<T>) -> Result<Vec<T>, ClusterError>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -306,7 +308,7 @@ where
             }
             match retrying(|| api.list(&lp)).await {
                 Ok(page) => {
-                    items.extend(page.items);
+                    items.extend(page.items.into_iter().filter_map(&keep));
                     match page.metadata.continue_ {
                         Some(t) if !t.is_empty() => token = Some(t),
                         _ => return Ok(items),
@@ -360,29 +362,20 @@ impl Cluster {
 
     /// This driver's PVs and attachments, and every claim.
     pub async fn facts(&self, driver: &str) -> Result<ClusterFacts, ClusterError> {
-        let pvs = self.all_pvs().await?;
-        let pvcs = list_all(
-            &Api::<PersistentVolumeClaim>::all(self.client.clone()),
-            "listing PersistentVolumeClaims",
-        )
-        .await?;
-        let vas = list_all(
-            &Api::<VolumeAttachment>::all(self.client.clone()),
-            "listing VolumeAttachments",
-        )
-        .await?;
         Ok(ClusterFacts {
-            pvs: pvs.iter().filter_map(|pv| pv_info(pv, driver)).collect(),
-            pvcs: pvcs.iter().filter_map(pvc_info).collect(),
-            attachments: vas
-                .iter()
-                .filter(|va| va.spec.attacher == driver)
-                .map(|va| AttachmentInfo {
-                    pv: va.spec.source.persistent_volume_name.clone(),
-                    node: va.spec.node_name.clone(),
-                    attached: va.status.as_ref().is_some_and(|s| s.attached),
-                })
-                .collect(),
+            pvs: self.driver_pvs(driver).await?,
+            pvcs: list_all(
+                &Api::<PersistentVolumeClaim>::all(self.client.clone()),
+                "listing PersistentVolumeClaims",
+                |pvc| pvc_info(&pvc),
+            )
+            .await?,
+            attachments: list_all(
+                &Api::<VolumeAttachment>::all(self.client.clone()),
+                "listing VolumeAttachments",
+                |va| (va.spec.attacher == driver).then(|| attachment_info(&va)),
+            )
+            .await?,
         })
     }
 
@@ -397,38 +390,35 @@ impl Cluster {
 
     /// Every node's InternalIP addresses, by node name.
     pub async fn all_node_addresses(&self) -> Result<BTreeMap<String, Vec<IpAddr>>, ClusterError> {
-        Ok(list_all(&Api::<Node>::all(self.client.clone()), "listing Nodes")
-            .await?
-            .iter()
-            .filter_map(|n| Some((n.metadata.name.clone()?, internal_ips(n))))
-            .collect())
+        Ok(list_all(&Api::<Node>::all(self.client.clone()), "listing Nodes", |n| {
+            Some((n.metadata.name.clone()?, internal_ips(&n)))
+        })
+        .await?
+        .into_iter()
+        .collect())
     }
 
     /// This driver's VolumeAttachments that are wanted: not being deleted.
     pub async fn live_attachments(&self, driver: &str) -> Result<Vec<AttachmentInfo>, ClusterError> {
-        Ok(list_all(
+        list_all(
             &Api::<VolumeAttachment>::all(self.client.clone()),
             "listing VolumeAttachments",
+            |va| {
+                (va.spec.attacher == driver && va.metadata.deletion_timestamp.is_none())
+                    .then(|| attachment_info(&va))
+            },
         )
-        .await?
-        .iter()
-        .filter(|va| va.spec.attacher == driver && va.metadata.deletion_timestamp.is_none())
-        .map(|va| AttachmentInfo {
-            pv: va.spec.source.persistent_volume_name.clone(),
-            node: va.spec.node_name.clone(),
-            attached: va.status.as_ref().is_some_and(|s| s.attached),
-        })
-        .collect())
+        .await
     }
 
     /// This driver's PersistentVolumes.
     pub async fn driver_pvs(&self, driver: &str) -> Result<Vec<PvInfo>, ClusterError> {
-        Ok(self
-            .all_pvs()
-            .await?
-            .iter()
-            .filter_map(|pv| pv_info(pv, driver))
-            .collect())
+        list_all(
+            &Api::<PersistentVolume>::all(self.client.clone()),
+            "listing PersistentVolumes",
+            |pv| pv_info(&pv, driver),
+        )
+        .await
     }
 
     /// Creates a PersistentVolume and then its claim.
@@ -447,6 +437,7 @@ impl Cluster {
         list_all(
             &Api::<PersistentVolume>::all(self.client.clone()),
             "listing PersistentVolumes",
+            Some,
         )
         .await
     }
@@ -470,28 +461,24 @@ impl Cluster {
     /// The pods (`namespace/name`) that mount `claim` and have not finished
     /// (any phase but Succeeded or Failed: a Pending pod is about to use it).
     pub async fn pods_using(&self, claim: &ClaimName) -> Result<Vec<String>, ClusterError> {
-        let pods = list_all(
+        list_all(
             &Api::<Pod>::namespaced(self.client.clone(), &claim.namespace),
             &format!("listing the pods of namespace {}", claim.namespace),
-        )
-        .await?;
-        Ok(pods
-            .iter()
-            .filter(|p| pod_uses_claim(p, &claim.name))
-            .filter(|p| {
-                !matches!(
+            |p| {
+                let finished = matches!(
                     p.status.as_ref().and_then(|s| s.phase.as_deref()),
                     Some("Succeeded" | "Failed")
-                )
-            })
-            .map(|p| {
-                format!(
-                    "{}/{}",
-                    claim.namespace,
-                    p.metadata.name.as_deref().unwrap_or("?")
-                )
-            })
-            .collect())
+                );
+                (pod_uses_claim(&p, &claim.name) && !finished).then(|| {
+                    format!(
+                        "{}/{}",
+                        claim.namespace,
+                        p.metadata.name.as_deref().unwrap_or("?")
+                    )
+                })
+            },
+        )
+        .await
     }
 
     /// Applies a JSON merge patch to a PersistentVolume; answers the result.
@@ -599,6 +586,14 @@ fn pv_info(pv: &PersistentVolume, driver: &str) -> Option<PvInfo> {
 }
 
 /// The addresses NFS clients on a node come from: its InternalIPs.
+fn attachment_info(va: &VolumeAttachment) -> AttachmentInfo {
+    AttachmentInfo {
+        pv: va.spec.source.persistent_volume_name.clone(),
+        node: va.spec.node_name.clone(),
+        attached: va.status.as_ref().is_some_and(|s| s.attached),
+    }
+}
+
 fn internal_ips(node: &Node) -> Vec<IpAddr> {
     node.status
         .as_ref()

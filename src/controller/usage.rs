@@ -12,7 +12,7 @@ use super::ControllerService;
 use crate::config::ArrayConfig;
 use crate::flashblade::ArrayClient;
 use crate::flashblade::filter::Filter;
-use crate::flashblade::models::FileSystem;
+use crate::flashblade::models::{FileSystem, Page};
 use crate::flashblade::ops::collect_page;
 use crate::metrics::{Metrics, VolumeUsage};
 use crate::volume::{DeletePolicy, VolumeId};
@@ -63,32 +63,36 @@ async fn poll_array(array: &ArrayConfig, client: &ArrayClient, metrics: &Metrics
     let mut prefixes = vec![array.name_prefix.clone()];
     prefixes.extend(array.extra_name_prefixes.iter().cloned());
     let filter = Filter::name_prefixes(&prefixes);
-    let all = collect_page(
+    // Each page is reduced to its figures as it arrives: the whole listing
+    // of thousands of file systems is never held at once.
+    let usage = |fs: FileSystem| {
+        // The id ListVolumes reports for the file system.
+        let id = VolumeId::managed(&array.name, &fs.name, &fs.id, DeletePolicy::Destroy).ok()?;
+        Some(VolumeUsage {
+            volume_id: id.to_string(),
+            provisioned_bytes: fs.provisioned.unwrap_or(0),
+            used_bytes: fs.space.used(),
+            hard_limit: fs.hard_limit_enabled,
+        })
+    };
+    let volumes = collect_page(
         &filter,
         "",
         None,
-        |f: &FileSystem| &f.name,
+        |v: &VolumeUsage| &v.volume_id,
         |f, limit, token, sorted| async move {
-            client
+            let page = client
                 .list_file_systems_sorted(&f, Some(false), limit, token.as_deref(), sorted)
-                .await
+                .await?;
+            Ok(Page {
+                items: page.items.into_iter().filter_map(usage).collect(),
+                continuation_token: page.continuation_token,
+                total_item_count: page.total_item_count,
+            })
         },
     )
     .await
     .map_err(|e| e.to_string())?;
-    let volumes: Vec<VolumeUsage> = all
-        .iter()
-        .filter_map(|fs| {
-            // The id ListVolumes reports for the file system.
-            let id = VolumeId::managed(&array.name, &fs.name, &fs.id, DeletePolicy::Destroy).ok()?;
-            Some(VolumeUsage {
-                volume_id: id.to_string(),
-                provisioned_bytes: fs.provisioned.unwrap_or(0),
-                used_bytes: fs.space.used(),
-                hard_limit: fs.hard_limit_enabled,
-            })
-        })
-        .collect();
     metrics.volumes(array.name.as_str(), &volumes);
     Ok(())
 }
