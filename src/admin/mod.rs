@@ -86,11 +86,11 @@ impl AdminError {
     pub fn exit_code(&self) -> i32 {
         use crate::error::Error as E;
         match self {
-            AdminError::Usage(_) | AdminError::Driver(E::InvalidArgument(_)) => exit::USAGE,
-            AdminError::NotFound(_) | AdminError::Driver(E::NotFound(_)) => exit::NOT_FOUND,
+            AdminError::Usage(_) | AdminError::Driver(E::InvalidArgument { .. }) => exit::USAGE,
+            AdminError::NotFound(_) | AdminError::Driver(E::NotFound { .. }) => exit::NOT_FOUND,
             AdminError::Refused(_)
             | AdminError::Driver(
-                E::FailedPrecondition(_) | E::AlreadyExists(_) | E::OutOfRange(_) | E::Aborted(_),
+                E::FailedPrecondition { .. } | E::AlreadyExists { .. } | E::OutOfRange { .. } | E::Aborted { .. },
             ) => exit::REFUSED,
             _ => exit::FAILED,
         }

@@ -193,7 +193,7 @@ fn node_options<'a>(get: impl Fn(&str) -> Option<&'a String>) -> Result<Option<S
             Some(o) => parse_export_options(o)?,
             None => DEFAULT_NODE_OPTIONS.to_string(),
         })),
-        Some(other) => Err(Error::InvalidArgument(format!(
+        Some(other) => Err(Error::invalid_argument(format!(
             "volume context {}={other:?} is invalid: expected rules or nodes",
             context::EXPORT_TO
         ))),
@@ -206,7 +206,7 @@ fn check_node_id(node_id: &str) -> Result<()> {
     if crate::cluster::is_object_name(node_id) {
         return Ok(());
     }
-    Err(Error::InvalidArgument(format!(
+    Err(Error::invalid_argument(format!(
         "node_id {} is not a Kubernetes node name (lower-case letters, digits, '-', '.')",
         crate::error::clip(node_id)
     )))
@@ -218,23 +218,23 @@ impl ControllerService {
         req: csi::ControllerPublishVolumeRequest,
     ) -> Result<csi::ControllerPublishVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.node_id.is_empty() {
-            return Err(Error::InvalidArgument("node_id is required".into()));
+            return Err(Error::invalid_argument("node_id is required"));
         }
         check_node_id(&req.node_id)?;
         let cap = req
             .volume_capability
             .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
-        check_capability(cap).map_err(Error::InvalidArgument)?;
+            .ok_or_else(|| Error::invalid_argument("volume_capability is required"))?;
+        check_capability(cap).map_err(Error::invalid)?;
         let options = node_options(|k| req.volume_context.get(k))?;
         record_volume_id(&req.volume_id);
         let vref: VolumeId = req
             .volume_id
             .parse()
-            .map_err(|why| Error::NotFound(format!("volume {} does not exist: {why}", req.volume_id)))?;
+            .map_err(|why| Error::not_found(format!("volume {} does not exist: {why}", req.volume_id)))?;
         // The id records node-following exports; the context adds options
         // (and marks volumes whose ids predate the record).
         let options = match options {
@@ -251,14 +251,14 @@ impl ControllerService {
         let ips = match self.cluster_view.node(&req.node_id).await {
             Ok(Some(ips)) => Some(ips),
             Ok(None) => {
-                return Err(Error::NotFound(format!(
+                return Err(Error::not_found(format!(
                     "node {} does not exist (no Node object of that name)",
                     req.node_id
                 )));
             }
             Err(why) => {
                 if options.is_some() {
-                    return Err(Error::FailedPrecondition(format!(
+                    return Err(Error::failed_precondition(format!(
                         "cannot find the addresses of node {}: {why}; node-following exports need the controller to read Nodes from the Kubernetes API",
                         req.node_id
                     )));
@@ -269,7 +269,7 @@ impl ControllerService {
                     && let Some(own) = &self.config.node_id
                     && *own != req.node_id
                 {
-                    return Err(Error::NotFound(format!(
+                    return Err(Error::not_found(format!(
                         "node {} does not exist: this plugin serves node {own} only (the Kubernetes API cannot be read: {why})",
                         req.node_id
                     )));
@@ -290,7 +290,7 @@ impl ControllerService {
                 let client = self.client(array.unwrap_or_default())?;
                 return match client.find_file_system(fs_name.as_str()).await? {
                     Some(fs) if !fs.destroyed => Ok(none),
-                    _ => Err(Error::NotFound(format!(
+                    _ => Err(Error::not_found(format!(
                         "volume {} does not exist",
                         req.volume_id
                     ))),
@@ -302,7 +302,7 @@ impl ControllerService {
             let fs = client.find_file_system_by_id(fs_id.as_str()).await?;
             return match fs {
                 Some(fs) if !fs.destroyed => Ok(none),
-                _ => Err(Error::NotFound(format!(
+                _ => Err(Error::not_found(format!(
                     "volume {} does not exist",
                     req.volume_id
                 ))),
@@ -310,7 +310,7 @@ impl ControllerService {
         };
         let ips = ips.unwrap_or_default();
         if ips.is_empty() {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "node {} has no InternalIP address to export to",
                 req.node_id
             )));
@@ -321,7 +321,7 @@ impl ControllerService {
             .find_file_system_by_id(fs_id.as_str())
             .await?
             .filter(|fs| !fs.destroyed)
-            .ok_or_else(|| Error::NotFound(format!("volume {} does not exist", req.volume_id)))?;
+            .ok_or_else(|| Error::not_found(format!("volume {} does not exist", req.volume_id)))?;
         let rules = fs.nfs.rules.clone().unwrap_or_default();
         let mut add = Vec::new();
         for ip in &ips {
@@ -331,7 +331,7 @@ impl ControllerService {
                 continue;
             }
             if let Some(other) = present.first() {
-                return Err(Error::AlreadyExists(format!(
+                return Err(Error::already_exists(format!(
                     "volume {} is already published to node {} with another access ({}); unpublish it there first",
                     req.volume_id, req.node_id, other.text
                 )));
@@ -358,7 +358,7 @@ impl ControllerService {
         req: csi::ControllerUnpublishVolumeRequest,
     ) -> Result<csi::ControllerUnpublishVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if !req.node_id.is_empty() {
             check_node_id(&req.node_id)?;
@@ -397,7 +397,7 @@ impl ControllerService {
             }
         };
         let Some(client) = self.arrays.get(array.as_str()) else {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "array {array:?} is not configured on this controller"
             )));
         };

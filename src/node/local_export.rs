@@ -158,21 +158,21 @@ mod staging {
             let name = array
                 .map(str::to_string)
                 .or_else(|| self.default_array.clone())
-                .ok_or_else(|| Error::FailedPrecondition("no array is configured on this node".into()))?;
+                .ok_or_else(|| Error::failed_precondition("no array is configured on this node"))?;
             let sim = self.arrays.get(&name).ok_or_else(|| {
-                Error::FailedPrecondition(format!(
+                Error::failed_precondition(format!(
                     "--local-export-client: array {name:?} has no management URL (with verified TLS) on this node to ask its mount endpoint"
                 ))
             })?;
             let mut url = sim
                 .url
                 .join("mock/mount")
-                .map_err(|e| Error::Internal(format!("mount endpoint URL: {e}")))?;
+                .map_err(|e| Error::internal(format!("mount endpoint URL: {e}")))?;
             url.query_pairs_mut()
                 .append_pair("name", fs)
                 .append_pair("client", &self.client.to_string());
             let unreachable = |e: String| {
-                Error::Unavailable(format!(
+                Error::unavailable(format!(
                     "cannot ask array {name:?} whether {} may mount {fs}: {e}",
                     self.client
                 ))
@@ -208,7 +208,7 @@ mod staging {
                     message(&body)
                 ))
                 .into()),
-                404 => Err(Error::NotFound(format!(
+                404 => Err(Error::not_found(format!(
                     "file system {fs} does not exist on array {name:?} (asked by --local-export-client)"
                 ))),
                 _ => Err(unreachable(format!("HTTP {status}: {}", message(&body)))),

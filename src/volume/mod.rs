@@ -18,5 +18,8 @@ pub mod version;
 pub use id::{
     DeletePolicy, ExportRecord, MalformedId, NfsVersions, NodeOptions, SnapshotId, SnapshotIdError, VolumeId,
 };
+pub use access::CapabilityError;
+pub use exports::ExportRuleError;
 pub use labels::{LabelError, Labels, Selector};
+pub use rules::RuleError;
 pub use names::{ArrayName, FsName, Host, NameError, NamePrefix, ObjectId, PolicyName, SnapshotSuffix};
