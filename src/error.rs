@@ -273,6 +273,22 @@ pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
     }
 }
 
+/// `err` and its causes joined by ": ", each once: for messages of errors
+/// whose own text hides the cause (kube's "client error (SendRequest)").
+pub(crate) fn flat(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// The message and the "caused by: …" tail of `err`.
 fn split_chain(err: &(dyn StdError + 'static)) -> (String, String) {
     let message = err.to_string();

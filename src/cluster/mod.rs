@@ -25,12 +25,27 @@ use crate::volume::VolumeId;
 /// up the array-side answer for long.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What went wrong reaching the Kubernetes API; kube's error is the source.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no usable Kubernetes configuration: {0}")]
-    Config(String),
-    #[error("the Kubernetes API did not answer: {0}")]
-    Unreachable(String),
+    /// `place`: the kubeconfig file, when one was named.
+    #[error("no usable Kubernetes configuration: {}{source}", place.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Config {
+        place: Option<std::path::PathBuf>,
+        #[source]
+        source: crate::error::Cause,
+    },
+    /// kube's message stops at "client error (SendRequest)": the cause
+    /// (connection refused, TLS, DNS) is in its sources, shown here too.
+    #[error("the Kubernetes API did not answer: {what}: {}", crate::error::flat(source))]
+    Unreachable {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The connection could not be made earlier; every use after sees why.
+    #[error(transparent)]
+    NotConnected(std::sync::Arc<ClusterError>),
     #[error("the Kubernetes API refused {what}: {reason}")]
     Refused {
         what: String,
@@ -233,21 +248,10 @@ fn api_error(what: &str, e: kube::Error) -> ClusterError {
             reason: format!("{} ({})", s.message, s.code),
             code: s.code,
         },
-        other => {
-            // kube's message stops at "client error (SendRequest)": the
-            // cause (connection refused, TLS, DNS) is in the sources.
-            let mut text = format!("{what}: {other}");
-            let mut source = std::error::Error::source(&other);
-            while let Some(s) = source {
-                let part = s.to_string();
-                if !text.contains(&part) {
-                    text.push_str(": ");
-                    text.push_str(&part);
-                }
-                source = s.source();
-            }
-            ClusterError::Unreachable(text)
-        }
+        source => ClusterError::Unreachable {
+            what: what.into(),
+            source,
+        },
     }
 }
 
@@ -329,22 +333,29 @@ impl Cluster {
     pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self, ClusterError> {
         let mut config = match kubeconfig {
             Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+                let bad = |e: kube::config::KubeconfigError| ClusterError::Config {
+                    place: Some(path.to_path_buf()),
+                    source: e.into(),
+                };
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(bad)?;
                 kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                     .await
-                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?
+                    .map_err(bad)?
             }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| ClusterError::Config(e.to_string()))?,
+            None => kube::Config::infer().await.map_err(|e| ClusterError::Config {
+                place: None,
+                source: e.into(),
+            })?,
         };
         config.connect_timeout = Some(API_TIMEOUT);
         config.read_timeout = Some(API_TIMEOUT);
         // kube's own retry may wait up to 15 times, as long as the server
         // asks: far longer than a CSI call may take. [`retrying`] bounds it.
         config.default_retry = false;
-        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Config {
+            place: None,
+            source: e.into(),
+        })?;
         Ok(Self { client })
     }
 
