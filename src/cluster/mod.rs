@@ -82,18 +82,28 @@ pub fn is_object_name(s: &str) -> bool {
     crate::volume::rules::is_object_name(s)
 }
 
+/// A claim reference that is not `namespace/name`; the text is quoted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimNameError {
+    #[error("{0:?} is not namespace/name")]
+    NoSlash(String),
+    #[error("{text:?}: {part:?} is not a Kubernetes name (lower-case letters, digits, '-', '.')")]
+    BadName { text: String, part: String },
+}
+
 impl std::str::FromStr for ClaimName {
-    type Err = String;
+    type Err = ClaimNameError;
     /// `namespace/name`, both DNS-1123 labels.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ClaimNameError> {
         let (ns, name) = s
             .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not namespace/name"))?;
+            .ok_or_else(|| ClaimNameError::NoSlash(s.to_string()))?;
         for part in [ns, name] {
             if !is_object_name(part) {
-                return Err(format!(
-                    "{s:?}: {part:?} is not a Kubernetes name (lower-case letters, digits, '-', '.')"
-                ));
+                return Err(ClaimNameError::BadName {
+                    text: s.to_string(),
+                    part: part.to_string(),
+                });
             }
         }
         Ok(Self {

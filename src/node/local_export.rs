@@ -56,7 +56,8 @@ mod staging {
     use super::super::mounter::MountError;
     use super::super::root_dir::Server;
     use crate::config::Config;
-    use crate::error::{Error, Result};
+    use crate::error::{Cause, Error, Result};
+    use crate::flashblade::tls::TlsError;
 
     /// One array's simulator, as the node reaches it.
     struct Simulator {
@@ -81,15 +82,16 @@ mod staging {
         rule: String,
     }
 
-    fn tls(ca_file: Option<&std::path::Path>) -> std::result::Result<rustls::ClientConfig, String> {
+    fn tls(ca_file: Option<&std::path::Path>) -> std::result::Result<rustls::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         match ca_file {
             Some(path) => {
-                for cert in crate::config::load_ca_file(path).map_err(|e| e.to_string())? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                for cert in crate::config::load_ca_file(path)? {
+                    roots.add(cert).map_err(|source| TlsError::BadCertificate {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
                 }
             }
             None => {
@@ -98,7 +100,7 @@ mod staging {
         }
         Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(TlsError::Protocols)?
             .with_root_certificates(roots)
             .with_no_client_auth())
     }
@@ -116,13 +118,13 @@ mod staging {
                     tracing::warn!(array = %a.name, "--local-export-client does not skip TLS verification: give the simulator's CA (its ca.pem) to ask it");
                     continue;
                 }
-                let built = tls(a.ca_file.as_deref()).and_then(|tls| {
+                let built = tls(a.ca_file.as_deref()).map_err(Cause::from).and_then(|tls| {
                     reqwest::Client::builder()
                         .use_preconfigured_tls(tls)
                         .timeout(config.timeouts.array_request)
                         .connect_timeout(Duration::from_secs(5))
                         .build()
-                        .map_err(|e| e.to_string())
+                        .map_err(Cause::from)
                 });
                 match built {
                     Ok(http) => {
