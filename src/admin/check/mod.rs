@@ -214,7 +214,10 @@ pub async fn check_array(s: &Session, args: &CheckArgs) -> Result<Report, AdminE
         .mount
         .clone()
         .with_endpoint(cfg.nfs_endpoint.as_ref().map(|h| h.to_string()));
-    mount.validate().map_err(AdminError::Usage)?;
+    mount.validate().map_err(|e| AdminError::BadArgument {
+        what: "--mount".into(),
+        source: e.into(),
+    })?;
     let run = Arc::new(Run {
         client,
         names: Throwaway::new(&cfg.name_prefix),
