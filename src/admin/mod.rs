@@ -15,6 +15,7 @@ pub mod recover;
 mod render;
 pub mod restore;
 pub mod schema;
+pub mod versions;
 pub mod volumes;
 
 use std::collections::BTreeMap;
