@@ -422,9 +422,16 @@ mod tests {
         let status = Status::from(Error::from(mount));
         assert_eq!(status.message(), "cannot create /mnt/x: connection reset by peer");
         let status = Status::from(Error::unavailable("staging pvc-1 failed").because(Outer(io())));
-        assert!(status.message().starts_with("staging pvc-1 failed: caused by: "), "{}", status.message());
+        assert!(
+            status.message().starts_with("staging pvc-1 failed: caused by: "),
+            "{}",
+            status.message()
+        );
         let rule = crate::volume::RuleError::Mode("x".into());
-        assert_eq!(Status::from(Error::invalid(rule.clone())).message(), rule.to_string());
+        assert_eq!(
+            Status::from(Error::invalid(rule.clone())).message(),
+            rule.to_string()
+        );
     }
 
     #[test]
@@ -432,7 +439,15 @@ mod tests {
         let io = std::io::Error::other("the first cause");
         let err = Error::internal("é".repeat(5_000)).because(io);
         let status = Status::from(err);
-        assert!(status.message().len() <= MAX_STATUS_MESSAGE, "{}", status.message().len());
-        assert!(status.message().ends_with("caused by: the first cause"), "{}", status.message());
+        assert!(
+            status.message().len() <= MAX_STATUS_MESSAGE,
+            "{}",
+            status.message().len()
+        );
+        assert!(
+            status.message().ends_with("caused by: the first cause"),
+            "{}",
+            status.message()
+        );
     }
 }

@@ -26,10 +26,11 @@ pub enum TelemetryError {
 }
 
 pub fn init(log: &LogConfig) -> Result<(), TelemetryError> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter).map_err(|source| TelemetryError::Filter {
-        filter: log.filter.clone(),
-        source,
-    })?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&log.filter).map_err(|source| TelemetryError::Filter {
+            filter: log.filter.clone(),
+            source,
+        })?;
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -119,14 +119,17 @@ impl AdminError {
     pub fn exit_code(&self) -> i32 {
         use crate::error::Error as E;
         match self {
-            AdminError::Usage(_) | AdminError::BadArgument { .. } | AdminError::Driver(E::InvalidArgument { .. }) => {
-                exit::USAGE
-            }
+            AdminError::Usage(_)
+            | AdminError::BadArgument { .. }
+            | AdminError::Driver(E::InvalidArgument { .. }) => exit::USAGE,
             AdminError::NotFound(_) | AdminError::Driver(E::NotFound { .. }) => exit::NOT_FOUND,
             AdminError::Refused(_)
             | AdminError::Unusable { .. }
             | AdminError::Driver(
-                E::FailedPrecondition { .. } | E::AlreadyExists { .. } | E::OutOfRange { .. } | E::Aborted { .. },
+                E::FailedPrecondition { .. }
+                | E::AlreadyExists { .. }
+                | E::OutOfRange { .. }
+                | E::Aborted { .. },
             ) => exit::REFUSED,
             _ => exit::FAILED,
         }

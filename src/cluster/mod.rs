@@ -41,7 +41,7 @@ pub enum ClusterError {
     Unreachable {
         what: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// The connection could not be made earlier; every use after sees why.
     #[error(transparent)]
@@ -260,7 +260,7 @@ fn api_error(what: &str, e: kube::Error) -> ClusterError {
         },
         source => ClusterError::Unreachable {
             what: what.into(),
-            source,
+            source: Box::new(source),
         },
     }
 }

@@ -120,7 +120,8 @@ pub(super) fn check_dir(setting: &str, path: &Path) -> Result<(), ConfigError> {
 }
 
 pub(super) fn parse_url(setting: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
-    let url = reqwest::Url::parse(text).map_err(|e| bad(setting, format!("{text:?} is not a URL: {e}")).because(e))?;
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| bad(setting, format!("{text:?} is not a URL: {e}")).because(e))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(bad(setting, format!("{text:?} must start with https://")));
     }

@@ -312,7 +312,8 @@ impl Settings {
     pub(crate) fn over(&self, file: Settings) -> Result<Settings, ConfigError> {
         let mut merged = json(&file)?;
         overlay(&mut merged, json(self)?);
-        let mut out: Settings = serde_json::from_value(merged).map_err(|e| bad("config", e.to_string()).because(e))?;
+        let mut out: Settings =
+            serde_json::from_value(merged).map_err(|e| bad("config", e.to_string()).because(e))?;
         out.config = self.config.clone().or(file.config);
 
         // The flag-defined array, laid over the file's array of that name.
@@ -343,7 +344,8 @@ impl Settings {
             };
             let mut target = json(&out.arrays[idx])?;
             overlay(&mut target, flags);
-            out.arrays[idx] = serde_json::from_value(target).map_err(|e| bad("config", e.to_string()).because(e))?;
+            out.arrays[idx] =
+                serde_json::from_value(target).map_err(|e| bad("config", e.to_string()).because(e))?;
             out.arrays[idx].name = Some(name);
         }
         Ok(out)
@@ -548,7 +550,8 @@ impl Config {
 
     /// Builds from flags/env and the text of a TOML file.
     pub fn from_parts(args: &Settings, toml_text: &str) -> Result<Config, ConfigError> {
-        let file: Settings = toml::from_str(toml_text).map_err(|e| bad("config", e.to_string()).because(e))?;
+        let file: Settings =
+            toml::from_str(toml_text).map_err(|e| bad("config", e.to_string()).because(e))?;
         Self::from_settings(args.over(file)?, Purpose::Serve)
     }
 
@@ -723,8 +726,9 @@ impl Config {
                 return Err(bad("array", format!("array {:?} is defined twice", a.name)));
             }
             if let Some(r) = &a.default_export_rules {
-                crate::volume::exports::validate_export_rules(r, a.allow_wildcard_export)
-                    .map_err(|e| bad(format!("array {}: default-export-rules", a.name), e.to_string()).because(e))?;
+                crate::volume::exports::validate_export_rules(r, a.allow_wildcard_export).map_err(|e| {
+                    bad(format!("array {}: default-export-rules", a.name), e.to_string()).because(e)
+                })?;
             }
             if a.ca_file.is_some() && a.insecure_skip_tls_verify {
                 return Err(bad(

@@ -674,7 +674,9 @@ mod tests {
         // No rules anywhere: a precise error, not a wildcard export.
         let c = config(None);
         match VolumeParams::parse(&p(&[]), &c) {
-            Err(Error::InvalidArgument { message: m, .. }) => assert!(m.contains("default_export_rules"), "{m}"),
+            Err(Error::InvalidArgument { message: m, .. }) => {
+                assert!(m.contains("default_export_rules"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }

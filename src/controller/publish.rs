@@ -71,7 +71,11 @@ impl ClusterView {
 
     pub(crate) async fn cluster(&self) -> std::result::Result<&Cluster, ClusterError> {
         self.cluster
-            .get_or_init(|| async { Cluster::connect(self.kubeconfig.as_deref()).await.map_err(Arc::new) })
+            .get_or_init(|| async {
+                Cluster::connect(self.kubeconfig.as_deref())
+                    .await
+                    .map_err(Arc::new)
+            })
             .await
             .as_ref()
             .map_err(|e| ClusterError::NotConnected(e.clone()))
@@ -142,7 +146,10 @@ impl ClusterView {
 
     /// This driver's PVs, from a listing at most the TTL old (or a fresh
     /// one with `fresh`). ListVolumes and unpublish share it.
-    pub(crate) async fn driver_pvs(&self, fresh: bool) -> std::result::Result<Arc<Vec<PvInfo>>, ClusterError> {
+    pub(crate) async fn driver_pvs(
+        &self,
+        fresh: bool,
+    ) -> std::result::Result<Arc<Vec<PvInfo>>, ClusterError> {
         if !fresh
             && let Some((at, pvs)) = &*self.pvs.lock().expect("pvs lock")
             && at.elapsed() < CLUSTER_TTL
@@ -221,10 +228,9 @@ impl ControllerService {
         check_capability(cap).map_err(Error::invalid)?;
         let options = node_options(|k| req.volume_context.get(k))?;
         record_volume_id(&req.volume_id);
-        let vref: VolumeId = req
-            .volume_id
-            .parse()
-            .map_err(|why| Error::not_found(format!("volume {} does not exist: {why}", req.volume_id)).because(why))?;
+        let vref: VolumeId = req.volume_id.parse().map_err(|why| {
+            Error::not_found(format!("volume {} does not exist: {why}", req.volume_id)).because(why)
+        })?;
         // The id records node-following exports; the context adds options
         // (and marks volumes whose ids predate the record).
         let options = match options {

@@ -35,9 +35,7 @@ pub(super) fn requested_bytes(range: Option<&csi::CapacityRange>) -> Result<i64>
         return Ok(DEFAULT_VOLUME_BYTES);
     };
     if r.required_bytes < 0 || r.limit_bytes < 0 {
-        return Err(Error::invalid_argument(
-            "capacity_range must not be negative",
-        ));
+        return Err(Error::invalid_argument("capacity_range must not be negative"));
     }
     if r.limit_bytes > 0 && r.required_bytes > r.limit_bytes {
         return Err(Error::invalid_argument(format!(
@@ -559,9 +557,9 @@ impl ControllerService {
             Some(a) => a.clone(),
             None => select_array(&self.config, None)?.name.clone(),
         };
-        let client = self
-            .client(&array)
-            .map_err(|_| Error::not_found(format!("volume {volume_id:?}: array {array} is not configured")))?;
+        let client = self.client(&array).map_err(|_| {
+            Error::not_found(format!("volume {volume_id:?}: array {array} is not configured"))
+        })?;
         let fs = client
             .find_file_system(vref.fs_name())
             .await?
@@ -880,7 +878,10 @@ mod tests {
         }
         assert!(check_capability(&cap(0, false)).is_err());
         assert!(check_capability(&cap(8, false)).is_err());
-        assert_eq!(check_capability(&cap(1, true)), Err(crate::volume::CapabilityError::Block));
+        assert_eq!(
+            check_capability(&cap(1, true)),
+            Err(crate::volume::CapabilityError::Block)
+        );
         assert!(check_capabilities(&[]).is_err());
     }
 

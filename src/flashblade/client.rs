@@ -417,7 +417,9 @@ impl ArrayClient {
             .await;
         match r {
             Ok(_) => tracing::info!(array = %self.name, "logged out of array"),
-            Err(e) => tracing::warn!(array = %self.name, error = %super::describe_reqwest_error(&e), "logout failed"),
+            Err(e) => {
+                tracing::warn!(array = %self.name, error = %super::describe_reqwest_error(&e), "logout failed")
+            }
         }
     }
 

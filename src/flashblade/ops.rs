@@ -250,7 +250,9 @@ impl ArrayClient {
         Err(Error::Unavailable {
             array: self.name().to_string(),
             attempts: CREATE_ATTEMPTS,
-            last: Transport::NothingCreated { what: what.to_string() },
+            last: Transport::NothingCreated {
+                what: what.to_string(),
+            },
         })
     }
 

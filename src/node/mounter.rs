@@ -414,7 +414,10 @@ impl StatGate {
         self.run(key, stuck_after, wait, move || {
             nix::sys::statvfs::statvfs(&p)
                 .map(|st| Stats::from(&st))
-                .map_err(|errno| StatFailure { path: p.clone(), errno })
+                .map_err(|errno| StatFailure {
+                    path: p.clone(),
+                    errno,
+                })
         })
         .await
     }
@@ -496,10 +499,7 @@ impl StatGate {
             }
         };
         match tokio::time::timeout_at(until, done.wait_for(Option::is_some)).await {
-            Ok(Ok(r)) => r
-                .clone()
-                .expect("waited for a result")
-                .map_err(MountError::Stat),
+            Ok(Ok(r)) => r.clone().expect("waited for a result").map_err(MountError::Stat),
             Ok(Err(_)) => Err(MountError::Failed("statfs: worker vanished".into())),
             Err(_) => Err(MountError::Timeout {
                 what: "statfs".into(),

@@ -52,10 +52,14 @@ pub(crate) fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<P
         why,
     };
     if path.is_empty() {
-        return Err(RequestError::Missing { what: what.to_string() });
+        return Err(RequestError::Missing {
+            what: what.to_string(),
+        });
     }
     if path.contains('\0') {
-        return Err(RequestError::Nul { what: what.to_string() });
+        return Err(RequestError::Nul {
+            what: what.to_string(),
+        });
     }
     if !path.starts_with('/') {
         return Err(bad("must be an absolute path"));

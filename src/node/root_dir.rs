@@ -45,12 +45,16 @@ pub(crate) fn requested(ctx: &HashMap<String, String>) -> Result<Option<RootSpec
         .get(context::ROOT_OWNER)
         .map(|v| parse_owner(v))
         .transpose()
-        .map_err(|e| Error::invalid_argument(format!("volume context {:?}: {e}", context::ROOT_OWNER)).because(e))?;
+        .map_err(|e| {
+            Error::invalid_argument(format!("volume context {:?}: {e}", context::ROOT_OWNER)).because(e)
+        })?;
     let mode = ctx
         .get(context::ROOT_MODE)
         .map(|v| parse_mode(v))
         .transpose()
-        .map_err(|e| Error::invalid_argument(format!("volume context {:?}: {e}", context::ROOT_MODE)).because(e))?;
+        .map_err(|e| {
+            Error::invalid_argument(format!("volume context {:?}: {e}", context::ROOT_MODE)).because(e)
+        })?;
     Ok((owner.is_some() || mode.is_some()).then_some(RootSpec { owner, mode }))
 }
 

@@ -182,7 +182,9 @@ mod tests {
         let limit = Duration::from_secs(5);
         let l = list(dir.path(), &fs, limit).await.unwrap();
         assert_eq!(l, Listing::Disabled);
-        assert!(matches!(l.error(&fs, &v3), Error::FailedPrecondition { message: m, .. } if m.contains("disabled")));
+        assert!(
+            matches!(l.error(&fs, &v3), Error::FailedPrecondition { message: m, .. } if m.contains("disabled"))
+        );
         std::fs::create_dir_all(dir.path().join(".snapshot/v1")).unwrap();
         std::fs::create_dir_all(dir.path().join(".snapshot/v2")).unwrap();
         std::fs::create_dir_all(dir.path().join(".snapshot/not.a.version")).unwrap();

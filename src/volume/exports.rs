@@ -33,9 +33,7 @@ pub enum ExportRuleError {
         #[source]
         source: ClientError,
     },
-    #[error(
-        "{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)"
-    )]
+    #[error("{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)")]
     Wildcard { entry: String },
     #[error("{entry:?}: unknown option {option:?}")]
     UnknownOption { entry: String, option: String },
@@ -79,7 +77,10 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), Ex
         let opts = rest
             .strip_suffix(')')
             .ok_or_else(|| ExportRuleError::Unclosed { entry: owned() })?;
-        match classify_client(client).map_err(|source| ExportRuleError::Client { entry: owned(), source })? {
+        match classify_client(client).map_err(|source| ExportRuleError::Client {
+            entry: owned(),
+            source,
+        })? {
             RuleClient::Any if !allow_wildcard => {
                 return Err(ExportRuleError::Wildcard { entry: owned() });
             }

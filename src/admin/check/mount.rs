@@ -361,7 +361,9 @@ async fn run_cmd(program: &str, args: &[String]) -> Result<(), StepError> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(StepError::Command(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(StepError::Command(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 
