@@ -75,22 +75,6 @@ pub(crate) fn capabilities() -> Vec<csi::NodeServiceCapability> {
     .collect()
 }
 
-impl From<MountError> for Error {
-    fn from(e: MountError) -> Self {
-        let outcome: fn(String) -> Error = match &e {
-            // Retryable and not final: kubelet tries again later.
-            MountError::Timeout { .. } => Error::deadline_exceeded,
-            MountError::Limit(_) => Error::resource_exhausted,
-            MountError::Path(p) if p.is_caller_error() => Error::invalid_argument,
-            MountError::Path(_) => Error::internal,
-            // Stuck, refused (a node-following export may not have its rule
-            // yet) or failed: UNAVAILABLE, and kubelet retries.
-            _ => Error::unavailable,
-        };
-        outcome(e.to_string()).because(e)
-    }
-}
-
 fn is_reader_only(cap: &csi::VolumeCapability) -> bool {
     use csi::volume_capability::access_mode::Mode;
     matches!(

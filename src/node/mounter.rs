@@ -19,91 +19,12 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::mountinfo::{self, MountTable, SharedReads};
-use super::paths::{self, PathError, Publish, Resolved};
+use super::paths::{self, Publish, Resolved};
 use super::root_dir::{self, RootError, RootSpec};
 use crate::metrics::Metrics;
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum MountError {
-    #[error("{what} did not finish within {seconds:.1}s")]
-    Timeout { what: String, seconds: f64 },
-    /// A statfs of this file system is already stuck: seen failing.
-    #[error("{0}")]
-    Stuck(String),
-    /// Not attempted because of a limit (other calls are stuck): nothing is
-    /// known about this file system.
-    #[error("{0}")]
-    Limit(String),
-    #[error(transparent)]
-    Path(#[from] PathError),
-    /// The server refused this node ("access denied by server"): its export
-    /// rules do not admit the node's address.
-    #[error("{0}")]
-    Denied(String),
-    /// Failed, and the message (e.g. `mount`'s own words) is all there is.
-    #[error("{0}")]
-    Failed(String),
-    #[error("{what}: {source}")]
-    Sys {
-        what: String,
-        #[source]
-        source: Errno,
-    },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Stat(#[from] StatFailure),
-    #[error("read /proc/self/mountinfo: {0}")]
-    Table(#[source] Arc<mountinfo::ReadError>),
-    #[error("{what}: worker failed: {source}")]
-    Worker {
-        what: String,
-        #[source]
-        source: tokio::task::JoinError,
-    },
-    #[error("read-only remount of {} failed ({source}); the bind mount was removed", target.display())]
-    Remount {
-        target: PathBuf,
-        #[source]
-        source: crate::error::Cause,
-    },
-    #[error("could not unmount {}: {last}", target.display())]
-    Unmount {
-        target: PathBuf,
-        /// The last step's failure.
-        #[source]
-        last: Box<MountError>,
-    },
-}
-
-impl MountError {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        MountError::Io {
-            what: what.into(),
-            source,
-        }
-    }
-
-    pub(crate) fn sys(what: impl Into<String>, source: Errno) -> Self {
-        MountError::Sys {
-            what: what.into(),
-            source,
-        }
-    }
-}
-
-/// A statfs that failed; shared by every caller that joined it, so `Clone`.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("statfs {}: {errno}", path.display())]
-pub(crate) struct StatFailure {
-    pub path: PathBuf,
-    #[source]
-    pub errno: Errno,
-}
+mod error;
+pub(crate) use error::{MountError, StatFailure};
 
 /// Space and inode figures of a mounted volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
