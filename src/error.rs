@@ -273,22 +273,6 @@ pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
     }
 }
 
-/// `err` and its causes joined by ": ", each once: for messages of errors
-/// whose own text hides the cause (kube's "client error (SendRequest)").
-pub(crate) fn flat(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(cause) = next {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = cause.source();
-    }
-    text
-}
-
 /// The message and the "caused by: …" tail of `err`.
 fn split_chain(err: &(dyn StdError + 'static)) -> (String, String) {
     let message = err.to_string();
@@ -418,9 +402,14 @@ mod tests {
             "array fb01 did not answer: caused by: reading the answer: caused by: connection reset by peer"
         );
         // A cause the message already quotes is not repeated.
-        let mount = crate::node::mounter::MountError::io("cannot create /mnt/x", io());
-        let status = Status::from(Error::from(mount));
-        assert_eq!(status.message(), "cannot create /mnt/x: connection reset by peer");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot create /mnt/x: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        let status = Status::from(Error::unavailable("staging failed").because(Quoting(io())));
+        assert_eq!(
+            status.message(),
+            "staging failed: caused by: cannot create /mnt/x: connection reset by peer"
+        );
         let status = Status::from(Error::unavailable("staging pvc-1 failed").because(Outer(io())));
         assert!(
             status.message().starts_with("staging pvc-1 failed: caused by: "),
@@ -449,5 +438,41 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    /// reqwest's errors, kept as sources, name the URL but never a header:
+    /// the API token sent with a failed login stays out of every rendering.
+    #[tokio::test]
+    async fn transport_errors_never_carry_the_token() {
+        use crate::flashblade::Error as Fb;
+        let tls = crate::flashblade::tls::client_config(None, false).unwrap();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
+        // Nothing listens on port 1: the connection is refused.
+        let source = http
+            .post("http://127.0.0.1:1/api/login?x=1")
+            .header("api-token", "T-secret-token-value")
+            .send()
+            .await
+            .unwrap_err();
+        let err = Fb::Unavailable {
+            array: "fb01".into(),
+            attempts: 1,
+            last: crate::flashblade::error::Transport::Http {
+                step: crate::flashblade::error::Step::Login,
+                source,
+            },
+        };
+        let err = Error::from(err);
+        for text in [
+            format!("{err:?}"),
+            chain(&err),
+            tonic::Status::from(err).message().to_string(),
+        ] {
+            assert!(text.contains("127.0.0.1:1"), "{text}");
+            assert!(!text.contains("T-secret-token-value"), "{text}");
+        }
     }
 }

@@ -22,7 +22,7 @@ pub enum TelemetryError {
         source: tracing_subscriber::filter::ParseError,
     },
     #[error("cannot install logger: {0}")]
-    Install(#[source] crate::error::Cause),
+    Install(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub fn init(log: &LogConfig) -> Result<(), TelemetryError> {

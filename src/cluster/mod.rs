@@ -33,11 +33,11 @@ pub enum ClusterError {
     Config {
         place: Option<std::path::PathBuf>,
         #[source]
-        source: crate::error::Cause,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// kube's message stops at "client error (SendRequest)": the cause
     /// (connection refused, TLS, DNS) is in its sources, shown here too.
-    #[error("the Kubernetes API did not answer: {what}: {}", crate::error::flat(source))]
+    #[error("the Kubernetes API did not answer: {what}: {}", flat(source))]
     Unreachable {
         what: String,
         #[source]
@@ -249,6 +249,21 @@ impl<'a> PvIndex<'a> {
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+}
+
+/// kube's error and its causes joined by ": ", each once.
+fn flat(e: &kube::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn api_error(what: &str, e: kube::Error) -> ClusterError {

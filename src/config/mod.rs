@@ -72,7 +72,7 @@ pub struct ConfigError {
     pub setting: String,
     pub problem: String,
     #[source]
-    pub source: Option<crate::error::Cause>,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 fn bad(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -95,7 +95,7 @@ impl Eq for ConfigError {}
 
 impl ConfigError {
     /// The same problem, caused by `e`.
-    fn because(mut self, e: impl Into<crate::error::Cause>) -> Self {
+    fn because(mut self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         self.source = Some(e.into());
         self
     }

@@ -59,7 +59,7 @@ pub enum Error {
         array: String,
         detail: String,
         #[source]
-        source: Option<crate::error::Cause>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -184,41 +184,6 @@ mod tests {
                 kind,
                 "{status} {message}"
             );
-        }
-    }
-
-    /// reqwest's errors, kept as sources, name the URL but never a header:
-    /// the API token sent with a failed login stays out of every rendering.
-    #[tokio::test]
-    async fn transport_errors_never_carry_the_token() {
-        let tls = crate::flashblade::tls::client_config(None, false).unwrap();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .build()
-            .unwrap();
-        // Nothing listens on port 1: the connection is refused.
-        let source = http
-            .post("http://127.0.0.1:1/api/login?x=1")
-            .header("api-token", "T-secret-token-value")
-            .send()
-            .await
-            .unwrap_err();
-        let err = Error::Unavailable {
-            array: "fb01".into(),
-            attempts: 1,
-            last: Transport::Http {
-                step: Step::Login,
-                source,
-            },
-        };
-        let err = crate::error::Error::from(err);
-        for text in [
-            format!("{err:?}"),
-            crate::error::chain(&err),
-            tonic::Status::from(err).message().to_string(),
-        ] {
-            assert!(text.contains("127.0.0.1:1"), "{text}");
-            assert!(!text.contains("T-secret-token-value"), "{text}");
         }
     }
 }

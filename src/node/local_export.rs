@@ -57,7 +57,6 @@ mod staging {
     use super::super::root_dir::Server;
     use crate::config::Config;
     use crate::error::{Cause, Error, Result};
-    use crate::flashblade::tls::TlsError;
 
     /// One array's simulator, as the node reaches it.
     struct Simulator {
@@ -80,6 +79,21 @@ mod staging {
         squash: String,
         anonuid: u32,
         rule: String,
+    }
+
+    /// Why the client for a simulator's mount endpoint cannot be built.
+    #[derive(Debug, thiserror::Error)]
+    enum TlsError {
+        #[error(transparent)]
+        CaFile(#[from] crate::config::CaFileError),
+        #[error("CA file {}: {source}", path.display())]
+        BadCertificate {
+            path: std::path::PathBuf,
+            #[source]
+            source: rustls::Error,
+        },
+        #[error("no TLS protocol version available: {0}")]
+        Protocols(#[source] rustls::Error),
     }
 
     fn tls(ca_file: Option<&std::path::Path>) -> std::result::Result<rustls::ClientConfig, TlsError> {

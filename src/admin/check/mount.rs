@@ -85,12 +85,12 @@ impl MountMode {
     }
 }
 
-/// Why `--mount` cannot be used here (said after "--mount: ").
+/// Why `--mount` cannot be used here.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(super) enum MountModeError {
-    #[error("needs the array's NFS data address: --nfs-endpoint, or nfs_endpoint in the config")]
+    #[error("--mount needs the array's NFS data address: --nfs-endpoint, or nfs_endpoint in the config")]
     NoEndpoint,
-    #[error("needs root")]
+    #[error("--mount needs root")]
     NotRoot,
 }
 
