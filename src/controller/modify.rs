@@ -76,10 +76,9 @@ impl ControllerService {
         // Keys first: a bad key is refused whatever the volume.
         check_mutable_keys(&req.mutable_parameters)?;
         record_volume_id(&req.volume_id);
-        let vref = req
-            .volume_id
-            .parse::<VolumeId>()
-            .map_err(|why| Error::not_found(format!("volume {:?} does not exist ({why})", req.volume_id)))?;
+        let vref = req.volume_id.parse::<VolumeId>().map_err(|why| {
+            Error::not_found(format!("volume {:?} does not exist ({why})", req.volume_id)).because(why)
+        })?;
         if matches!(vref, VolumeId::Static { .. }) {
             // One that does not exist is NOT_FOUND, as for any volume.
             self.resolve_volume(&req.volume_id).await?;

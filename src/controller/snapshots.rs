@@ -81,7 +81,7 @@ impl ControllerService {
         size: i64,
     ) -> Result<String> {
         let sref = snapshot_id.parse::<SnapshotId>().map_err(|why| {
-            Error::not_found(format!("source snapshot {snapshot_id:?} does not exist ({why})"))
+            Error::not_found(format!("source snapshot {snapshot_id:?} does not exist ({why})")).because(why)
         })?;
         if sref.array != params.array {
             return Err(Error::invalid_argument(format!(
@@ -463,9 +463,9 @@ impl ControllerService {
                 "volume {volume_id} is an imported (static) file system; the driver never changes it"
             )));
         }
-        let sref = snapshot_id
-            .parse::<SnapshotId>()
-            .map_err(|why| Error::not_found(format!("snapshot {snapshot_id:?} does not exist ({why})")))?;
+        let sref = snapshot_id.parse::<SnapshotId>().map_err(|why| {
+            Error::not_found(format!("snapshot {snapshot_id:?} does not exist ({why})")).because(why)
+        })?;
         let client = self.client(&array)?;
         let snap = if sref.array == array {
             find_snapshot(client, &sref)

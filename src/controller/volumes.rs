@@ -550,9 +550,9 @@ impl ControllerService {
     /// Resolves any volume id or handle to its live file system; NOT_FOUND
     /// when it is gone or is not the volume the id was made for.
     pub(super) async fn resolve_volume(&self, volume_id: &str) -> Result<(VolumeId, ArrayName, FileSystem)> {
-        let vref = volume_id
-            .parse::<VolumeId>()
-            .map_err(|why| Error::not_found(format!("volume {volume_id:?} does not exist ({why})")))?;
+        let vref = volume_id.parse::<VolumeId>().map_err(|why| {
+            Error::not_found(format!("volume {volume_id:?} does not exist ({why})")).because(why)
+        })?;
         let array = match vref.array() {
             Some(a) => a.clone(),
             None => select_array(&self.config, None)?.name.clone(),

@@ -183,31 +183,32 @@ mod staging {
             let mut url = sim
                 .url
                 .join("mock/mount")
-                .map_err(|e| Error::internal(format!("mount endpoint URL: {e}")))?;
+                .map_err(|e| Error::internal(format!("mount endpoint URL: {e}")).because(e))?;
             url.query_pairs_mut()
                 .append_pair("name", fs)
                 .append_pair("client", &self.client.to_string());
-            let unreachable = |e: String| {
+            let unreachable = |e: Cause| {
                 Error::unavailable(format!(
                     "cannot ask array {name:?} whether {} may mount {fs}: {e}",
                     self.client
                 ))
+                .because(e)
             };
             let resp = sim
                 .http
                 .get(url)
                 .send()
                 .await
-                .map_err(|e| unreachable(e.without_url().to_string()))?;
+                .map_err(|e| unreachable(e.without_url().into()))?;
             let status = resp.status().as_u16();
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| unreachable(e.without_url().to_string()))?;
+                .map_err(|e| unreachable(e.without_url().into()))?;
             match status {
                 200 => {
                     let a: Answer = serde_json::from_slice(&body)
-                        .map_err(|e| unreachable(format!("unexpected answer: {e}")))?;
+                        .map_err(|e| unreachable(format!("unexpected answer: {e}").into()))?;
                     let server = match a.squash.as_str() {
                         "no_root_squash" => Server::AsIs,
                         _ => Server::Squashed { anonuid: a.anonuid },
@@ -227,7 +228,7 @@ mod staging {
                 404 => Err(Error::not_found(format!(
                     "file system {fs} does not exist on array {name:?} (asked by --local-export-client)"
                 ))),
-                _ => Err(unreachable(format!("HTTP {status}: {}", message(&body)))),
+                _ => Err(unreachable(format!("HTTP {status}: {}", message(&body)).into())),
             }
         }
     }

@@ -312,7 +312,7 @@ impl NodeService {
         let fs: FsName = export
             .fs_name
             .parse()
-            .map_err(|e| Error::invalid_argument(format!("share {:?}: {e}", export.share)))?;
+            .map_err(|e| Error::invalid_argument(format!("share {:?}: {e}", export.share)).because(e))?;
         // What is mounted: the file system, or a snapshot's directory in it.
         let (share, rel) = match &version {
             Some(v) => {
@@ -761,7 +761,7 @@ impl NodeService {
             self.mounter
                 .remove_dir(&resolved.path)
                 .await
-                .map_err(|e| Error::internal(format!("cannot remove target: {e}")))
+                .map_err(|e| Error::internal(format!("cannot remove target: {e}")).because(e))
         })
         .await?;
         tracing::info!(target = %resolved.path.display(), "unpublished");

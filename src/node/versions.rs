@@ -30,6 +30,7 @@ pub(crate) fn requested(volume_id: &str, ctx: &HashMap<String, String>) -> Resul
                 "volume attribute {:?}: {e} (the suffix of one of the file system's snapshots, e.g. v3 for cifar10.v3)",
                 context::SNAPSHOT
             ))
+            .because(e)
         })?),
     };
     let from_handle = handle.as_ref().and_then(|h| h.version()).cloned();
@@ -105,8 +106,9 @@ pub(crate) async fn list(fs_root: &Path, fs: &FsName, limit: Duration) -> Result
         Ok(Ok(Err(e))) => Err(Error::unavailable(format!(
             "cannot read {}/{SNAPSHOT_DIR}: {e}",
             fs_root.display()
-        ))),
-        Ok(Err(e)) => Err(Error::internal(format!("listing versions: worker failed: {e}"))),
+        ))
+        .because(e)),
+        Ok(Err(e)) => Err(Error::internal(format!("listing versions: worker failed: {e}")).because(e)),
         Err(_) => Err(Error::deadline_exceeded(format!(
             "listing the versions of {fs_root:?} did not finish within {:.1}s",
             limit.as_secs_f64()
