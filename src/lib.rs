@@ -7,7 +7,6 @@
 //! [`flashblade`] talks to the array.
 
 pub mod admin;
-pub mod admin_versions;
 pub mod app;
 pub(crate) mod authority;
 pub mod cluster;

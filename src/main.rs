@@ -62,7 +62,7 @@ enum Command {
     CheckArray(CheckArrayCmd),
     /// List a dataset's versions (its snapshots), or print a read-only static
     /// PV and PVC for one. Uses the same configuration as `serve`.
-    Versions(flashblade_csi::admin_versions::VersionsArgs),
+    Versions(flashblade_csi::admin::versions::VersionsArgs),
     /// The settings and input rules of this build, as JSON (for the Helm
     /// chart's checks).
     #[command(hide = true)]
@@ -311,7 +311,7 @@ fn main() {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Versions(args) => flashblade_csi::admin_versions::main(args),
+        Command::Versions(args) => flashblade_csi::admin::versions::main(args),
         Command::Schema => {
             println!(
                 "{}",

@@ -12,9 +12,25 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. Logs go to stderr so stdout stays free for
 /// machine-readable output.
-pub fn init(log: &LogConfig) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
-        .map_err(|e| format!("invalid configuration: log-filter: {:?}: {e}", log.filter))?;
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid configuration: log-filter: {filter:?}: {source}")]
+    Filter {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("cannot install logger: {0}")]
+    Install(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub fn init(log: &LogConfig) -> Result<(), TelemetryError> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&log.filter).map_err(|source| TelemetryError::Filter {
+            filter: log.filter.clone(),
+            source,
+        })?;
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -29,7 +45,7 @@ pub fn init(log: &LogConfig) -> Result<(), String> {
             .with_current_span(true)
             .try_init(),
     };
-    result.map_err(|e| format!("cannot install logger: {e}"))
+    result.map_err(TelemetryError::Install)
 }
 
 /// Opens one `rpc` span per gRPC call with the method name; handlers record

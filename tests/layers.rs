@@ -83,10 +83,6 @@ const DRIVER: &[(&str, &[&str])] = &[
             "text",
         ],
     ),
-    (
-        "admin_versions",
-        &["app", "config", "flashblade", "metrics", "volume"],
-    ),
     // The gRPC server: the services and what serves them.
     (
         "server",

@@ -15,6 +15,7 @@ pub mod recover;
 mod render;
 pub mod restore;
 pub mod schema;
+pub mod versions;
 pub mod volumes;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,38 @@ pub enum AdminError {
     Refused(String),
     #[error("{0}")]
     Usage(String),
+    /// A usage error with the parse error behind it.
+    #[error("{what}: {source}")]
+    BadArgument {
+        what: String,
+        #[source]
+        source: crate::error::Cause,
+    },
+    /// Refused because of what the typed error says (e.g. a name no
+    /// volume id can carry).
+    #[error("{what}: {source}")]
+    Unusable {
+        what: String,
+        #[source]
+        source: crate::error::Cause,
+    },
+    /// Something the command built or read that it cannot use.
+    #[error("{what}: {source}")]
+    Failed {
+        what: String,
+        #[source]
+        source: crate::error::Cause,
+    },
+}
+
+/// Why the cluster's facts are missing.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsMissing {
+    /// The command does not need them.
+    #[error("not consulted")]
+    NotConsulted,
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 impl AdminError {
@@ -86,11 +119,17 @@ impl AdminError {
     pub fn exit_code(&self) -> i32 {
         use crate::error::Error as E;
         match self {
-            AdminError::Usage(_) | AdminError::Driver(E::InvalidArgument(_)) => exit::USAGE,
-            AdminError::NotFound(_) | AdminError::Driver(E::NotFound(_)) => exit::NOT_FOUND,
+            AdminError::Usage(_)
+            | AdminError::BadArgument { .. }
+            | AdminError::Driver(E::InvalidArgument { .. }) => exit::USAGE,
+            AdminError::NotFound(_) | AdminError::Driver(E::NotFound { .. }) => exit::NOT_FOUND,
             AdminError::Refused(_)
+            | AdminError::Unusable { .. }
             | AdminError::Driver(
-                E::FailedPrecondition(_) | E::AlreadyExists(_) | E::OutOfRange(_) | E::Aborted(_),
+                E::FailedPrecondition { .. }
+                | E::AlreadyExists { .. }
+                | E::OutOfRange { .. }
+                | E::Aborted { .. },
             ) => exit::REFUSED,
             _ => exit::FAILED,
         }
@@ -130,7 +169,7 @@ pub struct Session {
     pub(crate) arrays: BTreeMap<ArrayName, Arc<ArrayClient>>,
     pub(crate) service: ControllerService,
     pub(crate) cluster: Option<Cluster>,
-    pub(crate) facts: Result<ClusterFacts, String>,
+    pub(crate) facts: Result<ClusterFacts, FactsMissing>,
     pub(crate) output: Output,
 }
 
@@ -146,13 +185,13 @@ impl Session {
         let (cluster, facts) = if want_cluster {
             match Cluster::connect(config.kubeconfig.as_deref()).await {
                 Ok(c) => {
-                    let facts = c.facts(&config.driver_name).await.map_err(|e| e.to_string());
+                    let facts = c.facts(&config.driver_name).await.map_err(FactsMissing::from);
                     (Some(c), facts)
                 }
-                Err(e) => (None, Err(e.to_string())),
+                Err(e) => (None, Err(e.into())),
             }
         } else {
-            (None, Err("not consulted".into()))
+            (None, Err(FactsMissing::NotConsulted))
         };
         Ok(Session {
             config,
@@ -178,7 +217,7 @@ impl Session {
     /// Says the cluster could not be read, when it could not.
     pub(crate) fn cluster_warning(&self) -> Option<String> {
         match &self.facts {
-            Err(why) if why != "not consulted" => Some(format!(
+            Err(why @ FactsMissing::Cluster(_)) => Some(format!(
                 "the Kubernetes side is missing: {why} (array-side facts only; give --kubeconfig, or check access)"
             )),
             _ => None,

@@ -185,7 +185,10 @@ pub async fn set(s: &Session, volume: &str, change: &QuotaChange) -> Result<Repo
         (Some(_), None) => return Err(AdminError::Usage("--uid/--gid needs --quota SIZE".into())),
         (None, Some(_)) => return Err(AdminError::Usage("--quota needs --uid or --gid".into())),
         (Some(_), Some(q)) => {
-            let b = parse_quantity(q).map_err(|e| AdminError::Usage(format!("--quota: {e}")))?;
+            let b = parse_quantity(q).map_err(|e| AdminError::BadArgument {
+                what: "--quota".into(),
+                source: e.into(),
+            })?;
             if b == 0 {
                 return Err(AdminError::Usage(
                     "--quota must be greater than 0 (to drop a quota: quota remove)".into(),

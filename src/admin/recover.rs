@@ -144,7 +144,10 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
         ),
     };
     if let Some(o) = &args.export_options {
-        parse_export_options(o).map_err(|e| AdminError::Usage(format!("--export-options: {e}")))?;
+        parse_export_options(o).map_err(|e| AdminError::BadArgument {
+            what: "--export-options".into(),
+            source: e.into(),
+        })?;
     }
     let given_options = args
         .export_options
@@ -316,7 +319,10 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
         ..record
     };
     let volume_id = VolumeId::managed(&array, &fs.name, &fs.id, DeletePolicy::Destroy)
-        .map_err(|e| AdminError::Refused(format!("{} cannot carry a volume id: {e}", fs.name)))?
+        .map_err(|e| AdminError::Unusable {
+            what: format!("{} cannot carry a volume id", fs.name),
+            source: e.into(),
+        })?
         .with_export(record)
         .to_string();
 
@@ -340,8 +346,13 @@ pub async fn recover(s: &Session, volume: &str, args: &RecoverArgs) -> Result<Re
                     "--apply needs the cluster, which could not be reached; the volume was {action}: apply the manifests printed with --output json by hand"
                 ))
             })?;
-            let pv = serde_json::from_value(m["pv"].clone()).expect("a valid PersistentVolume");
-            let pvc = serde_json::from_value(m["pvc"].clone()).expect("a valid PersistentVolumeClaim");
+            // Built here, so a failure is a bug; said, not a panic, as adopt does.
+            let built = |what: &str, e: serde_json::Error| AdminError::Failed {
+                what: format!("building the {what} for {}", fs.name),
+                source: e.into(),
+            };
+            let pv = serde_json::from_value(m["pv"].clone()).map_err(|e| built("PersistentVolume", e))?;
+            let pvc = serde_json::from_value(m["pvc"].clone()).map_err(|e| built("claim", e))?;
             cluster.create_pv_and_claim(&pv, &pvc).await?;
             applied = true;
         }

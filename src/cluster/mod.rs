@@ -25,12 +25,27 @@ use crate::volume::VolumeId;
 /// up the array-side answer for long.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What went wrong reaching the Kubernetes API; kube's error is the source.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no usable Kubernetes configuration: {0}")]
-    Config(String),
-    #[error("the Kubernetes API did not answer: {0}")]
-    Unreachable(String),
+    /// `place`: the kubeconfig file, when one was named.
+    #[error("no usable Kubernetes configuration: {}{source}", place.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Config {
+        place: Option<std::path::PathBuf>,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// kube's message stops at "client error (SendRequest)": the cause
+    /// (connection refused, TLS, DNS) is in its sources, shown here too.
+    #[error("the Kubernetes API did not answer: {what}: {}", flat(source))]
+    Unreachable {
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The connection could not be made earlier; every use after sees why.
+    #[error(transparent)]
+    NotConnected(std::sync::Arc<ClusterError>),
     #[error("the Kubernetes API refused {what}: {reason}")]
     Refused {
         what: String,
@@ -67,18 +82,28 @@ pub fn is_object_name(s: &str) -> bool {
     crate::volume::rules::is_object_name(s)
 }
 
+/// A claim reference that is not `namespace/name`; the text is quoted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimNameError {
+    #[error("{0:?} is not namespace/name")]
+    NoSlash(String),
+    #[error("{text:?}: {part:?} is not a Kubernetes name (lower-case letters, digits, '-', '.')")]
+    BadName { text: String, part: String },
+}
+
 impl std::str::FromStr for ClaimName {
-    type Err = String;
+    type Err = ClaimNameError;
     /// `namespace/name`, both DNS-1123 labels.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ClaimNameError> {
         let (ns, name) = s
             .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not namespace/name"))?;
+            .ok_or_else(|| ClaimNameError::NoSlash(s.to_string()))?;
         for part in [ns, name] {
             if !is_object_name(part) {
-                return Err(format!(
-                    "{s:?}: {part:?} is not a Kubernetes name (lower-case letters, digits, '-', '.')"
-                ));
+                return Err(ClaimNameError::BadName {
+                    text: s.to_string(),
+                    part: part.to_string(),
+                });
             }
         }
         Ok(Self {
@@ -226,6 +251,21 @@ pub struct Cluster {
     client: kube::Client,
 }
 
+/// kube's error and its causes joined by ": ", each once.
+fn flat(e: &kube::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn api_error(what: &str, e: kube::Error) -> ClusterError {
     match e {
         kube::Error::Api(s) => ClusterError::Refused {
@@ -233,21 +273,10 @@ fn api_error(what: &str, e: kube::Error) -> ClusterError {
             reason: format!("{} ({})", s.message, s.code),
             code: s.code,
         },
-        other => {
-            // kube's message stops at "client error (SendRequest)": the
-            // cause (connection refused, TLS, DNS) is in the sources.
-            let mut text = format!("{what}: {other}");
-            let mut source = std::error::Error::source(&other);
-            while let Some(s) = source {
-                let part = s.to_string();
-                if !text.contains(&part) {
-                    text.push_str(": ");
-                    text.push_str(&part);
-                }
-                source = s.source();
-            }
-            ClusterError::Unreachable(text)
-        }
+        source => ClusterError::Unreachable {
+            what: what.into(),
+            source: Box::new(source),
+        },
     }
 }
 
@@ -293,7 +322,11 @@ where
 /// never holds more than one page of whole objects. A continue token the
 /// server has forgotten (410 Gone: the listing took longer than its cache
 /// keeps it) starts the listing again, twice at most.
-async fn list_all<K, T>(api: &Api<K>, what: &str, keep: impl Fn(K) -> Option<T>) -> Result<Vec<T>, ClusterError>
+async fn list_all<K, T>(
+    api: &Api<K>,
+    what: &str,
+    keep: impl Fn(K) -> Option<T>,
+) -> Result<Vec<T>, ClusterError>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -331,22 +364,29 @@ impl Cluster {
     pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self, ClusterError> {
         let mut config = match kubeconfig {
             Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+                let bad = |e: kube::config::KubeconfigError| ClusterError::Config {
+                    place: Some(path.to_path_buf()),
+                    source: e.into(),
+                };
+                let kc = kube::config::Kubeconfig::read_from(path).map_err(bad)?;
                 kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                     .await
-                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?
+                    .map_err(bad)?
             }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| ClusterError::Config(e.to_string()))?,
+            None => kube::Config::infer().await.map_err(|e| ClusterError::Config {
+                place: None,
+                source: e.into(),
+            })?,
         };
         config.connect_timeout = Some(API_TIMEOUT);
         config.read_timeout = Some(API_TIMEOUT);
         // kube's own retry may wait up to 15 times, as long as the server
         // asks: far longer than a CSI call may take. [`retrying`] bounds it.
         config.default_retry = false;
-        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Config {
+            place: None,
+            source: e.into(),
+        })?;
         Ok(Self { client })
     }
 
@@ -390,12 +430,14 @@ impl Cluster {
 
     /// Every node's InternalIP addresses, by node name.
     pub async fn all_node_addresses(&self) -> Result<BTreeMap<String, Vec<IpAddr>>, ClusterError> {
-        Ok(list_all(&Api::<Node>::all(self.client.clone()), "listing Nodes", |n| {
-            Some((n.metadata.name.clone()?, internal_ips(&n)))
-        })
-        .await?
-        .into_iter()
-        .collect())
+        Ok(
+            list_all(&Api::<Node>::all(self.client.clone()), "listing Nodes", |n| {
+                Some((n.metadata.name.clone()?, internal_ips(&n)))
+            })
+            .await?
+            .into_iter()
+            .collect(),
+        )
     }
 
     /// This driver's VolumeAttachments that are wanted: not being deleted.

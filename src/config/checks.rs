@@ -101,7 +101,7 @@ pub(super) fn check_file(setting: &str, path: &Path) -> Result<(), ConfigError> 
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
         Ok(_) => Err(bad(setting, format!("{} is not a regular file", path.display()))),
-        Err(e) => Err(bad(setting, format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(bad(setting, format!("cannot read {}: {e}", path.display())).because(e)),
     }
 }
 
@@ -115,12 +115,13 @@ pub(super) fn check_dir(setting: &str, path: &Path) -> Result<(), ConfigError> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(bad(setting, format!("{} is not a directory", path.display()))),
-        Err(e) => Err(bad(setting, format!("cannot use {}: {e}", path.display()))),
+        Err(e) => Err(bad(setting, format!("cannot use {}: {e}", path.display())).because(e)),
     }
 }
 
 pub(super) fn parse_url(setting: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
-    let url = reqwest::Url::parse(text).map_err(|e| bad(setting, format!("{text:?} is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| bad(setting, format!("{text:?} is not a URL: {e}")).because(e))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(bad(setting, format!("{text:?} must start with https://")));
     }

@@ -64,18 +64,40 @@ pub enum LogFormat {
     Json,
 }
 
-/// A configuration problem: which setting, and what is wrong with it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// A configuration problem: which setting, and what is wrong with it; the
+/// io, parse or TOML error behind it as the source.
+#[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {setting}: {problem}")]
 pub struct ConfigError {
     pub setting: String,
     pub problem: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 fn bad(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         setting: setting.into(),
         problem: problem.into(),
+        source: None,
+    }
+}
+
+/// Equal when they name the same setting and problem: the cause is the
+/// problem's detail, and io errors have no equality.
+impl PartialEq for ConfigError {
+    fn eq(&self, other: &Self) -> bool {
+        self.setting == other.setting && self.problem == other.problem
+    }
+}
+
+impl Eq for ConfigError {}
+
+impl ConfigError {
+    /// The same problem, caused by `e`.
+    fn because(mut self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.source = Some(e.into());
+        self
     }
 }
 
@@ -290,7 +312,8 @@ impl Settings {
     pub(crate) fn over(&self, file: Settings) -> Result<Settings, ConfigError> {
         let mut merged = json(&file)?;
         overlay(&mut merged, json(self)?);
-        let mut out: Settings = serde_json::from_value(merged).map_err(|e| bad("config", e.to_string()))?;
+        let mut out: Settings =
+            serde_json::from_value(merged).map_err(|e| bad("config", e.to_string()).because(e))?;
         out.config = self.config.clone().or(file.config);
 
         // The flag-defined array, laid over the file's array of that name.
@@ -321,7 +344,8 @@ impl Settings {
             };
             let mut target = json(&out.arrays[idx])?;
             overlay(&mut target, flags);
-            out.arrays[idx] = serde_json::from_value(target).map_err(|e| bad("config", e.to_string()))?;
+            out.arrays[idx] =
+                serde_json::from_value(target).map_err(|e| bad("config", e.to_string()).because(e))?;
             out.arrays[idx].name = Some(name);
         }
         Ok(out)
@@ -329,7 +353,7 @@ impl Settings {
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Value, ConfigError> {
-    serde_json::to_value(value).map_err(|e| bad("config", e.to_string()))
+    serde_json::to_value(value).map_err(|e| bad("config", e.to_string()).because(e))
 }
 
 /// One FlashBlade array as the driver sees it.
@@ -495,7 +519,7 @@ impl Config {
     pub fn load(args: &Settings) -> Result<Config, ConfigError> {
         let text = match &args.config {
             Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?,
+                .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())).because(e))?,
             None => String::new(),
         };
         Self::from_parts(args, &text).map_err(|mut e| {
@@ -517,16 +541,17 @@ impl Config {
             .get_or_insert_with(|| "/run/flashblade-csi/admin-unused.sock".into());
         let text = match &args.config {
             Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?,
+                .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())).because(e))?,
             None => String::new(),
         };
-        let file: Settings = toml::from_str(&text).map_err(|e| bad("config", e.to_string()))?;
+        let file: Settings = toml::from_str(&text).map_err(|e| bad("config", e.to_string()).because(e))?;
         Self::from_settings(args.over(file)?, Purpose::Admin)
     }
 
     /// Builds from flags/env and the text of a TOML file.
     pub fn from_parts(args: &Settings, toml_text: &str) -> Result<Config, ConfigError> {
-        let file: Settings = toml::from_str(toml_text).map_err(|e| bad("config", e.to_string()))?;
+        let file: Settings =
+            toml::from_str(toml_text).map_err(|e| bad("config", e.to_string()).because(e))?;
         Self::from_settings(args.over(file)?, Purpose::Serve)
     }
 
@@ -701,8 +726,9 @@ impl Config {
                 return Err(bad("array", format!("array {:?} is defined twice", a.name)));
             }
             if let Some(r) = &a.default_export_rules {
-                crate::volume::exports::validate_export_rules(r, a.allow_wildcard_export)
-                    .map_err(|e| bad(format!("array {}: default-export-rules", a.name), e))?;
+                crate::volume::exports::validate_export_rules(r, a.allow_wildcard_export).map_err(|e| {
+                    bad(format!("array {}: default-export-rules", a.name), e.to_string()).because(e)
+                })?;
             }
             if a.ca_file.is_some() && a.insecure_skip_tls_verify {
                 return Err(bad(
@@ -748,7 +774,7 @@ impl Config {
                 }
                 if let Some(p) = &a.ca_file {
                     check_file(&s("ca_file"), p)?;
-                    load_ca_file(p).map_err(|e| bad(s("ca_file"), e.to_string()))?;
+                    load_ca_file(p).map_err(|e| bad(s("ca_file"), e.to_string()).because(e))?;
                 }
                 if a.nfs_endpoint.is_none() && purpose == Purpose::Serve {
                     return Err(bad(

@@ -89,7 +89,7 @@ impl ControllerService {
     fn client(&self, array: &str) -> Result<&Arc<ArrayClient>> {
         self.arrays
             .get(array)
-            .ok_or_else(|| Error::NotFound(format!("array {array:?} is not configured on this controller")))
+            .ok_or_else(|| Error::not_found(format!("array {array:?} is not configured on this controller")))
     }
 
     /// The time one RPC may take: the caller's deadline (less a margin, so
@@ -102,7 +102,7 @@ impl ControllerService {
     fn guard(&self, key: String) -> Result<Guard> {
         self.inflight.try_acquire(key.clone()).ok_or_else(|| {
             self.metrics.aborted("controller", &key);
-            Error::Aborted(format!("an operation on {key} is already in progress"))
+            Error::aborted(format!("an operation on {key} is already in progress"))
         })
     }
 }
@@ -113,9 +113,9 @@ fn finish<T>(method: &str, r: Result<T>) -> Result<Response<T>, Status> {
         Ok(v) => Ok(Response::new(v)),
         Err(e) => {
             if e.is_failure() {
-                tracing::warn!(error = %e, "{method} failed")
+                tracing::warn!(error = %crate::error::chain(&e), "{method} failed")
             } else {
-                tracing::info!(error = %e, "{method} refused")
+                tracing::info!(error = %crate::error::chain(&e), "{method} refused")
             }
             Err(e.into())
         }
@@ -134,7 +134,7 @@ async fn within<T>(
         Ok(r) => finish(method, r),
         Err(_) => finish(
             method,
-            Err(Error::DeadlineExceeded(format!(
+            Err(Error::deadline_exceeded(format!(
                 "{method} did not finish within its {:.1}s budget; a retry resumes it",
                 budget.as_secs_f64()
             ))),

@@ -71,25 +71,24 @@ impl ControllerService {
         req: csi::ControllerModifyVolumeRequest,
     ) -> Result<csi::ControllerModifyVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         // Keys first: a bad key is refused whatever the volume.
         check_mutable_keys(&req.mutable_parameters)?;
         record_volume_id(&req.volume_id);
-        let vref = req
-            .volume_id
-            .parse::<VolumeId>()
-            .map_err(|why| Error::NotFound(format!("volume {:?} does not exist ({why})", req.volume_id)))?;
+        let vref = req.volume_id.parse::<VolumeId>().map_err(|why| {
+            Error::not_found(format!("volume {:?} does not exist ({why})", req.volume_id)).because(why)
+        })?;
         if matches!(vref, VolumeId::Static { .. }) {
             // One that does not exist is NOT_FOUND, as for any volume.
             self.resolve_volume(&req.volume_id).await?;
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "volume {} is an imported (static) file system; the driver never changes it, so a VolumeAttributesClass cannot apply to it",
                 req.volume_id
             )));
         }
         let array = select_array(&self.config, vref.array().map(|a| a.as_str())).map_err(|_| {
-            Error::NotFound(format!("volume {:?}: its array is not configured", req.volume_id))
+            Error::not_found(format!("volume {:?}: its array is not configured", req.volume_id))
         })?;
         let want = MutableParams::parse(&req.mutable_parameters, array)?;
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;

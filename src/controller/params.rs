@@ -54,12 +54,12 @@ pub(crate) fn parse_export_options(v: &str) -> Result<String, Error> {
 
 /// `rootOwner`: the node's rule (the volume's root is chowned there).
 fn parse_root_owner(v: &str) -> Result<(u32, u32), Error> {
-    rules::parse_owner(v).map_err(|why| invalid("rootOwner", v, &why))
+    rules::parse_owner(v).map_err(|e| invalid_because("rootOwner", v, e))
 }
 
 /// `rootMode`: the node's rule.
 fn parse_root_mode(v: &str) -> Result<u32, Error> {
-    rules::parse_mode(v).map_err(|why| invalid("rootMode", v, &why))
+    rules::parse_mode(v).map_err(|e| invalid_because("rootMode", v, e))
 }
 
 /// The parameters of a dynamic volume.
@@ -137,7 +137,12 @@ pub(crate) fn is_auto(params: &HashMap<String, String>) -> bool {
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> Error {
-    Error::InvalidArgument(format!("parameter {key}={value:?} is invalid: {expected}"))
+    Error::invalid_argument(format!("parameter {key}={value:?} is invalid: {expected}"))
+}
+
+/// [`invalid`] with the validator's typed error as the cause.
+fn invalid_because(key: &str, value: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    invalid(key, value, &e.to_string()).because(e)
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, Error> {
@@ -148,15 +153,29 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, Error> {
     }
 }
 
+/// Why a quantity was refused; the text is the user's, quoted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum QuantityError {
+    #[error("{0:?} is not a quantity like 10Gi")]
+    Malformed(String),
+    #[error("{text:?} has an unknown suffix {suffix:?} (use Ki, Mi, Gi, Ti or k, M, G, T)")]
+    Suffix { text: String, suffix: String },
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+    #[error("{0:?} is not a whole number of bytes")]
+    Fraction(String),
+}
+
 /// A Kubernetes resource quantity as bytes: `10Gi`, `500M`, `1e9`, `1024`.
-pub(crate) fn parse_quantity(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_quantity(text: &str) -> Result<i64, QuantityError> {
+    let malformed = || QuantityError::Malformed(text.to_string());
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, suffix) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("{text:?} is not a quantity like 10Gi"));
+        return Err(malformed());
     }
     let mult: f64 = match suffix {
         "" => 1.0,
@@ -173,26 +192,23 @@ pub(crate) fn parse_quantity(text: &str) -> Result<i64, String> {
         "P" => 1e15,
         "E" => 1e18,
         s if s.starts_with('e') || s.starts_with('E') => {
-            let exp: i32 = s[1..]
-                .parse()
-                .map_err(|_| format!("{text:?} is not a quantity like 10Gi"))?;
+            let exp: i32 = s[1..].parse().map_err(|_| malformed())?;
             10f64.powi(exp)
         }
         _ => {
-            return Err(format!(
-                "{text:?} has an unknown suffix {suffix:?} (use Ki, Mi, Gi, Ti or k, M, G, T)"
-            ));
+            return Err(QuantityError::Suffix {
+                text: text.to_string(),
+                suffix: suffix.to_string(),
+            });
         }
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a quantity like 10Gi"))?;
+    let n: f64 = num.parse().map_err(|_| malformed())?;
     let bytes = n * mult;
     if !bytes.is_finite() || bytes > i64::MAX as f64 {
-        return Err(format!("{text:?} is too large"));
+        return Err(QuantityError::TooLarge(text.to_string()));
     }
     if bytes.fract() != 0.0 {
-        return Err(format!("{text:?} is not a whole number of bytes"));
+        return Err(QuantityError::Fraction(text.to_string()));
     }
     Ok(bytes as i64)
 }
@@ -207,7 +223,7 @@ fn check_keys(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Er
         return Ok(());
     }
     unknown.sort_unstable();
-    Err(Error::InvalidArgument(format!(
+    Err(Error::invalid_argument(format!(
         "unknown parameter(s) {}; valid keys: {}",
         unknown.join(", "),
         known.join(", ")
@@ -218,7 +234,7 @@ fn check_keys(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Er
 pub(crate) fn select_array<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a ArrayConfig, Error> {
     match name {
         Some(n) => config.array(n).ok_or_else(|| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "parameter array={n:?} names no configured array (configured: {})",
                 config
                     .arrays
@@ -230,7 +246,7 @@ pub(crate) fn select_array<'a>(config: &'a Config, name: Option<&str>) -> Result
         }),
         None => config
             .default_array()
-            .ok_or_else(|| Error::FailedPrecondition("no array is configured".into())),
+            .ok_or_else(|| Error::failed_precondition("no array is configured")),
     }
 }
 
@@ -256,7 +272,7 @@ pub(crate) fn check_mutable_keys(mutable: &HashMap<String, String>) -> Result<()
         if MUTABLE_KEYS.contains(&k) {
             continue;
         }
-        return Err(Error::InvalidArgument(if VOLUME_KEYS.contains(&k) {
+        return Err(Error::invalid_argument(if VOLUME_KEYS.contains(&k) {
             format!(
                 "parameter {k} cannot be changed after creation; mutable parameters: {}",
                 MUTABLE_KEYS.join(", ")
@@ -296,20 +312,20 @@ impl MutableParams {
             .transpose()?;
         let quota = |k: &str| -> Result<Option<i64>, Error> {
             get(k)
-                .map(|v| parse_quantity(v).map_err(|e| invalid(k, v, &e)))
+                .map(|v| parse_quantity(v).map_err(|e| invalid_because(k, v, e)))
                 .transpose()
         };
         let default_user_quota = quota("defaultUserQuota")?;
         let default_group_quota = quota("defaultGroupQuota")?;
         let export = match (get("exportRules"), get("exportPolicy")) {
             (Some(_), Some(_)) => {
-                return Err(Error::InvalidArgument(
-                    "parameters exportRules and exportPolicy are exclusive; give one".into(),
+                return Err(Error::invalid_argument(
+                    "parameters exportRules and exportPolicy are exclusive; give one",
                 ));
             }
             (Some(r), None) => {
                 validate_export_rules(r, array.allow_wildcard_export)
-                    .map_err(|e| invalid("exportRules", r, &e))?;
+                    .map_err(|e| invalid_because("exportRules", r, e))?;
                 Some(Export::Rules(r.to_string()))
             }
             (None, Some(p)) => Some(Export::Policy(
@@ -344,8 +360,8 @@ impl VolumeParams {
     pub fn parse(params: &HashMap<String, String>, config: &Config) -> Result<Self, Error> {
         let mut all = Self::candidates(params, config)?;
         if all.len() != 1 || is_auto(params) {
-            return Err(Error::InvalidArgument(
-                "this call needs one array; the class lets the driver choose (array: auto)".into(),
+            return Err(Error::invalid_argument(
+                "this call needs one array; the class lets the driver choose (array: auto)",
             ));
         }
         Ok(all.remove(0))
@@ -367,8 +383,8 @@ impl VolumeParams {
             Some(AUTO) => true,
             None => selector.is_some(),
             Some(_) if selector.is_some() => {
-                return Err(Error::InvalidArgument(
-                    "parameter arraySelector needs array: auto (or no array parameter); a class that names its array has nothing to select".into(),
+                return Err(Error::invalid_argument(
+                    "parameter arraySelector needs array: auto (or no array parameter); a class that names its array has nothing to select",
                 ));
             }
             Some(_) => false,
@@ -390,7 +406,7 @@ impl VolumeParams {
             .filter(|a| selector.matches(&a.labels))
             .collect();
         if matching.is_empty() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "parameter arraySelector={:?} matches no configured array (arrays: {})",
                 get("arraySelector").unwrap_or(""),
                 config
@@ -410,7 +426,7 @@ impl VolumeParams {
         let nfs_endpoint = match get("nfsEndpoint") {
             Some(e) => e.parse().map_err(|_| invalid("nfsEndpoint", e, Host::RULE))?,
             None => array.nfs_endpoint.clone().ok_or_else(|| {
-                Error::FailedPrecondition(format!("array {} has no NFS endpoint configured", array.name))
+                Error::failed_precondition(format!("array {} has no NFS endpoint configured", array.name))
             })?,
         };
         let (nfs_v3, nfs_v41) = match get("nfsVersions") {
@@ -437,8 +453,8 @@ impl VolumeParams {
         };
         let export = match (to_nodes, mutable.export, get("exportOptions")) {
             (true, Some(_), _) => {
-                return Err(Error::InvalidArgument(
-                    "exportTo: nodes builds the export rules per node; it cannot be combined with exportRules or exportPolicy".into(),
+                return Err(Error::invalid_argument(
+                    "exportTo: nodes builds the export rules per node; it cannot be combined with exportRules or exportPolicy",
                 ));
             }
             (true, None, options) => Export::Nodes {
@@ -454,7 +470,7 @@ impl VolumeParams {
             (false, None, None) => match &array.default_export_rules {
                 Some(r) => Export::Rules(r.clone()),
                 None => {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(Error::invalid_argument(format!(
                         "no export rules: set exportRules or exportPolicy in the StorageClass, or default_export_rules for array {}",
                         array.name
                     )));
@@ -651,14 +667,16 @@ mod tests {
         ];
         for (kv, needle) in cases {
             match VolumeParams::parse(&p(kv), &c) {
-                Err(Error::InvalidArgument(m)) => assert!(m.contains(needle), "{m}"),
+                Err(Error::InvalidArgument { message: m, .. }) => assert!(m.contains(needle), "{m}"),
                 other => panic!("{kv:?}: {other:?}"),
             }
         }
         // No rules anywhere: a precise error, not a wildcard export.
         let c = config(None);
         match VolumeParams::parse(&p(&[]), &c) {
-            Err(Error::InvalidArgument(m)) => assert!(m.contains("default_export_rules"), "{m}"),
+            Err(Error::InvalidArgument { message: m, .. }) => {
+                assert!(m.contains("default_export_rules"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -699,7 +717,7 @@ mod tests {
         ];
         for (kv, needle) in cases {
             match MutableParams::parse(&p(kv), a) {
-                Err(Error::InvalidArgument(m)) => assert!(m.contains(needle), "{kv:?}: {m}"),
+                Err(Error::InvalidArgument { message: m, .. }) => assert!(m.contains(needle), "{kv:?}: {m}"),
                 other => panic!("{kv:?}: {other:?}"),
             }
         }

@@ -166,7 +166,7 @@ impl ControllerService {
             if reachable[i] {
                 return Ok(i);
             }
-            return Err(Error::Unavailable(format!(
+            return Err(Error::unavailable(format!(
                 "volume {name:?} was placed on array {first}, which does not answer now; not creating it elsewhere ({})",
                 errors.join("; ")
             )));
@@ -180,14 +180,14 @@ impl ControllerService {
             });
         }
         if free_now.iter().all(Option::is_none) {
-            return Err(Error::Unavailable(format!(
+            return Err(Error::unavailable(format!(
                 "no array this class allows answers ({}): {}",
                 list(&arrays),
                 errors.join("; ")
             )));
         }
         let i = self.placement.take(&arrays, &free_now, size).ok_or_else(|| {
-            Error::ResourceExhausted(format!(
+            Error::resource_exhausted(format!(
                 "no array this class allows has {size} bytes free (free: {})",
                 arrays
                     .iter()
@@ -232,7 +232,7 @@ impl ControllerService {
         match on.as_slice() {
             [] => Ok(Found::Nowhere { reachable, errors }),
             [i] => Ok(Found::On(*i)),
-            many => Err(Error::FailedPrecondition(format!(
+            many => Err(Error::failed_precondition(format!(
                 "volume {name:?} exists on several arrays ({}); resolve it on the arrays first",
                 many.iter()
                     .map(|i| candidates[*i].array.to_string())

@@ -40,7 +40,7 @@ const CLUSTER_TTL: Duration = Duration::from_secs(30);
 pub(crate) struct ClusterView {
     driver: String,
     kubeconfig: Option<PathBuf>,
-    cluster: tokio::sync::OnceCell<std::result::Result<Cluster, String>>,
+    cluster: tokio::sync::OnceCell<std::result::Result<Cluster, Arc<ClusterError>>>,
     nodes: Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>,
     pvs: Mutex<Option<(Instant, Arc<Vec<PvInfo>>)>>,
     /// Set once this controller has published a node-following volume.
@@ -69,23 +69,23 @@ impl ClusterView {
         self.node_following.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) async fn cluster(&self) -> std::result::Result<&Cluster, String> {
+    pub(crate) async fn cluster(&self) -> std::result::Result<&Cluster, ClusterError> {
         self.cluster
             .get_or_init(|| async {
                 Cluster::connect(self.kubeconfig.as_deref())
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(Arc::new)
             })
             .await
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|e| ClusterError::NotConnected(e.clone()))
     }
 
     /// Logs, once, whether the Kubernetes API answers and what depends on
     /// it, so an operator sees at start what a missing kubeconfig costs.
     pub(crate) async fn log_access(&self) {
         let answer = match self.cluster().await {
-            Ok(c) => c.version().await.map_err(|e| e.to_string()),
+            Ok(c) => c.version().await,
             Err(e) => Err(e),
         };
         match answer {
@@ -102,7 +102,7 @@ impl ClusterView {
 
     /// A node's InternalIPs: `Ok(None)` when the API says there is no such
     /// node. Fresh from the API unless read within the TTL.
-    async fn node(&self, name: &str) -> std::result::Result<Option<Vec<IpAddr>>, String> {
+    async fn node(&self, name: &str) -> std::result::Result<Option<Vec<IpAddr>>, ClusterError> {
         if let Some((at, ips)) = self.nodes.lock().expect("nodes lock").get(name)
             && at.elapsed() < CLUSTER_TTL
         {
@@ -114,8 +114,7 @@ impl ClusterView {
                 self.remember(name, &ips);
                 Ok(Some(ips))
             }
-            Ok(None) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            other => other,
         }
     }
 
@@ -137,7 +136,7 @@ impl ClusterView {
 
     /// Every node's addresses, fresh, remembered for later.
     pub(crate) async fn all_nodes(&self) -> std::result::Result<BTreeMap<String, Vec<IpAddr>>, ClusterError> {
-        let cluster = self.cluster().await.map_err(ClusterError::Config)?;
+        let cluster = self.cluster().await?;
         let all = cluster.all_node_addresses().await?;
         for (name, ips) in &all {
             self.remember(name, ips);
@@ -147,7 +146,10 @@ impl ClusterView {
 
     /// This driver's PVs, from a listing at most the TTL old (or a fresh
     /// one with `fresh`). ListVolumes and unpublish share it.
-    pub(crate) async fn driver_pvs(&self, fresh: bool) -> std::result::Result<Arc<Vec<PvInfo>>, String> {
+    pub(crate) async fn driver_pvs(
+        &self,
+        fresh: bool,
+    ) -> std::result::Result<Arc<Vec<PvInfo>>, ClusterError> {
         if !fresh
             && let Some((at, pvs)) = &*self.pvs.lock().expect("pvs lock")
             && at.elapsed() < CLUSTER_TTL
@@ -155,12 +157,7 @@ impl ClusterView {
             return Ok(pvs.clone());
         }
         let cluster = self.cluster().await?;
-        let pvs = Arc::new(
-            cluster
-                .driver_pvs(&self.driver)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        let pvs = Arc::new(cluster.driver_pvs(&self.driver).await?);
         *self.pvs.lock().expect("pvs lock") = Some((Instant::now(), pvs.clone()));
         Ok(pvs)
     }
@@ -193,7 +190,7 @@ fn node_options<'a>(get: impl Fn(&str) -> Option<&'a String>) -> Result<Option<S
             Some(o) => parse_export_options(o)?,
             None => DEFAULT_NODE_OPTIONS.to_string(),
         })),
-        Some(other) => Err(Error::InvalidArgument(format!(
+        Some(other) => Err(Error::invalid_argument(format!(
             "volume context {}={other:?} is invalid: expected rules or nodes",
             context::EXPORT_TO
         ))),
@@ -206,7 +203,7 @@ fn check_node_id(node_id: &str) -> Result<()> {
     if crate::cluster::is_object_name(node_id) {
         return Ok(());
     }
-    Err(Error::InvalidArgument(format!(
+    Err(Error::invalid_argument(format!(
         "node_id {} is not a Kubernetes node name (lower-case letters, digits, '-', '.')",
         crate::error::clip(node_id)
     )))
@@ -218,23 +215,22 @@ impl ControllerService {
         req: csi::ControllerPublishVolumeRequest,
     ) -> Result<csi::ControllerPublishVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.node_id.is_empty() {
-            return Err(Error::InvalidArgument("node_id is required".into()));
+            return Err(Error::invalid_argument("node_id is required"));
         }
         check_node_id(&req.node_id)?;
         let cap = req
             .volume_capability
             .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
-        check_capability(cap).map_err(Error::InvalidArgument)?;
+            .ok_or_else(|| Error::invalid_argument("volume_capability is required"))?;
+        check_capability(cap).map_err(Error::invalid)?;
         let options = node_options(|k| req.volume_context.get(k))?;
         record_volume_id(&req.volume_id);
-        let vref: VolumeId = req
-            .volume_id
-            .parse()
-            .map_err(|why| Error::NotFound(format!("volume {} does not exist: {why}", req.volume_id)))?;
+        let vref: VolumeId = req.volume_id.parse().map_err(|why| {
+            Error::not_found(format!("volume {} does not exist: {why}", req.volume_id)).because(why)
+        })?;
         // The id records node-following exports; the context adds options
         // (and marks volumes whose ids predate the record).
         let options = match options {
@@ -251,17 +247,18 @@ impl ControllerService {
         let ips = match self.cluster_view.node(&req.node_id).await {
             Ok(Some(ips)) => Some(ips),
             Ok(None) => {
-                return Err(Error::NotFound(format!(
+                return Err(Error::not_found(format!(
                     "node {} does not exist (no Node object of that name)",
                     req.node_id
                 )));
             }
             Err(why) => {
                 if options.is_some() {
-                    return Err(Error::FailedPrecondition(format!(
+                    return Err(Error::failed_precondition(format!(
                         "cannot find the addresses of node {}: {why}; node-following exports need the controller to read Nodes from the Kubernetes API",
                         req.node_id
-                    )));
+                    ))
+                    .because(why));
                 }
                 // A controller serving one node itself (`--mode all`, as in
                 // conformance runs) knows its only node without the API.
@@ -269,10 +266,11 @@ impl ControllerService {
                     && let Some(own) = &self.config.node_id
                     && *own != req.node_id
                 {
-                    return Err(Error::NotFound(format!(
+                    return Err(Error::not_found(format!(
                         "node {} does not exist: this plugin serves node {own} only (the Kubernetes API cannot be read: {why})",
                         req.node_id
-                    )));
+                    ))
+                    .because(why));
                 }
                 tracing::info!(node = %req.node_id, volume_id = %req.volume_id, reason = %why,
                     "cannot tell whether the node exists; this volume does not need it, so it is published");
@@ -290,7 +288,7 @@ impl ControllerService {
                 let client = self.client(array.unwrap_or_default())?;
                 return match client.find_file_system(fs_name.as_str()).await? {
                     Some(fs) if !fs.destroyed => Ok(none),
-                    _ => Err(Error::NotFound(format!(
+                    _ => Err(Error::not_found(format!(
                         "volume {} does not exist",
                         req.volume_id
                     ))),
@@ -302,7 +300,7 @@ impl ControllerService {
             let fs = client.find_file_system_by_id(fs_id.as_str()).await?;
             return match fs {
                 Some(fs) if !fs.destroyed => Ok(none),
-                _ => Err(Error::NotFound(format!(
+                _ => Err(Error::not_found(format!(
                     "volume {} does not exist",
                     req.volume_id
                 ))),
@@ -310,7 +308,7 @@ impl ControllerService {
         };
         let ips = ips.unwrap_or_default();
         if ips.is_empty() {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "node {} has no InternalIP address to export to",
                 req.node_id
             )));
@@ -321,7 +319,7 @@ impl ControllerService {
             .find_file_system_by_id(fs_id.as_str())
             .await?
             .filter(|fs| !fs.destroyed)
-            .ok_or_else(|| Error::NotFound(format!("volume {} does not exist", req.volume_id)))?;
+            .ok_or_else(|| Error::not_found(format!("volume {} does not exist", req.volume_id)))?;
         let rules = fs.nfs.rules.clone().unwrap_or_default();
         let mut add = Vec::new();
         for ip in &ips {
@@ -331,7 +329,7 @@ impl ControllerService {
                 continue;
             }
             if let Some(other) = present.first() {
-                return Err(Error::AlreadyExists(format!(
+                return Err(Error::already_exists(format!(
                     "volume {} is already published to node {} with another access ({}); unpublish it there first",
                     req.volume_id, req.node_id, other.text
                 )));
@@ -358,7 +356,7 @@ impl ControllerService {
         req: csi::ControllerUnpublishVolumeRequest,
     ) -> Result<csi::ControllerUnpublishVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if !req.node_id.is_empty() {
             check_node_id(&req.node_id)?;
@@ -397,7 +395,7 @@ impl ControllerService {
             }
         };
         let Some(client) = self.arrays.get(array.as_str()) else {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "array {array:?} is not configured on this controller"
             )));
         };
@@ -534,18 +532,25 @@ impl ControllerService {
     }
 }
 
+/// Why a reconcile pass stopped: the cluster or an array could not be read
+/// or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Array(#[from] crate::flashblade::Error),
+}
+
 impl ExportReconciler {
     /// One pass of drift repair for node-following exports: re-adds the rule
     /// of every live VolumeAttachment whose node lost it, and removes
     /// single-host rules of addresses no node has any more. At most
     /// `max_edits` rule edits; the rest wait for the next pass.
-    pub async fn run(&self, max_edits: usize) -> std::result::Result<Reconciled, String> {
+    pub async fn run(&self, max_edits: usize) -> std::result::Result<Reconciled, ReconcileError> {
         let view = &self.view;
         let cluster = view.cluster().await?;
-        let pvs = cluster
-            .driver_pvs(&self.driver)
-            .await
-            .map_err(|e| e.to_string())?;
+        let pvs = cluster.driver_pvs(&self.driver).await?;
         // Range-exported volumes need nothing more from the API (and their
         // installs grant no VolumeAttachment writes): stop here without them.
         let pvs: Vec<_> = pvs
@@ -555,11 +560,8 @@ impl ExportReconciler {
         if pvs.is_empty() {
             return Ok(Reconciled::default());
         }
-        let nodes = view.all_nodes().await.map_err(|e| e.to_string())?;
-        let attachments = cluster
-            .live_attachments(&self.driver)
-            .await
-            .map_err(|e| e.to_string())?;
+        let nodes = view.all_nodes().await?;
+        let attachments = cluster.live_attachments(&self.driver).await?;
         let known: Vec<IpAddr> = nodes.values().flatten().copied().collect();
         let mut out = Reconciled::default();
         for pv in &pvs {
@@ -583,7 +585,7 @@ impl ExportReconciler {
             let fs = match client.find_file_system_by_id(fs_id.as_str()).await {
                 Ok(Some(fs)) if !fs.destroyed => fs,
                 Ok(_) => continue,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
             let rules = fs.nfs.rules.clone().unwrap_or_default();
             let add: Vec<String> = wanted
@@ -616,8 +618,7 @@ impl ExportReconciler {
                     vec![],
                     format!("repair the node exports of file system {}", fs.name),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             for r in add {
                 tracing::info!(fs = %fs.name, rule = %r, pv = %pv.name, "reconcile: export rule re-added for a live VolumeAttachment");
                 out.added.push((fs.name.clone(), r));

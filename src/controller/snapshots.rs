@@ -81,10 +81,10 @@ impl ControllerService {
         size: i64,
     ) -> Result<String> {
         let sref = snapshot_id.parse::<SnapshotId>().map_err(|why| {
-            Error::NotFound(format!("source snapshot {snapshot_id:?} does not exist ({why})"))
+            Error::not_found(format!("source snapshot {snapshot_id:?} does not exist ({why})")).because(why)
         })?;
         if sref.array != params.array {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "source snapshot is on array {} but the volume would be on {}; copies between arrays are not supported",
                 sref.array, params.array
             )));
@@ -93,13 +93,13 @@ impl ControllerService {
         let snap = find_snapshot(client, &sref)
             .await?
             .filter(|s| s.id == sref.snap_id && !s.destroyed)
-            .ok_or_else(|| Error::NotFound(format!("source snapshot {snapshot_id:?} does not exist")))?;
+            .ok_or_else(|| Error::not_found(format!("source snapshot {snapshot_id:?} does not exist")))?;
         if let Some(owner_name) = snap.owner.name.as_deref()
             && let Some(owner) = client.find_file_system(owner_name).await?
             && let Some(p) = owner.provisioned
             && size < p
         {
-            return Err(Error::OutOfRange(format!(
+            return Err(Error::out_of_range(format!(
                 "requested {size} bytes is smaller than the snapshot's volume ({p} bytes)"
             )));
         }
@@ -117,12 +117,12 @@ impl ControllerService {
     ) -> Result<ClonePlan> {
         let (vref, array, fs) = self.resolve_volume(volume_id).await?;
         if matches!(vref, VolumeId::Static { .. }) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "source volume {volume_id} is an imported (static) file system; cloning it is not supported"
             )));
         }
         if array != params.array {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "source volume is on array {array} but the volume would be on {}; copies between arrays are not supported",
                 params.array
             )));
@@ -130,7 +130,7 @@ impl ControllerService {
         if let Some(p) = fs.provisioned
             && size < p
         {
-            return Err(Error::OutOfRange(format!(
+            return Err(Error::out_of_range(format!(
                 "requested {size} bytes is smaller than the source volume ({p} bytes)"
             )));
         }
@@ -186,17 +186,17 @@ impl ControllerService {
         req: csi::CreateSnapshotRequest,
     ) -> Result<csi::CreateSnapshotResponse> {
         if req.name.is_empty() {
-            return Err(Error::InvalidArgument("name is required".into()));
+            return Err(Error::invalid_argument("name is required"));
         }
         if req.source_volume_id.is_empty() {
-            return Err(Error::InvalidArgument("source_volume_id is required".into()));
+            return Err(Error::invalid_argument("source_volume_id is required"));
         }
         let params = SnapshotParams::parse(&req.parameters)?;
         record_volume_id(&req.source_volume_id);
         let _guard = self.guard(format!("snapshot:{}", req.name))?;
         let (vref, array, fs) = self.resolve_volume(&req.source_volume_id).await?;
         if matches!(vref, VolumeId::Static { .. }) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "volume {} is an imported (static) file system; snapshots of it are not managed by the driver",
                 req.source_volume_id
             )));
@@ -209,7 +209,7 @@ impl ControllerService {
             .await?;
         for s in &same.items {
             if s.owner.name.as_deref() != Some(fs.name.as_str()) {
-                return Err(Error::AlreadyExists(format!(
+                return Err(Error::already_exists(format!(
                     "snapshot name {:?} is already used for a snapshot of another volume ({})",
                     req.name, s.name
                 )));
@@ -221,7 +221,7 @@ impl ControllerService {
             .find(|s| s.owner.name.as_deref() == Some(fs.name.as_str()))
         {
             Some(s) if s.destroyed => {
-                return Err(Error::FailedPrecondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "snapshot {} of this name was deleted but not yet eradicated on the array; eradicate it or use another name",
                     s.name
                 )));
@@ -246,7 +246,7 @@ impl ControllerService {
         req: csi::DeleteSnapshotRequest,
     ) -> Result<csi::DeleteSnapshotResponse> {
         if req.snapshot_id.is_empty() {
-            return Err(Error::InvalidArgument("snapshot_id is required".into()));
+            return Err(Error::invalid_argument("snapshot_id is required"));
         }
         let _guard = self.guard(format!("snapshot-id:{}", req.snapshot_id))?;
         let sref = match req.snapshot_id.parse::<SnapshotId>() {
@@ -257,10 +257,10 @@ impl ControllerService {
                 return Ok(csi::DeleteSnapshotResponse {});
             }
             // An admin's snapshot (or one the id cannot pin down): never.
-            Err(SnapshotIdError::NotOurs(why)) => return Err(Error::FailedPrecondition(why.clone())),
+            Err(SnapshotIdError::NotOurs(why)) => return Err(Error::failed_precondition(why.clone())),
         };
         let client = self.arrays.get(&sref.array).ok_or_else(|| {
-            Error::FailedPrecondition(format!(
+            Error::failed_precondition(format!(
                 "snapshot {} lives on array {}, which this controller is not configured for; nothing was deleted",
                 req.snapshot_id, sref.array
             ))
@@ -269,7 +269,7 @@ impl ControllerService {
             return Ok(csi::DeleteSnapshotResponse {});
         };
         if snap.id != sref.snap_id {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "snapshot {} on array {} is not the one this id was made for; nothing was changed",
                 snap.name, sref.array
             )));
@@ -304,7 +304,7 @@ impl ControllerService {
         req: csi::ListSnapshotsRequest,
     ) -> Result<csi::ListSnapshotsResponse> {
         if req.max_entries < 0 {
-            return Err(Error::InvalidArgument("max_entries must not be negative".into()));
+            return Err(Error::invalid_argument("max_entries must not be negative"));
         }
         let empty = csi::ListSnapshotsResponse::default();
         let (start_idx, after) = if req.starting_token.is_empty() {
@@ -459,26 +459,26 @@ impl ControllerService {
         let _guard = self.guard(format!("volume:{volume_id}"))?;
         let (vref, array, fs) = self.resolve_volume(volume_id).await?;
         if matches!(vref, VolumeId::Static { .. }) {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "volume {volume_id} is an imported (static) file system; the driver never changes it"
             )));
         }
-        let sref = snapshot_id
-            .parse::<SnapshotId>()
-            .map_err(|why| Error::NotFound(format!("snapshot {snapshot_id:?} does not exist ({why})")))?;
+        let sref = snapshot_id.parse::<SnapshotId>().map_err(|why| {
+            Error::not_found(format!("snapshot {snapshot_id:?} does not exist ({why})")).because(why)
+        })?;
         let client = self.client(&array)?;
         let snap = if sref.array == array {
             find_snapshot(client, &sref)
                 .await?
                 .filter(|s| s.id == sref.snap_id && !s.destroyed)
-                .ok_or_else(|| Error::NotFound(format!("snapshot {snapshot_id:?} does not exist")))?
+                .ok_or_else(|| Error::not_found(format!("snapshot {snapshot_id:?} does not exist")))?
         } else {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "snapshot {snapshot_id} is not a snapshot of volume {volume_id}"
             )));
         };
         if snap.owner.name.as_deref() != Some(fs.name.as_str()) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "snapshot {snapshot_id} is not a snapshot of volume {volume_id}"
             )));
         }

@@ -37,7 +37,7 @@ impl ControllerService {
                 for (i, (array, client)) in arrays.iter().enumerate() {
                     let r = match tokio::time::timeout(interval, poll_array(array, client, &metrics)).await {
                         Ok(r) => r,
-                        Err(_) => Err(format!("no answer within {}s", interval.as_secs())),
+                        Err(_) => Err(PollError::Timeout(interval.as_secs())),
                     };
                     metrics.array_polled(array.name.as_str(), r.is_ok());
                     match r {
@@ -57,8 +57,17 @@ impl ControllerService {
     }
 }
 
-async fn poll_array(array: &ArrayConfig, client: &ArrayClient, metrics: &Metrics) -> Result<(), String> {
-    let space = client.array_space().await.map_err(|e| e.to_string())?;
+/// Why a metrics poll of an array failed.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Array(#[from] crate::flashblade::Error),
+    #[error("no answer within {0}s")]
+    Timeout(u64),
+}
+
+async fn poll_array(array: &ArrayConfig, client: &ArrayClient, metrics: &Metrics) -> Result<(), PollError> {
+    let space = client.array_space().await?;
     metrics.array_space(array.name.as_str(), space.capacity, space.space.used());
     let mut prefixes = vec![array.name_prefix.clone()];
     prefixes.extend(array.extra_name_prefixes.iter().cloned());
@@ -91,8 +100,7 @@ async fn poll_array(array: &ArrayConfig, client: &ArrayClient, metrics: &Metrics
             })
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     metrics.volumes(array.name.as_str(), &volumes);
     Ok(())
 }

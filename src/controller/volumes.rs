@@ -21,10 +21,10 @@ use crate::volume::{ArrayName, DeletePolicy, ExportRecord, FsName, NfsVersions, 
 /// volumes are impossible on an NFS file system.
 pub(super) fn check_capabilities(caps: &[csi::VolumeCapability]) -> Result<()> {
     if caps.is_empty() {
-        return Err(Error::InvalidArgument("volume_capabilities is required".into()));
+        return Err(Error::invalid_argument("volume_capabilities is required"));
     }
     for cap in caps {
-        check_capability(cap).map_err(Error::InvalidArgument)?;
+        check_capability(cap).map_err(Error::invalid)?;
     }
     Ok(())
 }
@@ -35,12 +35,10 @@ pub(super) fn requested_bytes(range: Option<&csi::CapacityRange>) -> Result<i64>
         return Ok(DEFAULT_VOLUME_BYTES);
     };
     if r.required_bytes < 0 || r.limit_bytes < 0 {
-        return Err(Error::InvalidArgument(
-            "capacity_range must not be negative".into(),
-        ));
+        return Err(Error::invalid_argument("capacity_range must not be negative"));
     }
     if r.limit_bytes > 0 && r.required_bytes > r.limit_bytes {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::invalid_argument(format!(
             "capacity_range: required_bytes {} is larger than limit_bytes {}",
             r.required_bytes, r.limit_bytes
         )));
@@ -62,15 +60,15 @@ fn fits(range: Option<&csi::CapacityRange>, bytes: i64) -> bool {
 
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty() {
-        return Err(Error::InvalidArgument("name is required".into()));
+        return Err(Error::invalid_argument("name is required"));
     }
     if name.len() > 128 {
-        return Err(Error::InvalidArgument("name is longer than 128 bytes".into()));
+        return Err(Error::invalid_argument("name is longer than 128 bytes"));
     }
     if name.chars().any(
         |c| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}'),
     ) {
-        return Err(Error::InvalidArgument("name contains control characters".into()));
+        return Err(Error::invalid_argument("name contains control characters"));
     }
     Ok(())
 }
@@ -139,7 +137,7 @@ pub(super) fn encode_token(array_idx: usize, last: &str) -> String {
 
 pub(super) fn decode_token(token: &str) -> Result<(usize, String)> {
     let bad = || {
-        Error::Aborted(format!(
+        Error::aborted(format!(
             "starting_token {token:?} is not a token this driver issued"
         ))
     };
@@ -176,12 +174,12 @@ impl ControllerService {
         policy: &crate::volume::PolicyName,
     ) -> Result<()> {
         if client.api_minor().await? < 3 {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "exportPolicy needs FlashBlade REST 2.3 or later; array {array} offers less"
             )));
         }
         if client.find_export_policy(policy).await?.is_none() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "parameter exportPolicy={policy:?}: no such NFS export policy on array {array}"
             )));
         }
@@ -300,7 +298,7 @@ impl ControllerService {
         source: Option<csi::VolumeContentSource>,
     ) -> Result<csi::CreateVolumeResponse> {
         if existing.destroyed {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "file system {fs_name} exists in the destroyed state (recoverable for {} more minutes); recover it on the array (destroyed=false) and bind it to a PersistentVolume, or eradicate it, before creating this volume again",
                 existing.time_remaining.unwrap_or(0) / 60_000
             )));
@@ -320,7 +318,7 @@ impl ControllerService {
                 (None, _) => true,
             };
         if !compatible {
-            return Err(Error::AlreadyExists(format!(
+            return Err(Error::already_exists(format!(
                 "file system {fs_name} for volume name {:?} exists with a different size or parameters (provisioned {:?}, hard limit {}, NFSv3 {:?}, NFSv4.1 {:?})",
                 crate::error::clip(&req.name),
                 existing.provisioned,
@@ -337,7 +335,7 @@ impl ControllerService {
         req: csi::DeleteVolumeRequest,
     ) -> Result<csi::DeleteVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;
@@ -356,14 +354,14 @@ impl ControllerService {
                 version,
             } => {
                 let array = select_array(&self.config, array.as_deref()).map_err(|_| {
-                    Error::FailedPrecondition(format!(
+                    Error::failed_precondition(format!(
                         "volume {} names an array that is not configured",
                         req.volume_id
                     ))
                 })?;
                 match self.client(&array.name)?.find_file_system(&fs_name).await? {
                     None => Ok(csi::DeleteVolumeResponse {}),
-                    Some(_) => Err(Error::FailedPrecondition(match version {
+                    Some(_) => Err(Error::failed_precondition(match version {
                         Some(v) => format!(
                             "volume {} is a version of the imported file system {fs_name} (its snapshot {fs_name}.{v}); the driver never deletes or changes either — delete the PersistentVolume and manage the snapshot on the array",
                             req.volume_id
@@ -383,7 +381,7 @@ impl ControllerService {
                 export: record,
             } => {
                 let client = self.arrays.get(&array).ok_or_else(|| {
-                    Error::FailedPrecondition(format!(
+                    Error::failed_precondition(format!(
                         "volume {} lives on array {array}, which this controller is not configured for; nothing was deleted",
                         req.volume_id
                     ))
@@ -401,7 +399,7 @@ impl ControllerService {
                     return Ok(csi::DeleteVolumeResponse {});
                 };
                 if fs.name != fs_name && naming::tombstone_of(&fs_name, &fs.name).is_none() {
-                    return Err(Error::FailedPrecondition(format!(
+                    return Err(Error::failed_precondition(format!(
                         "file system {} on array {array} (volume {}) was renamed on the array from {fs_name}; nothing was changed",
                         fs.name, req.volume_id
                     )));
@@ -414,7 +412,7 @@ impl ControllerService {
                 if !fs.destroyed {
                     let snaps = self.live_driver_snapshots(client, &fs.name).await?;
                     if !snaps.is_empty() {
-                        return Err(Error::FailedPrecondition(format!(
+                        return Err(Error::failed_precondition(format!(
                             "volume {} has {} snapshot(s) ({}); FlashBlade snapshots go with their file system, so delete the VolumeSnapshots first",
                             req.volume_id,
                             snaps.len(),
@@ -461,7 +459,7 @@ impl ControllerService {
                             }
                         }
                         renamed.ok_or_else(|| {
-                            Error::Unavailable(format!(
+                            Error::unavailable(format!(
                                 "file system {fs_name}: every tombstone name for the next 16 seconds is taken; retry later"
                             ))
                         })?
@@ -552,30 +550,30 @@ impl ControllerService {
     /// Resolves any volume id or handle to its live file system; NOT_FOUND
     /// when it is gone or is not the volume the id was made for.
     pub(super) async fn resolve_volume(&self, volume_id: &str) -> Result<(VolumeId, ArrayName, FileSystem)> {
-        let vref = volume_id
-            .parse::<VolumeId>()
-            .map_err(|why| Error::NotFound(format!("volume {volume_id:?} does not exist ({why})")))?;
+        let vref = volume_id.parse::<VolumeId>().map_err(|why| {
+            Error::not_found(format!("volume {volume_id:?} does not exist ({why})")).because(why)
+        })?;
         let array = match vref.array() {
             Some(a) => a.clone(),
             None => select_array(&self.config, None)?.name.clone(),
         };
-        let client = self
-            .client(&array)
-            .map_err(|_| Error::NotFound(format!("volume {volume_id:?}: array {array} is not configured")))?;
+        let client = self.client(&array).map_err(|_| {
+            Error::not_found(format!("volume {volume_id:?}: array {array} is not configured"))
+        })?;
         let fs = client
             .find_file_system(vref.fs_name())
             .await?
-            .ok_or_else(|| Error::NotFound(format!("volume {volume_id:?} does not exist")))?;
+            .ok_or_else(|| Error::not_found(format!("volume {volume_id:?} does not exist")))?;
         if let VolumeId::Managed { fs_id, .. } = &vref
             && fs.id != *fs_id
         {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "volume {volume_id:?} does not exist (file system {} now has another id)",
                 fs.name
             )));
         }
         if fs.destroyed {
-            return Err(Error::NotFound(format!("volume {volume_id:?} is destroyed")));
+            return Err(Error::not_found(format!("volume {volume_id:?} is destroyed")));
         }
         Ok((vref, array, fs))
     }
@@ -585,38 +583,38 @@ impl ControllerService {
         req: csi::ControllerExpandVolumeRequest,
     ) -> Result<csi::ControllerExpandVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         let Some(range) = req.capacity_range.as_ref() else {
-            return Err(Error::InvalidArgument("capacity_range is required".into()));
+            return Err(Error::invalid_argument("capacity_range is required"));
         };
         if range.required_bytes <= 0 && range.limit_bytes <= 0 {
-            return Err(Error::InvalidArgument(
-                "capacity_range needs required_bytes or limit_bytes".into(),
+            return Err(Error::invalid_argument(
+                "capacity_range needs required_bytes or limit_bytes",
             ));
         }
         let new_size = requested_bytes(Some(range))?;
         if let Some(cap) = &req.volume_capability {
-            check_capability(cap).map_err(Error::InvalidArgument)?;
+            check_capability(cap).map_err(Error::invalid)?;
         }
         record_volume_id(&req.volume_id);
         let _guard = self.guard(format!("volume:{}", req.volume_id))?;
         let (vref, array, fs) = self.resolve_volume(&req.volume_id).await?;
         if matches!(vref, VolumeId::Static { .. }) {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "volume {} is an imported (static) file system; the driver never resizes it",
                 req.volume_id
             )));
         }
         let current = fs.provisioned.unwrap_or(i64::MAX);
         if range.limit_bytes > 0 && current > range.limit_bytes {
-            return Err(Error::OutOfRange(format!(
+            return Err(Error::out_of_range(format!(
                 "volume is {current} bytes, more than limit_bytes {}; shrinking is not supported",
                 range.limit_bytes
             )));
         }
         if new_size < current {
-            return Err(Error::OutOfRange(format!(
+            return Err(Error::out_of_range(format!(
                 "volume is {current} bytes; shrinking to {new_size} is not supported"
             )));
         }
@@ -638,10 +636,10 @@ impl ControllerService {
         req: csi::ValidateVolumeCapabilitiesRequest,
     ) -> Result<csi::ValidateVolumeCapabilitiesResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.volume_capabilities.is_empty() {
-            return Err(Error::InvalidArgument("volume_capabilities is required".into()));
+            return Err(Error::invalid_argument("volume_capabilities is required"));
         }
         record_volume_id(&req.volume_id);
         let (vref, _, _) = self.resolve_volume(&req.volume_id).await?;
@@ -652,7 +650,7 @@ impl ControllerService {
             .iter()
             .filter_map(|c| {
                 match check_capability(c) {
-                Err(e) => Some(e),
+                Err(e) => Some(e.to_string()),
                 Ok(()) if is_version && !crate::volume::access::is_reader_only(c) => Some(
                     "a dataset version (a snapshot) is read-only: only reader-only access modes are supported"
                         .into(),
@@ -699,7 +697,7 @@ impl ControllerService {
         req: csi::ListVolumesRequest,
     ) -> Result<csi::ListVolumesResponse> {
         if req.max_entries < 0 {
-            return Err(Error::InvalidArgument("max_entries must not be negative".into()));
+            return Err(Error::invalid_argument("max_entries must not be negative"));
         }
         let (start_idx, after) = if req.starting_token.is_empty() {
             (0, String::new())
@@ -710,7 +708,7 @@ impl ControllerService {
         if start_idx >= self.config.arrays.len().max(1)
             || !(after.is_empty() || after.parse::<FsName>().is_ok())
         {
-            return Err(Error::Aborted(format!(
+            return Err(Error::aborted(format!(
                 "starting_token {:?} is out of range",
                 req.starting_token
             )));
@@ -811,7 +809,7 @@ impl ControllerService {
         req: csi::GetCapacityRequest,
     ) -> Result<csi::GetCapacityResponse> {
         for cap in &req.volume_capabilities {
-            check_capability(cap).map_err(Error::InvalidArgument)?;
+            check_capability(cap).map_err(Error::invalid)?;
         }
         let array = if req.parameters.is_empty() {
             select_array(&self.config, None)?.name.clone()
@@ -845,8 +843,8 @@ impl ControllerService {
             }
         }
         let Some(largest) = largest else {
-            return Err(Error::Unavailable(
-                "no array this class allows answers; capacity unknown".into(),
+            return Err(Error::unavailable(
+                "no array this class allows answers; capacity unknown",
             ));
         };
         Ok(csi::GetCapacityResponse {
@@ -880,7 +878,10 @@ mod tests {
         }
         assert!(check_capability(&cap(0, false)).is_err());
         assert!(check_capability(&cap(8, false)).is_err());
-        assert!(check_capability(&cap(1, true)).unwrap_err().contains("block"));
+        assert_eq!(
+            check_capability(&cap(1, true)),
+            Err(crate::volume::CapabilityError::Block)
+        );
         assert!(check_capabilities(&[]).is_err());
     }
 
@@ -908,7 +909,7 @@ mod tests {
         let t = encode_token(1, "k8s-pvc-9");
         assert_eq!(decode_token(&t).unwrap(), (1, "k8s-pvc-9".to_string()));
         for bad in ["invalid-token", "zz", "7631", ""] {
-            assert!(matches!(decode_token(bad), Err(Error::Aborted(_))), "{bad}");
+            assert!(matches!(decode_token(bad), Err(Error::Aborted { .. })), "{bad}");
         }
     }
 

@@ -35,7 +35,52 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-type Step = Result<(), String>;
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The story saw something other than what it tells.
+    #[error("{0}")]
+    Story(String),
+    /// The driver refused or failed a CSI call.
+    #[error("{what}: {} ({:?})", status.message(), status.code())]
+    Rpc { what: String, status: tonic::Status },
+    /// A file, the simulator, a tool: what was being done, and why it failed.
+    #[error("{what}: {source}")]
+    Failed {
+        what: String,
+        #[source]
+        source: crate::error::Cause,
+    },
+}
+
+impl From<String> for DemoError {
+    fn from(s: String) -> Self {
+        DemoError::Story(s)
+    }
+}
+
+impl From<&str> for DemoError {
+    fn from(s: &str) -> Self {
+        DemoError::Story(s.to_string())
+    }
+}
+
+/// `map_err` for a step that failed while doing `what`.
+fn failed<E: Into<crate::error::Cause>>(what: impl Into<String>) -> impl FnOnce(E) -> DemoError {
+    let what = what.into();
+    move |e| DemoError::Failed {
+        what,
+        source: e.into(),
+    }
+}
+
+/// `map_err` for a CSI call.
+fn rpc(what: impl Into<String>) -> impl FnOnce(tonic::Status) -> DemoError {
+    let what = what.into();
+    move |status| DemoError::Rpc { what, status }
+}
+
+type Step = Result<(), DemoError>;
 
 fn cap(mode: csi::volume_capability::access_mode::Mode) -> csi::VolumeCapability {
     csi::VolumeCapability {
@@ -69,16 +114,17 @@ fn home_strict() -> std::collections::HashMap<String, String> {
     .into()
 }
 
-async fn connect(path: &Path) -> Result<Channel, String> {
+async fn connect(path: &Path) -> Result<Channel, DemoError> {
+    let what = format!("connecting to {}", path.display());
     let path = path.to_path_buf();
     Endpoint::try_from("http://[::]:50051")
-        .map_err(|e| e.to_string())?
+        .map_err(failed("the endpoint"))?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(failed(what))
 }
 
 /// What the demo prints: stdout, and a copy for the caller. A closed stdout
@@ -120,7 +166,7 @@ pub enum Stopped {
 #[derive(Debug)]
 pub enum Outcome {
     Done(String),
-    Failed(String),
+    Failed(DemoError),
     Stopped(Stopped),
 }
 
@@ -171,7 +217,7 @@ pub async fn run(args: DemoArgs) -> Outcome {
     };
     let work = match tempfile::Builder::new().prefix("flashblade-csi-demo-").tempdir() {
         Ok(w) => w,
-        Err(e) => return Outcome::Failed(format!("cannot make a working directory: {e}")),
+        Err(e) => return Outcome::Failed(failed("cannot make a working directory")(e)),
     };
     let root = work.path().to_path_buf();
     let sweeper = MountSweeper(root.clone());
@@ -203,7 +249,7 @@ pub async fn run(args: DemoArgs) -> Outcome {
 /// Starts the simulator and the driver under `root` and tells the story.
 async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
     let kubelet = root.join("kubelet");
-    std::fs::create_dir_all(&kubelet).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&kubelet).map_err(failed(format!("creating {}", kubelet.display())))?;
     let is_root = nix::unistd::geteuid().is_root();
 
     out.say("== flashblade-csi demo: JupyterHub homes and datasets on a (simulated) FlashBlade");
@@ -217,12 +263,7 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
         ..Default::default()
     })
     .await
-    .map_err(|e| {
-        format!(
-            "cannot start mock-flashblade: {}",
-            mock_flashblade::error_chain(&e)
-        )
-    })?;
+    .map_err(failed("cannot start mock-flashblade"))?;
     out.say(format!(
         "array: mock-flashblade at {} (TLS, CA {})",
         mock.url,
@@ -243,7 +284,7 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
     }
 
     let token = root.join("api-token");
-    std::fs::write(&token, &mock.api_token).map_err(|e| e.to_string())?;
+    std::fs::write(&token, &mock.api_token).map_err(failed(format!("writing {}", token.display())))?;
     let socket = root.join("csi.sock");
     // The demo has no cluster, and must not read the user's own: the admin
     // commands get a kubeconfig whose API server is a closed port, so they
@@ -255,7 +296,7 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
          users:\n- name: none\n  user: {}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\n\
          current-context: none\n",
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(failed("writing the demo's kubeconfig"))?;
     let config = Config::load(&Settings {
         kubeconfig: Some(kubeconfig),
         mode: Some(Mode::All),
@@ -274,7 +315,7 @@ async fn demo(args: &DemoArgs, out: &mut Transcript, root: &Path) -> Step {
         },
         ..Default::default()
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(failed("the driver's configuration"))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_config = config.clone();
     let mut server = tokio::spawn(crate::app::run(config, async {
@@ -338,16 +379,12 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
     } = *env;
     let mut ctl = ControllerClient::new(channel.clone());
     let mut node = NodeClient::new(channel.clone());
-    let e = |what: &str| {
-        let what = what.to_string();
-        move |s: tonic::Status| format!("{what}: {} ({:?})", s.message(), s.code())
-    };
 
     // The admin's existing datasets file system, with content.
     let ds = mock.fs_dir("datasets");
     {
         let clients = crate::app::array_clients(admin_config, &crate::metrics::Metrics::new())
-            .map_err(|e| e.to_string())?;
+            .map_err(failed("the array clients"))?;
         let fb = clients.get("fb01").ok_or("no array client")?;
         fb.create_file_system(
             "datasets",
@@ -360,21 +397,21 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
             },
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed("creating the datasets file system"))?;
         std::fs::write(ds.join("iris.csv"), "sepal_length,sepal_width\n5.1,3.5\n")
-            .map_err(|e| e.to_string())?;
+            .map_err(failed("writing datasets/iris.csv"))?;
         // Version v1 of the dataset: a snapshot, as the admin's policy takes
         // them; then the data moves on.
         fb.create_snapshot("datasets", "v1")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed("snapshotting the datasets as v1"))?;
         fb.logout().await;
     }
     std::fs::write(
         ds.join("iris.csv"),
         "sepal_length,sepal_width\n5.1,3.5\n4.9,3.0\n",
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(failed("writing datasets/iris.csv"))?;
     out.say(
         "admin: file system `datasets` exists on the array (1 TiB, iris.csv inside); its snapshot datasets.v1 \
          keeps version v1 while the data moves on",
@@ -405,7 +442,10 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
     }
     let mut volumes = Vec::new();
     while let Some(r) = set.join_next().await {
-        volumes.push(r.map_err(|e| e.to_string())?.map_err(e("CreateVolume"))?);
+        volumes.push(
+            r.map_err(failed("a CreateVolume task"))?
+                .map_err(rpc("CreateVolume"))?,
+        );
     }
     volumes.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
     let took = start.elapsed();
@@ -424,7 +464,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
     let again = ctl
         .create_volume(home_request(format!("pvc-claim-{}", users[0])))
         .await
-        .map_err(e("CreateVolume retried"))?
+        .map_err(rpc("CreateVolume retried"))?
         .into_inner()
         .volume
         .unwrap_or_default();
@@ -455,7 +495,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
             .map(|f| (f.provisioned.unwrap_or(0), f.hard_limit_enabled))
     });
     let Some((provisioned, hard)) = limit else {
-        return Err(format!("{fs_name} is not on the array"));
+        return Err(format!("{fs_name} is not on the array").into());
     };
     out.say(format!(
         "on the array, {fs_name} has a quota of {} GiB, hard limit {}",
@@ -480,8 +520,8 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         });
     }
     while let Some(r) = set.join_next().await {
-        r.map_err(|e| e.to_string())?
-            .map_err(e("ControllerModifyVolume"))?;
+        r.map_err(failed("a ControllerModifyVolume task"))?
+            .map_err(rpc("ControllerModifyVolume"))?;
     }
     let took = start.elapsed();
     let strict = mock.with_state(|s| {
@@ -494,7 +534,8 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         return Err(format!(
             "{strict} of {} homes have the 10 GiB default user quota after ControllerModifyVolume",
             volumes.len()
-        ));
+        )
+        .into());
     }
     out.say(format!(
         "the admin's VolumeAttributesClass home-strict (hard limit on, 10 GiB per user by default) reaches every claim: \
@@ -540,7 +581,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
             ..Default::default()
         })
         .await
-        .map_err(e("ControllerExpandVolume"))?
+        .map_err(rpc("ControllerExpandVolume"))?
         .into_inner();
     out.say(format!(
         "bob asks for more room: his quota grows to {} GiB while his pod runs",
@@ -560,7 +601,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         },
     )
     .await
-    .map_err(|e| format!("flashblade-csi quota set: {e}"))?;
+    .map_err(failed("flashblade-csi quota set"))?;
     let raised = mock.with_state(|s| {
         s.user_quotas
             .iter()
@@ -568,7 +609,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
             .map(|q| q.quota)
     });
     if raised != Some(15 << 30) {
-        return Err(format!("uid 1000's quota on {bob_fs} is {raised:?}, not 15 GiB"));
+        return Err(format!("uid 1000's quota on {bob_fs} is {raised:?}, not 15 GiB").into());
     }
     out.say(format!(
         "and his notebook user (uid 1000) gets 15 GiB instead of the class's 10: \
@@ -581,7 +622,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         ..Default::default()
     })
     .await
-    .map_err(e("DeleteVolume"))?;
+    .map_err(rpc("DeleteVolume"))?;
     // Soft delete renames the file system to a tombstone (so the name is
     // free for a new claim) and destroys it.
     let tomb = mock.with_state(|s| {
@@ -606,7 +647,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
                 claim: Some(
                     "jhub/claim-alice"
                         .parse::<crate::cluster::ClaimName>()
-                        .map_err(|e| e.to_string())?,
+                        .map_err(failed("the claim name"))?,
                 ),
                 storage_class: Some("fb-home".into()),
                 access_mode: "ReadWriteOnce".into(),
@@ -615,8 +656,9 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
         },
     )
     .await
-    .map_err(|e| format!("flashblade-csi recover: {e}"))?;
-    let recovered: serde_json::Value = serde_json::from_str(&report.stdout).map_err(|e| e.to_string())?;
+    .map_err(failed("flashblade-csi recover"))?;
+    let recovered: serde_json::Value =
+        serde_json::from_str(&report.stdout).map_err(failed("recover's JSON report"))?;
     let handle = recovered["manifests"]["pv"]["spec"]["csi"]["volumeHandle"]
         .as_str()
         .ok_or("recover printed no PersistentVolume")?
@@ -640,9 +682,7 @@ async fn story(args: &DemoArgs, out: &mut Transcript, channel: Channel, env: &St
                 .unwrap_or_default();
         let notebook = reattach(&mut node, env.kubelet, &handle, ctx).await?;
         if !notebook.contains("first draft") {
-            return Err(format!(
-                "the recovered home does not hold alice's notebook: {notebook:?}"
-            ));
+            return Err(format!("the recovered home does not hold alice's notebook: {notebook:?}").into());
         }
         out.say("her new pod mounts the recovered home through that PersistentVolume: analysis.ipynb is there, as she left it");
     } else {
@@ -744,7 +784,7 @@ pub fn main(args: DemoArgs) -> i32 {
     let code = match runtime.block_on(run(args)) {
         Outcome::Done(_) => 0,
         Outcome::Failed(e) => {
-            eprintln!("flashblade-csi demo failed: {e}");
+            eprintln!("flashblade-csi demo failed: {}", crate::error::chain(&e));
             1
         }
         Outcome::Stopped(Stopped::Signal(n)) => {

@@ -14,10 +14,6 @@ pub(super) async fn node_steps(
 ) -> Step {
     let (kubelet, admin_config) = (env.kubelet, env.admin_config);
     use csi::volume_capability::access_mode::Mode;
-    let e = |what: &str| {
-        let what = what.to_string();
-        move |s: tonic::Status| format!("{what}: {} ({:?})", s.message(), s.code())
-    };
     let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice/globalmount");
     let home = kubelet.join("pods/jupyter-alice/volumes/kubernetes.io~csi/home/mount");
     let ds_staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/datasets/globalmount");
@@ -33,7 +29,7 @@ pub(super) async fn node_steps(
     )
     .await?;
     std::fs::write(home.join("analysis.ipynb"), "{\"cells\": [\"first draft\"]}")
-        .map_err(|e| e.to_string())?;
+        .map_err(failed("writing analysis.ipynb"))?;
     out.say("alice's notebook pod: her home mounted read-write (/home/jovyan); analysis.ipynb saved");
     if env.no_limits.is_none() {
         quota_step(out, ctl, node, kubelet).await?;
@@ -52,7 +48,7 @@ pub(super) async fn node_steps(
     )
     .await?;
     let rows = std::fs::read_to_string(ds_target.join("iris.csv"))
-        .map_err(|e| e.to_string())?
+        .map_err(failed("reading datasets/iris.csv"))?
         .lines()
         .count();
     match std::fs::write(ds_target.join("oops.csv"), "x") {
@@ -60,9 +56,9 @@ pub(super) async fn node_steps(
             "alice reads datasets/iris.csv ({rows} lines); writing there fails: {err}"
         )),
         other => {
-            return Err(format!(
-                "a write to the read-only datasets did not fail with EROFS: {other:?}"
-            ));
+            return Err(
+                format!("a write to the read-only datasets did not fail with EROFS: {other:?}").into(),
+            );
         }
     }
 
@@ -84,19 +80,18 @@ pub(super) async fn node_steps(
     )
     .await?;
     let v1_rows = std::fs::read_to_string(v1_target.join("iris.csv"))
-        .map_err(|e| e.to_string())?
+        .map_err(failed("reading iris.csv of datasets v1"))?
         .lines()
         .count();
     if v1_rows >= rows {
         return Err(format!(
             "version v1 of the datasets shows {v1_rows} lines, the live one {rows}: not the snapshot"
-        ));
+        )
+        .into());
     }
     let v1_write = std::fs::write(v1_target.join("oops.csv"), "x");
     if !matches!(&v1_write, Err(err) if err.raw_os_error() == Some(nix::errno::Errno::EROFS as i32)) {
-        return Err(format!(
-            "a write to datasets v1 did not fail with EROFS: {v1_write:?}"
-        ));
+        return Err(format!("a write to datasets v1 did not fail with EROFS: {v1_write:?}").into());
     }
     out.say(format!(
         "alice also mounts version v1 of the datasets next to the live data: iris.csv has {v1_rows} lines there, \
@@ -111,22 +106,25 @@ pub(super) async fn node_steps(
             ..Default::default()
         })
         .await
-        .map_err(e("CreateSnapshot"))?
+        .map_err(rpc("CreateSnapshot"))?
         .into_inner()
         .snapshot
         .unwrap_or_default();
-    std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}").map_err(|e| e.to_string())?;
+    std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}")
+        .map_err(failed("emptying analysis.ipynb"))?;
     out.say("a snapshot of alice's home is taken; then she empties her notebook by mistake");
     // Self-service: the snapshot as a directory under ~/.snapshot.
     match find_in_snapshot_dir(&home, "analysis.ipynb") {
         Some(copy) => {
-            std::fs::copy(&copy, home.join("analysis.ipynb")).map_err(|e| e.to_string())?;
+            std::fs::copy(&copy, home.join("analysis.ipynb"))
+                .map_err(failed("copying the notebook back from ~/.snapshot"))?;
             let rel = copy.strip_prefix(&home).unwrap_or(&copy).display().to_string();
             out.say(format!("alice copies her notebook back herself: cp ~/{rel} ~/"));
         }
         None => return Err("the snapshot is not visible under ~/.snapshot".into()),
     }
-    std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}").map_err(|e| e.to_string())?;
+    std::fs::write(home.join("analysis.ipynb"), "{\"cells\": []}")
+        .map_err(failed("emptying analysis.ipynb"))?;
     // Her server is running in this story: the admin says --yes.
     crate::admin::run(
         admin_config.clone(),
@@ -139,8 +137,9 @@ pub(super) async fn node_steps(
         },
     )
     .await
-    .map_err(|e| e.to_string())?;
-    let back = std::fs::read_to_string(home.join("analysis.ipynb")).map_err(|e| e.to_string())?;
+    .map_err(failed("flashblade-csi restore"))?;
+    let back =
+        std::fs::read_to_string(home.join("analysis.ipynb")).map_err(failed("reading analysis.ipynb"))?;
     if !back.contains("first draft") {
         return Err("restore did not bring the notebook back".into());
     }
@@ -153,7 +152,7 @@ pub(super) async fn node_steps(
             ..Default::default()
         })
         .await
-        .map_err(e("NodeGetVolumeStats"))?
+        .map_err(rpc("NodeGetVolumeStats"))?
         .into_inner();
     let healthy = stats.volume_condition.as_ref().is_some_and(|c| !c.abnormal);
     let figure = |unit: i32| {
@@ -192,7 +191,7 @@ pub(super) async fn node_steps(
         ..Default::default()
     })
     .await
-    .map_err(e("DeleteSnapshot"))?;
+    .map_err(rpc("DeleteSnapshot"))?;
     Ok(())
 }
 
@@ -206,8 +205,7 @@ pub(super) async fn mount_for_pod(
     mode: csi::volume_capability::access_mode::Mode,
     what: &str,
 ) -> Step {
-    let e =
-        |rpc: &'static str| move |s: tonic::Status| format!("{rpc} {what}: {} ({:?})", s.message(), s.code());
+    let e = |call: &str| rpc(format!("{call} {what}"));
     node.node_stage_volume(csi::NodeStageVolumeRequest {
         volume_id: volume_id.into(),
         staging_target_path: staging.display().to_string(),
@@ -238,8 +236,7 @@ pub(super) async fn unmount_for_pod(
     target: &Path,
     what: &str,
 ) -> Step {
-    let e =
-        |rpc: &'static str| move |s: tonic::Status| format!("{rpc} {what}: {} ({:?})", s.message(), s.code());
+    let e = |call: &str| rpc(format!("{call} {what}"));
     node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
         volume_id: volume_id.into(),
         target_path: target.display().to_string(),
@@ -262,7 +259,7 @@ pub(super) async fn reattach(
     kubelet: &Path,
     handle: &str,
     ctx: std::collections::HashMap<String, String>,
-) -> Result<String, String> {
+) -> Result<String, DemoError> {
     use csi::volume_capability::access_mode::Mode;
     let staging = kubelet.join("plugins/kubernetes.io/csi/flashblade.csi.dev/alice-recovered/globalmount");
     let target = kubelet.join("pods/jupyter-alice-2/volumes/kubernetes.io~csi/home/mount");
@@ -276,7 +273,8 @@ pub(super) async fn reattach(
         "recovered",
     )
     .await?;
-    let notebook = std::fs::read_to_string(target.join("analysis.ipynb")).map_err(|e| e.to_string());
+    let notebook = std::fs::read_to_string(target.join("analysis.ipynb"))
+        .map_err(failed("reading the recovered analysis.ipynb"));
     unmount_for_pod(node, handle, &staging, &target, "recovered").await?;
     notebook
 }
@@ -291,10 +289,6 @@ pub(super) async fn quota_step(
 ) -> Step {
     use csi::volume_capability::access_mode::Mode;
     use std::io::Write;
-    let e = |what: &str| {
-        let what = what.to_string();
-        move |s: tonic::Status| format!("{what}: {} ({:?})", s.message(), s.code())
-    };
     const MIB: usize = 1 << 20;
     let mut request = home_request("pvc-claim-alice-scratch".into());
     request.capacity_range = Some(csi::CapacityRange {
@@ -304,7 +298,7 @@ pub(super) async fn quota_step(
     let vol = ctl
         .create_volume(request)
         .await
-        .map_err(e("CreateVolume scratch"))?
+        .map_err(rpc("CreateVolume scratch"))?
         .into_inner()
         .volume
         .unwrap_or_default();
@@ -321,7 +315,8 @@ pub(super) async fn quota_step(
     )
     .await?;
     // 1 MiB at a time, each flushed, until the array says no.
-    let mut file = std::fs::File::create(target.join("results.npy")).map_err(|e| e.to_string())?;
+    let mut file =
+        std::fs::File::create(target.join("results.npy")).map_err(failed("creating results.npy"))?;
     let chunk = vec![0x5au8; MIB];
     let mut written = 0;
     let refused = loop {
@@ -341,7 +336,7 @@ pub(super) async fn quota_step(
         other => {
             return Err(format!(
                 "a write past a 64 MiB hard quota did not fail with EDQUOT after {written} MiB: {other:?}"
-            ));
+            ).into());
         }
     }
     unmount_for_pod(node, &vol.volume_id, &staging, &target, "scratch").await?;
@@ -350,7 +345,7 @@ pub(super) async fn quota_step(
         ..Default::default()
     })
     .await
-    .map_err(e("DeleteVolume scratch"))?;
+    .map_err(rpc("DeleteVolume scratch"))?;
     Ok(())
 }
 

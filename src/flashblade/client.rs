@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
-use super::error::{ApiErrorKind, Error};
+use super::error::{ApiErrorKind, Error, Step, Transport};
 use crate::config::ArrayConfig;
 use crate::metrics::ArrayMetrics;
 use crate::secret::Secret;
@@ -92,7 +92,7 @@ enum Outcome {
     /// Try again after this long (None = computed backoff).
     Retry {
         wait: Option<Duration>,
-        reason: String,
+        reason: Transport,
         /// The reason as a fixed word, for the retries metric.
         kind: &'static str,
     },
@@ -156,6 +156,7 @@ impl ArrayClient {
         let setup = |detail: &str| Error::Setup {
             array: array.name.to_string(),
             detail: detail.to_string(),
+            source: None,
         };
         Ok(Self {
             name: array.name.to_string(),
@@ -196,11 +197,8 @@ impl ArrayClient {
         self.base.join(path).map_err(|e| Error::Setup {
             array: self.name.clone(),
             detail: format!("bad URL: {e}"),
+            source: Some(e.into()),
         })
-    }
-
-    fn transport(&self, e: &reqwest::Error) -> String {
-        crate::flashblade::describe_reqwest_error(e)
     }
 
     /// Picks the newest 2.x version both sides support.
@@ -247,8 +245,15 @@ impl ArrayClient {
                         ),
                     });
                 }
-                Ok(resp) => format!("api_version answered HTTP {}", resp.status().as_u16()),
-                Err(e) => self.transport(&e),
+                Ok(resp) => Transport::Status {
+                    step: Step::Version,
+                    status: resp.status().as_u16(),
+                    message: String::new(),
+                },
+                Err(source) => Transport::Http {
+                    step: Step::Version,
+                    source,
+                },
             };
             if attempt >= LOGIN_ATTEMPTS || Instant::now() + backoff(attempt) >= deadline {
                 return Err(Error::Unavailable {
@@ -270,12 +275,14 @@ impl ArrayClient {
             .map_err(|e| Error::Setup {
                 array: self.name.clone(),
                 detail: format!("cannot read API token file {}: {e}", self.token_file.display()),
+                source: Some(e.into()),
             })?;
         let api_token = Secret::new(raw.trim());
         if api_token.is_empty() {
             return Err(Error::Setup {
                 array: self.name.clone(),
                 detail: format!("API token file {} is empty", self.token_file.display()),
+                source: None,
             });
         }
         let mut attempt = 0;
@@ -331,7 +338,11 @@ impl ArrayClient {
                             });
                         }
                         429 | 503 | 500 | 502 | 504 => (
-                            format!("login: HTTP {}: {message}", status.as_u16()),
+                            Transport::Status {
+                                step: Step::Login,
+                                status: status.as_u16(),
+                                message,
+                            },
                             wait_hint(&headers),
                         ),
                         _ => {
@@ -345,7 +356,13 @@ impl ArrayClient {
                         }
                     }
                 }
-                Err(e) => (format!("login: {}", self.transport(&e)), None),
+                Err(source) => (
+                    Transport::Http {
+                        step: Step::Login,
+                        source,
+                    },
+                    None,
+                ),
             };
             let wait = wait
                 .map(|w| w + jitter(Duration::from_millis(500)))
@@ -400,7 +417,9 @@ impl ArrayClient {
             .await;
         match r {
             Ok(_) => tracing::info!(array = %self.name, "logged out of array"),
-            Err(e) => tracing::warn!(array = %self.name, error = %self.transport(&e), "logout failed"),
+            Err(e) => {
+                tracing::warn!(array = %self.name, error = %super::describe_reqwest_error(&e), "logout failed")
+            }
         }
     }
 
@@ -436,7 +455,7 @@ impl ArrayClient {
                     Outcome::Fail(Error::Ambiguous {
                         array: self.name.clone(),
                         what: call.what.clone(),
-                        reason: "no answer before the deadline".into(),
+                        reason: Transport::Deadline,
                     })
                 }
             };
@@ -513,6 +532,7 @@ impl ArrayClient {
                 return Outcome::Fail(Error::Setup {
                     array: self.name.clone(),
                     detail: "client closed".into(),
+                    source: None,
                 });
             }
         };
@@ -536,7 +556,7 @@ impl ArrayClient {
         if let Some(body) = &call.body {
             rb = rb.json(body);
         }
-        let ambiguous = |reason: String| {
+        let ambiguous = |reason: Transport| {
             Outcome::Fail(Error::Ambiguous {
                 array: self.name.clone(),
                 what: call.what.clone(),
@@ -553,17 +573,24 @@ impl ArrayClient {
                     "transport_error"
                 };
                 self.metrics.request(operation, status, started.elapsed());
-                let reason = self.transport(&e);
                 if e.is_timeout() && !e.is_connect() {
                     // The attempt ran to the call's deadline.
                     return if call.idempotent {
                         Outcome::Fail(self.timeout_error(&call.what))
                     } else {
-                        ambiguous(reason)
+                        ambiguous(Transport::Http {
+                            step: Step::Request,
+                            source: e,
+                        })
                     };
                 }
+                let connect = e.is_connect();
+                let reason = Transport::Http {
+                    step: Step::Request,
+                    source: e,
+                };
                 // A refused connection never reached the array: always safe to retry.
-                if e.is_connect() || call.idempotent {
+                if connect || call.idempotent {
                     return Outcome::Retry {
                         wait: None,
                         reason,
@@ -580,8 +607,11 @@ impl ArrayClient {
             .request(operation, status.as_str(), started.elapsed());
         let bytes = match body {
             Ok(b) => b,
-            Err(e) => {
-                let reason = format!("reading the answer: {}", self.transport(&e));
+            Err(source) => {
+                let reason = Transport::Http {
+                    step: Step::Answer,
+                    source,
+                };
                 return if call.idempotent {
                     Outcome::Retry {
                         wait: None,
@@ -615,7 +645,11 @@ impl ArrayClient {
             return Outcome::Done(body);
         }
         let (message, context) = error_message(&body);
-        let reason = format!("HTTP {}: {message}", status.as_u16());
+        let reason = Transport::Status {
+            step: Step::Request,
+            status: status.as_u16(),
+            message: message.clone(),
+        };
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Relogin,
             // Refused before processing: safe to repeat after the hinted wait.

@@ -25,7 +25,9 @@ pub enum Error {
     Unavailable {
         array: String,
         attempts: u32,
-        last: String,
+        /// Why the last attempt failed.
+        #[source]
+        last: Transport,
     },
     /// The call's deadline passed.
     #[error("array {array}: no answer within {seconds:.1}s ({what})")]
@@ -41,7 +43,8 @@ pub enum Error {
     Ambiguous {
         array: String,
         what: String,
-        reason: String,
+        #[source]
+        reason: Transport,
     },
     /// The array does not speak a REST version we support.
     #[error("array {array}: {0}", .detail)]
@@ -49,9 +52,62 @@ pub enum Error {
     /// An answer we could not understand.
     #[error("array {array}: unexpected answer: {detail}")]
     Protocol { array: String, detail: String },
-    /// Local setup: token file, TLS, URL.
+    /// Local setup: token file, TLS, URL; `source` is the io, TLS or URL
+    /// error (never the token: only the token file's path is named).
     #[error("array {array}: {detail}")]
-    Setup { array: String, detail: String },
+    Setup {
+        array: String,
+        detail: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// Why an attempt got no answer the driver could use.
+#[derive(Debug, thiserror::Error)]
+pub enum Transport {
+    /// The request or its answer was lost on the way (connection, TLS,
+    /// reset). reqwest's errors name the URL, never a header, so the
+    /// tokens stay out.
+    #[error("{}{}", step.prefix(), super::describe_reqwest_error(source))]
+    Http {
+        step: Step,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The array answered "not now" (429, 503, busy) or failed (5xx).
+    #[error("{}HTTP {status}{}", step.prefix(), if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Status {
+        step: Step,
+        status: u16,
+        message: String,
+    },
+    #[error("no answer before the deadline")]
+    Deadline,
+    /// Every attempt to create was ambiguous and nothing was created.
+    #[error("{what}: outcome unknown on every attempt and nothing was created")]
+    NothingCreated { what: String },
+}
+
+/// Which exchange an attempt was in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Version,
+    Login,
+    Request,
+    /// Reading a request's answer.
+    Answer,
+}
+
+impl Step {
+    fn prefix(self) -> &'static str {
+        match self {
+            Step::Version => "api_version: ",
+            Step::Login => "login: ",
+            Step::Request => "",
+            Step::Answer => "reading the answer: ",
+        }
+    }
 }
 
 /// What an array's refusal means to the driver.

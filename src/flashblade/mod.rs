@@ -24,6 +24,7 @@ pub(crate) fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Res
     let url = array.management_url.as_ref().ok_or_else(|| Error::Setup {
         array: array.name.to_string(),
         detail: "management URL is not configured".into(),
+        source: None,
     })?;
     let builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -40,12 +41,14 @@ pub(crate) fn http_client(array: &ArrayConfig, connect_timeout: Duration) -> Res
             Error::Setup {
                 array: array.name.to_string(),
                 detail: format!("TLS setup failed: {reason}"),
+                source: Some(reason.into()),
             }
         })?;
     let builder = builder.use_preconfigured_tls(tls);
     builder.build().map_err(|e| Error::Setup {
         array: array.name.to_string(),
-        detail: format!("TLS setup failed: {e}"),
+        detail: format!("TLS setup failed: {}", describe_reqwest_error(&e)),
+        source: Some(e.into()),
     })
 }
 

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::client::{ArrayClient, Call};
-use super::error::Error;
+use super::error::{Error, Transport};
 use super::filter::Filter;
 use super::models::{ArraySpace, ExportPolicy, FileSystem, Page, QuotaEntry, Snapshot};
 
@@ -250,7 +250,9 @@ impl ArrayClient {
         Err(Error::Unavailable {
             array: self.name().to_string(),
             attempts: CREATE_ATTEMPTS,
-            last: format!("{what}: outcome unknown on every attempt and nothing was created"),
+            last: Transport::NothingCreated {
+                what: what.to_string(),
+            },
         })
     }
 

@@ -68,7 +68,7 @@ impl Budget {
     ) -> Result<T> {
         match tokio::time::timeout(self.left(), f).await {
             Ok(r) => r,
-            Err(_) => Err(Error::DeadlineExceeded(format!(
+            Err(_) => Err(Error::deadline_exceeded(format!(
                 "{what}: the call's {:.1}s deadline passed",
                 self.total.as_secs_f64()
             ))),

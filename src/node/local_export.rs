@@ -56,7 +56,7 @@ mod staging {
     use super::super::mounter::MountError;
     use super::super::root_dir::Server;
     use crate::config::Config;
-    use crate::error::{Error, Result};
+    use crate::error::{Cause, Error, Result};
 
     /// One array's simulator, as the node reaches it.
     struct Simulator {
@@ -81,15 +81,31 @@ mod staging {
         rule: String,
     }
 
-    fn tls(ca_file: Option<&std::path::Path>) -> std::result::Result<rustls::ClientConfig, String> {
+    /// Why the client for a simulator's mount endpoint cannot be built.
+    #[derive(Debug, thiserror::Error)]
+    enum TlsError {
+        #[error(transparent)]
+        CaFile(#[from] crate::config::CaFileError),
+        #[error("CA file {}: {source}", path.display())]
+        BadCertificate {
+            path: std::path::PathBuf,
+            #[source]
+            source: rustls::Error,
+        },
+        #[error("no TLS protocol version available: {0}")]
+        Protocols(#[source] rustls::Error),
+    }
+
+    fn tls(ca_file: Option<&std::path::Path>) -> std::result::Result<rustls::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         match ca_file {
             Some(path) => {
-                for cert in crate::config::load_ca_file(path).map_err(|e| e.to_string())? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                for cert in crate::config::load_ca_file(path)? {
+                    roots.add(cert).map_err(|source| TlsError::BadCertificate {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
                 }
             }
             None => {
@@ -98,7 +114,7 @@ mod staging {
         }
         Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(TlsError::Protocols)?
             .with_root_certificates(roots)
             .with_no_client_auth())
     }
@@ -116,13 +132,13 @@ mod staging {
                     tracing::warn!(array = %a.name, "--local-export-client does not skip TLS verification: give the simulator's CA (its ca.pem) to ask it");
                     continue;
                 }
-                let built = tls(a.ca_file.as_deref()).and_then(|tls| {
+                let built = tls(a.ca_file.as_deref()).map_err(Cause::from).and_then(|tls| {
                     reqwest::Client::builder()
                         .use_preconfigured_tls(tls)
                         .timeout(config.timeouts.array_request)
                         .connect_timeout(Duration::from_secs(5))
                         .build()
-                        .map_err(|e| e.to_string())
+                        .map_err(Cause::from)
                 });
                 match built {
                     Ok(http) => {
@@ -158,40 +174,41 @@ mod staging {
             let name = array
                 .map(str::to_string)
                 .or_else(|| self.default_array.clone())
-                .ok_or_else(|| Error::FailedPrecondition("no array is configured on this node".into()))?;
+                .ok_or_else(|| Error::failed_precondition("no array is configured on this node"))?;
             let sim = self.arrays.get(&name).ok_or_else(|| {
-                Error::FailedPrecondition(format!(
+                Error::failed_precondition(format!(
                     "--local-export-client: array {name:?} has no management URL (with verified TLS) on this node to ask its mount endpoint"
                 ))
             })?;
             let mut url = sim
                 .url
                 .join("mock/mount")
-                .map_err(|e| Error::Internal(format!("mount endpoint URL: {e}")))?;
+                .map_err(|e| Error::internal(format!("mount endpoint URL: {e}")).because(e))?;
             url.query_pairs_mut()
                 .append_pair("name", fs)
                 .append_pair("client", &self.client.to_string());
-            let unreachable = |e: String| {
-                Error::Unavailable(format!(
+            let unreachable = |e: Cause| {
+                Error::unavailable(format!(
                     "cannot ask array {name:?} whether {} may mount {fs}: {e}",
                     self.client
                 ))
+                .because(e)
             };
             let resp = sim
                 .http
                 .get(url)
                 .send()
                 .await
-                .map_err(|e| unreachable(e.without_url().to_string()))?;
+                .map_err(|e| unreachable(e.without_url().into()))?;
             let status = resp.status().as_u16();
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| unreachable(e.without_url().to_string()))?;
+                .map_err(|e| unreachable(e.without_url().into()))?;
             match status {
                 200 => {
                     let a: Answer = serde_json::from_slice(&body)
-                        .map_err(|e| unreachable(format!("unexpected answer: {e}")))?;
+                        .map_err(|e| unreachable(format!("unexpected answer: {e}").into()))?;
                     let server = match a.squash.as_str() {
                         "no_root_squash" => Server::AsIs,
                         _ => Server::Squashed { anonuid: a.anonuid },
@@ -208,10 +225,10 @@ mod staging {
                     message(&body)
                 ))
                 .into()),
-                404 => Err(Error::NotFound(format!(
+                404 => Err(Error::not_found(format!(
                     "file system {fs} does not exist on array {name:?} (asked by --local-export-client)"
                 ))),
-                _ => Err(unreachable(format!("HTTP {status}: {}", message(&body)))),
+                _ => Err(unreachable(format!("HTTP {status}: {}", message(&body)).into())),
             }
         }
     }

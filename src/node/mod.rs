@@ -75,23 +75,6 @@ pub(crate) fn capabilities() -> Vec<csi::NodeServiceCapability> {
     .collect()
 }
 
-impl From<MountError> for Error {
-    fn from(e: MountError) -> Self {
-        match e {
-            // Retryable and not final: kubelet tries again later.
-            MountError::Timeout { .. } => Error::DeadlineExceeded(e.to_string()),
-            MountError::Stuck(m) => Error::Unavailable(m),
-            MountError::Limit(m) => Error::ResourceExhausted(m),
-            MountError::Path(p) if p.is_caller_error() => Error::InvalidArgument(p.to_string()),
-            MountError::Path(p) => Error::Internal(p.to_string()),
-            // Kept UNAVAILABLE like any failed mount: kubelet retries, and a
-            // node-following export may simply not have its rule yet.
-            MountError::Denied(m) => Error::Unavailable(m),
-            MountError::Failed(m) => Error::Unavailable(m),
-        }
-    }
-}
-
 fn is_reader_only(cap: &csi::VolumeCapability) -> bool {
     use csi::volume_capability::access_mode::Mode;
     matches!(
@@ -108,8 +91,8 @@ fn mount_flags(cap: &csi::VolumeCapability) -> Vec<String> {
 }
 
 fn check_node_capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::VolumeCapability> {
-    let cap = cap.ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
-    crate::volume::access::check_capability(cap).map_err(Error::InvalidArgument)?;
+    let cap = cap.ok_or_else(|| Error::invalid_argument("volume_capability is required"))?;
+    crate::volume::access::check_capability(cap).map_err(Error::invalid)?;
     Ok(cap)
 }
 
@@ -187,7 +170,7 @@ impl NodeService {
     fn guard(&self, key: String) -> Result<Guard> {
         self.inflight.try_acquire(key.clone()).ok_or_else(|| {
             self.metrics.aborted("node", &key);
-            Error::Aborted(format!("an operation on {key} is already in progress"))
+            Error::aborted(format!("an operation on {key} is already in progress"))
         })
     }
 
@@ -205,7 +188,7 @@ impl NodeService {
     }
 
     fn path(&self, what: &str, p: &str) -> Result<PathBuf> {
-        paths::check_path(what, p, &self.kubelet_dir).map_err(Error::InvalidArgument)
+        paths::check_path(what, p, &self.kubelet_dir).map_err(Error::invalid)
     }
 
     /// The real location of a checked request path (see [`paths::resolve`])
@@ -240,13 +223,13 @@ impl NodeService {
             None => match &handle {
                 Some(h) => format!("/{}", h.fs_name()),
                 None => {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(Error::invalid_argument(format!(
                         "volume {volume_id:?} has no share in its volume context and is not a file-system handle"
                     )));
                 }
             },
         };
-        let fs_name = paths::check_share(&share).map_err(Error::InvalidArgument)?;
+        let fs_name = paths::check_share(&share).map_err(Error::invalid)?;
         let server = match ctx.get(context::SERVER) {
             Some(s) => s.clone(),
             None => {
@@ -256,7 +239,7 @@ impl NodeService {
                     Some(VolumeId::Static { array: Some(a), .. })
                     | Some(VolumeId::Managed { array: a, .. }) => {
                         Some(self.endpoints.get(a.as_str()).cloned().ok_or_else(|| {
-                            Error::FailedPrecondition(format!(
+                            Error::failed_precondition(format!(
                                 "volume {volume_id:?} is on array {a:?}, for which this node has no NFS endpoint; \
                                  set the volume's `server` attribute or configure that array on the node"
                             ))
@@ -265,13 +248,13 @@ impl NodeService {
                     _ => None,
                 };
                 by_array.or_else(|| self.default_endpoint.clone()).ok_or_else(|| {
-                    Error::FailedPrecondition(format!(
+                    Error::failed_precondition(format!(
                         "volume {volume_id:?} names no server and this node has no --nfs-endpoint configured"
                     ))
                 })?
             }
         };
-        paths::check_server(&server).map_err(Error::InvalidArgument)?;
+        paths::check_server(&server).map_err(Error::invalid)?;
         let versions = match ctx.get(context::NFS_VERSIONS).map(String::as_str) {
             None | Some("") => vec!["4.1", "3"],
             Some(v) => {
@@ -281,7 +264,7 @@ impl NodeService {
                         "4.1" => out.push("4.1"),
                         "3" => out.push("3"),
                         other => {
-                            return Err(Error::InvalidArgument(format!(
+                            return Err(Error::invalid_argument(format!(
                                 "nfsVersions {other:?} is not 3 or 4.1"
                             )));
                         }
@@ -313,14 +296,14 @@ impl NodeService {
         req: csi::NodeStageVolumeRequest,
     ) -> Result<csi::NodeStageVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.staging_target_path.is_empty() {
-            return Err(Error::InvalidArgument("staging_target_path is required".into()));
+            return Err(Error::invalid_argument("staging_target_path is required"));
         }
         let cap = check_node_capability(req.volume_capability.as_ref())?;
         let staging = self.path("staging_target_path", &req.staging_target_path)?;
-        let flags = paths::check_mount_flags(&mount_flags(cap)).map_err(Error::InvalidArgument)?;
+        let flags = paths::check_mount_flags(&mount_flags(cap)).map_err(Error::invalid)?;
         let export = self.export_for(&req.volume_id, &req.volume_context)?;
         // A dataset version is a snapshot: read-only whatever the access mode.
         let version = versions::requested(&req.volume_id, &req.volume_context)?;
@@ -329,7 +312,7 @@ impl NodeService {
         let fs: FsName = export
             .fs_name
             .parse()
-            .map_err(|e| Error::InvalidArgument(format!("share {:?}: {e}", export.share)))?;
+            .map_err(|e| Error::invalid_argument(format!("share {:?}: {e}", export.share)).because(e))?;
         // What is mounted: the file system, or a snapshot's directory in it.
         let (share, rel) = match &version {
             Some(v) => {
@@ -350,7 +333,7 @@ impl NodeService {
         let mounting = b.part(self.timeouts.mount);
         let staging = resolved.path;
         if resolved.found == Found::NotDir {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "staging_target_path {} is not a directory",
                 staging.display()
             )));
@@ -366,7 +349,7 @@ impl NodeService {
             if same {
                 return Ok(csi::NodeStageVolumeResponse {});
             }
-            return Err(Error::AlreadyExists(format!(
+            return Err(Error::already_exists(format!(
                 "staging path {} already holds another mount ({})",
                 staging.display(),
                 m.source
@@ -390,7 +373,7 @@ impl NodeService {
             };
             let fs_root = root.join(&export.fs_name);
             if !fs_root.is_dir() {
-                return Err(Error::NotFound(format!(
+                return Err(Error::not_found(format!(
                     "local export {} does not exist (development mode --local-export-root)",
                     fs_root.display()
                 )));
@@ -467,7 +450,7 @@ impl NodeService {
         }
         Err(last
             .map(Error::from)
-            .unwrap_or_else(|| Error::Internal("no mount attempt was made".into())))
+            .unwrap_or_else(|| Error::internal("no mount attempt was made")))
     }
 
     /// After a fresh staging mount: gives the volume's root directory the
@@ -512,17 +495,18 @@ impl NodeService {
                 op,
                 errno: nix::errno::Errno::EROFS,
                 ..
-            })) => Error::FailedPrecondition(format!(
+            })) => Error::failed_precondition(format!(
                 "cannot give volume {volume_id}'s root directory {asked}: {op}: the export is read-only for this node{rule}"
             )),
-            Ok(Err(RootError::Refused { op, errno, .. })) => Error::FailedPrecondition(format!(
+            Ok(Err(RootError::Refused { op, errno, .. })) => Error::failed_precondition(format!(
                 "cannot give volume {volume_id}'s root directory {asked}: {op}: {errno}: the export squashes root for this node{rule}. \
                  Export it to the nodes with no_root_squash for them (StorageClass exportTo: nodes with exportOptions: no_root_squash), \
                  or set the owner and mode on the array side (mount the file system once with no_root_squash from an admin host)"
             )),
-            Ok(Err(RootError::Failed(m))) => Error::Unavailable(format!(
-                "cannot give volume {volume_id}'s root directory {asked}: {m}"
-            )),
+            Ok(Err(e @ RootError::Io { .. })) => Error::unavailable(format!(
+                "cannot give volume {volume_id}'s root directory {asked}: {e}"
+            ))
+            .because(e),
             Err(e) => {
                 if let MountError::Timeout { .. } = e {
                     self.metrics.deadline_exceeded("mount");
@@ -535,10 +519,11 @@ impl NodeService {
             Err(e) => format!("removing the staging mount failed too: {e}"),
         };
         Err(match err {
-            Error::FailedPrecondition(m) => Error::FailedPrecondition(format!("{m}; {undone}")),
-            Error::Unavailable(m) => Error::Unavailable(format!("{m}; {undone}")),
-            Error::DeadlineExceeded(m) => {
-                Error::DeadlineExceeded(format!("setting the volume's root owner and mode: {m}; {undone}"))
+            e @ (Error::FailedPrecondition { .. } | Error::Unavailable { .. }) => {
+                e.map_message(|m| format!("{m}; {undone}"))
+            }
+            e @ Error::DeadlineExceeded { .. } => {
+                e.map_message(|m| format!("setting the volume's root owner and mode: {m}; {undone}"))
             }
             other => other,
         })
@@ -586,7 +571,7 @@ impl NodeService {
             }
             match listing {
                 Ok(l) => match l.error(fs, wanted) {
-                    e @ (Error::NotFound(_) | Error::FailedPrecondition(_)) => Some(e),
+                    e @ (Error::NotFound { .. } | Error::FailedPrecondition { .. }) => Some(e),
                     _ => None,
                 },
                 Err(e) => {
@@ -618,7 +603,7 @@ impl NodeService {
             }
             self.mounter.unmount(path, b.left()).await?;
         }
-        Err(Error::Internal(format!(
+        Err(Error::internal(format!(
             "{} still has mounts after {MAX_STACKED} unmounts",
             path.display()
         )))
@@ -630,10 +615,10 @@ impl NodeService {
         req: csi::NodeUnstageVolumeRequest,
     ) -> Result<csi::NodeUnstageVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.staging_target_path.is_empty() {
-            return Err(Error::InvalidArgument("staging_target_path is required".into()));
+            return Err(Error::invalid_argument("staging_target_path is required"));
         }
         let staging = self.path("staging_target_path", &req.staging_target_path)?;
         record_volume_id(&req.volume_id);
@@ -643,7 +628,7 @@ impl NodeService {
             Found::MountPoint => self.unmount_all(b, &resolved.path).await?,
             Found::Missing | Found::Dir => {}
             Found::NotDir => {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "staging_target_path {} is not a directory",
                     resolved.path.display()
                 )));
@@ -660,15 +645,15 @@ impl NodeService {
         req: csi::NodePublishVolumeRequest,
     ) -> Result<csi::NodePublishVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.target_path.is_empty() {
-            return Err(Error::InvalidArgument("target_path is required".into()));
+            return Err(Error::invalid_argument("target_path is required"));
         }
         let cap = check_node_capability(req.volume_capability.as_ref())?;
         if req.staging_target_path.is_empty() {
-            return Err(Error::InvalidArgument(
-                "staging_target_path is required (the plugin stages volumes)".into(),
+            return Err(Error::invalid_argument(
+                "staging_target_path is required (the plugin stages volumes)",
             ));
         }
         let target = self.path("target_path", &req.target_path)?;
@@ -693,7 +678,7 @@ impl NodeService {
             .await?
         {
             Publish::NotStaged { staging } => {
-                return Err(Error::FailedPrecondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "volume {} is not staged at {}; NodeStageVolume must come first",
                     req.volume_id,
                     staging.display()
@@ -702,7 +687,7 @@ impl NodeService {
             // Publishing onto (or inside, or above) the staging mount would
             // let the matching unpublish take the staging mount away.
             Publish::Overlaps { staging } => {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "target_path {} overlaps staging_target_path {}",
                     target.display(),
                     staging.display()
@@ -716,14 +701,14 @@ impl NodeService {
                 if m.device == staged.device && m.root == staged.root && m.read_only() == readonly {
                     return Ok(csi::NodePublishVolumeResponse {});
                 }
-                return Err(Error::AlreadyExists(format!(
+                return Err(Error::already_exists(format!(
                     "target {} already holds a different mount (or the same volume with {} access)",
                     target.display(),
                     if m.read_only() { "read-only" } else { "read-write" }
                 )));
             }
             (Found::NotDir, _) => {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "target_path {} is not a directory",
                     target.display()
                 )));
@@ -731,7 +716,7 @@ impl NodeService {
             // Resolved from the same table, so the entry is always there;
             // never stack a second mount if it were not.
             (Found::MountPoint, None) => {
-                return Err(Error::Internal(format!(
+                return Err(Error::internal(format!(
                     "target {} is a mount point missing from the mount table",
                     target.display()
                 )));
@@ -750,10 +735,10 @@ impl NodeService {
         req: csi::NodeUnpublishVolumeRequest,
     ) -> Result<csi::NodeUnpublishVolumeResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.target_path.is_empty() {
-            return Err(Error::InvalidArgument("target_path is required".into()));
+            return Err(Error::invalid_argument("target_path is required"));
         }
         let target = self.path("target_path", &req.target_path)?;
         record_volume_id(&req.volume_id);
@@ -762,7 +747,7 @@ impl NodeService {
         match resolved.found {
             Found::Missing => return Ok(csi::NodeUnpublishVolumeResponse {}),
             Found::NotDir => {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid_argument(format!(
                     "target_path {} is not a directory",
                     resolved.path.display()
                 )));
@@ -776,7 +761,7 @@ impl NodeService {
             self.mounter
                 .remove_dir(&resolved.path)
                 .await
-                .map_err(|e| Error::Internal(format!("cannot remove target: {e}")))
+                .map_err(|e| Error::internal(format!("cannot remove target: {e}")).because(e))
         })
         .await?;
         tracing::info!(target = %resolved.path.display(), "unpublished");
@@ -798,7 +783,7 @@ fn finish<T>(method: &str, r: Result<T>) -> Result<Response<T>, Status> {
     match r {
         Ok(v) => Ok(Response::new(v)),
         Err(e) => {
-            tracing::warn!(error = %e, "{method} failed");
+            tracing::warn!(error = %crate::error::chain(&e), "{method} failed");
             Err(e.into())
         }
     }
@@ -815,7 +800,7 @@ async fn within<T>(
 ) -> Result<Response<T>, Status> {
     let r = match tokio::time::timeout_at(b.until, work).await {
         Ok(r) => r,
-        Err(_) => Err(Error::DeadlineExceeded(format!(
+        Err(_) => Err(Error::deadline_exceeded(format!(
             "{method} did not finish within its {:.1}s deadline; kubelet retries it",
             b.total.as_secs_f64()
         ))),

@@ -19,30 +19,12 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::mountinfo::{self, MountTable, SharedReads};
-use super::paths::{self, PathError, Publish, Resolved};
+use super::paths::{self, Publish, Resolved};
 use super::root_dir::{self, RootError, RootSpec};
 use crate::metrics::Metrics;
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum MountError {
-    #[error("{what} did not finish within {seconds:.1}s")]
-    Timeout { what: String, seconds: f64 },
-    /// A statfs of this file system is already stuck: seen failing.
-    #[error("{0}")]
-    Stuck(String),
-    /// Not attempted because of a limit (other calls are stuck): nothing is
-    /// known about this file system.
-    #[error("{0}")]
-    Limit(String),
-    #[error(transparent)]
-    Path(#[from] PathError),
-    /// The server refused this node ("access denied by server"): its export
-    /// rules do not admit the node's address.
-    #[error("{0}")]
-    Denied(String),
-    #[error("{0}")]
-    Failed(String),
-}
+mod error;
+pub(crate) use error::{MountError, StatFailure};
 
 /// Space and inode figures of a mounted volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +125,7 @@ pub(crate) struct SystemMounter {
     pub mount_program: PathBuf,
     stat_gate: StatGate,
     /// Every mountinfo reading goes through here ([`SharedReads`]).
-    table: Arc<SharedReads<Result<MountTable, String>>>,
+    table: Arc<SharedReads<TableRead>>,
     metrics: Arc<Metrics>,
 }
 
@@ -247,7 +229,10 @@ struct GateInner {
     limit: usize,
 }
 
-type StatResult = Result<Stats, String>;
+type StatResult = Result<Stats, StatFailure>;
+
+/// One reading of the mount table, shared by the callers it served.
+type TableRead = Result<MountTable, Arc<mountinfo::ReadError>>;
 
 /// The statfs running on one file system.
 struct Running {
@@ -350,7 +335,10 @@ impl StatGate {
         self.run(key, stuck_after, wait, move || {
             nix::sys::statvfs::statvfs(&p)
                 .map(|st| Stats::from(&st))
-                .map_err(|e| format!("statfs {}: {e}", p.display()))
+                .map_err(|errno| StatFailure {
+                    path: p.clone(),
+                    errno,
+                })
         })
         .await
     }
@@ -432,10 +420,7 @@ impl StatGate {
             }
         };
         match tokio::time::timeout_at(until, done.wait_for(Option::is_some)).await {
-            Ok(Ok(r)) => r
-                .clone()
-                .expect("waited for a result")
-                .map_err(MountError::Failed),
+            Ok(Ok(r)) => r.clone().expect("waited for a result").map_err(MountError::Stat),
             Ok(Err(_)) => Err(MountError::Failed("statfs: worker vanished".into())),
             Err(_) => Err(MountError::Timeout {
                 what: "statfs".into(),
@@ -471,7 +456,7 @@ impl StatGate {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key.fs);
             self.inner.freed.notify_waiters();
-            MountError::Failed(format!("statfs: cannot start a thread: {e}"))
+            MountError::io("statfs: cannot start a thread", e)
         })
     }
 }
@@ -566,14 +551,10 @@ fn bind_readonly(source: &Path, target: &Path) -> Result<(), Errno> {
 }
 
 /// A reading of the mount table that started after this call.
-fn read_mountinfo(table: &SharedReads<Result<MountTable, String>>) -> Result<MountTable, MountError> {
+fn read_mountinfo(table: &SharedReads<TableRead>) -> Result<MountTable, MountError> {
     table
-        .get(|| {
-            mountinfo::read()
-                .map(Arc::new)
-                .map_err(|e| format!("read /proc/self/mountinfo: {e}"))
-        })
-        .map_err(MountError::Failed)
+        .get(|| mountinfo::read().map(Arc::new).map_err(Arc::new))
+        .map_err(MountError::Table)
 }
 
 /// Runs `f` on a blocking thread and stops waiting after `limit`. A thread
@@ -585,7 +566,10 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, MountError> {
     match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(MountError::Failed(format!("{what}: worker failed: {e}"))),
+        Ok(Err(source)) => Err(MountError::Worker {
+            what: what.to_string(),
+            source,
+        }),
         Err(_) => Err(MountError::Timeout {
             what: what.to_string(),
             seconds: limit.as_secs_f64(),
@@ -614,12 +598,7 @@ impl Mounter for SystemMounter {
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| {
-                MountError::Failed(format!(
-                    "{what}: cannot run {}: {e}",
-                    self.mount_program.display()
-                ))
-            })?;
+            .map_err(|e| MountError::io(format!("{what}: cannot run {}", self.mount_program.display()), e))?;
         let pid = child.id();
         // Dropped with the RPC (its overall deadline): the whole group goes.
         let mut group = KillGroup(pid);
@@ -655,7 +634,7 @@ impl Mounter for SystemMounter {
                 "{what} failed ({status}): {}",
                 err.trim()
             ))),
-            Ok((Err(e), _)) => Err(MountError::Failed(format!("{what}: {e}"))),
+            Ok((Err(e), _)) => Err(MountError::io(what, e)),
             Err(_) => {
                 // Kill the whole group: mount.nfs and anything it started,
                 // so nothing is left behind to poison later mounts.
@@ -698,11 +677,10 @@ impl Mounter for SystemMounter {
                     );
                 }
                 Err(e) => {
-                    return Err(MountError::Failed(format!(
-                        "read-only bind {} on {}: {e}",
-                        source.display(),
-                        target.display()
-                    )));
+                    return Err(MountError::sys(
+                        format!("read-only bind {} on {}", source.display(), target.display()),
+                        e,
+                    ));
                 }
             }
         }
@@ -711,7 +689,7 @@ impl Mounter for SystemMounter {
             nix::mount::mount(Some(&s), &t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         })
         .await?
-        .map_err(|e| MountError::Failed(format!("bind {} on {}: {e}", source.display(), target.display())))?;
+        .map_err(|e| MountError::sys(format!("bind {} on {}", source.display(), target.display()), e))?;
         if readonly {
             let t = target.to_path_buf();
             let remount = blocking("read-only remount", limit, move || {
@@ -724,22 +702,22 @@ impl Mounter for SystemMounter {
                 )
             })
             .await;
-            let failed = match remount {
+            let failed: Option<crate::error::Cause> = match remount {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.to_string()),
+                Ok(Err(e)) => Some(Box::new(e)),
+                Err(e) => Some(Box::new(e)),
             };
-            if let Some(why) = failed {
+            if let Some(source) = failed {
                 // Never leave a writable mount where a read-only one was asked for.
                 let t = target.to_path_buf();
                 let _ = blocking("rollback unmount", self.unmount_timeout, move || {
                     nix::mount::umount2(&t, MntFlags::MNT_DETACH)
                 })
                 .await;
-                return Err(MountError::Failed(format!(
-                    "read-only remount of {} failed ({why}); the bind mount was removed",
-                    target.display()
-                )));
+                return Err(MountError::Remount {
+                    target: target.to_path_buf(),
+                    source,
+                });
             }
         }
         Ok(())
@@ -752,7 +730,7 @@ impl Mounter for SystemMounter {
             ("forced unmount", "forced", MntFlags::MNT_FORCE, 0.3),
             ("lazy unmount", "lazy", MntFlags::MNT_DETACH, 0.3),
         ];
-        let mut last = String::new();
+        let mut last = MountError::Failed("no unmount step ran".into());
         for (what, step, flags, share) in steps {
             let t = target.to_path_buf();
             let r = blocking(what, limit.mul_f64(share), move || nix::mount::umount2(&t, flags)).await;
@@ -767,15 +745,15 @@ impl Mounter for SystemMounter {
                 }
                 // Not a mount point (any more) or gone: nothing to undo.
                 Ok(Err(Errno::EINVAL | Errno::ENOENT)) => return Ok(()),
-                Ok(Err(e)) => last = format!("{what}: {e}"),
-                Err(e) => last = e.to_string(),
+                Ok(Err(e)) => last = MountError::sys(what, e),
+                Err(e) => last = e,
             }
             tracing::warn!(target = %target.display(), step = what, reason = %last, "unmount step failed; escalating");
         }
-        Err(MountError::Failed(format!(
-            "could not unmount {}: {last}",
-            target.display()
-        )))
+        Err(MountError::Unmount {
+            target: target.to_path_buf(),
+            last: Box::new(last),
+        })
     }
 
     async fn mounts(&self) -> Result<MountTable, MountError> {
@@ -827,7 +805,7 @@ impl Mounter for SystemMounter {
             move || match std::fs::remove_dir(&p) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(MountError::Failed(format!("cannot remove {}: {e}", p.display()))),
+                Err(e) => Err(MountError::io(format!("cannot remove {}", p.display()), e)),
             },
         )
         .await?

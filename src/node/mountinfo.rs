@@ -53,19 +53,49 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A mountinfo line the parser does not understand, quoted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ParseError {
+    #[error("no separator in {0:?}")]
+    NoSeparator(String),
+    #[error("too few fields in {0:?}")]
+    TooFewFields(String),
+    #[error("bad number {field:?} in {line:?}")]
+    Number {
+        field: String,
+        line: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+}
+
+/// Why the mount table could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not UTF-8: {0}")]
+    Utf8(#[from] std::string::FromUtf8Error),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
 /// Parses one mountinfo line.
-pub(crate) fn parse_line(line: &str) -> Result<MountEntry, String> {
+pub(crate) fn parse_line(line: &str) -> Result<MountEntry, ParseError> {
     let fields: Vec<&str> = line.split(' ').collect();
     let sep = fields
         .iter()
         .position(|f| *f == "-")
-        .ok_or_else(|| format!("no separator in {line:?}"))?;
+        .ok_or_else(|| ParseError::NoSeparator(line.to_string()))?;
     if sep < 6 || fields.len() < sep + 4 {
-        return Err(format!("too few fields in {line:?}"));
+        return Err(ParseError::TooFewFields(line.to_string()));
     }
     let num = |s: &str| {
-        s.parse::<u32>()
-            .map_err(|_| format!("bad number {s:?} in {line:?}"))
+        s.parse::<u32>().map_err(|source| ParseError::Number {
+            field: s.to_string(),
+            line: line.to_string(),
+            source,
+        })
     };
     Ok(MountEntry {
         mount_id: num(fields[0])?,
@@ -80,7 +110,7 @@ pub(crate) fn parse_line(line: &str) -> Result<MountEntry, String> {
     })
 }
 
-pub(crate) fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
+pub(crate) fn parse(text: &str) -> Result<Vec<MountEntry>, ParseError> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(parse_line)
@@ -88,11 +118,10 @@ pub(crate) fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
 }
 
 /// Reads and parses `/proc/self/mountinfo`.
-pub(crate) fn read() -> std::io::Result<Vec<MountEntry>> {
+pub(crate) fn read() -> Result<Vec<MountEntry>, ReadError> {
     let file = std::fs::File::open("/proc/self/mountinfo")?;
-    let text = String::from_utf8(read_all(file, 64 * 1024)?)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    parse(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    let text = String::from_utf8(read_all(file, 64 * 1024)?)?;
+    Ok(parse(&text)?)
 }
 
 /// Reads to the end, offering at least `chunk` bytes to every read. A /proc

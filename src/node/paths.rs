@@ -14,37 +14,77 @@ use std::path::{Component, Path, PathBuf};
 
 use super::mountinfo::{self, MountEntry};
 
+/// Why a path, server, share or mount option in a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    #[error("{what} is required")]
+    Missing { what: String },
+    #[error("{what} contains a NUL byte")]
+    Nul { what: String },
+    /// `why` completes "<what> <path> …".
+    #[error("{what} {path:?} {why}")]
+    Path {
+        what: String,
+        path: String,
+        why: &'static str,
+    },
+    #[error("{what} {path:?} is outside the kubelet directory {}", kubelet.display())]
+    Outside {
+        what: String,
+        path: String,
+        kubelet: PathBuf,
+    },
+    #[error(transparent)]
+    Server(#[from] crate::volume::NameError),
+    #[error("share {0:?} must be /<file-system name>")]
+    Share(String),
+    #[error("mount option {0:?} is not allowed")]
+    Option(String),
+    #[error("mount option {0:?} is reserved for the driver")]
+    Reserved(String),
+}
+
 /// Checks a path from a request. `Err` says what is wrong with it.
-pub(crate) fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn check_path(what: &str, path: &str, kubelet_dir: &Path) -> Result<PathBuf, RequestError> {
+    let bad = |why| RequestError::Path {
+        what: what.to_string(),
+        path: path.to_string(),
+        why,
+    };
     if path.is_empty() {
-        return Err(format!("{what} is required"));
+        return Err(RequestError::Missing {
+            what: what.to_string(),
+        });
     }
     if path.contains('\0') {
-        return Err(format!("{what} contains a NUL byte"));
+        return Err(RequestError::Nul {
+            what: what.to_string(),
+        });
     }
     if !path.starts_with('/') {
-        return Err(format!("{what} {path:?} must be an absolute path"));
+        return Err(bad("must be an absolute path"));
     }
     if path.len() > 1 && path.ends_with('/') || path.contains("//") {
-        return Err(format!("{what} {path:?} is not normalised"));
+        return Err(bad("is not normalised"));
     }
     let p = Path::new(path);
     for c in p.components() {
         match c {
             Component::RootDir | Component::Normal(_) => {}
             Component::CurDir | Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("{what} {path:?} must not contain '.' or '..'"));
+                return Err(bad("must not contain '.' or '..'"));
             }
         }
     }
     if path.split('/').any(|s| s == "." || s == "..") {
-        return Err(format!("{what} {path:?} must not contain '.' or '..'"));
+        return Err(bad("must not contain '.' or '..'"));
     }
     if !p.starts_with(kubelet_dir) || p == kubelet_dir {
-        return Err(format!(
-            "{what} {path:?} is outside the kubelet directory {}",
-            kubelet_dir.display()
-        ));
+        return Err(RequestError::Outside {
+            what: what.to_string(),
+            path: path.to_string(),
+            kubelet: kubelet_dir.to_path_buf(),
+        });
     }
     Ok(p.to_path_buf())
 }
@@ -379,20 +419,17 @@ pub(crate) fn resolve_publish(
 }
 
 /// A host name or IP address for `server:/share`.
-pub(crate) fn check_server(server: &str) -> Result<(), String> {
-    server
-        .parse::<crate::volume::Host>()
-        .map(drop)
-        .map_err(|e| e.to_string())
+pub(crate) fn check_server(server: &str) -> Result<(), RequestError> {
+    server.parse::<crate::volume::Host>()?;
+    Ok(())
 }
 
 /// An export path: `/` plus a FlashBlade file-system name.
-pub(crate) fn check_share(share: &str) -> Result<String, String> {
-    let name = share
-        .strip_prefix('/')
-        .ok_or_else(|| format!("share {share:?} must be /<file-system name>"))?;
+pub(crate) fn check_share(share: &str) -> Result<String, RequestError> {
+    let bad = || RequestError::Share(share.to_string());
+    let name = share.strip_prefix('/').ok_or_else(bad)?;
     if name.parse::<crate::volume::FsName>().is_err() {
-        return Err(format!("share {share:?} must be /<file-system name>"));
+        return Err(bad());
     }
     Ok(name.to_string())
 }
@@ -404,7 +441,7 @@ const RESERVED_OPTIONS: &[&str] = &["bind", "rbind", "move", "remount", "loop"];
 /// Splits and checks mount flags from a volume capability: each option is
 /// `name` or `name=value` of safe characters, so nothing can smuggle another
 /// option or a path.
-pub(crate) fn check_mount_flags(flags: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn check_mount_flags(flags: &[String]) -> Result<Vec<String>, RequestError> {
     let mut out = Vec::new();
     for flag in flags {
         for opt in flag.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -414,11 +451,11 @@ pub(crate) fn check_mount_flags(flags: &[String]) -> Result<Vec<String>, String>
                     .bytes()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'=' | b':' | b'-'));
             if !ok {
-                return Err(format!("mount option {opt:?} is not allowed"));
+                return Err(RequestError::Option(opt.to_string()));
             }
             let name = opt.split('=').next().unwrap_or(opt);
             if RESERVED_OPTIONS.contains(&name) {
-                return Err(format!("mount option {opt:?} is reserved for the driver"));
+                return Err(RequestError::Reserved(opt.to_string()));
             }
             out.push(opt.to_string());
         }

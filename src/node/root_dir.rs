@@ -45,12 +45,16 @@ pub(crate) fn requested(ctx: &HashMap<String, String>) -> Result<Option<RootSpec
         .get(context::ROOT_OWNER)
         .map(|v| parse_owner(v))
         .transpose()
-        .map_err(|e| Error::InvalidArgument(format!("volume context {:?}: {e}", context::ROOT_OWNER)))?;
+        .map_err(|e| {
+            Error::invalid_argument(format!("volume context {:?}: {e}", context::ROOT_OWNER)).because(e)
+        })?;
     let mode = ctx
         .get(context::ROOT_MODE)
         .map(|v| parse_mode(v))
         .transpose()
-        .map_err(|e| Error::InvalidArgument(format!("volume context {:?}: {e}", context::ROOT_MODE)))?;
+        .map_err(|e| {
+            Error::invalid_argument(format!("volume context {:?}: {e}", context::ROOT_MODE)).because(e)
+        })?;
     Ok((owner.is_some() || mode.is_some()).then_some(RootSpec { owner, mode }))
 }
 
@@ -136,8 +140,13 @@ pub(crate) enum RootError {
         path: String,
         errno: Errno,
     },
-    #[error("{0}")]
-    Failed(String),
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_failed(op: &'static str, path: &Path, e: io::Error) -> RootError {
@@ -147,7 +156,11 @@ fn io_failed(op: &'static str, path: &Path, e: io::Error) -> RootError {
             path: path.display().to_string(),
             errno,
         },
-        _ => RootError::Failed(format!("{op} {}: {e}", path.display())),
+        _ => RootError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        },
     }
 }
 
@@ -242,7 +255,7 @@ mod tests {
             "1.0:0",
         ] {
             let e = parse_owner(bad).unwrap_err();
-            assert!(e.contains("uid:gid"), "{bad}: {e}");
+            assert!(e.to_string().contains("uid:gid"), "{bad}: {e}");
         }
     }
 
@@ -298,7 +311,7 @@ mod tests {
             ("rootMode", ""),
         ] {
             let e = requested(&ctx(&[(k, v)])).unwrap_err();
-            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
             assert!(e.to_string().contains(k), "{e}");
         }
     }

@@ -9,18 +9,18 @@ impl NodeService {
         req: csi::NodeGetVolumeStatsRequest,
     ) -> Result<csi::NodeGetVolumeStatsResponse> {
         if req.volume_id.is_empty() {
-            return Err(Error::InvalidArgument("volume_id is required".into()));
+            return Err(Error::invalid_argument("volume_id is required"));
         }
         if req.volume_path.is_empty() {
-            return Err(Error::InvalidArgument("volume_path is required".into()));
+            return Err(Error::invalid_argument("volume_path is required"));
         }
         record_volume_id(&req.volume_id);
-        let not_found = || Error::NotFound(format!("no volume is mounted at {:?}", req.volume_path));
+        let not_found = || Error::not_found(format!("no volume is mounted at {:?}", req.volume_path));
         let path =
             paths::check_path("volume_path", &req.volume_path, &self.kubelet_dir).map_err(|_| not_found())?;
         let (resolved, mounts) = match self.locate(b, "volume_path", &path, false).await {
             Ok(found) => found,
-            Err(Error::InvalidArgument(_)) => return Err(not_found()),
+            Err(Error::InvalidArgument { .. }) => return Err(not_found()),
             Err(e) => return Err(e),
         };
         let path = resolved.path;
@@ -72,7 +72,7 @@ impl NodeService {
             // Not measured because of a limit held by other file systems'
             // stuck calls: nothing was seen failing here, so no condition.
             Err(MountError::Limit(why)) => {
-                return Err(Error::ResourceExhausted(format!(
+                return Err(Error::resource_exhausted(format!(
                     "volume {} at {}: {why}",
                     req.volume_id,
                     path.display()

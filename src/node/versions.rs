@@ -26,18 +26,19 @@ pub(crate) fn requested(volume_id: &str, ctx: &HashMap<String, String>) -> Resul
     let from_ctx = match ctx.get(context::SNAPSHOT) {
         None => None,
         Some(v) => Some(v.parse::<SnapshotSuffix>().map_err(|e| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "volume attribute {:?}: {e} (the suffix of one of the file system's snapshots, e.g. v3 for cifar10.v3)",
                 context::SNAPSHOT
             ))
+            .because(e)
         })?),
     };
     let from_handle = handle.as_ref().and_then(|h| h.version()).cloned();
     match (&handle, from_ctx, from_handle) {
-        (Some(VolumeId::Managed { .. }), Some(_), _) => Err(Error::InvalidArgument(format!(
+        (Some(VolumeId::Managed { .. }), Some(_), _) => Err(Error::invalid_argument(format!(
             "volume {volume_id:?} is a provisioned volume; only static (imported) volumes can name a snapshot version"
         ))),
-        (_, Some(a), Some(b)) if a != b => Err(Error::InvalidArgument(format!(
+        (_, Some(a), Some(b)) if a != b => Err(Error::invalid_argument(format!(
             "volume {volume_id:?} names version {b} in its handle but {a} in its {:?} attribute",
             context::SNAPSHOT
         ))),
@@ -59,16 +60,16 @@ impl Listing {
     /// The error for a version that could not be staged.
     pub(crate) fn error(&self, fs: &FsName, wanted: &SnapshotSuffix) -> Error {
         match self {
-            Listing::Disabled => Error::FailedPrecondition(format!(
+            Listing::Disabled => Error::failed_precondition(format!(
                 "file system {fs} has its snapshot directory disabled (snapshot_directory_enabled is false), so version {wanted} cannot be mounted; enable it on the array"
             )),
-            Listing::Versions(v) if v.contains(wanted) => Error::Unavailable(format!(
+            Listing::Versions(v) if v.contains(wanted) => Error::unavailable(format!(
                 "version {wanted} of {fs} exists but could not be mounted"
             )),
-            Listing::Versions(v) if v.is_empty() => Error::NotFound(format!(
+            Listing::Versions(v) if v.is_empty() => Error::not_found(format!(
                 "file system {fs} has no version {wanted}: it has no snapshots"
             )),
-            Listing::Versions(v) => Error::NotFound(format!(
+            Listing::Versions(v) => Error::not_found(format!(
                 "file system {fs} has no version {wanted}; its versions are: {}",
                 v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             )),
@@ -102,12 +103,13 @@ pub(crate) async fn list(fs_root: &Path, fs: &FsName, limit: Duration) -> Result
     });
     match tokio::time::timeout(limit, work).await {
         Ok(Ok(Ok(l))) => Ok(l),
-        Ok(Ok(Err(e))) => Err(Error::Unavailable(format!(
+        Ok(Ok(Err(e))) => Err(Error::unavailable(format!(
             "cannot read {}/{SNAPSHOT_DIR}: {e}",
             fs_root.display()
-        ))),
-        Ok(Err(e)) => Err(Error::Internal(format!("listing versions: worker failed: {e}"))),
-        Err(_) => Err(Error::DeadlineExceeded(format!(
+        ))
+        .because(e)),
+        Ok(Err(e)) => Err(Error::internal(format!("listing versions: worker failed: {e}")).because(e)),
+        Err(_) => Err(Error::deadline_exceeded(format!(
             "listing the versions of {fs_root:?} did not finish within {:.1}s",
             limit.as_secs_f64()
         ))),
@@ -170,7 +172,7 @@ mod tests {
         assert!(requested("fb01/k8s-pvc-1/abc", &ctx(&[("snapshot", "v2")])).is_err());
         for bad in ["../x", "", ".", "v3/..", "v 3", "-v3", "a.b"] {
             let e = requested("cifar10", &ctx(&[("snapshot", bad)])).unwrap_err();
-            assert!(matches!(e, Error::InvalidArgument(_)), "{bad:?}: {e}");
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{bad:?}: {e}");
         }
     }
 
@@ -182,13 +184,15 @@ mod tests {
         let limit = Duration::from_secs(5);
         let l = list(dir.path(), &fs, limit).await.unwrap();
         assert_eq!(l, Listing::Disabled);
-        assert!(matches!(l.error(&fs, &v3), Error::FailedPrecondition(m) if m.contains("disabled")));
+        assert!(
+            matches!(l.error(&fs, &v3), Error::FailedPrecondition { message: m, .. } if m.contains("disabled"))
+        );
         std::fs::create_dir_all(dir.path().join(".snapshot/v1")).unwrap();
         std::fs::create_dir_all(dir.path().join(".snapshot/v2")).unwrap();
         std::fs::create_dir_all(dir.path().join(".snapshot/not.a.version")).unwrap();
         let l = list(dir.path(), &fs, limit).await.unwrap();
         match l.error(&fs, &v3) {
-            Error::NotFound(m) => assert!(m.ends_with("its versions are: v1, v2"), "{m}"),
+            Error::NotFound { message: m, .. } => assert!(m.ends_with("its versions are: v1, v2"), "{m}"),
             other => panic!("{other}"),
         }
         // A symlink planted where a version should be is not a version.

@@ -4,26 +4,36 @@
 
 use crate::csi;
 
+/// Why a volume capability is unsupported.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("a volume capability needs an access type (mount)")]
+    NoAccessType,
+    #[error(
+        "block volumes are not supported: FlashBlade volumes are NFS file systems (use volumeMode: Filesystem)"
+    )]
+    Block,
+    #[error("fs_type {0:?} is not supported: volumes are NFS file systems")]
+    FsType(String),
+    #[error("a volume capability needs a known access mode")]
+    AccessMode,
+}
+
 /// Why a capability is unsupported, if it is.
-pub fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), String> {
+pub fn check_capability(cap: &csi::VolumeCapability) -> std::result::Result<(), CapabilityError> {
     use csi::volume_capability::AccessType;
     match &cap.access_type {
-        None => return Err("a volume capability needs an access type (mount)".into()),
-        Some(AccessType::Block(_)) => {
-            return Err("block volumes are not supported: FlashBlade volumes are NFS file systems (use volumeMode: Filesystem)".into());
-        }
+        None => return Err(CapabilityError::NoAccessType),
+        Some(AccessType::Block(_)) => return Err(CapabilityError::Block),
         Some(AccessType::Mount(m)) => {
             if !matches!(m.fs_type.as_str(), "" | "nfs" | "nfs4") {
-                return Err(format!(
-                    "fs_type {:?} is not supported: volumes are NFS file systems",
-                    m.fs_type
-                ));
+                return Err(CapabilityError::FsType(m.fs_type.clone()));
             }
         }
     }
     let mode = cap.access_mode.as_ref().map_or(0, |m| m.mode);
     if !(1..=7).contains(&mode) {
-        return Err("a volume capability needs a known access mode".into());
+        return Err(CapabilityError::AccessMode);
     }
     Ok(())
 }

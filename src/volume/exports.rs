@@ -17,25 +17,72 @@ const RULE_OPTIONS: &[&str] = &[
     "no_fileid_32bit",
 ];
 
+/// Why an export rules string was refused; `entry` is the offending
+/// `client(options)` as written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExportRuleError {
+    #[error("no rules given")]
+    Empty,
+    #[error("{entry:?} is not client(options)")]
+    NotClientOptions { entry: String },
+    #[error("{entry:?} is missing its closing ')'")]
+    Unclosed { entry: String },
+    #[error("{entry:?}: {source}")]
+    Client {
+        entry: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)")]
+    Wildcard { entry: String },
+    #[error("{entry:?}: unknown option {option:?}")]
+    UnknownOption { entry: String, option: String },
+    #[error("{entry:?}: give rw or ro once")]
+    AccessTwice { entry: String },
+    #[error(
+        "the rules' networks together admit every {family} host; name the node network instead (or enable allow_wildcard_export)"
+    )]
+    CoversAll { family: &'static str },
+}
+
+/// Why a rule's client is not one FlashBlade takes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("no client")]
+    Empty,
+    #[error("{0:?} is not an IP address, network, host name, @netgroup or *")]
+    NotAClient(String),
+    #[error("{0:?} is not a network")]
+    Network(String),
+    #[error("{0:?} has a bad prefix length")]
+    PrefixLength(String),
+    #[error("{0:?} is a pattern that matches every host name; name the hosts or networks instead")]
+    MatchesEveryHost(String),
+    #[error("{client:?}: prefix length {bits} is larger than {max}")]
+    PrefixTooLong { client: String, bits: u32, max: u32 },
+}
+
 /// Checks a FlashBlade export rules string (`client(opt,...) ...`). A client
 /// that admits any host (`*`, or a /0 network) is refused unless allowed.
-pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), String> {
+pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), ExportRuleError> {
     if rules.trim().is_empty() {
-        return Err("no rules given".into());
+        return Err(ExportRuleError::Empty);
     }
     let (mut nets4, mut nets6) = (Vec::new(), Vec::new());
     for entry in rules.split_whitespace() {
+        let owned = || entry.to_string();
         let (client, rest) = entry
             .split_once('(')
-            .ok_or_else(|| format!("{entry:?} is not client(options)"))?;
+            .ok_or_else(|| ExportRuleError::NotClientOptions { entry: owned() })?;
         let opts = rest
             .strip_suffix(')')
-            .ok_or_else(|| format!("{entry:?} is missing its closing ')'"))?;
-        match classify_client(client).map_err(|why| format!("{entry:?}: {why}"))? {
+            .ok_or_else(|| ExportRuleError::Unclosed { entry: owned() })?;
+        match classify_client(client).map_err(|source| ExportRuleError::Client {
+            entry: owned(),
+            source,
+        })? {
             RuleClient::Any if !allow_wildcard => {
-                return Err(format!(
-                    "{entry:?} admits every host; name the node network instead (or enable allow_wildcard_export)"
-                ));
+                return Err(ExportRuleError::Wildcard { entry: owned() });
             }
             RuleClient::Net { v6, first, last } => {
                 if v6 { &mut nets6 } else { &mut nets4 }.push((first, last));
@@ -45,11 +92,14 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), St
         let mut seen_access = false;
         for opt in opts.split(',') {
             if !known_option(opt) {
-                return Err(format!("{entry:?}: unknown option {opt:?}"));
+                return Err(ExportRuleError::UnknownOption {
+                    entry: owned(),
+                    option: opt.to_string(),
+                });
             }
             if opt == "rw" || opt == "ro" {
                 if seen_access {
-                    return Err(format!("{entry:?}: give rw or ro once"));
+                    return Err(ExportRuleError::AccessTwice { entry: owned() });
                 }
                 seen_access = true;
             }
@@ -58,9 +108,7 @@ pub fn validate_export_rules(rules: &str, allow_wildcard: bool) -> Result<(), St
     if !allow_wildcard {
         for (nets, max, family) in [(nets4, u32::MAX as u128, "IPv4"), (nets6, u128::MAX, "IPv6")] {
             if covers_everything(nets, max) {
-                return Err(format!(
-                    "the rules' networks together admit every {family} host; name the node network instead (or enable allow_wildcard_export)"
-                ));
+                return Err(ExportRuleError::CoversAll { family });
             }
         }
     }
@@ -122,11 +170,11 @@ enum RuleClient {
     Host,
 }
 
-fn classify_client(client: &str) -> Result<RuleClient, String> {
+fn classify_client(client: &str) -> Result<RuleClient, ClientError> {
     use std::net::IpAddr;
-    let not_a_client = || format!("{client:?} is not an IP address, network, host name, @netgroup or *");
+    let not_a_client = || ClientError::NotAClient(client.to_string());
     if client.is_empty() {
-        return Err("no client".into());
+        return Err(ClientError::Empty);
     }
     if client == "*" {
         return Ok(RuleClient::Any);
@@ -145,10 +193,10 @@ fn classify_client(client: &str) -> Result<RuleClient, String> {
     }
     let (addr, bits) = match client.split_once('/') {
         Some((a, b)) => {
-            let ip: IpAddr = a.parse().map_err(|_| format!("{client:?} is not a network"))?;
+            let ip: IpAddr = a.parse().map_err(|_| ClientError::Network(client.to_string()))?;
             let bits: u32 = b
                 .parse()
-                .map_err(|_| format!("{client:?} has a bad prefix length"))?;
+                .map_err(|_| ClientError::PrefixLength(client.to_string()))?;
             (Some(ip), Some(bits))
         }
         None => (client.parse::<IpAddr>().ok(), None),
@@ -165,10 +213,11 @@ fn classify_client(client: &str) -> Result<RuleClient, String> {
         let mapped_shift = if !v6 && matches!(ip, IpAddr::V6(_)) { 96 } else { 0 };
         let bits = match bits {
             Some(b) if b > width + mapped_shift => {
-                return Err(format!(
-                    "{client:?}: prefix length {b} is larger than {}",
-                    width + mapped_shift
-                ));
+                return Err(ClientError::PrefixTooLong {
+                    client: client.to_string(),
+                    bits: b,
+                    max: width + mapped_shift,
+                });
             }
             Some(b) => b.saturating_sub(mapped_shift),
             None => width,
@@ -198,9 +247,7 @@ fn classify_client(client: &str) -> Result<RuleClient, String> {
         return Err(not_a_client());
     }
     if !client.bytes().any(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "{client:?} is a pattern that matches every host name; name the hosts or networks instead"
-        ));
+        return Err(ClientError::MatchesEveryHost(client.to_string()));
     }
     Ok(RuleClient::Host)
 }

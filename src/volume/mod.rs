@@ -15,8 +15,11 @@ pub mod naming;
 pub mod rules;
 pub mod version;
 
+pub use access::CapabilityError;
+pub use exports::ExportRuleError;
 pub use id::{
     DeletePolicy, ExportRecord, MalformedId, NfsVersions, NodeOptions, SnapshotId, SnapshotIdError, VolumeId,
 };
 pub use labels::{LabelError, Labels, Selector};
 pub use names::{ArrayName, FsName, Host, NameError, NamePrefix, ObjectId, PolicyName, SnapshotSuffix};
+pub use rules::RuleError;

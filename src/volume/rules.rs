@@ -27,8 +27,18 @@ pub const DRIVER_NAME_RULE: &str = "2-63 letters, digits, '-' and '.', starting 
 /// A Kubernetes object name (DNS subdomain): node, PV, claim, namespace.
 pub const OBJECT_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$";
 
+/// A `rootOwner` or `rootMode` value that breaks its rule; the value is the
+/// user's, quoted in the message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("{0:?} is not uid:gid in decimal (each 0-{MAX_ID}), e.g. 1000:100")]
+    Owner(String),
+    #[error("{0:?} is not an octal mode of at most 7777, e.g. 2775")]
+    Mode(String),
+}
+
 /// `uid:gid`, both decimal, each at most [`MAX_ID`].
-pub fn parse_owner(text: &str) -> Result<(u32, u32), String> {
+pub fn parse_owner(text: &str) -> Result<(u32, u32), RuleError> {
     let id = |v: &str| -> Option<u32> {
         if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -37,16 +47,16 @@ pub fn parse_owner(text: &str) -> Result<(u32, u32), String> {
     };
     text.split_once(':')
         .and_then(|(u, g)| Some((id(u)?, id(g)?)))
-        .ok_or_else(|| format!("{text:?} is not uid:gid in decimal (each 0-{MAX_ID}), e.g. 1000:100"))
+        .ok_or_else(|| RuleError::Owner(text.to_string()))
 }
 
 /// Octal permission bits, at most 7777 (an optional leading 0: 02775).
-pub fn parse_mode(text: &str) -> Result<u32, String> {
+pub fn parse_mode(text: &str) -> Result<u32, RuleError> {
     let digits = text.strip_prefix('0').filter(|d| !d.is_empty()).unwrap_or(text);
     (!digits.is_empty() && digits.len() <= 4 && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)))
         .then(|| u32::from_str_radix(digits, 8).ok())
         .flatten()
-        .ok_or_else(|| format!("{text:?} is not an octal mode of at most 7777, e.g. 2775"))
+        .ok_or_else(|| RuleError::Mode(text.to_string()))
 }
 
 pub fn is_driver_name(s: &str) -> bool {

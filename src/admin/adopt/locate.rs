@@ -38,6 +38,43 @@ pub(super) fn csi_server_hint(csi: &CSIPersistentVolumeSource) -> Option<String>
     })
 }
 
+/// Why a PV is not a candidate: the reason the report gives for skipping it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotCandidate {
+    #[error("volume handle {0:?} names no FlashBlade file system (a FlashArray volume?)")]
+    NoFileSystemName(String),
+    #[error("file system {name} exists on arrays {arrays}; nothing in the PV tells which one it is")]
+    OnSeveralArrays { name: String, arrays: String },
+    #[error(
+        "no file system named {names} on array {arrays} (a FlashArray volume, or an array not configured here?)"
+    )]
+    Missing { names: String, arrays: String },
+    #[error("file system {0} is destroyed (soft-deleted): recover it first (`flashblade-csi recover`)")]
+    Destroyed(String),
+    #[error("in-tree NFS from {0}, which is no configured array's NFS endpoint")]
+    UnknownServer(String),
+    #[error("path {0:?} is not /<file system>")]
+    NotFileSystemPath(String),
+    #[error(
+        "path {path} is a directory inside file system {top}: this driver mounts whole file systems, so this PV stays as it is"
+    )]
+    Subdirectory { path: String, top: String },
+    #[error("path {0} names no FlashBlade file system")]
+    NotAName(String),
+    #[error("no file system {name} on array {array}")]
+    NotOnArray { name: FsName, array: ArrayName },
+    #[error(
+        "file system {name} on array {array} is destroyed (soft-deleted): recover it first (`flashblade-csi recover`)"
+    )]
+    DestroyedOn { name: FsName, array: ArrayName },
+    #[error("{name} cannot carry a volume id: {source}")]
+    NoVolumeId {
+        name: String,
+        #[source]
+        source: crate::volume::NameError,
+    },
+}
+
 fn same_host(a: &str, b: &str) -> bool {
     a.trim_end_matches('.')
         .eq_ignore_ascii_case(b.trim_end_matches('.'))
@@ -48,13 +85,12 @@ fn same_host(a: &str, b: &str) -> bool {
 pub(super) async fn locate_csi(
     s: &Session,
     csi: &CSIPersistentVolumeSource,
-) -> Result<Result<(ArrayName, FileSystem), String>, AdminError> {
+) -> Result<Result<(ArrayName, FileSystem), NotCandidate>, AdminError> {
     let names = csi_names(csi);
     if names.is_empty() {
-        return Ok(Err(format!(
-            "volume handle {:?} names no FlashBlade file system (a FlashArray volume?)",
-            crate::text::clip(&csi.volume_handle)
-        )));
+        return Ok(Err(NotCandidate::NoFileSystemName(crate::text::clip(
+            &csi.volume_handle,
+        ))));
     }
     let hint = csi_server_hint(csi);
     let mut destroyed = Vec::new();
@@ -81,29 +117,26 @@ pub(super) async fn locate_csi(
             0 => {}
             1 => return Ok(Ok(hits.remove(0))),
             _ => {
-                return Ok(Err(format!(
-                    "file system {name} exists on arrays {}; nothing in the PV tells which one it is",
-                    hits.iter()
+                return Ok(Err(NotCandidate::OnSeveralArrays {
+                    name: name.to_string(),
+                    arrays: hits
+                        .iter()
                         .map(|(a, _)| a.as_str())
                         .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                        .join(", "),
+                }));
             }
         }
     }
     let arrays: Vec<&str> = s.arrays.keys().map(|a| a.as_str()).collect();
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     Ok(Err(if destroyed.is_empty() {
-        format!(
-            "no file system named {} on array {} (a FlashArray volume, or an array not configured here?)",
-            names.join(" or "),
-            arrays.join(", ")
-        )
+        NotCandidate::Missing {
+            names: names.join(" or "),
+            arrays: arrays.join(", "),
+        }
     } else {
-        format!(
-            "file system {} is destroyed (soft-deleted): recover it first (`flashblade-csi recover`)",
-            destroyed.join(", ")
-        )
+        NotCandidate::Destroyed(destroyed.join(", "))
     }))
 }
 
@@ -112,44 +145,37 @@ pub(super) async fn locate_csi(
 pub(super) async fn locate_nfs(
     s: &Session,
     nfs: &NFSVolumeSource,
-) -> Result<Result<(ArrayName, FileSystem), String>, AdminError> {
+) -> Result<Result<(ArrayName, FileSystem), NotCandidate>, AdminError> {
     let Some(array) = s
         .config
         .arrays
         .iter()
         .find(|a| a.nfs_endpoint.as_ref().is_some_and(|e| same_host(e, &nfs.server)))
     else {
-        return Ok(Err(format!(
-            "in-tree NFS from {}, which is no configured array's NFS endpoint",
-            crate::text::clip(&nfs.server)
-        )));
+        return Ok(Err(NotCandidate::UnknownServer(crate::text::clip(&nfs.server))));
     };
     let path = nfs.path.trim_end_matches('/');
     let Some(rest) = path.strip_prefix('/').filter(|r| !r.is_empty()) else {
-        return Ok(Err(format!(
-            "path {:?} is not /<file system>",
-            crate::text::clip(&nfs.path)
-        )));
+        return Ok(Err(NotCandidate::NotFileSystemPath(crate::text::clip(&nfs.path))));
     };
     if let Some((top, _)) = rest.split_once('/') {
-        return Ok(Err(format!(
-            "path {} is a directory inside file system {}: this driver mounts whole file systems, so this PV stays as it is",
-            crate::text::clip(&nfs.path),
-            crate::text::clip(top)
-        )));
+        return Ok(Err(NotCandidate::Subdirectory {
+            path: crate::text::clip(&nfs.path),
+            top: crate::text::clip(top),
+        }));
     }
     let Ok(name) = rest.parse::<FsName>() else {
-        return Ok(Err(format!(
-            "path {} names no FlashBlade file system",
-            crate::text::clip(&nfs.path)
-        )));
+        return Ok(Err(NotCandidate::NotAName(crate::text::clip(&nfs.path))));
     };
     Ok(match s.client(&array.name)?.find_file_system(&name).await? {
-        None => Err(format!("no file system {name} on array {}", array.name)),
-        Some(fs) if fs.destroyed => Err(format!(
-            "file system {name} on array {} is destroyed (soft-deleted): recover it first (`flashblade-csi recover`)",
-            array.name
-        )),
+        None => Err(NotCandidate::NotOnArray {
+            name,
+            array: array.name.clone(),
+        }),
+        Some(fs) if fs.destroyed => Err(NotCandidate::DestroyedOn {
+            name,
+            array: array.name.clone(),
+        }),
         Some(fs) => Ok((array.name.clone(), fs)),
     })
 }
@@ -161,18 +187,18 @@ pub(super) fn candidate(
     kind: Kind,
     array: ArrayName,
     fs: FileSystem,
-) -> Result<Candidate, String> {
+) -> Result<Candidate, NotCandidate> {
+    let no_id = |source| NotCandidate::NoVolumeId {
+        name: fs.name.clone(),
+        source,
+    };
     let handle = match kind {
         // The array's id makes it the driver's own: resize, snapshots,
         // quotas and ModifyVolume work as for a volume it created.
-        Kind::Csi => VolumeId::managed(&array, &fs.name, &fs.id, DeletePolicy::Destroy)
-            .map_err(|e| format!("{} cannot carry a volume id: {e}", fs.name))?,
+        Kind::Csi => VolumeId::managed(&array, &fs.name, &fs.id, DeletePolicy::Destroy).map_err(no_id)?,
         Kind::Nfs => VolumeId::Static {
             array: Some(array.clone()),
-            fs_name: fs
-                .name
-                .parse()
-                .map_err(|e| format!("{} cannot carry a volume id: {e}", fs.name))?,
+            fs_name: fs.name.parse().map_err(no_id)?,
             version: None,
         },
     };

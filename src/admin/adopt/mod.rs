@@ -164,10 +164,21 @@ impl StepState {
     }
 }
 
+/// The five steps of an adoption, in the order they are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    Retain,
+    CreatePv,
+    DeleteClaim,
+    CreateClaim,
+    DeleteOldPv,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     /// `retain`, `create-pv`, `delete-claim`, `create-claim`, `delete-old-pv`.
-    pub step: &'static str,
+    pub step: StepKind,
     pub action: String,
     pub state: StepState,
 }
@@ -399,7 +410,7 @@ pub async fn adopt(s: &Session, args: &AdoptArgs) -> Result<Report, AdminError> 
             Err(reason) => skipped.push(Skipped {
                 pv: name,
                 kind,
-                reason,
+                reason: reason.to_string(),
             }),
         }
     }

@@ -11,7 +11,8 @@ enum Stop {
 
 impl From<ClusterError> for Stop {
     fn from(e: ClusterError) -> Self {
-        Stop::Failed(e.to_string())
+        // The report's reason: the whole chain, as nothing else shows it.
+        Stop::Failed(crate::error::chain(&e))
     }
 }
 
@@ -211,7 +212,7 @@ async fn run_steps(
     let mut steps: Vec<(Step, bool)> = vec![
         (
             Step {
-                step: "retain",
+                step: StepKind::Retain,
                 action: if was == "Retain" {
                     format!("record claim {claim} on PV {} (already Retain)", c.name)
                 } else {
@@ -227,7 +228,7 @@ async fn run_steps(
         ),
         (
             Step {
-                step: "create-pv",
+                step: StepKind::CreatePv,
                 action: format!(
                     "create PV {} ({}, {} volume {expected_handle}, {reclaim}, class {:?}{}, bound to {claim})",
                     c.new_name,
@@ -245,7 +246,7 @@ async fn run_steps(
         ),
         (
             Step {
-                step: "delete-claim",
+                step: StepKind::DeleteClaim,
                 action: format!(
                     "delete claim {claim} (bound to {}; the file system stays)",
                     c.name
@@ -256,7 +257,7 @@ async fn run_steps(
         ),
         (
             Step {
-                step: "create-claim",
+                step: StepKind::CreateClaim,
                 action: format!("create claim {claim} bound to {}", c.new_name),
                 state: StepState::Planned,
             },
@@ -264,7 +265,7 @@ async fn run_steps(
         ),
         (
             Step {
-                step: "delete-old-pv",
+                step: StepKind::DeleteOldPv,
                 action: format!("delete PV {} (Retain: file system {} stays)", c.name, c.fs.name),
                 state: StepState::Planned,
             },
@@ -340,18 +341,17 @@ async fn run_steps(
             continue;
         }
         let result = match step.step {
-            "retain" => retain(cluster, c, record.as_ref()).await,
-            "create-pv" => match serde_json::from_value::<PersistentVolume>(pair().pv()) {
+            StepKind::Retain => retain(cluster, c, record.as_ref()).await,
+            StepKind::CreatePv => match serde_json::from_value::<PersistentVolume>(pair().pv()) {
                 Ok(pv) => create_pv(cluster, &pv, c).await,
                 Err(e) => Err(Stop::Failed(format!("building PV {}: {e}", c.new_name))),
             },
-            "delete-claim" => delete_claim(cluster, args, c, &claim, &state).await,
-            "create-claim" => match serde_json::from_value::<PersistentVolumeClaim>(pair().claim()) {
+            StepKind::DeleteClaim => delete_claim(cluster, args, c, &claim, &state).await,
+            StepKind::CreateClaim => match serde_json::from_value::<PersistentVolumeClaim>(pair().claim()) {
                 Ok(pvc) => create_claim(cluster, &pvc, c, &claim).await,
                 Err(e) => Err(Stop::Failed(format!("building claim {claim}: {e}"))),
             },
-            "delete-old-pv" => delete_old_pv(cluster, c).await,
-            other => unreachable!("no step {other}"),
+            StepKind::DeleteOldPv => delete_old_pv(cluster, c).await,
         };
         match result {
             Ok(()) => a.steps[i].state = StepState::Applied,

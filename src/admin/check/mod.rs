@@ -214,7 +214,8 @@ pub async fn check_array(s: &Session, args: &CheckArgs) -> Result<Report, AdminE
         .mount
         .clone()
         .with_endpoint(cfg.nfs_endpoint.as_ref().map(|h| h.to_string()));
-    mount.validate().map_err(AdminError::Usage)?;
+    // The whole message is the reason: the error has no cause to keep.
+    mount.validate().map_err(|e| AdminError::Usage(e.to_string()))?;
     let run = Arc::new(Run {
         client,
         names: Throwaway::new(&cfg.name_prefix),

@@ -72,13 +72,10 @@ impl MountMode {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), MountModeError> {
         match self {
-            MountMode::Nfs { endpoint: None } => Err(
-                "--mount needs the array's NFS data address: --nfs-endpoint, or nfs_endpoint in the config"
-                    .into(),
-            ),
-            MountMode::Nfs { .. } if !nix::unistd::geteuid().is_root() => Err("--mount needs root".into()),
+            MountMode::Nfs { endpoint: None } => Err(MountModeError::NoEndpoint),
+            MountMode::Nfs { .. } if !nix::unistd::geteuid().is_root() => Err(MountModeError::NotRoot),
             _ => Ok(()),
         }
     }
@@ -86,6 +83,39 @@ impl MountMode {
     pub(super) fn is_nfs(&self) -> bool {
         matches!(self, MountMode::Nfs { .. })
     }
+}
+
+/// Why `--mount` cannot be used here.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum MountModeError {
+    #[error("--mount needs the array's NFS data address: --nfs-endpoint, or nfs_endpoint in the config")]
+    NoEndpoint,
+    #[error("--mount needs root")]
+    NotRoot,
+}
+
+/// Why a step of the NFS checks failed: the report's observation says it.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("cannot resolve {endpoint}: {source}")]
+    Resolve {
+        endpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} has no address")]
+    NoAddress(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} took longer than {seconds}s")]
+    Timeout { program: String, seconds: u64 },
+    /// The command ran and failed: its own words.
+    #[error("{0}")]
+    Command(String),
 }
 
 /// `mount` arguments for `server:/path` at `target` with NFS `vers`.
@@ -140,10 +170,10 @@ pub(super) fn judge_entry(entries: &[String], fs: &str, suffix: &str) -> (String
 /// Judges root squashing: root's new file under `no_root_squash` must be
 /// root's; under `root_squash` it must be nobody's, or refused.
 pub(super) fn judge_squash(
-    unsquashed: &Result<u32, String>,
-    squashed: &Result<u32, String>,
+    unsquashed: &std::io::Result<u32>,
+    squashed: &std::io::Result<u32>,
 ) -> (String, Verdict) {
-    let show = |r: &Result<u32, String>| match r {
+    let show = |r: &std::io::Result<u32>| match r {
         Ok(uid) => format!("file owned by {uid}"),
         Err(e) => format!("refused ({e})"),
     };
@@ -291,20 +321,27 @@ fn entry_check(root: &Path, fs: &str, suffix: &str) -> (Check, String) {
 
 /// This node's address toward the data address (a UDP connect sends
 /// nothing; it only picks the route).
-fn local_address(endpoint: &str) -> Result<std::net::IpAddr, String> {
+fn local_address(endpoint: &str) -> Result<std::net::IpAddr, StepError> {
     use std::net::{ToSocketAddrs, UdpSocket};
     let target = (endpoint.trim_matches(|c| c == '[' || c == ']'), 2049)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {endpoint}: {e}"))?
+        .map_err(|source| StepError::Resolve {
+            endpoint: endpoint.to_string(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("{endpoint} has no address"))?;
+        .ok_or_else(|| StepError::NoAddress(endpoint.to_string()))?;
     let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-    let s = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
-    s.connect(target).map_err(|e| e.to_string())?;
-    Ok(s.local_addr().map_err(|e| e.to_string())?.ip())
+    let io = |what: &str| {
+        let what = format!("{what} a UDP socket toward {target}");
+        move |source| StepError::Io { what, source }
+    };
+    let s = UdpSocket::bind(bind).map_err(io("binding"))?;
+    s.connect(target).map_err(io("connecting"))?;
+    Ok(s.local_addr().map_err(io("reading the address of"))?.ip())
 }
 
-async fn run_cmd(program: &str, args: &[String]) -> Result<(), String> {
+async fn run_cmd(program: &str, args: &[String]) -> Result<(), StepError> {
     let out = tokio::time::timeout(
         MOUNT_TIMEOUT,
         tokio::process::Command::new(program)
@@ -313,18 +350,29 @@ async fn run_cmd(program: &str, args: &[String]) -> Result<(), String> {
             .output(),
     )
     .await
-    .map_err(|_| format!("{program} took longer than {}s", MOUNT_TIMEOUT.as_secs()))?
-    .map_err(|e| format!("{program}: {e}"))?;
+    .map_err(|_| StepError::Timeout {
+        program: program.to_string(),
+        seconds: MOUNT_TIMEOUT.as_secs(),
+    })?
+    .map_err(|source| StepError::Io {
+        what: program.to_string(),
+        source,
+    })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(StepError::Command(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 
-async fn mount(run: &Run, server: &str, path: &str, vers: &str) -> Result<PathBuf, String> {
+async fn mount(run: &Run, server: &str, path: &str, vers: &str) -> Result<PathBuf, StepError> {
     let dir = std::env::temp_dir().join(format!("flashblade-csi-check-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir(&dir).map_err(|source| StepError::Io {
+        what: dir.display().to_string(),
+        source,
+    })?;
     match run_cmd("mount", &mount_args(server, path, vers, &dir)).await {
         Ok(()) => {
             run.mounts.lock().unwrap().push(dir.clone());
@@ -337,7 +385,7 @@ async fn mount(run: &Run, server: &str, path: &str, vers: &str) -> Result<PathBu
     }
 }
 
-async fn unmount(dir: &Path) -> Result<(), String> {
+async fn unmount(dir: &Path) -> Result<(), StepError> {
     let d = dir.display().to_string();
     if run_cmd("umount", std::slice::from_ref(&d)).await.is_err() {
         run_cmd("umount", &["-f".into(), "-l".into(), d]).await?;
@@ -359,13 +407,12 @@ pub(super) async fn unmount_all(run: &Run) -> Vec<String> {
 }
 
 /// Creates a file as root in `dir` and returns its owner.
-fn touch_owner(dir: &Path) -> Result<u32, String> {
+fn touch_owner(dir: &Path) -> std::io::Result<u32> {
     use std::os::unix::fs::MetadataExt;
     let p = dir.join(".flashblade-csi-check");
     let r = std::fs::File::create(&p)
         .and_then(|_| std::fs::metadata(&p))
-        .map(|m| m.uid())
-        .map_err(|e| e.to_string());
+        .map(|m| m.uid());
     let _ = std::fs::remove_file(&p);
     r
 }
@@ -544,7 +591,7 @@ mod tests {
     fn squashing() {
         assert_eq!(judge_squash(&Ok(0), &Ok(NOBODY)).1, Verdict::Pass);
         assert_eq!(
-            judge_squash(&Ok(0), &Err("Permission denied".into())).1,
+            judge_squash(&Ok(0), &Err(std::io::ErrorKind::PermissionDenied.into())).1,
             Verdict::Pass
         );
         assert_eq!(judge_squash(&Ok(0), &Ok(0)).1, Verdict::Differs);
