@@ -119,6 +119,7 @@ const DRIVER: &[(&str, &[&str])] = &[
             "cluster",
             "config",
             "csi",
+            "error",
             "flashblade",
             "metrics",
             "node",
