@@ -883,17 +883,22 @@ def render_settings(truth):
             cells.append("chart " + " or ".join(chart_cells))
         default = f" Default: {s['default']}." if s["default"] else ""
         lines.append(f"- {', '.join(cells)}: {setting_help(s['help'])}.{default}")
+    serve = truth["flags"]["serve"] | {"--help"}
+    # Commands without the driver's settings (the demo brings its own array).
+    apart = [f"`{path}`" for path in sorted(truth["options"])
+             if path != "serve" and not truth["subcommands"].get(path)
+             and "--config" not in {f for f, _ in truth["options"][path]}]
+    besides = "Besides `serve`" + (f" and {', '.join(apart)}" if apart else "")
     lines += [
         "",
         "## Commands",
         "",
-        "Besides `serve`, each command reads the array settings above and",
+        f"{besides}, each command reads the array settings above and",
         "`--kubeconfig`. Its own options follow its name;",
         "`flashblade-csi <command> --help` describes them. `--output` is",
         "`table` (for people, the default) or `json` (for scripts).",
         "",
     ]
-    serve = truth["flags"]["serve"] | {"--help"}
     for path in sorted(truth["options"]):
         if path == "serve" or truth["subcommands"].get(path):
             continue
