@@ -157,7 +157,7 @@ pub struct Settings {
     /// then the in-cluster service account.
     #[arg(long, env = "FLASHBLADE_CSI_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Serve Prometheus metrics on http://ADDRESS/metrics, e.g. 0.0.0.0:9808
+    /// Serve Prometheus metrics on http://ADDRESS/metrics, e.g. 0.0.0.0:9810
     /// (default: off).
     #[arg(long, env = "FLASHBLADE_CSI_METRICS_ADDRESS", value_name = "ADDRESS")]
     pub metrics_address: Option<std::net::SocketAddr>,

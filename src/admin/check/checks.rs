@@ -90,7 +90,7 @@ pub(super) async fn run_all(run: &Run) -> Result<(), Error> {
         "error-busy",
         CODE_BUSY,
         "an overloaded array answers HTTP 500 with \"busy\" in the message (retried)",
-        "an array cannot be made busy on purpose; if the driver's log shows HTTP 500 errors that were not retried, send their message",
+        "an array cannot be made busy on purpose",
     ));
     rules_empty(run, &fs).await?;
     rules_concurrent(run, &fs).await?;
