@@ -443,6 +443,8 @@ fn setup(
 }
 
 fn serve(args: Settings) -> i32 {
+    // Before any thread allocates.
+    flashblade_csi::server::tune_heap();
     let (config, runtime) = match setup(Config::load(&args), true) {
         Ok(s) => s,
         Err(code) => return code,

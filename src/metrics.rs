@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -137,6 +138,8 @@ pub struct Metrics {
     volume_hard_limit: Family<VolumeLabels, Gauge>,
     /// Per array, the volume ids last reported (to drop the ones now gone).
     volumes_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Bytes of the last exposition.
+    encoded_size: AtomicUsize,
     node_mounts: Family<MountLabels, Counter>,
     node_unmount_steps: Family<StepLabels, Counter>,
     node_deadlines: Family<DeadlineLabels, Counter>,
@@ -304,6 +307,7 @@ impl Metrics {
             volume_used,
             volume_hard_limit,
             volumes_seen: Mutex::new(BTreeMap::new()),
+            encoded_size: AtomicUsize::new(0),
             node_mounts,
             node_unmount_steps,
             node_deadlines,
@@ -314,8 +318,12 @@ impl Metrics {
 
     /// The exposition (OpenMetrics text format) of everything recorded.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
+        // Sized from the last scrape: growing a multi-megabyte text by
+        // doubling would hold about twice its size at the end.
+        let last = self.encoded_size.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(last + last / 16);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        self.encoded_size.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 

@@ -266,6 +266,22 @@ where
     }
 }
 
+/// Bounds glibc's heap for a process that serves for weeks. Two arenas:
+/// the work is I/O bound, and an arena per thread would keep what each
+/// burst freed in many places. Blocks of 256 KiB and more are always
+/// mapped apart, so a scrape's or a listing's large buffers go back to the
+/// kernel when freed; by default glibc raises that threshold after the
+/// first such free, and later ones stay in the heap.
+pub fn tune_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before other
+    // threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 /// Returns the heap's free pages to the kernel.
 fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
