@@ -495,6 +495,53 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
+/// One page of a ListVolumes pass: its wall time, the array requests it
+/// cost and the volumes it listed.
+struct ListedPage {
+    wall: Duration,
+    requests: u64,
+    entries: usize,
+}
+
+/// A full ListVolumes pass in pages of 500, as a caller walks it.
+async fn list_volumes_pass(
+    c: &mut ControllerClient<Channel>,
+    mock: &mock_flashblade::MockHandle,
+    failures: &mut Vec<String>,
+) -> Vec<ListedPage> {
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let before = mock.counters().total();
+        let t = Instant::now();
+        match c
+            .list_volumes(csi::ListVolumesRequest {
+                max_entries: 500,
+                starting_token: token.clone(),
+            })
+            .await
+        {
+            Ok(r) => {
+                let wall = t.elapsed();
+                let r = r.into_inner();
+                pages.push(ListedPage {
+                    wall,
+                    requests: mock.counters().total() - before,
+                    entries: r.entries.len(),
+                });
+                if r.next_token.is_empty() {
+                    return pages;
+                }
+                token = r.next_token;
+            }
+            Err(e) => {
+                failures.push(format!("ListVolumes: {}", e.message()));
+                return pages;
+            }
+        }
+    }
+}
+
 /// What the array alone takes to answer one page of 500 as ListVolumes asks
 /// for it (the first and the middle page, sorted by name): the median of 5
 /// of each, from this process over its own session.
@@ -678,72 +725,25 @@ async fn run_size(n: usize, latency_ms: u64, parallel: usize, failures: &mut Vec
 
     // ListVolumes, pages of 500, as a caller walks it.
     let mut c = ControllerClient::new(channel(&ctl.socket).await);
-    let mut token_s = String::new();
-    let (mut pages, mut listed, mut page_times) = (0, 0, Vec::new());
-    let mut page_requests = Vec::new();
     let kube_before = kube.lock().unwrap().requests;
     let t = Instant::now();
-    loop {
-        let before = mock.counters().total();
-        let p0 = Instant::now();
-        match c
-            .list_volumes(csi::ListVolumesRequest {
-                max_entries: 500,
-                starting_token: token_s.clone(),
-            })
-            .await
-        {
-            Ok(r) => {
-                let r = r.into_inner();
-                page_times.push(p0.elapsed());
-                page_requests.push(mock.counters().total() - before);
-                pages += 1;
-                listed += r.entries.len();
-                if r.next_token.is_empty() {
-                    break;
-                }
-                token_s = r.next_token;
-            }
-            Err(e) => {
-                failures.push(format!("ListVolumes: {}", e.message()));
-                break;
-            }
-        }
-    }
+    let first = list_volumes_pass(&mut c, &mock, failures).await;
     let list_wall = t.elapsed();
     let list_kube = kube.lock().unwrap().requests - kube_before;
     let listed_rss = status_kib(ctl.pid(), "VmHWM");
+    let pages = first.len();
+    let listed: usize = first.iter().map(|p| p.entries).sum();
     if listed != total {
         failures.push(format!("ListVolumes listed {listed} of {total}"));
     }
+    let page_requests: Vec<u64> = first.iter().map(|p| p.requests).collect();
+    let mut page_times: Vec<Duration> = first.iter().map(|p| p.wall).collect();
     // Two more passes, with the PV listing cached as it is between a
     // caller's pages: the page median over three passes is steadier than
     // over the three pages of the 1,000 case.
     for _ in 0..2 {
-        let mut token_s = String::new();
-        loop {
-            let p0 = Instant::now();
-            match c
-                .list_volumes(csi::ListVolumesRequest {
-                    max_entries: 500,
-                    starting_token: token_s.clone(),
-                })
-                .await
-            {
-                Ok(r) => {
-                    page_times.push(p0.elapsed());
-                    let r = r.into_inner();
-                    if r.next_token.is_empty() {
-                        break;
-                    }
-                    token_s = r.next_token;
-                }
-                Err(e) => {
-                    failures.push(format!("ListVolumes: {}", e.message()));
-                    break;
-                }
-            }
-        }
+        let pass = list_volumes_pass(&mut c, &mock, failures).await;
+        page_times.extend(pass.iter().map(|p| p.wall));
     }
     page_times.sort();
     let max_page_requests = page_requests.iter().copied().max().unwrap_or(0);
